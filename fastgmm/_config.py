@@ -1,0 +1,72 @@
+"""The one place where compilation choices and environment switches live.
+
+Every Numba dispatcher in fastgmm is created through :func:`jit`, so the disk
+cache, the fastmath flags and the error model are decided here once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numba
+
+# Conservative fastmath: reassociation lets LLVM vectorise reductions and
+# contraction forms FMAs, but ``nnan``/``ninf`` are left out on purpose so that
+# ``-inf`` keeps its meaning inside log-sum-exp.
+FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+#: Rows per chunk.  Per-chunk statistics are folded in chunk order, so this
+#: number (and not the thread count) fixes the floating-point summation order.
+CHUNK_SIZE = 256
+
+#: Below this many rows the serial kernels are used: no thread start-up, and
+#: fits may then run concurrently from several Python threads.
+SERIAL_THRESHOLD = 4 * CHUNK_SIZE
+
+#: Bytes of per-chunk statistics slots kept in flight during one kernel call.
+SLOT_BUDGET_BYTES = 8 * 2**20
+
+
+def jit(parallel: bool = False):
+    """Return the decorator used for every compiled kernel.
+
+    Parameters
+    ----------
+    parallel : bool
+        Compile ``prange`` loops as parallel loops.
+    """
+    return numba.njit(
+        cache=True,
+        nogil=True,
+        fastmath=FASTMATH,
+        error_model="numpy",
+        parallel=parallel,
+    )
+
+
+def _choose_threading_layer() -> None:
+    """Prefer a thread-safe Numba threading layer (TBB, else OpenMP).
+
+    Numba's default ``workqueue`` layer aborts the process when two Python
+    threads launch parallel kernels at once (Dask workers, thread pools).  The
+    user's own ``NUMBA_THREADING_LAYER`` always wins.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return
+    if numba.config.THREADING_LAYER not in ("default", ""):
+        return
+    if _loadable("libtbb.so.12") or _loadable("libgomp.so.1"):
+        numba.config.THREADING_LAYER = "threadsafe"
+
+
+def _loadable(library: str) -> bool:
+    """Whether the shared library can be opened (cheap ``dlopen``)."""
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+_choose_threading_layer()

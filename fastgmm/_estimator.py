@@ -1,0 +1,478 @@
+"""The scikit-learn-style estimator and the one-call :func:`fit`.
+
+Thin by design: it validates, picks threads and data sources, and hands the
+work to :mod:`fastgmm._init`, :mod:`fastgmm._em` and :mod:`fastgmm._stats`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+from scipy import linalg
+
+from . import _em
+from ._init import INIT_METHODS, initial_params
+from ._stats import COVARIANCE_TYPES, GaussianParams, point_outputs
+from ._validation import (
+    NotFittedError,
+    _feature_names,
+    check_array,
+    check_float,
+    check_int,
+    check_random_state,
+    check_sample_weight,
+)
+
+_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+class GaussianMixture:
+    """Gaussian mixture model fitted by EM, with Numba kernels.
+
+    Follows scikit-learn's ``GaussianMixture`` (same parameters, defaults,
+    methods and fitted attributes) and adds sample weights, thread control and
+    per-iteration callbacks.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        ``'full'``: each component has its own covariance matrix;
+        ``'tied'``: one matrix shared by all; ``'diag'``: diagonal matrices;
+        ``'spherical'``: one variance per component.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean (weighted)
+        per-sample log-likelihood between iterations.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance at every M-step.
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the one with the highest final lower bound
+        is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How the initial responsibilities are chosen (see Notes).
+    weights_init : array-like of shape (n_components,), optional
+    means_init : array-like of shape (n_components, n_features), optional
+    precisions_init : array-like, optional
+        User-given initial parameters; shape ``(k, d, d)`` full, ``(d, d)``
+        tied, ``(k, d)`` diag, ``(k,)`` spherical.
+    random_state : int, RandomState or Generator, optional
+        Seeds initialisation; an int makes every fit reproducible, bit for bit,
+        whatever the number of threads.
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (one initialisation).
+    verbose : int, default=0
+        1 prints progress on stderr every ``verbose_interval`` iterations;
+        2 prints every iteration.
+    verbose_interval : int, default=10
+    n_threads : int, optional
+        Numba threads for each call (fit, predict, ...); the previous setting
+        is restored afterwards.  Default: Numba's current setting.
+    callback : callable, optional
+        ``callback(info)`` after each EM iteration with a
+        :class:`fastgmm.IterationInfo`; returning ``True`` stops that run.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+        Upper-triangular factors ``U`` with ``precision = U U^T`` (full,
+        tied), or ``1 / sqrt(variance)`` (diag, spherical).
+    converged_ : bool
+    n_iter_ : int
+        Iterations of the best initialisation.
+    lower_bound_ : float
+        Mean log-likelihood per sample at the last iteration of the best run.
+    lower_bounds_ : list of float
+        Its history, one value per iteration.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+
+    Notes
+    -----
+    Fitted parameters keep the dtype of the training data when it is float32
+    (statistics are accumulated in float64 regardless); any other numeric
+    input is converted to float64.
+
+    ``init_params``: ``'kmeans'`` runs k-means (k-means++ seeding, Lloyd
+    iterations) and starts from its hard labels; ``'k-means++'`` and
+    ``'random_from_data'`` pick seeds (k-means++ or uniformly among rows) and
+    assign every row to the nearest seed; ``'random'`` draws responsibilities
+    uniformly.  The first M-step then estimates all parameters.
+    """
+
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
+                 tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
+                 n_init: int = 1, init_params: str = "kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 n_threads: int | None = None, callback: Callable | None = None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_threads = n_threads
+        self.callback = callback
+
+    # ------------------------------------------------------------------
+    # scikit-learn estimator protocol
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "GaussianMixture":
+        """Set constructor parameters; returns ``self``."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for GaussianMixture; "
+                                 f"valid parameters are {valid}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        changed = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = defaults.get(name)
+            same = value is default or (
+                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray)
+                and value == default)
+            if not same:
+                changed.append(f"{name}={value!r}" if not isinstance(value, np.ndarray)
+                               else f"{name}=array(shape={value.shape})")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        # Only called by scikit-learn itself, so importing it here costs
+        # nothing to users without it.
+        from sklearn.base import BaseEstimator, DensityMixin
+
+        class _Probe(DensityMixin, BaseEstimator):
+            pass
+
+        tags = _Probe().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return all(hasattr(self, a) for a in _FITTED)
+
+    # ------------------------------------------------------------------
+    # validation helpers
+    # ------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        check_int(self.n_components, "n_components", 1)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, "
+                             f"got {self.covariance_type!r}")
+        check_float(self.tol, "tol", 0.0)
+        check_float(self.reg_covar, "reg_covar", 0.0)
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(f"init_params must be one of {INIT_METHODS}, "
+                             f"got {self.init_params!r}")
+        check_int(self.verbose, "verbose", 0)
+        check_int(self.verbose_interval, "verbose_interval", 1)
+        check_int(self.n_threads, "n_threads", 1, allow_none=True)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable, got {self.callback!r}")
+
+    def _check_init_arrays(self, n_features: int):
+        k, d, ctype = self.n_components, n_features, self.covariance_type
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = _finite_array(self.weights_init, "weights_init", (k,))
+            if (weights < 0).any() or (weights > 1).any():
+                raise ValueError("weights_init must lie in [0, 1]")
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"weights_init must sum to 1, got {weights.sum():.8g}")
+        if self.means_init is not None:
+            means = _finite_array(self.means_init, "means_init", (k, d))
+        if self.precisions_init is not None:
+            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+                     "spherical": (k,)}[ctype]
+            precisions = _finite_array(self.precisions_init, "precisions_init", shape)
+            if ctype in ("full", "tied"):
+                mats = precisions if ctype == "full" else precisions[None]
+                for j, p in enumerate(mats):
+                    where = "" if ctype == "tied" else f" (component {j})"
+                    if not np.allclose(p, p.T, rtol=1e-10, atol=1e-12 * np.abs(p).max()):
+                        raise ValueError(f"precisions_init is not symmetric{where}")
+                    if not np.linalg.eigvalsh(p).min() > 0:
+                        raise ValueError(f"precisions_init is not positive definite{where}")
+            elif not (precisions > 0).all():
+                raise ValueError("precisions_init must be positive")
+        return weights, means, precisions
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
+                                 "call 'fit' with appropriate arguments first.")
+
+    def _validate_predict_X(self, X) -> np.ndarray:
+        self._check_fitted()
+        names = _feature_names(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and (
+                len(names) != len(fitted_names) or not (names == fitted_names).all()):
+            raise ValueError("X has feature names that differ from those seen in fit: "
+                             f"{list(names)} vs {list(fitted_names)}")
+        return check_array(X, n_features=self.n_features_in_)
+
+    def _params(self) -> GaussianParams:
+        """The fitted parameters as float64 :class:`GaussianParams`."""
+        f64 = np.float64
+        return GaussianParams(self.covariance_type, np.asarray(self.weights_, f64),
+                              np.asarray(self.means_, f64), np.asarray(self.covariances_, f64),
+                              np.asarray(self.precisions_cholesky_, f64))
+
+    def _set_fitted(self, params: GaussianParams, dtype) -> None:
+        self.weights_ = params.weights.astype(dtype)
+        self.means_ = params.means.astype(dtype)
+        self.covariances_ = params.covariances.astype(dtype)
+        self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
+        self.precisions_ = params.precisions.astype(dtype)
+
+    # ------------------------------------------------------------------
+    # fitting
+    # ------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+        """Estimate the model parameters with EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 data stays float32 in the fitted parameters.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; an integer weight ``m`` counts a row ``m``
+            times.
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit, then return the most probable component of each row of ``X``."""
+        self._fit(X, sample_weight)
+        return self.predict(X)
+
+    def _fit(self, X, sample_weight) -> None:
+        self._check_params()
+        Xa = check_array(X, min_samples=1)
+        n, d = Xa.shape
+        if n < self.n_components:
+            raise ValueError(f"X has {n} samples but n_components={self.n_components}; "
+                             "need n_samples >= n_components")
+        w = check_sample_weight(sample_weight, n)
+        if w is not None and np.count_nonzero(w) < self.n_components:
+            raise ValueError(f"only {np.count_nonzero(w)} samples have positive weight, "
+                             f"fewer than n_components={self.n_components}")
+        weights_init, means_init, precisions_init = self._check_init_arrays(d)
+        names = _feature_names(X)
+
+        em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
+                         reg_covar=float(self.reg_covar), verbose=int(self.verbose),
+                         verbose_interval=int(self.verbose_interval), callback=self.callback)
+        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if warm and self.n_features_in_ != d:
+            raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
+                             f"with {self.n_features_in_}")
+        with _em.thread_limit(self.n_threads) as n_threads:
+            if warm:
+                source = _em.ArraySource(Xa, w)
+                result = _em.run_em(source, self._params(),
+                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
+            else:
+                rng = check_random_state(self.random_state)
+
+                def init_fn(r, parallel):
+                    return initial_params(Xa, w, self.n_components, self.covariance_type,
+                                          self.init_params, r, float(self.reg_covar),
+                                          parallel, weights_init, means_init,
+                                          precisions_init)
+
+                concurrent = not _em.use_parallel(n)
+                result = _em.fit_restarts(lambda parallel: _em.ArraySource(Xa, w, parallel),
+                                          init_fn, int(self.n_init), rng,
+                                          concurrent=concurrent, n_threads=n_threads,
+                                          **em_kwargs)
+        self._set_fitted(result.params, Xa.dtype)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = [float(v) for v in result.lower_bounds]
+        self.n_features_in_ = d
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        _em.warn_not_converged(result, int(self.max_iter))
+
+    # ------------------------------------------------------------------
+    # per-point outputs
+    # ------------------------------------------------------------------
+
+    def _point(self, X, **what) -> dict:
+        Xa = self._validate_predict_X(X)
+        with _em.thread_limit(self.n_threads):
+            return point_outputs(Xa, self._params(), parallel=_em.use_parallel(Xa.shape[0]),
+                                 **what)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each row, shape (n_samples,)."""
+        return self._point(X, labels=True)["labels"]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        return self._point(X, resp=True)["resp"]
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log density of each row under the model, shape (n_samples,)."""
+        return self._point(X, score=True)["score"]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """(Weighted) mean log density of the rows of ``X``."""
+        scores = self.score_samples(X)
+        w = check_sample_weight(sample_weight, scores.shape[0])
+        return float(np.average(scores.astype(np.float64), weights=w))
+
+    def _total_log_likelihood(self, X, sample_weight):
+        scores = self.score_samples(X).astype(np.float64)
+        w = check_sample_weight(sample_weight, scores.shape[0])
+        if w is None:
+            return float(scores.sum()), float(scores.shape[0])
+        return float(w @ scores), float(w.sum())
+
+    def _n_parameters(self) -> int:
+        self._check_fitted()
+        return self._params().n_parameters()
+
+    def bic(self, X, sample_weight=None) -> float:
+        """Bayesian information criterion, ``-2 log L + p log n`` (lower is better).
+
+        With ``sample_weight``, ``log L`` is weighted and ``n`` is the total weight.
+        """
+        ll, n = self._total_log_likelihood(X, sample_weight)
+        return -2.0 * ll + self._n_parameters() * np.log(n)
+
+    def aic(self, X, sample_weight=None) -> float:
+        """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
+        ll, _ = self._total_log_likelihood(X, sample_weight)
+        return -2.0 * ll + 2.0 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1, random_state=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState or Generator, optional
+            Defaults to the estimator's ``random_state`` (as scikit-learn).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component of each sample, grouped by component.
+        """
+        self._check_fitted()
+        n_samples = check_int(n_samples, "n_samples", 1)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        p = self._params()
+        k, d = p.n_components, p.n_features
+        counts = rng.multinomial(n_samples, p.weights / p.weights.sum())
+        ctype = self.covariance_type
+        parts = []
+        for j in range(k):
+            z = rng.standard_normal((counts[j], d))
+            if ctype == "full":
+                z = z @ linalg.cholesky(p.covariances[j], lower=True).T
+            elif ctype == "tied":
+                z = z @ linalg.cholesky(p.covariances, lower=True).T
+            elif ctype == "diag":
+                z = z * np.sqrt(p.covariances[j])
+            else:
+                z = z * np.sqrt(p.covariances[j])
+            parts.append(p.means[j] + z)
+        X = np.vstack(parts).astype(self.means_.dtype)
+        y = np.repeat(np.arange(k), counts)
+        return X, y
+
+
+def _finite_array(value, name: str, shape: tuple) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    arr = np.array(arr, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def fit(X, n_components: int = 1, *, sample_weight=None, **params) -> GaussianMixture:
+    """Fit a Gaussian mixture in one call and return the fitted estimator.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int, default=1
+    sample_weight : array-like of shape (n_samples,), optional
+    **params
+        Any :class:`GaussianMixture` parameter (``covariance_type``,
+        ``n_init``, ``random_state``, ...).
+
+    Returns
+    -------
+    GaussianMixture
+        Fitted.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgmm
+    >>> X = np.random.default_rng(0).normal(size=(1000, 2))
+    >>> model = fastgmm.fit(X, n_components=2, random_state=0)
+    >>> model.predict(X).shape
+    (1000,)
+    """
+    return GaussianMixture(n_components=n_components, **params).fit(
+        X, sample_weight=sample_weight)

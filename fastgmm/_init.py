@@ -1,0 +1,181 @@
+"""Initial parameters: k-means, k-means++, random, random_from_data, user-given."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _config
+from ._kernels import kernels
+from ._stats import GaussianParams, resp_stats
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+_EMPTY_W = np.empty(0, dtype=np.float64)
+
+
+def _w_args(w):
+    return (_EMPTY_W, False) if w is None else (w, True)
+
+
+def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
+                    rng: np.random.RandomState, parallel: bool = True) -> np.ndarray:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007).
+
+    Each new centre is the best of ``2 + floor(log k)`` candidates drawn with
+    probability proportional to ``w * D(x)^2``.
+
+    Returns
+    -------
+    centers : ndarray (n_clusters, n_features), dtype of X
+    """
+    kern = kernels(parallel)
+    n, d = X.shape
+    wa, weighted = _w_args(w)
+    p0 = None if w is None else w / w.sum()
+    centers = np.empty((n_clusters, d), dtype=X.dtype)
+    centers[0] = X[rng.choice(n, p=p0)]
+    closest = np.full(n, np.inf)
+    kern["update_min_dist"](X, centers[0], closest)
+    n_trials = 2 + int(math.log(n_clusters))
+    n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
+    slot = np.empty((n_chunks, n_trials))
+    for j in range(1, n_clusters):
+        mass = closest if w is None else closest * w
+        cum = np.cumsum(mass)
+        total = cum[-1]
+        if not total > 0:
+            # Every point coincides with a centre already (duplicates): any
+            # further centre is as good as another.
+            idx = rng.choice(n, size=n_trials, p=p0)
+        else:
+            idx = np.searchsorted(cum, rng.uniform(size=n_trials) * total, side="right")
+            idx = np.minimum(idx, n - 1)
+        cand = np.ascontiguousarray(X[idx])
+        pot = np.zeros(n_trials)
+        kern["candidate_potential"](X, wa, weighted, cand, closest, _config.CHUNK_SIZE,
+                                    slot, pot)
+        best = int(np.argmin(pot))
+        centers[j] = cand[best]
+        kern["update_min_dist"](X, centers[j], closest)
+    return centers
+
+
+def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
+           rng: np.random.RandomState, parallel: bool = True, max_iter: int = 100,
+           tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted Lloyd iterations from k-means++ seeds.
+
+    Stops when the squared centre movement falls below ``tol`` times the mean
+    feature variance (scikit-learn's convention).
+
+    Returns
+    -------
+    centers : ndarray (n_clusters, n_features), dtype of X
+    labels : ndarray (n_samples,) int64
+    """
+    kern = kernels(parallel)
+    n, d = X.shape
+    wa, weighted = _w_args(w)
+    centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
+    variance = np.average(
+        (X - np.average(X, axis=0, weights=w)) ** 2, axis=0, weights=w).mean()
+    threshold = tol * variance
+    n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
+    sum_slot = np.empty((n_chunks, n_clusters, d))
+    count_slot = np.empty((n_chunks, n_clusters))
+    inertia_slot = np.empty((n_chunks, 1))
+    labels = np.empty(n, dtype=np.int64)
+    for _ in range(max_iter):
+        sums = np.zeros((n_clusters, d))
+        counts = np.zeros(n_clusters)
+        inertia = np.zeros(1)
+        kern["lloyd_step"](X, wa, weighted, centers, labels, _config.CHUNK_SIZE,
+                           sum_slot, count_slot, inertia_slot, sums, counts, inertia)
+        filled = counts > 0
+        move = np.zeros((n_clusters, d))
+        move[filled] = sums[filled] / counts[filled, None]
+        centers = np.ascontiguousarray(centers + move, dtype=X.dtype)
+        if float((move ** 2).sum()) <= threshold:
+            break
+    return centers, labels
+
+
+def _one_hot_blocks(labels: np.ndarray, n_components: int):
+    def block(lo, hi):
+        out = np.zeros((hi - lo, n_components))
+        out[np.arange(hi - lo), labels[lo:hi]] = 1.0
+        return out
+    return block
+
+
+def _assign_to_seeds(X, w, seeds, parallel) -> np.ndarray:
+    """Labels of the nearest seed (one Lloyd assignment, centres unchanged)."""
+    n, d = X.shape
+    k = seeds.shape[0]
+    wa, weighted = _w_args(w)
+    n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
+    labels = np.empty(n, dtype=np.int64)
+    kernels(parallel)["lloyd_step"](
+        X, wa, weighted, np.ascontiguousarray(seeds, dtype=X.dtype), labels,
+        _config.CHUNK_SIZE, np.empty((n_chunks, k, d)), np.empty((n_chunks, k)),
+        np.empty((n_chunks, 1)), np.zeros((k, d)), np.zeros(k), np.zeros(1))
+    return labels
+
+
+def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
+                   covariance_type: str, init_params: str, rng: np.random.RandomState,
+                   reg_covar: float, parallel: bool = True, weights_init=None,
+                   means_init=None, precisions_init=None) -> GaussianParams:
+    """Initial mixture parameters.
+
+    ``init_params`` chooses the responsibilities the first M-step uses:
+
+    * ``'kmeans'``: hard labels from k-means (k-means++ seeds, Lloyd).
+    * ``'k-means++'``: k-means++ seeds, each row assigned to the nearest seed.
+    * ``'random_from_data'``: distinct random rows as seeds, nearest-seed labels.
+    * ``'random'``: responsibilities drawn uniformly and normalised per row.
+
+    User-given ``weights_init``, ``means_init`` and ``precisions_init`` replace
+    the corresponding estimates (all three given: no data-driven step at all).
+    Arrays are expected validated (float64, right shapes).
+    """
+    given = (weights_init is not None, means_init is not None, precisions_init is not None)
+    if all(given):
+        return GaussianParams.from_precisions(covariance_type, weights_init, means_init,
+                                              precisions_init)
+    n, d = X.shape
+    k = n_components
+    wmean = np.average(X, axis=0, weights=w).astype(np.float64)
+    if init_params == "random":
+        def resp_block(lo, hi):
+            r = rng.uniform(size=(hi - lo, k))
+            return r / r.sum(axis=1, keepdims=True)
+        centers = np.tile(wmean, (k, 1))
+    else:
+        if init_params == "kmeans":
+            centers, labels = kmeans(X, w, k, rng, parallel)
+        else:
+            if init_params == "k-means++":
+                seeds = kmeans_plusplus(X, w, k, rng, parallel)
+            else:  # random_from_data
+                eligible = np.arange(n) if w is None else np.flatnonzero(w > 0)
+                if eligible.size < k:
+                    eligible = np.arange(n)
+                seeds = X[rng.choice(eligible, size=k, replace=False)]
+            labels = _assign_to_seeds(X, w, seeds, parallel)
+            centers = seeds
+        resp_block = _one_hot_blocks(labels, k)
+        centers = centers.astype(np.float64)
+    shift = wmean if covariance_type == "tied" else centers
+    stats = resp_stats(X, w, resp_block, k, shift, covariance_type, parallel)
+    params = stats.m_step(reg_covar)
+    if weights_init is not None:
+        params.weights = np.asarray(weights_init, dtype=np.float64).copy()
+    if means_init is not None:
+        params.means = np.asarray(means_init, dtype=np.float64).copy()
+    if precisions_init is not None:
+        params = GaussianParams.from_precisions(covariance_type, params.weights,
+                                                params.means, precisions_init)
+    return params

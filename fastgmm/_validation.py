@@ -1,0 +1,161 @@
+"""Input checking: every public entry point validates here, kernels never do."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted model is called before ``fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The best EM run stopped at ``max_iter`` before meeting ``tol``."""
+
+
+class DegenerateDataWarning(UserWarning):
+    """EM met a degenerate component and repaired it (see ``on_degenerate``)."""
+
+
+def _feature_names(X) -> np.ndarray | None:
+    cols = getattr(X, "columns", None)
+    if cols is None or not hasattr(X, "iloc"):
+        return None
+    names = [c for c in cols]
+    if not names or not all(isinstance(c, str) for c in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None,
+                allow_float32: bool = True) -> np.ndarray:
+    """Validate a data matrix and return a C-contiguous float32/float64 array.
+
+    float32 stays float32 (when ``allow_float32``); every other real numeric
+    dtype (integers, booleans, float16, big-endian floats) becomes float64.
+    The input is never modified: a copy is made whenever conversion is needed.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric, complex or object data.
+    ValueError
+        Wrong number of dimensions, too few samples, zero features, NaN or
+        infinite values, or a feature count other than ``n_features``.
+    """
+    if X is None:
+        raise TypeError(f"{name} is None; expected an array of shape (n_samples, n_features)")
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix; fastgmm needs dense data "
+                        "(call .toarray() if it fits in memory)")
+    if type(X).__module__.startswith("dask"):
+        raise TypeError(f"{name} is a Dask array; pass it to fit/predict of the estimator, "
+                        "which handles Dask input, or compute it first")
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists, odd objects
+        raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; fastgmm needs real numbers")
+    if kind not in "biuf":
+        if kind == "O":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"{name} has dtype object with non-numeric entries; "
+                                "fastgmm needs real numbers") from None
+        else:
+            raise TypeError(f"{name} has non-numeric dtype {arr.dtype}; "
+                            "fastgmm needs real numbers")
+    if arr.ndim != 2:
+        hint = (" Reshape with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) "
+                "for a single sample.") if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), "
+                         f"got {arr.ndim} dimension(s) with shape {arr.shape}.{hint}")
+    n, d = arr.shape
+    if d == 0:
+        raise ValueError(f"{name} has 0 features; at least one is required")
+    if n < min_samples:
+        raise ValueError(f"{name} has {n} sample(s); at least {min_samples} required")
+    if n_features is not None and d != n_features:
+        raise ValueError(f"{name} has {d} features, but the model was fitted with "
+                         f"{n_features} features")
+    target = np.float32 if (arr.dtype == np.float32 and allow_float32) else np.float64
+    out = np.ascontiguousarray(arr, dtype=np.dtype(target).newbyteorder("="))
+    if out.dtype.byteorder not in ("=", "|"):
+        out = out.astype(out.dtype.newbyteorder("="))
+    if not np.isfinite(out).all():
+        what = "NaN" if np.isnan(out).any() else "infinity"
+        raise ValueError(f"{name} contains {what}; remove or impute non-finite values first")
+    return out
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+    """Validate sample weights: 1-D, length ``n_samples``, finite, >= 0, sum > 0.
+
+    Returns ``None`` for ``None`` (all weights one), else a new float64 array.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight)
+    except Exception as exc:
+        raise TypeError(f"sample_weight could not be converted to an array: {exc}") from None
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be real numbers, got dtype {w.dtype}")
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-dimensional, got shape {w.shape}")
+    if w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight has {w.shape[0]} entries but X has "
+                         f"{n_samples} samples")
+    w = np.array(w, dtype=np.float64)  # always a private copy
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (w < 0).any():
+        raise ValueError("sample_weight contains negative values")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to zero; at least one weight must be positive")
+    return w
+
+
+def check_int(value, name: str, minimum: int, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value, name: str, minimum: float, strict: bool = False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise ValueError(f"{name} must be {op} {minimum}, got {value}")
+    return value
+
+
+def check_random_state(seed) -> np.random.RandomState:
+    """``None``, an int, a ``RandomState`` or a ``Generator`` to a ``RandomState``."""
+    if seed is None:
+        return np.random.RandomState()
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.integers(0, 2**31 - 1))
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"random_state must be in [0, 2**32), got {seed}")
+        return np.random.RandomState(int(seed))
+    raise TypeError(f"random_state must be None, an int, a numpy RandomState or "
+                    f"Generator, got {seed!r}")
