@@ -128,6 +128,7 @@ class EMResult:
     n_iter: int = 0
     converged: bool = False
     init: int = 0
+    stopped: bool = False  # the callback asked to stop
 
 
 def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_covar: float,
@@ -162,7 +163,7 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
     """
     lower_bound = prev_lower_bound
     lower_bounds: list[float] = []
-    converged = False
+    converged = stop = False
     n_iter = 0
     start = time.perf_counter()
     if verbose:
@@ -196,11 +197,13 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
             break
         if stop:
             break
+    stopped = stop if max_iter > 0 else False
     if verbose:
         state = "converged" if converged else "did not converge"
         print(f"Initialization {init} {state} after {n_iter} iterations: "
               f"lower bound {lower_bound:.8e}", file=sys.stderr)
-    return EMResult(params, lower_bound, lower_bounds, n_iter, converged, init)
+    return EMResult(params, lower_bound, lower_bounds, n_iter, converged, init,
+                    stopped and not converged)
 
 
 def fit_restarts(make_source: Callable, init_fn: Callable, n_init: int,
@@ -246,7 +249,7 @@ def fit_restarts(make_source: Callable, init_fn: Callable, n_init: int,
 
 
 def warn_not_converged(result: EMResult, max_iter: int) -> None:
-    if not result.converged and max_iter > 0:
+    if not result.converged and not result.stopped and max_iter > 0:
         warnings.warn(
             "Best performing initialization did not converge after "
             f"{result.n_iter} iterations. Try different init parameters, or increase "

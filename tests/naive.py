@@ -1,0 +1,106 @@
+"""Slow, obviously correct references built on scipy/numpy only.
+
+Nothing here imports fastgmm: these are the independent answers the kernels
+and the EM loop are checked against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+
+def full_covariances(covariance_type, covariances, n_components, n_features):
+    """Expand any covariance parametrisation to (k, d, d) matrices."""
+    c = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return c
+    if covariance_type == "tied":
+        return np.broadcast_to(c, (n_components, n_features, n_features)).copy()
+    if covariance_type == "diag":
+        return np.stack([np.diag(v) for v in c])
+    return np.stack([np.eye(n_features) * v for v in c])
+
+
+def weighted_log_prob(X, weights, means, covariances, covariance_type):
+    """log w_k + log N(x | mu_k, Sigma_k) with scipy, shape (n, k)."""
+    k, d = means.shape
+    full = full_covariances(covariance_type, covariances, k, d)
+    X = np.asarray(X, dtype=np.float64)
+    return np.stack([np.log(weights[j]) + multivariate_normal(means[j], full[j]).logpdf(X)
+                     .reshape(-1) for j in range(k)], axis=1)
+
+
+def e_step(X, weights, means, covariances, covariance_type):
+    """Responsibilities and per-row log density."""
+    lp = weighted_log_prob(X, weights, means, covariances, covariance_type)
+    lse = logsumexp(lp, axis=1)
+    return np.exp(lp - lse[:, None]), lse
+
+
+def m_step(X, resp, covariance_type, reg_covar, sample_weight=None):
+    """Weighted maximum-likelihood parameters with numpy's weighted covariance."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    rw = resp * w[:, None]
+    nk = rw.sum(axis=0)
+    weights = nk / nk.sum()
+    means = (rw.T @ X) / nk[:, None]
+    covs = np.stack([np.cov(X.T, aweights=rw[:, j], bias=True).reshape(d, d)
+                     for j in range(resp.shape[1])])
+    if covariance_type == "full":
+        cov = covs + reg_covar * np.eye(d)
+    elif covariance_type == "tied":
+        cov = (nk[:, None, None] * covs).sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
+    elif covariance_type == "diag":
+        cov = np.stack([np.diag(c) for c in covs]) + reg_covar
+    else:
+        cov = np.stack([np.diag(c).mean() for c in covs]) + reg_covar
+    return weights, means, cov
+
+
+def em_iterations(X, weights, means, covariances, covariance_type, n_iter, reg_covar,
+                  sample_weight=None):
+    """Plain EM; returns final parameters and the per-iteration lower bounds."""
+    w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    bounds = []
+    for _ in range(n_iter):
+        resp, lse = e_step(X, weights, means, covariances, covariance_type)
+        bounds.append(float(np.average(lse, weights=w)))
+        weights, means, covariances = m_step(X, resp, covariance_type, reg_covar, w)
+    return weights, means, covariances, bounds
+
+
+def precisions(covariance_type, covariances):
+    c = np.asarray(covariances, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(c)
+    return 1.0 / c
+
+
+def make_blobs(n_per, centers, scales, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(size=(n_per, len(c))) * s + np.asarray(c)
+             for c, s in zip(centers, scales)]
+    return np.vstack(parts).astype(dtype)
+
+
+def random_params(covariance_type, k, d, seed=0):
+    """Random valid parameters (float64) for kernel tests."""
+    rng = np.random.default_rng(seed)
+    w = rng.random(k) + 0.2
+    w /= w.sum()
+    means = rng.normal(scale=2.0, size=(k, d))
+    if covariance_type == "full":
+        a = rng.normal(size=(k, d, d))
+        cov = a @ np.swapaxes(a, 1, 2) / d + 0.5 * np.eye(d)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T / d + 0.5 * np.eye(d)
+    elif covariance_type == "diag":
+        cov = rng.random((k, d)) + 0.3
+    else:
+        cov = rng.random(k) + 0.3
+    return w, means, cov
