@@ -159,6 +159,9 @@ def _upper_factor(p: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(lower[::-1, ::-1])
 
 
+_POTRF, _TRTRS = linalg.get_lapack_funcs(("potrf", "trtrs"), (np.empty((1, 1)),))
+
+
 def precisions_cholesky_from_covariances(covariances: np.ndarray,
                                          covariance_type: str) -> np.ndarray:
     """Upper-triangular precision factors from covariances (scikit-learn's).
@@ -174,17 +177,26 @@ def precisions_cholesky_from_covariances(covariances: np.ndarray,
         d = mats.shape[-1]
         out = np.empty_like(mats)
         eye = np.eye(d)
+        # The LAPACK routines behind scipy.linalg.cholesky and solve_triangular,
+        # called directly with the same arguments (same bits): their Python
+        # wrappers cost more than the factorisations themselves at small d,
+        # and this runs at every M-step.
+        finite = np.isfinite(mats).all(axis=(1, 2))
         for k, c in enumerate(mats):
-            try:
-                lower = linalg.cholesky(c, lower=True, check_finite=True)
-            except (linalg.LinAlgError, ValueError):
+            info = 1
+            if finite[k]:
+                lower, info = _POTRF(c, lower=1, overwrite_a=0, clean=1)
+            if info != 0:
                 where = "the tied covariance" if covariance_type == "tied" else f"component {k}"
                 raise DegenerateCovarianceError(
                     f"ill-defined empirical covariance for {where}: the matrix is not "
                     "positive definite (collapsed component or too few distinct points). "
                     "Increase reg_covar, decrease n_components, or scale the data.",
-                    None if covariance_type == "tied" else k) from None
-            out[k] = linalg.solve_triangular(lower, eye, lower=True).T
+                    None if covariance_type == "tied" else k)
+            inv, info = _TRTRS(lower, eye, overwrite_b=0, lower=1, trans=0, unitdiag=0)
+            if info != 0:  # unreachable after a successful potrf; kept as a guard
+                raise linalg.LinAlgError(f"triangular solve failed (info={info})")
+            out[k] = inv.T
         return out if covariance_type == "full" else out[0]
     bad = ~(cov > 0) | ~np.isfinite(cov)
     if np.any(bad):
