@@ -28,13 +28,16 @@ SERIAL_THRESHOLD = 4 * CHUNK_SIZE
 SLOT_BUDGET_BYTES = 8 * 2**20
 
 
-def jit(parallel: bool = False):
+def jit(parallel: bool = False, inline: bool = False):
     """Return the decorator used for every compiled kernel.
 
     Parameters
     ----------
     parallel : bool
         Compile ``prange`` loops as parallel loops.
+    inline : bool
+        Inline the function into its callers at the Numba IR level (tiny
+        scalar helpers used inside loops that must vectorise).
     """
     return numba.njit(
         cache=True,
@@ -42,6 +45,7 @@ def jit(parallel: bool = False):
         fastmath=FASTMATH,
         error_model="numpy",
         parallel=parallel,
+        inline="always" if inline else "never",
     )
 
 

@@ -36,54 +36,81 @@ from numba import prange
 
 from ._config import jit
 
+#: Responsibilities below ``exp(RESP_LOG_FLOOR)`` times the row's largest are
+#: stored as exact zeros (and skipped by the accumulation).
+RESP_LOG_FLOOR = -50.0
+
 # ---------------------------------------------------------------------------
 # Per-chunk helpers (serial; called from the drivers below)
+#
+# A chunk of m <= chunk_size rows is first transposed into ``xt`` (d, m) so
+# that every inner loop below runs over rows, contiguously: LLVM vectorises
+# those loops whatever d is, which it cannot do for short, variable-length
+# loops over features.
 # ---------------------------------------------------------------------------
 
 
 @jit()
-def _log_prob_rows_full(X, start, stop, means, prec_chol, log_norm, logp):
-    """Weighted log density of rows ``start:stop`` for full covariances.
+def _transpose_chunk(X, start, stop, xt):
+    """``xt[e, i - start] = X[i, e]`` for rows ``start:stop``."""
+    n_features = X.shape[1]
+    for i in range(start, stop):
+        for e in range(n_features):
+            xt[e, i - start] = X[i, e]
+
+
+@jit()
+def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dt, acc, maha):
+    """Weighted log densities of a transposed chunk, full covariances.
 
     Parameters
     ----------
-    X : ndarray (n, d)
-    start, stop : int
-        Row range; ``logp`` row ``i - start`` receives row ``i``.
+    xt : ndarray (d, >= m), dtype of X
+        Transposed chunk.
+    m : int
+        Rows in the chunk.
     means : ndarray (k, d), dtype of X
     prec_chol : ndarray (k, d, d), dtype of X, upper triangular
     log_norm : ndarray (k,) float64
-    logp : ndarray (>= stop - start, k) float64, written
+    logp : ndarray (>= m, k) float64, written
+    dt : ndarray (d, >= m), dtype of X, scratch
+    acc, maha : ndarray (>= m,), dtype of X, scratch
 
     Notes
     -----
-    Subtracts the mean before multiplying by the triangle (no cancellation on
-    data far from the origin) and skips the zero lower triangle.
+    ``y_f = sum_{e <= f} U[e, f] (x_e - mu_e)`` is formed one output feature at
+    a time for all rows at once: subtract first, then only the upper
+    triangle, ``d (d + 1) / 2`` multiply-adds per row and component.
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = means.shape[0]
-    diff = np.empty(n_features, dtype=X.dtype)
-    y = np.empty(n_features, dtype=X.dtype)
     for k in range(n_components):
         mu = means[k]
         u = prec_chol[k]
-        for i in range(start, stop):
-            for e in range(n_features):
-                diff[e] = X[i, e] - mu[e]
-                y[e] = 0
-            for e in range(n_features):
-                de = diff[e]
-                for f in range(e, n_features):
-                    y[f] += de * u[e, f]
-            maha = 0.0
-            for f in range(n_features):
-                maha += y[f] * y[f]
-            logp[i - start, k] = log_norm[k] - 0.5 * maha
+        for e in range(n_features):
+            me = mu[e]
+            for i in range(m):
+                dt[e, i] = xt[e, i] - me
+        for i in range(m):
+            maha[i] = 0
+        for f in range(n_features):
+            u0 = u[0, f]
+            for i in range(m):
+                acc[i] = u0 * dt[0, i]
+            for e in range(1, f + 1):
+                uef = u[e, f]
+                for i in range(m):
+                    acc[i] += uef * dt[e, i]
+            for i in range(m):
+                maha[i] += acc[i] * acc[i]
+        ln = log_norm[k]
+        for i in range(m):
+            logp[i, k] = ln - 0.5 * maha[i]
 
 
 @jit()
-def _log_prob_rows_tied(X, start, stop, shift, mean_proj, prec_chol, log_norm, logp):
-    """Weighted log density of rows ``start:stop`` for a tied covariance.
+def _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dt, yt, maha):
+    """Weighted log densities of a transposed chunk, tied covariance.
 
     Parameters
     ----------
@@ -92,77 +119,111 @@ def _log_prob_rows_tied(X, start, stop, shift, mean_proj, prec_chol, log_norm, l
     mean_proj : ndarray (k, d), dtype of X
         ``(means - shift) @ prec_chol``.
     prec_chol : ndarray (d, d), dtype of X, upper triangular
+    dt, yt : ndarray (d, >= m), dtype of X, scratch
+    maha : ndarray (>= m,), dtype of X, scratch
 
     Notes
     -----
     ``(x - mu_k) @ U = (x - c) @ U - (mu_k - c) @ U``: one triangular product
-    per row instead of one per row and component.
+    per row, then ``d`` subtractions per row and component.
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = mean_proj.shape[0]
-    diff = np.empty(n_features, dtype=X.dtype)
-    y = np.empty(n_features, dtype=X.dtype)
-    for i in range(start, stop):
-        for e in range(n_features):
-            diff[e] = X[i, e] - shift[e]
-            y[e] = 0
-        for e in range(n_features):
-            de = diff[e]
-            for f in range(e, n_features):
-                y[f] += de * prec_chol[e, f]
-        for k in range(n_components):
-            mp = mean_proj[k]
-            maha = 0.0
-            for f in range(n_features):
-                z = y[f] - mp[f]
-                maha += z * z
-            logp[i - start, k] = log_norm[k] - 0.5 * maha
+    for e in range(n_features):
+        ce = shift[e]
+        for i in range(m):
+            dt[e, i] = xt[e, i] - ce
+    for f in range(n_features):
+        u0 = prec_chol[0, f]
+        for i in range(m):
+            yt[f, i] = u0 * dt[0, i]
+        for e in range(1, f + 1):
+            uef = prec_chol[e, f]
+            for i in range(m):
+                yt[f, i] += uef * dt[e, i]
+    for k in range(n_components):
+        mp = mean_proj[k]
+        for i in range(m):
+            maha[i] = 0
+        for f in range(n_features):
+            pf = mp[f]
+            for i in range(m):
+                z = yt[f, i] - pf
+                maha[i] += z * z
+        ln = log_norm[k]
+        for i in range(m):
+            logp[i, k] = ln - 0.5 * maha[i]
 
 
 @jit()
-def _log_prob_rows_diag(X, start, stop, means, prec, log_norm, logp):
-    """Weighted log density for diagonal covariances.
+def _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha):
+    """Weighted log densities of a transposed chunk, diagonal covariances.
 
-    Parameters
-    ----------
-    means : ndarray (k, d), dtype of X
-    prec : ndarray (k, d), dtype of X
-        ``1 / sqrt(variance)`` per component and feature.
+    ``prec`` is (k, d) in the dtype of X: ``1 / sqrt(variance)``.
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = means.shape[0]
     for k in range(n_components):
         mu = means[k]
         p = prec[k]
-        for i in range(start, stop):
-            maha = 0.0
-            for e in range(n_features):
-                z = (X[i, e] - mu[e]) * p[e]
-                maha += z * z
-            logp[i - start, k] = log_norm[k] - 0.5 * maha
+        for i in range(m):
+            maha[i] = 0
+        for e in range(n_features):
+            me = mu[e]
+            pe = p[e]
+            for i in range(m):
+                z = (xt[e, i] - me) * pe
+                maha[i] += z * z
+        ln = log_norm[k]
+        for i in range(m):
+            logp[i, k] = ln - 0.5 * maha[i]
 
 
 @jit()
-def _log_prob_rows_spherical(X, start, stop, means, prec, log_norm, logp):
-    """Weighted log density for spherical covariances.
+def _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha):
+    """Weighted log densities of a transposed chunk, spherical covariances.
 
-    Parameters
-    ----------
-    means : ndarray (k, d), dtype of X
-    prec : ndarray (k,) float64
-        ``1 / sqrt(variance)`` per component.
+    ``prec`` is (k,) float64: ``1 / sqrt(variance)``.
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = means.shape[0]
     for k in range(n_components):
         mu = means[k]
-        p2 = prec[k] * prec[k]
-        for i in range(start, stop):
-            sq = 0.0
-            for e in range(n_features):
-                z = X[i, e] - mu[e]
-                sq += z * z
-            logp[i - start, k] = log_norm[k] - 0.5 * p2 * sq
+        for i in range(m):
+            maha[i] = 0
+        for e in range(n_features):
+            me = mu[e]
+            for i in range(m):
+                z = xt[e, i] - me
+                maha[i] += z * z
+        ln = log_norm[k]
+        p2 = 0.5 * prec[k] * prec[k]
+        for i in range(m):
+            logp[i, k] = ln - p2 * maha[i]
+
+
+@jit(inline=True)
+def _exp_nonpositive(x):
+    """``exp(x)`` for ``-60 <= x <= 0``, branch-free so loops vectorise.
+
+    ``exp(x) = exp(x / 256) ** 256``: a degree-10 Taylor polynomial for
+    ``|x / 256| <= 0.24`` (truncation error below 2e-15) followed by eight
+    squarings, which multiply the relative error by at most 256.  The result
+    is within about 5e-13 relative of the correctly rounded value; libm's
+    scalar ``exp`` cannot be vectorised without SVML.
+    """
+    y = x * 0.00390625
+    p = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (
+        1.0 / 120.0 + y * (1.0 / 720.0 + y * (1.0 / 5040.0 + y * (
+            1.0 / 40320.0 + y * (1.0 / 362880.0 + y * (1.0 / 3628800.0))))))))))
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
 
 
 @jit()
@@ -196,7 +257,12 @@ def _normalize_rows(logp, n_rows, lse):
             continue
         total = 0.0
         for k in range(n_components):
-            v = np.exp(logp[i, k] - mx)
+            v = logp[i, k] - mx
+            # exp(-50) ~ 2e-22: below one part in 1e21 of the row's mass, such
+            # a responsibility cannot move any statistic by a representable
+            # amount; storing an exact zero lets the accumulation skip it.
+            e = _exp_nonpositive(max(v, RESP_LOG_FLOOR))
+            v = e if v > RESP_LOG_FLOOR else 0.0
             logp[i, k] = v
             total += v
         lse[i] = mx + np.log(total)
@@ -206,46 +272,84 @@ def _normalize_rows(logp, n_rows, lse):
 
 
 @jit()
-def _accumulate_rows_full(X, start, stop, w, weighted, resp, shift, nk, t, s):
-    """Add rows ``start:stop`` to full-covariance statistics.
+def _gather_resp(resp, m, k, w, weighted, start, idx, rr):
+    """Rows of the chunk with a non-zero weighted responsibility for ``k``.
+
+    Writes their chunk-relative indices into ``idx`` and ``r * w`` into
+    ``rr``; returns how many there are.
+    """
+    cnt = 0
+    for i in range(m):
+        r = resp[i, k]
+        if weighted:
+            r *= w[start + i]
+        if r != 0.0:
+            idx[cnt] = i
+            rr[cnt] = r
+            cnt += 1
+    return cnt
+
+
+@jit()
+def _accumulate_chunk_full(xt, m, w, weighted, start, resp, shift, nk, t, s,
+                           dt, rt, idx, rr):
+    """Add a transposed chunk to full-covariance statistics.
 
     Parameters
     ----------
-    w : ndarray (n,) float64
-    weighted : bool
-    resp : ndarray (>= stop - start, k) float64
+    xt : ndarray (d, >= m), dtype of X
+    w : ndarray (n,) float64 (indexed from ``start``)
+    resp : ndarray (>= m, k) float64
     shift : ndarray (k, d), dtype of X
     nk : ndarray (k,) float64, updated
     t : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)``
     s : ndarray (k, d, d) float64, updated (upper triangle only):
         ``sum r w (x - shift_k)(x - shift_k)^T``
+    dt, rt : ndarray (d, >= m) float64, scratch
+    idx : ndarray (>= m,) int64, scratch
+    rr : ndarray (>= m,) float64, scratch
+
+    Notes
+    -----
+    Only rows with a non-zero responsibility are gathered, so on clustered
+    data each row costs ``d^2 / 2`` for the one or two components it belongs
+    to instead of for all ``k``.
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = shift.shape[0]
-    diff = np.empty(n_features, dtype=np.float64)
     for k in range(n_components):
+        cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
+        if cnt == 0:
+            continue
         c = shift[k]
+        total = 0.0
+        for j in range(cnt):
+            total += rr[j]
+        nk[k] += total
         tk = t[k]
         sk = s[k]
-        for i in range(start, stop):
-            r = resp[i - start, k]
-            if weighted:
-                r *= w[i]
-            if r == 0.0:
-                continue
-            nk[k] += r
-            for e in range(n_features):
-                diff[e] = X[i, e] - c[e]
-                tk[e] += r * diff[e]
-            for e in range(n_features):
-                rd = r * diff[e]
-                for f in range(e, n_features):
-                    sk[e, f] += rd * diff[f]
+        for e in range(n_features):
+            ce = c[e]
+            te = 0.0
+            for j in range(cnt):
+                v = xt[e, idx[j]] - ce
+                dt[e, j] = v
+                rv = rr[j] * v
+                rt[e, j] = rv
+                te += rv
+            tk[e] += te
+        for e in range(n_features):
+            for f in range(e, n_features):
+                acc = 0.0
+                for j in range(cnt):
+                    acc += rt[e, j] * dt[f, j]
+                sk[e, f] += acc
 
 
 @jit()
-def _accumulate_rows_tied(X, start, stop, w, weighted, resp, shift, nk, t, s):
-    """Add rows to tied-covariance statistics.
+def _accumulate_chunk_tied(xt, m, w, weighted, start, resp, shift, nk, t, s,
+                           dt, rt, idx, rr):
+    """Add a transposed chunk to tied-covariance statistics.
 
     Parameters
     ----------
@@ -256,34 +360,41 @@ def _accumulate_rows_tied(X, start, stop, w, weighted, resp, shift, nk, t, s):
     Notes
     -----
     With one shift for all components, ``sum_k r_ik = 1`` removes the
-    responsibilities from the scatter, which costs ``d^2`` per row, not
-    ``k d^2``.
+    responsibilities from the scatter: ``d^2 / 2`` per row, not ``k d^2 / 2``.
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = t.shape[0]
-    diff = np.empty(n_features, dtype=np.float64)
-    for i in range(start, stop):
-        wi = w[i] if weighted else 1.0
-        if wi == 0.0:
-            continue
+    for i in range(m):
+        rr[i] = w[start + i] if weighted else 1.0
+    for e in range(n_features):
+        ce = shift[e]
+        for i in range(m):
+            v = xt[e, i] - ce
+            dt[e, i] = v
+            rt[e, i] = rr[i] * v
+    for e in range(n_features):
+        for f in range(e, n_features):
+            acc = 0.0
+            for i in range(m):
+                acc += rt[e, i] * dt[f, i]
+            s[e, f] += acc
+    for k in range(n_components):
+        cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
+        total = 0.0
+        for j in range(cnt):
+            total += rr[j]
+        nk[k] += total
         for e in range(n_features):
-            diff[e] = X[i, e] - shift[e]
-        for e in range(n_features):
-            rd = wi * diff[e]
-            for f in range(e, n_features):
-                s[e, f] += rd * diff[f]
-        for k in range(n_components):
-            r = resp[i - start, k] * wi
-            if r == 0.0:
-                continue
-            nk[k] += r
-            for e in range(n_features):
-                t[k, e] += r * diff[e]
+            te = 0.0
+            for j in range(cnt):
+                te += rr[j] * dt[e, idx[j]]
+            t[k, e] += te
 
 
 @jit()
-def _accumulate_rows_diag(X, start, stop, w, weighted, resp, shift, nk, t, s):
-    """Add rows to diagonal statistics.
+def _accumulate_chunk_diag(xt, m, w, weighted, start, resp, shift, nk, t, s,
+                           dt, rt, idx, rr):
+    """Add a transposed chunk to diagonal statistics.
 
     Parameters
     ----------
@@ -294,25 +405,30 @@ def _accumulate_rows_diag(X, start, stop, w, weighted, resp, shift, nk, t, s):
     Notes
     -----
     Spherical models use the same statistics; the M-step averages features.
+    ``dt`` and ``rt`` are unused (same signature as the other types).
     """
-    n_features = X.shape[1]
+    n_features = xt.shape[0]
     n_components = shift.shape[0]
     for k in range(n_components):
+        cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
+        if cnt == 0:
+            continue
+        total = 0.0
+        for j in range(cnt):
+            total += rr[j]
+        nk[k] += total
         c = shift[k]
-        tk = t[k]
-        sk = s[k]
-        for i in range(start, stop):
-            r = resp[i - start, k]
-            if weighted:
-                r *= w[i]
-            if r == 0.0:
-                continue
-            nk[k] += r
-            for e in range(n_features):
-                de = X[i, e] - c[e]
-                rd = r * de
-                tk[e] += rd
-                sk[e] += rd * de
+        for e in range(n_features):
+            ce = c[e]
+            te = 0.0
+            se = 0.0
+            for j in range(cnt):
+                v = xt[e, idx[j]] - ce
+                rv = rr[j] * v
+                te += rv
+                se += rv * v
+            t[k, e] += te
+            s[k, e] += se
 
 
 # ---------------------------------------------------------------------------
@@ -351,6 +467,20 @@ def _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_used, nk, t, s, ll):
 # ---------------------------------------------------------------------------
 
 
+@jit()
+def _chunk_bounds(c, chunk_size, n_samples):
+    start = c * chunk_size
+    stop = min(start + chunk_size, n_samples)
+    return start, stop, stop - start
+
+
+@jit()
+def _accumulation_scratch(n_features, m):
+    """Float64 scratch of the accumulation helpers: dt, rt, idx, rr."""
+    return (np.empty((n_features, m)), np.empty((n_features, m)),
+            np.empty(m, dtype=np.int64), np.empty(m))
+
+
 def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, chunk_size,
                       nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
     """Fused E-step and statistics for full covariances.
@@ -373,27 +503,31 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, chunk_size,
 
     Notes
     -----
-    Thread-safe: chunk ``c`` writes only slot ``c``; slots are folded after
-    the parallel loop, in chunk order.
+    Thread-safe: chunk ``c`` writes only slot ``c`` and its own scratch;
+    slots are folded after the parallel loop, in chunk order.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
         ll_slot[c] = 0.0
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        dx = np.empty((n_features, m), dtype=X.dtype)
+        acc = np.empty(m, dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_full(X, start, stop, means, prec_chol, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dx, acc, maha)
         _normalize_rows(logp, m, lse)
         _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_rows_full(X, start, stop, w, weighted, logp, means,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
+        _accumulate_chunk_full(xt, m, w, weighted, start, logp, means,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
 
 
@@ -402,31 +536,35 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
     """Fused E-step and statistics for a tied covariance.
 
     Parameters as :func:`_em_stats_full` except ``shift`` (d,) and
-    ``mean_proj`` (k, d) (see :func:`_log_prob_rows_tied`), ``prec_chol``
+    ``mean_proj`` (k, d) (see :func:`_log_prob_chunk_tied`), ``prec_chol``
     (d, d), and ``s_slot`` ``(G, d, d)``, ``s`` ``(d, d)``.
 
     Notes
     -----
-    Thread-safe: per-chunk slots, folded in chunk order.
+    Thread-safe: per-chunk slots and scratch, folded in chunk order.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
         ll_slot[c] = 0.0
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        dx = np.empty((n_features, m), dtype=X.dtype)
+        yt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_tied(X, start, stop, shift, mean_proj, prec_chol, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dx, yt, maha)
         _normalize_rows(logp, m, lse)
         _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_rows_tied(X, start, stop, w, weighted, logp, shift,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
+        _accumulate_chunk_tied(xt, m, w, weighted, start, logp, shift,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
 
 
@@ -438,26 +576,28 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, chunk_size,
 
     Notes
     -----
-    Thread-safe: per-chunk slots, folded in chunk order.
+    Thread-safe: per-chunk slots and scratch, folded in chunk order.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
         ll_slot[c] = 0.0
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_diag(X, start, stop, means, prec, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha)
         _normalize_rows(logp, m, lse)
         _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_rows_diag(X, start, stop, w, weighted, logp, means,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        dt, rt, idx, rr = _accumulation_scratch(0, m)
+        _accumulate_chunk_diag(xt, m, w, weighted, start, logp, means,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
 
 
@@ -470,26 +610,28 @@ def _em_stats_spherical_py(X, w, weighted, means, prec, log_norm, chunk_size,
 
     Notes
     -----
-    Thread-safe: per-chunk slots, folded in chunk order.
+    Thread-safe: per-chunk slots and scratch, folded in chunk order.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
         ll_slot[c] = 0.0
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_spherical(X, start, stop, means, prec, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha)
         _normalize_rows(logp, m, lse)
         _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_rows_diag(X, start, stop, w, weighted, logp, means,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        dt, rt, idx, rr = _accumulation_scratch(0, m)
+        _accumulate_chunk_diag(xt, m, w, weighted, start, logp, means,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
 
 
@@ -526,18 +668,20 @@ def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size,
     Notes
     -----
     Zero responsibilities are skipped, so one-hot (hard) assignments cost
-    ``d^2`` per row.  Thread-safe: per-chunk slots, folded in order.
+    ``d^2 / 2`` per row.  Thread-safe: per-chunk slots, folded in order.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
-        _accumulate_rows_full(X, start, stop, w, weighted, resp[start:stop], shift,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        _transpose_chunk(X, start, stop, xt)
+        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
+        _accumulate_chunk_full(xt, m, w, weighted, start, resp[start:stop], shift,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     n_slots = nk_slot.shape[0]
     _fold(nk_slot.reshape((n_slots, nk.size)), n_chunks, nk.reshape(nk.size))
     _fold(t_slot.reshape((n_slots, t.size)), n_chunks, t.reshape(t.size))
@@ -547,16 +691,18 @@ def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size,
 def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size,
                         nk_slot, t_slot, s_slot, nk, t, s):
     """Tied statistics for given responsibilities; ``shift`` is (d,)."""
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
-        _accumulate_rows_tied(X, start, stop, w, weighted, resp[start:stop], shift,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        _transpose_chunk(X, start, stop, xt)
+        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
+        _accumulate_chunk_tied(xt, m, w, weighted, start, resp[start:stop], shift,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     n_slots = nk_slot.shape[0]
     _fold(nk_slot.reshape((n_slots, nk.size)), n_chunks, nk.reshape(nk.size))
     _fold(t_slot.reshape((n_slots, t.size)), n_chunks, t.reshape(t.size))
@@ -566,16 +712,18 @@ def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size,
 def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size,
                         nk_slot, t_slot, s_slot, nk, t, s):
     """Diagonal (and spherical) statistics for given responsibilities."""
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         nk_slot[c] = 0.0
         t_slot[c] = 0.0
         s_slot[c] = 0.0
-        _accumulate_rows_diag(X, start, stop, w, weighted, resp[start:stop], shift,
-                              nk_slot[c], t_slot[c], s_slot[c])
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        _transpose_chunk(X, start, stop, xt)
+        dt, rt, idx, rr = _accumulation_scratch(0, m)
+        _accumulate_chunk_diag(xt, m, w, weighted, start, resp[start:stop], shift,
+                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
     n_slots = nk_slot.shape[0]
     _fold(nk_slot.reshape((n_slots, nk.size)), n_chunks, nk.reshape(nk.size))
     _fold(t_slot.reshape((n_slots, t.size)), n_chunks, t.reshape(t.size))
@@ -632,66 +780,74 @@ def _point_full_py(X, means, prec_chol, log_norm, chunk_size, want_resp,
 
     Notes
     -----
-    Thread-safe: each chunk writes its own rows only.
+    Thread-safe: each chunk writes its own rows and scratch only.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        dx = np.empty((n_features, m), dtype=X.dtype)
+        acc = np.empty(m, dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_full(X, start, stop, means, prec_chol, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dx, acc, maha)
         _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
 
 
 def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, want_resp,
                    out_2d, out_score, out_label):
     """Per-point outputs for a tied covariance (see :func:`_point_full`)."""
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        dx = np.empty((n_features, m), dtype=X.dtype)
+        yt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_tied(X, start, stop, shift, mean_proj, prec_chol, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dx, yt, maha)
         _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
 
 
 def _point_diag_py(X, means, prec, log_norm, chunk_size, want_resp,
                    out_2d, out_score, out_label):
     """Per-point outputs for diagonal covariances (see :func:`_point_full`)."""
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_diag(X, start, stop, means, prec, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha)
         _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
 
 
 def _point_spherical_py(X, means, prec, log_norm, chunk_size, want_resp,
                         out_2d, out_score, out_label):
     """Per-point outputs for spherical covariances (see :func:`_point_full`)."""
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for c in prange(n_chunks):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        m = stop - start
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
         logp = np.empty((m, n_components))
         lse = np.empty(m)
-        _log_prob_rows_spherical(X, start, stop, means, prec, log_norm, logp)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha)
         _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
 
 

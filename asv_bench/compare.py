@@ -1,0 +1,185 @@
+"""fastgmm against scikit-learn, in one run on this machine.
+
+Run from the repository root::
+
+    python asv_bench/compare.py            # full sizes (n = 1e6; several minutes)
+    python asv_bench/compare.py --quick    # smaller sizes, for a smoke run
+
+Prints the machine's dense GEMM rate, then per case the seconds per EM
+iteration of fastgmm and of scikit-learn started from the same parameters,
+their ratio, fastgmm's GFLOP/s (counting n k (2 d^2 + 7 d) flops for
+full/tied, n k (4 d) for diag/spherical) and its fraction of the GEMM rate,
+and the extra peak resident memory of each fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import fastgmm  # noqa: E402
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
+
+
+def gemm_rate(dtype, n=4096, repeat=3):
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n)).astype(dtype)
+    b = rng.random((n, n)).astype(dtype)
+    a @ b
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+class PeakRSS:
+    """Extra peak resident memory during a block, sampled every 2 ms."""
+
+    def __enter__(self):
+        gc.collect()
+        self.proc = psutil.Process() if psutil else None
+        self.base = self.proc.memory_info().rss if self.proc else 0
+        self.peak = self.base
+        self._stop = False
+        if self.proc:
+            self.thread = threading.Thread(target=self._watch, daemon=True)
+            self.thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self._stop = True
+        if self.proc:
+            self.thread.join()
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.extra_mb = (self.peak - self.base) / 2**20
+
+
+def make_problem(n, d, k, dtype=np.float64, seed=0):
+    """A seeded mixture and a rough starting point (never changes: see asv notes)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(k, d))
+    scales = rng.uniform(0.5, 1.5, size=(k, d))
+    z = rng.integers(0, k, size=n)
+    X = (rng.standard_normal((n, d)) * scales[z] + centers[z]).astype(dtype)
+    means0 = centers + rng.normal(scale=0.5, size=(k, d))
+    return X, means0
+
+
+def start_params(covariance_type, means0):
+    k, d = means0.shape
+    prec = {"full": lambda: np.tile(np.eye(d), (k, 1, 1)), "tied": lambda: np.eye(d),
+            "diag": lambda: np.ones((k, d)), "spherical": lambda: np.ones(k)}[covariance_type]()
+    return dict(weights_init=np.full(k, 1.0 / k), means_init=means0, precisions_init=prec)
+
+
+def time_fit(make, X, iters):
+    """Seconds per EM iteration: difference of two fixed-iteration fits."""
+    times = {}
+    for m in (1, 1 + iters):
+        est = make(m)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+        times[m] = time.perf_counter() - t
+    return (times[1 + iters] - times[1]) / iters, est
+
+
+def flops(covariance_type, n, d, k):
+    if covariance_type in ("full", "tied"):
+        return n * k * (2 * d * d + 7 * d)
+    return n * k * 4 * d
+
+
+def run_case(name, covariance_type, n, d, k, dtype, iters, gemm, with_sklearn):
+    X, means0 = make_problem(n, d, k, dtype)
+    init = start_params(covariance_type, means0)
+
+    def ours(m):
+        return fastgmm.GaussianMixture(k, covariance_type=covariance_type, tol=0, max_iter=m,
+                                       **init)
+
+    ours(1).fit(X[:2000])  # compile outside the timing
+    t_f, est = time_fit(ours, X, iters)
+    with PeakRSS() as mem_f:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours(1).fit(X)
+    row = dict(case=name, fastgmm=t_f, gflops=flops(covariance_type, n, d, k) / t_f / 1e9,
+               mem_f=mem_f.extra_mb, xmb=X.nbytes / 2**20)
+    row["frac"] = row["gflops"] / gemm[np.dtype(dtype).name]
+    if with_sklearn:
+        from sklearn.mixture import GaussianMixture as SK
+
+        def theirs(m):
+            return SK(k, covariance_type=covariance_type, tol=0, max_iter=m,
+                      init_params="random_from_data", **init)
+
+        t_s, sk = time_fit(theirs, X, max(1, iters // 2))
+        with PeakRSS() as mem_s:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                theirs(1).fit(X)
+        row.update(sklearn=t_s, ratio=t_s / t_f, mem_s=mem_s.extra_mb)
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes")
+    ap.add_argument("--no-sklearn", action="store_true", help="fastgmm only")
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    args = ap.parse_args(argv)
+    with_sklearn = not args.no_sklearn
+    n = 100_000 if args.quick else 1_000_000
+    iters = 2 if args.quick else 3
+    import numba
+    print(f"fastgmm {fastgmm.__version__}, numba {numba.__version__}, numpy {np.__version__}, "
+          f"threads {numba.get_num_threads()}, layer {numba.config.THREADING_LAYER}")
+    gemm = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}
+    print(f"dense GEMM (numpy A @ B, 4096^2): float64 {gemm['float64']:.1f} GFLOP/s, "
+          f"float32 {gemm['float32']:.1f} GFLOP/s")
+    cases = [
+        ("full", "full", n, 16, 16, np.float64),
+        ("tied", "tied", n, 16, 16, np.float64),
+        ("diag", "diag", n, 16, 16, np.float64),
+        ("spherical", "spherical", n, 16, 16, np.float64),
+        ("full-f32", "full", n, 16, 16, np.float32),
+        ("full-d64", "full", n // 5, 64, 8, np.float64),
+    ]
+    if args.only:
+        keep = set(args.only.split(","))
+        cases = [c for c in cases if c[0] in keep]
+    head = (f"{'case':<10} {'fastgmm s/it':>12} {'sklearn s/it':>12} {'ratio':>7} "
+            f"{'GFLOP/s':>8} {'%GEMM':>6} {'mem MB':>8} {'sk mem MB':>9} {'X MB':>7}")
+    print(head)
+    print("-" * len(head))
+    for case in cases:
+        r = run_case(*case, iters=iters, gemm=gemm, with_sklearn=with_sklearn)
+        print(f"{r['case']:<10} {r['fastgmm']:12.4f} {r.get('sklearn', np.nan):12.4f} "
+              f"{r.get('ratio', np.nan):7.1f} {r['gflops']:8.1f} {100 * r['frac']:6.1f} "
+              f"{r['mem_f']:8.1f} {r.get('mem_s', np.nan):9.1f} {r['xmb']:7.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
