@@ -13,6 +13,7 @@ import numpy as np
 from scipy import linalg
 
 from . import _em
+from ._degenerate import ON_DEGENERATE, DegenerateRepair
 from ._init import INIT_METHODS, initial_params
 from ._stats import COVARIANCE_TYPES, GaussianParams, point_outputs
 from ._validation import (
@@ -75,6 +76,17 @@ class GaussianMixture:
     callback : callable, optional
         ``callback(info)`` after each EM iteration with a
         :class:`fastgmm.IterationInfo`; returning ``True`` stops that run.
+    on_degenerate : {'warn', 'raise', 'ignore'}, default='warn'
+        What to do when a component becomes degenerate during initialisation
+        or EM: empty (no sample explained by it) or collapsed (covariance not
+        positive definite, e.g. fewer distinct points than features, or
+        rounding on badly scaled data).  ``'warn'`` repairs it and emits a
+        :class:`fastgmm.DegenerateDataWarning` naming the component, the
+        iteration and the repair: a collapsed component gets a larger
+        diagonal regularisation, an empty one is re-seeded at the
+        worst-explained sample (split off the heaviest component when the data
+        are not in memory).  ``'ignore'`` repairs silently; ``'raise'`` raises
+        :class:`fastgmm.DegenerateCovarianceError` instead.
 
     Attributes
     ----------
@@ -114,7 +126,8 @@ class GaussianMixture:
                  n_init: int = 1, init_params: str = "kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
-                 n_threads: int | None = None, callback: Callable | None = None):
+                 n_threads: int | None = None, callback: Callable | None = None,
+                 on_degenerate: str = "warn"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -131,6 +144,7 @@ class GaussianMixture:
         self.verbose_interval = verbose_interval
         self.n_threads = n_threads
         self.callback = callback
+        self.on_degenerate = on_degenerate
 
     # ------------------------------------------------------------------
     # scikit-learn estimator protocol
@@ -209,6 +223,11 @@ class GaussianMixture:
             raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {self.callback!r}")
+        if not isinstance(self.on_degenerate, str):
+            raise TypeError(f"on_degenerate must be a string, got {self.on_degenerate!r}")
+        if self.on_degenerate not in ON_DEGENERATE:
+            raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
+                             f"got {self.on_degenerate!r}")
 
     def _check_init_arrays(self, n_features: int):
         k, d, ctype = self.n_components, n_features, self.covariance_type
@@ -310,7 +329,8 @@ class GaussianMixture:
 
         em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
                          reg_covar=float(self.reg_covar), verbose=int(self.verbose),
-                         verbose_interval=int(self.verbose_interval), callback=self.callback)
+                         verbose_interval=int(self.verbose_interval), callback=self.callback,
+                         repair=DegenerateRepair(self.on_degenerate, Xa, w))
         warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if warm and self.n_features_in_ != d:
             raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
@@ -327,7 +347,7 @@ class GaussianMixture:
                     return initial_params(Xa, w, self.n_components, self.covariance_type,
                                           self.init_params, r, float(self.reg_covar),
                                           parallel, weights_init, means_init,
-                                          precisions_init)
+                                          precisions_init, repair=em_kwargs["repair"])
 
                 concurrent = not _em.use_parallel(n)
                 result = _em.fit_restarts(lambda parallel: _em.ArraySource(Xa, w, parallel),

@@ -127,7 +127,7 @@ def _assign_to_seeds(X, w, seeds, parallel) -> np.ndarray:
 def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
                    covariance_type: str, init_params: str, rng: np.random.RandomState,
                    reg_covar: float, parallel: bool = True, weights_init=None,
-                   means_init=None, precisions_init=None) -> GaussianParams:
+                   means_init=None, precisions_init=None, repair=None) -> GaussianParams:
     """Initial mixture parameters.
 
     ``init_params`` chooses the responsibilities the first M-step uses:
@@ -139,7 +139,10 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
 
     User-given ``weights_init``, ``means_init`` and ``precisions_init`` replace
     the corresponding estimates (all three given: no data-driven step at all).
-    Arrays are expected validated (float64, right shapes).
+    Arrays are expected validated (float64, right shapes).  ``repair``, when
+    given, replaces the first M-step (``repair(stats, reg_covar, 0)``; see
+    :class:`fastgmm._degenerate.DegenerateRepair`), so that empty or collapsed
+    initial components are handled as in EM.
     """
     given = (weights_init is not None, means_init is not None, precisions_init is not None)
     if all(given):
@@ -170,7 +173,7 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
         centers = centers.astype(np.float64)
     shift = wmean if covariance_type == "tied" else centers
     stats = resp_stats(X, w, resp_block, k, shift, covariance_type, parallel)
-    params = stats.m_step(reg_covar)
+    params = stats.m_step(reg_covar) if repair is None else repair(stats, reg_covar, 0)
     if weights_init is not None:
         params.weights = np.asarray(weights_init, dtype=np.float64).copy()
     if means_init is not None:

@@ -83,10 +83,16 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     if n_features is not None and d != n_features:
         raise ValueError(f"{name} has {d} features, but the model was fitted with "
                          f"{n_features} features")
-    target = np.float32 if (arr.dtype == np.float32 and allow_float32) else np.float64
+    # Any float32, big-endian included, stays float32.
+    is_f32 = arr.dtype.kind == "f" and arr.dtype.itemsize == 4
+    target = np.float32 if (is_f32 and allow_float32) else np.float64
     out = np.ascontiguousarray(arr, dtype=np.dtype(target).newbyteorder("="))
     if out.dtype.byteorder not in ("=", "|"):
         out = out.astype(out.dtype.newbyteorder("="))
+    if not out.flags.writeable:
+        # Numba types a read-only array differently and would compile every
+        # kernel again for it (tens of seconds); a private copy avoids that.
+        out = out.copy()
     if not np.isfinite(out).all():
         what = "NaN" if np.isnan(out).any() else "infinity"
         raise ValueError(f"{name} contains {what}; remove or impute non-finite values first")

@@ -1,0 +1,464 @@
+"""Degenerate components: detection and repair inside the M-step.
+
+EM breaks down in two ways on degenerate data (duplicate points, a constant
+feature, clusters of fewer than ``d + 1`` distinct points, more components
+than distinct points, data whose spread is small next to its offset):
+
+* a component **empties**: its weight ``nk`` falls to (almost) nothing, so it
+  sits unused at a stale mean;
+* a component **collapses**: its covariance stops being positive definite
+  (rank-deficient scatter, or rounding that outweighs ``reg_covar``), and the
+  M-step cannot factorise it.
+
+:class:`DegenerateRepair` is a drop-in replacement for
+``SuffStats.m_step`` (``run_em(..., repair=...)`` and the initialisation
+M-step call it).  When nothing is degenerate it returns exactly what
+``m_step`` returns, bit for bit.  Otherwise it
+
+* raises the diagonal regularisation of a collapsed component (or of the tied
+  covariance) by growing multiples of ``1e-6`` times the data variance until
+  the matrix factorises, and keeps that extra regularisation for the rest of
+  the run, so one collapse is reported once;
+* re-seeds an empty component at the worst-explained sample (lowest log
+  density under the healthy components) with the pooled covariance of the
+  healthy components and weight ``1 / n_components``, when the data are in
+  memory; without data access (statistics only, e.g. a chunked source) it
+  splits the heaviest component in two along its principal axis instead
+  (moment-matched halves: means ``mu +- sqrt(2 / pi) sigma v``, variance
+  ``(1 - 2 / pi) sigma^2`` along ``v``).  A component is re-seeded at most
+  :data:`MAX_RESEEDS` times per run; after that it is left empty (weight
+  about ``1e-15``) with the pooled covariance.
+
+``on_degenerate`` decides what the user hears: ``'warn'`` repairs and emits a
+:class:`~fastgmm.DegenerateDataWarning` naming the component, the iteration
+and the repair; ``'ignore'`` repairs silently; ``'raise'`` raises
+:class:`~fastgmm.DegenerateCovarianceError` instead of repairing.
+
+Only the statistics are needed for every repair but the worst-point re-seed,
+so the same object serves in-memory, out-of-core and distributed sources.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+
+import numpy as np
+from scipy import linalg
+
+from ._em import use_parallel
+from ._stats import (
+    _NK_EPS,
+    DegenerateCovarianceError,
+    GaussianParams,
+    SuffStats,
+    point_outputs,
+)
+from ._validation import DegenerateDataWarning
+
+#: Accepted values of the estimator's ``on_degenerate`` parameter.
+ON_DEGENERATE = ("warn", "raise", "ignore")
+
+#: A component is empty when its weight is below this fraction of the weight
+#: of an average sample.
+EMPTY_FRACTION = 1e-6
+
+#: Re-seeds allowed per component and run before it is left empty.
+MAX_RESEEDS = 3
+
+#: First extra regularisation tried, relative to the mean data variance (the
+#: same ratio as scikit-learn's default ``reg_covar`` to unit-variance data).
+_BASE_RELATIVE = 1e-6
+
+#: A covariance whose smallest Cholesky pivot (squared) is below this times
+#: ``n_features`` times its largest variance is singular to rounding.
+SINGULAR_RTOL = 10.0 * np.finfo(np.float64).eps
+_GROWTH = 10.0
+_MAX_STEPS = 40
+
+_HALF_SHIFT = math.sqrt(2.0 / math.pi)  # mean of a half-normal, in sigmas
+_HALF_VAR = 1.0 - 2.0 / math.pi  # its variance, in sigma^2
+
+
+class _RunState(threading.local):
+    """Per-thread memory of one EM run (restarts may run on several threads)."""
+
+    def __init__(self):
+        self.last_iteration = -1
+        self.extra: np.ndarray | None = None  # extra diagonal per component
+        self.reseeds: np.ndarray | None = None
+
+
+class DegenerateRepair:
+    """M-step that repairs empty and collapsed components.
+
+    Called as ``repair(stats, reg_covar, iteration)`` wherever
+    ``stats.m_step(reg_covar)`` would be; ``iteration`` is 0 for the
+    initialisation M-step and the 1-based EM iteration otherwise.
+
+    Parameters
+    ----------
+    on_degenerate : {'warn', 'raise', 'ignore'}, default='warn'
+        ``'warn'``: repair and emit a :class:`~fastgmm.DegenerateDataWarning`
+        naming the component, the iteration and the repair; ``'ignore'``:
+        repair silently; ``'raise'``: raise
+        :class:`~fastgmm.DegenerateCovarianceError` instead.
+    X : ndarray of shape (n_samples, n_features), optional
+        The validated training data (C-contiguous float32/float64), used only
+        to find the worst-explained sample when an empty component is
+        re-seeded.  Without it, empty components are filled by splitting the
+        heaviest component.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Rows of zero weight are never chosen as seeds.
+    parallel : bool, optional
+        Kernels used to score the rows; default: chosen from the data size
+        at each call (the choice the EM loop makes).
+
+    Notes
+    -----
+    The object may be shared by restarts running on several Python threads:
+    the memory of a run (extra regularisation, re-seed counts) is kept per
+    thread and reset when the iteration number goes back, i.e. when the
+    thread starts a new run.  Repairs are deterministic.
+    """
+
+    def __init__(self, on_degenerate: str = "warn", X: np.ndarray | None = None,
+                 sample_weight: np.ndarray | None = None, parallel: bool | None = None):
+        if on_degenerate not in ON_DEGENERATE:
+            raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
+                             f"got {on_degenerate!r}")
+        self.on_degenerate = on_degenerate
+        self.X = X
+        self.sample_weight = sample_weight
+        self.parallel = parallel
+        self._state = _RunState()
+
+    # ------------------------------------------------------------------
+
+    def __call__(self, stats: SuffStats, reg_covar: float, iteration: int) -> GaussianParams:
+        k = stats.nk.shape[0]
+        if not (np.isfinite(stats.nk).all() and np.isfinite(stats.t).all()
+                and np.isfinite(stats.s).all()):
+            raise DegenerateCovarianceError(
+                f"the sufficient statistics are not finite {_when(iteration)} (overflow): "
+                "the data values are too large to square in float64 (about 1e154 and "
+                "above). Rescale the data, e.g. divide by its standard deviation.")
+        state = self._run_state(iteration, k, stats.covariance_type)
+        empty = empty_components(stats)
+        if not empty.any() and not state.extra.any():
+            try:
+                params = stats.m_step(reg_covar)
+            except DegenerateCovarianceError as exc:
+                if self.on_degenerate == "raise":
+                    raise DegenerateCovarianceError(
+                        f"{exc} [{_when(iteration)}; on_degenerate='raise']",
+                        exc.component) from None
+            else:
+                singular = numerically_singular(params)
+                if not singular.any():
+                    return params
+                if self.on_degenerate == "raise":
+                    j = int(np.flatnonzero(singular)[0])
+                    where = ("the tied covariance" if stats.covariance_type == "tied"
+                             else f"component {j}")
+                    raise DegenerateCovarianceError(
+                        f"ill-defined empirical covariance for {where} {_when(iteration)}: "
+                        "the matrix is numerically singular (collapsed component or too "
+                        "few distinct points). Increase reg_covar, decrease n_components, "
+                        "or use on_degenerate='warn' to repair it.",
+                        None if stats.covariance_type == "tied" else j)
+        if self.on_degenerate == "raise":
+            j = int(np.flatnonzero(empty)[0])
+            raise DegenerateCovarianceError(
+                f"component {j} is empty {_when(iteration)} (weight {stats.nk[j]:.3g}): "
+                "no sample is explained by it. Decrease n_components, check for "
+                "duplicate points, or use on_degenerate='warn' to re-seed it.", j)
+        params, events = self._repair(stats, reg_covar, empty, state)
+        if events and self.on_degenerate == "warn":
+            warnings.warn(
+                f"degenerate mixture {_when(iteration)}: " + "; ".join(events)
+                + ". The fit continues with the repaired model (on_degenerate='raise' "
+                "makes this an error, 'ignore' silences it).",
+                DegenerateDataWarning, stacklevel=3)
+        return params
+
+    def _run_state(self, iteration: int, k: int, covariance_type: str) -> _RunState:
+        st = self._state
+        n_extra = 1 if covariance_type == "tied" else k
+        if (iteration <= st.last_iteration or st.extra is None
+                or st.extra.shape[0] != n_extra or st.reseeds.shape[0] != k):
+            st.extra = np.zeros(n_extra)
+            st.reseeds = np.zeros(k, dtype=np.int64)
+        st.last_iteration = iteration
+        return st
+
+    # ------------------------------------------------------------------
+
+    def _repair(self, stats: SuffStats, reg_covar: float, empty: np.ndarray,
+                state: _RunState) -> tuple[GaussianParams, list[str]]:
+        ctype = stats.covariance_type
+        weights, means, raw = raw_moments(stats)
+        k = weights.shape[0]
+        healthy = ~empty
+        events: list[str] = []
+        base = _BASE_RELATIVE * data_scale(stats)
+
+        # Collapsed components: raise their diagonal regularisation.
+        if ctype == "tied":
+            extra, grown = _regularise(raw, ctype, reg_covar, state.extra[0], base)
+            state.extra[0] = extra
+            cov = _add_diagonal(raw, ctype, reg_covar + extra)
+            if grown:
+                events.append("the tied covariance was not positive definite; its "
+                              f"diagonal regularisation was raised by {extra:.3g}")
+        else:
+            cov = np.empty_like(raw)
+            for j in range(k):
+                if empty[j]:
+                    continue
+                extra, grown = _regularise(raw[j], ctype, reg_covar, state.extra[j], base)
+                state.extra[j] = extra
+                cov[j] = _add_diagonal(raw[j], ctype, reg_covar + extra)
+                if grown:
+                    events.append(f"component {j} collapsed (covariance not positive "
+                                  "definite); its diagonal regularisation was raised "
+                                  f"by {extra:.3g}")
+
+        # Empty components: re-seed (or split) a few times, then leave them.
+        empties = np.flatnonzero(empty)
+        if empties.size:
+            pooled = _pooled(weights, cov, healthy, ctype)
+            for j in empties:
+                if ctype != "tied":
+                    cov[j] = pooled
+            reseed = [int(j) for j in empties if state.reseeds[j] < MAX_RESEEDS]
+            for j in empties:
+                if state.reseeds[j] >= MAX_RESEEDS:
+                    events.append(f"component {int(j)} is empty again after {MAX_RESEEDS} "
+                                  "re-seeds and was left empty with the pooled covariance")
+            if reseed:
+                if self.X is not None:
+                    events += self._reseed_worst(weights, means, cov, healthy, reseed, ctype)
+                else:
+                    events += _split_heaviest(weights, means, cov, healthy, reseed, ctype)
+                state.reseeds[reseed] += 1
+            weights = weights / weights.sum()
+        return GaussianParams.from_covariances(ctype, weights, means, cov), events
+
+    def _reseed_worst(self, weights, means, cov, healthy, reseed, ctype) -> list[str]:
+        """Move each component of ``reseed`` to one of the worst-explained rows."""
+        X = self.X
+        h_w = weights[healthy] / weights[healthy].sum()
+        h_cov = cov if ctype == "tied" else cov[healthy]
+        scorer = GaussianParams.from_covariances(ctype, h_w, means[healthy], h_cov)
+        parallel = use_parallel(X.shape[0]) if self.parallel is None else self.parallel
+        scores = point_outputs(X, scorer, score=True, parallel=parallel)["score"]
+        scores = scores.astype(np.float64)
+        if self.sample_weight is not None:
+            scores[self.sample_weight <= 0] = np.inf
+        events = []
+        share = 1.0 / weights.shape[0]
+        others = np.ones(weights.shape[0], dtype=bool)
+        others[reseed] = False
+        weights[others] *= (1.0 - share * len(reseed)) / weights[others].sum()
+        for j in reseed:
+            row = int(np.argmin(scores))
+            if not np.isfinite(scores[row]):
+                row = int(np.flatnonzero(np.isfinite(scores))[0]) if np.isfinite(
+                    scores).any() else row
+            means[j] = X[row]
+            weights[j] = share
+            # Never pick the same point twice for this iteration's seeds.
+            scores[(X == X[row]).all(axis=1)] = np.inf
+            events.append(f"component {j} was empty and was re-seeded at the "
+                          f"worst-explained sample (row {row}) with the pooled covariance")
+        return events
+
+
+# ---------------------------------------------------------------------------
+# Helpers (statistics only)
+# ---------------------------------------------------------------------------
+
+
+def empty_components(stats: SuffStats) -> np.ndarray:
+    """Boolean mask of components whose weight is negligible.
+
+    Empty means ``nk`` below :data:`EMPTY_FRACTION` times the weight of an
+    average sample.
+    """
+    avg = stats.weight / max(stats.n_samples, 1)
+    return ~(stats.nk >= EMPTY_FRACTION * avg)
+
+
+def raw_moments(stats: SuffStats):
+    """Weights, means and unregularised covariances from the statistics.
+
+    The same arithmetic as :meth:`SuffStats.m_step` up to (not including)
+    the ``reg_covar`` addition, so that adding ``reg_covar`` gives its result
+    bit for bit.
+    """
+    ctype = stats.covariance_type
+    nk = stats.nk + _NK_EPS
+    weights = nk / nk.sum()
+    off = stats.t / nk[:, None]
+    if ctype == "tied":
+        means = stats.shift[None, :] + off
+        cov = (stats.s - (stats.t.T / nk) @ stats.t) / nk.sum()
+        cov = 0.5 * (cov + cov.T)
+    elif ctype == "full":
+        means = stats.shift + off
+        cov = stats.s / nk[:, None, None] - off[:, :, None] * off[:, None, :]
+        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+    else:
+        means = stats.shift + off
+        var = stats.s / nk[:, None] - off ** 2
+        cov = var if ctype == "diag" else var.mean(axis=1)
+    return weights, means, cov
+
+
+def data_scale(stats: SuffStats) -> float:
+    """Mean per-feature variance of all the data, from the statistics.
+
+    Used only as a yardstick for extra regularisation; 1.0 when the data have
+    no spread at all (or the estimate is not finite).
+    """
+    nk, t = stats.nk, stats.t
+    total = nk.sum()
+    if not total > 0:
+        return 1.0
+    with np.errstate(all="ignore"):
+        if stats.covariance_type == "tied":
+            m = t.sum(axis=0) / total
+            var = np.diag(stats.s) / total - m ** 2
+        else:
+            sdiag = (np.diagonal(stats.s, axis1=1, axis2=2)
+                     if stats.covariance_type == "full" else stats.s)
+            mean = (nk[:, None] * stats.shift + t).sum(axis=0) / total
+            dc = stats.shift - mean
+            var = (sdiag + nk[:, None] * dc ** 2 + 2.0 * t * dc).sum(axis=0) / total
+        scale = float(np.mean(np.maximum(var, 0.0)))
+    return scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+def _add_diagonal(raw: np.ndarray, ctype: str, amount: float) -> np.ndarray:
+    """``raw`` (one component's covariance, or the tied one) plus ``amount`` on the diagonal."""
+    if ctype in ("full", "tied"):
+        out = raw.copy()
+        out.flat[:: out.shape[0] + 1] += amount
+        return out
+    return raw + amount
+
+
+def numerically_singular(params: GaussianParams) -> np.ndarray:
+    """Components whose covariance factorised but is singular to rounding.
+
+    A Cholesky factorisation can succeed on a rank-deficient matrix by the
+    luck of rounding; such a component has a precision of order ``1 / eps``
+    along some direction.  The test: the smallest squared Cholesky pivot of
+    ``Sigma_k`` (an upper bound on its smallest eigenvalue) is at most
+    :data:`SINGULAR_RTOL` ``* d`` times its largest variance; for diagonal
+    covariances, the smallest variance against the largest.  Spherical
+    covariances (one positive number) are never singular.
+
+    Returns a boolean array, shape (k,), or (1,) for a tied covariance.
+    """
+    ctype = params.covariance_type
+    tol = SINGULAR_RTOL * params.n_features
+    cov = params.covariances
+    if ctype in ("full", "tied"):
+        pc = params.precisions_cholesky
+        if ctype == "tied":
+            pc, cov = pc[None], cov[None]
+        # The precision factor is L^-T, so its diagonal is 1 / diag(L).
+        inv_pivot2 = (np.diagonal(pc, axis1=1, axis2=2) ** 2).max(axis=1)
+        top = np.diagonal(cov, axis1=1, axis2=2).max(axis=1)
+        return ~(inv_pivot2 * top * tol < 1.0)
+    if ctype == "diag":
+        return ~(cov.min(axis=1) > tol * cov.max(axis=1))
+    return np.zeros(cov.shape[0], dtype=bool)
+
+
+def _is_spd(cov: np.ndarray, ctype: str) -> bool:
+    """Positive definite and not singular to rounding (see :func:`numerically_singular`)."""
+    if not np.isfinite(cov).all():
+        return False
+    tol = SINGULAR_RTOL * (cov.shape[0] if ctype in ("full", "tied") else cov.size)
+    if ctype in ("full", "tied"):
+        try:
+            lower = linalg.cholesky(cov, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            return False
+        return bool((np.diag(lower) ** 2).min() > tol * np.diag(cov).max())
+    if ctype == "diag":
+        return bool(cov.min() > 0 and cov.min() > tol * cov.max())
+    return bool(cov > 0)
+
+
+def _regularise(raw, ctype, reg_covar, extra, base) -> tuple[float, bool]:
+    """Smallest extra diagonal (growing by 10x from ``base``) that makes ``raw`` SPD.
+
+    Returns the extra amount and whether it had to grow beyond ``extra``.
+    """
+    if _is_spd(_add_diagonal(raw, ctype, reg_covar + extra), ctype):
+        return extra, False
+    candidate = base
+    for _ in range(_MAX_STEPS):
+        if candidate > extra and _is_spd(_add_diagonal(raw, ctype, reg_covar + candidate),
+                                         ctype):
+            return candidate, True
+        candidate *= _GROWTH
+    raise DegenerateCovarianceError(
+        "a covariance could not be made positive definite even with a diagonal "
+        f"regularisation of {candidate / _GROWTH:.3g}; the data may be too badly scaled")
+
+
+def _pooled(weights, cov, healthy, ctype):
+    """Weighted average covariance of the healthy components (SPD if they are)."""
+    if ctype == "tied":
+        return cov
+    w = weights[healthy] / weights[healthy].sum()
+    return np.tensordot(w, cov[healthy], axes=1)
+
+
+def _split_heaviest(weights, means, cov, healthy, reseed, ctype) -> list[str]:
+    """Fill each component of ``reseed`` by splitting the heaviest one in two.
+
+    The two halves keep the parent's mass and match its moments: means at
+    ``mu +- sqrt(2/pi) sigma v`` along the principal axis ``v`` and the
+    variance along ``v`` reduced to ``(1 - 2/pi) sigma^2``.
+    """
+    events = []
+    alive = healthy.copy()
+    for j in reseed:
+        big = int(np.flatnonzero(alive)[np.argmax(weights[alive])])
+        c = cov if ctype == "tied" else cov[big]
+        if ctype in ("full", "tied"):
+            vals, vecs = np.linalg.eigh(c)
+            lam, v = float(vals[-1]), vecs[:, -1]
+        elif ctype == "diag":
+            f = int(np.argmax(c))
+            lam, v = float(c[f]), np.eye(means.shape[1])[f]
+        else:
+            lam, v = float(c), np.eye(means.shape[1])[0]
+        step = _HALF_SHIFT * math.sqrt(lam) * v
+        if ctype == "full":
+            cov[big] = c - (1.0 - _HALF_VAR) * lam * np.outer(v, v)
+            cov[big] = 0.5 * (cov[big] + cov[big].T)
+        elif ctype == "diag":
+            cov[big] = c.copy()
+            cov[big][f] = _HALF_VAR * lam
+        if ctype != "tied":
+            cov[j] = cov[big]
+        means[j] = means[big] - step
+        means[big] = means[big] + step
+        weights[big] *= 0.5
+        weights[j] = weights[big]
+        alive[j] = True
+        events.append(f"component {j} was empty and was filled by splitting component "
+                      f"{big} along its principal axis")
+    return events
+
+
+def _when(iteration: int) -> str:
+    return "at initialisation" if iteration == 0 else f"at EM iteration {iteration}"
