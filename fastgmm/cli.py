@@ -1,0 +1,649 @@
+"""The ``fastgmm`` command line.
+
+::
+
+    fastgmm demo [--out DIR] [--quick]
+    fastgmm fit DATA --k K [--covariance TYPE] [--columns a,b] [--standardize] [--log]
+                [--sample-weight COL] [--n-init N] [--max-iter N] [--seed S] --out MODEL
+    fastgmm predict MODEL DATA [--proba] --out FILE
+    fastgmm sample MODEL --n N [--seed S] --out FILE
+    fastgmm info MODEL
+
+DATA is a CSV file (a header row of column names, detected automatically),
+a ``.npy`` array (columns named ``0``, ``1``, ...) or, when pandas and
+pyarrow are installed, a Parquet file.  Output files end in ``.csv`` or
+``.npy``.  The preprocessing chosen at fit time (columns, ``--log``,
+``--standardize``) is stored in the model file and applied again by
+``predict``, and undone by ``sample``.
+
+Progress goes to stderr (``--quiet`` silences it), results to stdout.  Bad
+input prints one line, ``fastgmm <command>: error: ...``, and exits with
+status 2; outputs are written to a temporary file and renamed into place, so
+a failed command leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["main"]
+
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_OUTPUT_SUFFIXES = (".csv", ".npy")
+
+
+class CLIError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one line and exit status 2."""
+
+    def error(self, message):  # noqa: D102
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ----------------------------------------------------------------------------
+# reading data
+# ----------------------------------------------------------------------------
+
+
+class _Data:
+    """Named numeric columns read from a file, converted on demand."""
+
+    def __init__(self, path: str, names: list[str], loader, has_header: bool):
+        self.path = path
+        self.names = names
+        self._loader = loader
+        self.has_header = has_header
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """The given columns as a float64 (n_rows, len(names)) array, checked finite."""
+        for name in names:
+            if name not in self.names:
+                shown = ", ".join(self.names[:12]) + (", ..." if len(self.names) > 12 else "")
+                raise CLIError(f"{self.path}: unknown column {name!r}; the columns are {shown}")
+        idx = [self.names.index(n) for n in names]
+        X = self._loader(idx)
+        if X.shape[0] == 0:
+            raise CLIError(f"{self.path} has no data rows")
+        bad = ~np.isfinite(X)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            what = "NaN (a missing value)" if np.isnan(X[row, col]) else "infinite"
+            raise CLIError(f"{self.path}: column {names[col]!r} is {what} in data row "
+                           f"{row + 1}; remove or impute such rows first")
+        return X
+
+
+def _read_data(path: str) -> _Data:
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder, not a data file")
+    lower = path.lower()
+    if lower.endswith(".npy"):
+        return _read_npy(path)
+    if lower.endswith((".parquet", ".pq")):
+        return _read_parquet(path)
+    return _read_csv(path, "\t" if lower.endswith(".tsv") else ",")
+
+
+def _read_npy(path: str) -> _Data:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise CLIError(f"{path} is not a readable .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise CLIError(f"{path} is not a single .npy array")
+    if arr.dtype.kind not in "biuf":
+        raise CLIError(f"{path} holds {arr.dtype} values; a numeric array is needed")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise CLIError(f"{path} holds a {arr.ndim}-dimensional array; 1 or 2 dimensions needed")
+    names = [str(j) for j in range(arr.shape[1])]
+    return _Data(path, names, lambda idx: np.asarray(arr[:, idx], dtype=np.float64), False)
+
+
+def _read_parquet(path: str) -> _Data:
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise CLIError("reading Parquet needs pandas and pyarrow "
+                       "(pip install pandas pyarrow)") from None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises its own error types
+        raise CLIError(f"{path} is not a readable Parquet file ({exc})") from None
+    names = [str(c) for c in frame.columns]
+
+    def load(idx):
+        out = np.empty((len(frame), len(idx)))
+        for j, i in enumerate(idx):
+            col = frame.iloc[:, i]
+            if col.dtype.kind not in "biuf":
+                raise CLIError(f"{path}: column {names[i]!r} is not numeric "
+                               f"(dtype {col.dtype})")
+            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+    return _Data(path, names, load, True)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: str, delimiter: str) -> _Data:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            first = next(csv.reader(f, delimiter=delimiter), None)
+    except UnicodeDecodeError:
+        raise CLIError(f"{path} is not a text (UTF-8) CSV file") from None
+    if first is None or not any(cell.strip() for cell in first):
+        raise CLIError(f"{path} is empty")
+    has_header = not all(_is_number(cell) for cell in first)
+    if has_header:
+        names = [cell.strip() for cell in first]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise CLIError(f"{path}: duplicate column name(s) {dupes}")
+    else:
+        names = [str(j) for j in range(len(first))]
+
+    def load(idx):
+        try:
+            X = np.loadtxt(path, delimiter=delimiter, skiprows=1 if has_header else 0,
+                           usecols=idx, dtype=np.float64, ndmin=2, quotechar='"',
+                           encoding="utf-8-sig")
+        except ValueError as exc:
+            raise CLIError(_csv_problem(path, delimiter, has_header, names, idx, exc)) from None
+        return X
+
+    return _Data(path, names, load, has_header)
+
+
+def _csv_problem(path, delimiter, has_header, names, idx, exc) -> str:
+    """Find the first bad cell among the columns ``idx`` and describe it."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        if has_header:
+            next(reader, None)
+        for row_no, row in enumerate(reader, start=1):
+            if not row:
+                continue
+            if len(row) != len(names):
+                fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
+                return (f"{path}: data row {row_no} has {fields} but the file has "
+                        f"{len(names)} columns")
+            for i in idx:
+                cell = row[i].strip()
+                if cell == "" or cell.upper() in ("NA", "N/A", "NULL"):
+                    return (f"{path}: column {names[i]!r} has a missing value in data row "
+                            f"{row_no}; remove or impute such rows first")
+                if not _is_number(cell):
+                    return (f"{path}: column {names[i]!r} is not numeric "
+                            f"(data row {row_no} holds {cell!r})")
+    return f"{path}: could not read the numbers ({exc})"
+
+
+# ----------------------------------------------------------------------------
+# writing results
+# ----------------------------------------------------------------------------
+
+
+def _check_output(path: str, suffixes=_OUTPUT_SUFFIXES) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"--out {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise CLIError(f"--out {path} is a folder; give a file name")
+    if suffixes and not path.lower().endswith(suffixes):
+        raise CLIError(f"--out {path}: the file name must end in "
+                       f"{' or '.join(suffixes)}")
+    return path
+
+
+def _write_table(path: str, header: list[str], values: np.ndarray, fmt: str) -> None:
+    from ._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        if path.lower().endswith(".npy"):
+            with open(tmp, "wb") as f:
+                np.save(f, values)
+        else:
+            with open(tmp, "w", newline="") as f:
+                f.write(",".join(header) + "\n")
+                np.savetxt(f, values, delimiter=",", fmt=fmt)
+
+
+# ----------------------------------------------------------------------------
+# progress
+# ----------------------------------------------------------------------------
+
+
+class _Progress:
+    """The estimator callback that reports EM iterations on stderr.
+
+    Prints the first iteration of each initialisation and then at most one
+    line per ``interval`` seconds.
+    """
+
+    def __init__(self, interval: float = 1.0, stream=None):
+        self.interval = interval
+        self.stream = sys.stderr if stream is None else stream
+        self._last = -math.inf
+        self._lock = threading.Lock()
+
+    def __call__(self, info) -> bool:
+        now = time.perf_counter()
+        with self._lock:
+            if info.iteration == 1 or now - self._last >= self.interval:
+                self._last = now
+                print(f"fit: init {info.init}  iteration {info.iteration:4d}  "
+                      f"log-likelihood {info.lower_bound: .6f}  change {info.change: .3e}  "
+                      f"{info.elapsed:7.2f} s", file=self.stream, flush=True)
+        return False
+
+
+def _note(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"{args.command}: {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------
+# preprocessing stored with the model
+# ----------------------------------------------------------------------------
+
+
+def _transform(X: np.ndarray, names: Sequence[str], prep: dict, center, scale) -> np.ndarray:
+    if prep.get("log"):
+        bad = X <= 0
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise CLIError(f"--log needs positive values, but column {names[col]!r} is "
+                           f"{X[row, col]:g} in data row {row + 1}")
+        X = np.log(X)
+    if prep.get("standardize"):
+        X = (X - center) / scale
+    return X
+
+
+def _untransform(Z: np.ndarray, prep: dict, center, scale) -> np.ndarray:
+    X = Z
+    if prep.get("standardize"):
+        X = center + scale * X
+    if prep.get("log"):
+        X = np.exp(X)
+    return X
+
+
+def _model_features(names: Sequence[str], prep: dict) -> list[str]:
+    out = []
+    for name in names:
+        if prep.get("log"):
+            name = f"log({name})"
+        if prep.get("standardize"):
+            name = f"z({name})"
+        out.append(name)
+    return out
+
+
+def _read_model(path: str):
+    from ._io import ModelFileError, read
+
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    try:
+        mf = read(path)
+    except ModelFileError as exc:
+        raise CLIError(str(exc)) from None
+    prep = mf.extra.get("cli")
+    return mf, prep
+
+
+# ----------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------
+
+
+def _cmd_demo(args) -> int:
+    from ._demo import run_demo
+
+    progress = None if args.quiet else (lambda m: print(f"demo: {m}", file=sys.stderr,
+                                                        flush=True))
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out} exists and is not a folder")
+    run_demo(args.out, quick=args.quick, seed=args.seed, progress=progress)
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from ._estimator import GaussianMixture
+    from ._io import save
+
+    data = _read_data(args.data)
+    if args.columns is not None:
+        columns = [c.strip() for c in args.columns.split(",")]
+        if any(c == "" for c in columns):
+            raise CLIError(f"--columns {args.columns!r} has an empty name")
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        if dupes:
+            raise CLIError(f"--columns names {dupes} more than once")
+    else:
+        columns = [c for c in data.names if c != args.sample_weight]
+    if args.sample_weight is not None and args.sample_weight in columns:
+        raise CLIError(f"--sample-weight {args.sample_weight!r} is also a feature column")
+    X = data.columns(columns)
+    weights = None
+    if args.sample_weight is not None:
+        weights = data.columns([args.sample_weight])[:, 0]
+        if (weights < 0).any():
+            raise CLIError(f"--sample-weight column {args.sample_weight!r} has negative values")
+        if not weights.sum() > 0:
+            raise CLIError(f"--sample-weight column {args.sample_weight!r} sums to zero")
+    n = X.shape[0]
+    if args.k > n:
+        raise CLIError(f"--k {args.k} is larger than the number of data rows ({n})")
+    if weights is not None and np.count_nonzero(weights) < args.k:
+        raise CLIError(f"--k {args.k} is larger than the number of rows with positive "
+                       f"weight ({np.count_nonzero(weights)})")
+    _check_output(args.out, suffixes=None)
+
+    prep = {"columns": columns, "log": bool(args.log), "standardize": bool(args.standardize),
+            "sample_weight": args.sample_weight, "data": os.path.basename(args.data)}
+    Z = _transform(X, columns, {"log": prep["log"]}, None, None)
+    extra_arrays = {}
+    center = scale = None
+    if args.standardize:
+        center, scale = Z.mean(axis=0), Z.std(axis=0, ddof=0)
+        flat = np.flatnonzero(scale == 0)
+        if flat.size:
+            raise CLIError(f"--standardize: column {columns[flat[0]]!r} is constant")
+        extra_arrays = {"center": center, "scale": scale}
+        Z = (Z - center) / scale
+
+    model = GaussianMixture(args.k, covariance_type=args.covariance, n_init=args.n_init,
+                            max_iter=args.max_iter, random_state=args.seed,
+                            callback=None if args.quiet else _Progress())
+    _note(args, f"{n} rows x {len(columns)} columns from {args.data}; fitting k={args.k}, "
+          f"{args.covariance} covariances, {args.n_init} initialisation(s)")
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(Z, sample_weight=weights)
+    seconds = time.perf_counter() - start
+    for w in caught:
+        print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
+    model.callback = None
+    model.feature_names_in_ = np.asarray(_model_features(columns, prep), dtype=object)
+    save(model, args.out, extra={"cli": prep}, extra_arrays=extra_arrays)
+
+    print(f"Fitted a {args.k}-component Gaussian mixture ({args.covariance} covariances) "
+          f"to {n} rows x {len(columns)} columns of {args.data} in {seconds:.2f} s")
+    steps = [name for name, on in (("log", args.log), ("standardised", args.standardize)) if on]
+    weighting = f"; row weights from {args.sample_weight!r}" if weights is not None else ""
+    print(f"columns: {', '.join(columns)}; preprocessing: {', '.join(steps) or 'none'}"
+          f"{weighting}")
+    state = "converged" if model.converged_ else "did NOT converge"
+    print(f"EM {state} after {model.n_iter_} iterations; mean log-likelihood "
+          f"{model.lower_bound_:.6f}")
+    print(f"BIC {model.bic(Z, weights):.2f}   AIC {model.aic(Z, weights):.2f}")
+    _print_components(model, columns, prep, center, scale)
+    print(f"model written to {args.out}")
+    return 0
+
+
+def _print_components(model, columns, prep, center, scale) -> None:
+    from .datasets import Table
+
+    means = np.asarray(model.means_, dtype=np.float64)
+    if prep.get("standardize"):
+        means = center + scale * means
+    heads = [f"log({c})" if prep.get("log") else c for c in columns]
+    rows = tuple((j, float(model.weights_[j])) + tuple(float(v) for v in means[j])
+                 for j in range(means.shape[0]))
+    title = "component means" + (" (log units)" if prep.get("log") else "")
+    print(Table(("component", "weight") + tuple(heads), rows, {"weight": ".3f"}, title))
+
+
+def _model_input(mf, prep, data: _Data) -> np.ndarray:
+    model = mf.model
+    d = model.n_features_in_
+    if prep is not None:
+        columns = prep["columns"]
+        if data.has_header or all(c in data.names for c in columns):
+            X = data.columns(columns)
+        elif len(data.names) == d:
+            X = data.columns(data.names)
+        else:
+            raise CLIError(f"{data.path} has {len(data.names)} unnamed columns; the model "
+                           f"needs {d} ({', '.join(columns)})")
+        return _transform(X, columns, prep, mf.extra_arrays.get("center"),
+                          mf.extra_arrays.get("scale"))
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and data.has_header:
+        return data.columns([str(n) for n in names])
+    if len(data.names) != d:
+        raise CLIError(f"{data.path} has {len(data.names)} columns; the model needs {d}")
+    return data.columns(data.names)
+
+
+def _cmd_predict(args) -> int:
+    mf, prep = _read_model(args.model)
+    data = _read_data(args.data)
+    _check_output(args.out)
+    X = _model_input(mf, prep, data)
+    model = mf.model
+    if args.proba:
+        values = model.predict_proba(X)
+        header = [f"p{j}" for j in range(values.shape[1])]
+        _write_table(args.out, header, values, "%.17g")
+        print(f"wrote the component probabilities of {X.shape[0]} rows to {args.out}")
+    else:
+        values = model.predict(X)
+        _write_table(args.out, ["component"], values[:, None], "%d")
+        counts = np.bincount(values, minlength=model.weights_.shape[0])
+        print(f"wrote the components of {X.shape[0]} rows to {args.out}")
+        print("rows per component: " + ", ".join(f"{j}: {c}" for j, c in enumerate(counts)))
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    mf, prep = _read_model(args.model)
+    _check_output(args.out)
+    model = mf.model
+    Z, y = model.sample(args.n, random_state=args.seed)
+    if prep is not None:
+        X = _untransform(np.asarray(Z, dtype=np.float64), prep,
+                         mf.extra_arrays.get("center"), mf.extra_arrays.get("scale"))
+        names = list(prep["columns"])
+    else:
+        X = np.asarray(Z, dtype=np.float64)
+        fitted = getattr(model, "feature_names_in_", None)
+        names = ([str(v) for v in fitted] if fitted is not None
+                 else [f"x{j}" for j in range(X.shape[1])])
+    _write_table(args.out, names + ["component"], np.column_stack([X, y]), "%.17g")
+    print(f"wrote {args.n} samples ({len(names)} columns and the component) to {args.out}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    mf, prep = _read_model(args.model)
+    meta, model = mf.metadata, mf.model
+    print(f"file: {args.model}")
+    print(f"format: {meta['format']} version {meta['format_version']} "
+          f"(written by fastgmm {meta.get('fastgmm_version', '?')})")
+    print(f"components: {meta['n_components']}   features: {meta['n_features']}   "
+          f"covariance: {meta['covariance_type']}   dtype: {meta['dtype']}")
+    if meta.get("feature_names"):
+        print(f"features: {', '.join(meta['feature_names'])}")
+    if prep is not None:
+        steps = [s for s, on in (("log", prep.get("log")),
+                                 ("standardise", prep.get("standardize"))) if on]
+        print(f"fitted by the command line on {prep.get('data')}, columns "
+              f"{', '.join(prep['columns'])}; preprocessing: {', '.join(steps) or 'none'}")
+    converged = getattr(model, "converged_", None)
+    if converged is not None:
+        print(f"EM: {'converged' if converged else 'not converged'} after "
+              f"{getattr(model, 'n_iter_', '?')} iterations, mean log-likelihood "
+              f"{getattr(model, 'lower_bound_', float('nan')):.6f}")
+    print("weights: " + ", ".join(f"{w:.4f}" for w in np.asarray(model.weights_)))
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# parser and entry point
+# ----------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"the seed must be in [0, 2**32), got {value}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="fastgmm", description="Gaussian mixture models fitted by EM "
+                     "with Numba kernels.")
+    parser.add_argument("--version", action="version", version=f"fastgmm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+    p = sub.add_parser("demo", help="segment the bundled wholesale customers and plot them",
+                       description="Fit mixtures to the bundled wholesale-customers data, "
+                       "print a segment table and the BIC/AIC tables, and write PNG plots.")
+    p.add_argument("--out", default="fastgmm_demo_output", metavar="DIR",
+                   help="folder for the plots (default: fastgmm_demo_output)")
+    p.add_argument("--quick", action="store_true", help="fewer fits (k = 1..4, 1 restart)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    common(p)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("fit", help="fit a mixture to a data file and save the model",
+                       description="Fit a Gaussian mixture to DATA (CSV, .npy or Parquet) "
+                       "and save it as a model file.")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--k", type=_positive_int, required=True, help="number of components")
+    p.add_argument("--covariance", choices=_COVARIANCE_TYPES, default="full",
+                   help="covariance type (default full)")
+    p.add_argument("--columns", metavar="a,b,...",
+                   help="comma-separated feature columns (default: all but the weight column)")
+    p.add_argument("--standardize", action="store_true",
+                   help="centre and scale each column (population std)")
+    p.add_argument("--log", action="store_true",
+                   help="take natural logarithms first (values must be positive)")
+    p.add_argument("--sample-weight", metavar="COL", help="column of non-negative row weights")
+    p.add_argument("--n-init", type=_positive_int, default=1, help="restarts (default 1)")
+    p.add_argument("--max-iter", type=_positive_int, default=100,
+                   help="EM iterations per restart (default 100)")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed")
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
+    common(p)
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("predict", help="assign rows of a data file to components",
+                       description="Write the most probable component of each row of DATA "
+                       "(or, with --proba, every component's probability).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--proba", action="store_true", help="write probabilities p0, p1, ...")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
+    common(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("sample", help="draw samples from a model",
+                       description="Draw N rows from the model, in the units of the data it "
+                       "was fitted on, with the component of each.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of samples")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
+    common(p)
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("info", help="describe a model file")
+    p.add_argument("model", metavar="MODEL")
+    common(p)
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: no such file"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fastgmm`` command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"fastgmm: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command is None:
+        print("fastgmm: error: choose a command: demo, fit, predict, sample or info "
+              "(see 'fastgmm --help')", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"fastgmm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, OSError, ImportError, FloatingPointError,
+            np.linalg.LinAlgError) as exc:
+        print(f"fastgmm {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Data sets shipped with fastgmm.
+
+Only one for now: the wholesale-customers data (UCI id 292, CC BY 4.0), the
+annual spending of 440 clients of a Portuguese wholesale distributor.
+
+>>> from fastgmm.datasets import load_wholesale
+>>> data = load_wholesale()
+>>> data.spending.shape
+(440, 6)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+__all__ = ["Table", "Wholesale", "channel_names", "load_wholesale", "region_names"]
+
+_WHOLESALE_FILE = "wholesale_customers.csv"
+_WHOLESALE_COLUMNS = ("Channel", "Region", "Fresh", "Milk", "Grocery", "Frozen",
+                      "Detergents_Paper", "Delicassen")
+_CHANNELS = {1: "Horeca", 2: "Retail"}
+_REGIONS = {1: "Lisbon", 2: "Oporto", 3: "Other"}
+
+CITATION = ("Cardoso, M. (2013). Wholesale customers [Dataset]. UCI Machine Learning "
+            "Repository. https://doi.org/10.24432/C5030X")
+
+
+def _data_file(name: str):
+    return resources.files("fastgmm").joinpath("data", name)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A small table of results that prints aligned, for terminals and logs.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        Column headers.
+    rows : tuple of tuple
+        One tuple per row; numbers are formatted with ``formats`` when printed.
+    formats : dict
+        Optional ``{column: format spec}``, e.g. ``{"share": ".1%"}``; other
+        floats print with ``.4g``, other values with ``str``.
+    title : str, optional
+        A line printed above the table.
+    """
+
+    columns: tuple
+    rows: tuple
+    formats: dict = field(default_factory=dict)
+    title: str | None = None
+
+    def column(self, name: str) -> list:
+        """The values of one column, in row order."""
+        j = self.columns.index(name)
+        return [row[j] for row in self.rows]
+
+    def _cell(self, name: str, value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        spec = self.formats.get(name)
+        if spec is not None:
+            return format(value, spec)
+        if isinstance(value, (float, np.floating)):
+            return format(float(value), ".4g")
+        return str(value)
+
+    def to_string(self) -> str:
+        """The table as aligned text (numbers right-aligned)."""
+        cells = [[self._cell(c, v) for c, v in zip(self.columns, row, strict=True)]
+                 for row in self.rows]
+        widths = [max([len(str(c))] + [len(r[j]) for r in cells])
+                  for j, c in enumerate(self.columns)]
+        numeric = [all(isinstance(row[j], (int, float, np.integer, np.floating)) or row[j] is None
+                       for row in self.rows) for j in range(len(self.columns))]
+
+        def line(values):
+            return "  ".join(v.rjust(w) if num else v.ljust(w)
+                             for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+        out = [] if self.title is None else [self.title]
+        out.append(line([str(c) for c in self.columns]))
+        out.append(line(["-" * w for w in widths]))
+        out.extend(line(r) for r in cells)
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+    def to_frame(self):
+        """The table as a :class:`pandas.DataFrame` (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows), columns=list(self.columns))
+
+
+@dataclass(frozen=True, repr=False)
+class Wholesale:
+    """The wholesale-customers data set.
+
+    Attributes
+    ----------
+    data : ndarray of shape (440, 8), int64
+        All columns, in file order: ``Channel, Region, Fresh, Milk, Grocery,
+        Frozen, Detergents_Paper, Delicassen``.
+    columns : tuple of str
+        The column names.
+    descr : str
+        Description, source and licence (the bundled README).
+    citation : str
+        How to cite the data.
+    """
+
+    data: np.ndarray
+    columns: tuple
+    descr: str
+    citation: str = CITATION
+
+    def __repr__(self) -> str:
+        return (f"Wholesale(n_customers={self.data.shape[0]}, "
+                f"columns={list(self.columns)})")
+
+    def col(self, name: str) -> np.ndarray:
+        """One column as a new int64 array."""
+        if name not in self.columns:
+            raise KeyError(f"unknown column {name!r}; columns are {list(self.columns)}")
+        return self.data[:, self.columns.index(name)].copy()
+
+    @property
+    def spending_columns(self) -> tuple:
+        """The six spending categories (every column but Channel and Region)."""
+        return self.columns[2:]
+
+    @property
+    def spending(self) -> np.ndarray:
+        """Annual spending, shape (440, 6), float64 (Channel and Region dropped)."""
+        return self.data[:, 2:].astype(np.float64)
+
+    @property
+    def channel(self) -> np.ndarray:
+        """Channel code per customer: 1 = Horeca, 2 = Retail."""
+        return self.col("Channel")
+
+    @property
+    def region(self) -> np.ndarray:
+        """Region code per customer: 1 = Lisbon, 2 = Oporto, 3 = Other."""
+        return self.col("Region")
+
+    def frame(self):
+        """All columns as a :class:`pandas.DataFrame` (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.data, columns=list(self.columns))
+
+    def segment_profile(self, labels, n_segments: int | None = None,
+                        title: str | None = None) -> Table:
+        """Describe customer segments in the original units.
+
+        Parameters
+        ----------
+        labels : array-like of int, shape (440,)
+            Segment of each customer, ``0 .. n_segments - 1``.
+        n_segments : int, optional
+            Number of segments (default: ``max(labels) + 1``); segments with
+            no customer get a row of dashes.
+        title : str, optional
+
+        Returns
+        -------
+        Table
+            One row per segment: ``segment``, ``customers``, ``share`` (of all
+            customers), the mean annual spending per category, and the
+            Channel mix (share of Horeca and of Retail customers).
+        """
+        n = self.data.shape[0]
+        lab = np.asarray(labels)
+        if lab.ndim != 1 or lab.shape[0] != n:
+            raise ValueError(f"labels must have shape ({n},), got {lab.shape}")
+        if lab.dtype.kind not in "iu":
+            if lab.dtype.kind == "f" and np.all(np.isfinite(lab)) and np.all(lab == np.round(lab)):
+                lab = lab.astype(np.int64)
+            else:
+                raise TypeError(f"labels must be integers, got dtype {lab.dtype}")
+        if n_segments is None:
+            n_segments = int(lab.max()) + 1
+        if lab.min() < 0 or lab.max() >= n_segments:
+            raise ValueError(f"labels must lie in [0, {n_segments}), "
+                             f"got values from {lab.min()} to {lab.max()}")
+        spend = self.spending
+        channel = self.channel
+        cols = (("segment", "customers", "share") + tuple(self.spending_columns)
+                + tuple(f"% {name}" for name in _CHANNELS.values()))
+        rows = []
+        for s in range(n_segments):
+            members = lab == s
+            size = int(members.sum())
+            if size == 0:
+                rows.append((s, 0, 0.0) + (None,) * (len(cols) - 3))
+                continue
+            means = tuple(float(v) for v in spend[members].mean(axis=0))
+            mix = tuple(float(np.mean(channel[members] == code)) for code in _CHANNELS)
+            rows.append((s, size, size / n) + means + mix)
+        formats = {"share": ".1%"}
+        formats.update({c: ",.0f" for c in self.spending_columns})
+        formats.update({f"% {name}": ".0%" for name in _CHANNELS.values()})
+        return Table(cols, tuple(rows), formats, title)
+
+
+def load_wholesale() -> Wholesale:
+    """Load the wholesale-customers data bundled with fastgmm.
+
+    440 clients of a wholesale distributor in Portugal: their channel
+    (1 = Horeca, 2 = Retail), region (1 = Lisbon, 2 = Oporto, 3 = Other) and
+    annual spending on six product categories, in monetary units.
+
+    Source: UCI Machine Learning Repository, data set 292, donated by
+    Margarida G. M. S. Cardoso; DOI 10.24432/C5030X; licence CC BY 4.0.
+
+    Returns
+    -------
+    Wholesale
+        ``data`` (440 x 8 int64), ``columns``, ``spending`` (440 x 6 float64),
+        ``channel``, ``region``, ``descr`` and ``citation``.
+    """
+    csv = _data_file(_WHOLESALE_FILE)
+    with csv.open("r", encoding="ascii") as f:
+        header = tuple(f.readline().strip().split(","))
+        if header != _WHOLESALE_COLUMNS:
+            raise OSError(f"the bundled {_WHOLESALE_FILE} has an unexpected header {header}; "
+                          "the fastgmm installation looks damaged")
+        data = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    descr = _data_file("README.md").read_text(encoding="utf-8")
+    data.setflags(write=False)
+    return Wholesale(data, header, descr)
+
+
+def channel_names() -> dict:
+    """Channel codes to names: ``{1: 'Horeca', 2: 'Retail'}``."""
+    return dict(_CHANNELS)
+
+
+def region_names() -> dict:
+    """Region codes to names: ``{1: 'Lisbon', 2: 'Oporto', 3: 'Other'}``."""
+    return dict(_REGIONS)
