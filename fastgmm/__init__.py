@@ -7,10 +7,14 @@
 
 from ._em import IterationInfo
 from ._estimator import GaussianMixture, fit
+from ._io import ModelFileError, load
 from ._stats import DegenerateCovarianceError, GaussianParams, SuffStats
 from ._validation import ConvergenceWarning, DegenerateDataWarning, NotFittedError
 
 __version__ = "0.1.0"
+
+# Cheap to import: neither pulls in matplotlib or pandas until used.
+from . import datasets, plotting  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",
@@ -19,8 +23,12 @@ __all__ = [
     "GaussianMixture",
     "GaussianParams",
     "IterationInfo",
+    "ModelFileError",
     "NotFittedError",
     "SuffStats",
     "__version__",
+    "datasets",
     "fit",
+    "load",
+    "plotting",
 ]

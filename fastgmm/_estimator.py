@@ -456,6 +456,21 @@ class GaussianMixture:
         y = np.repeat(np.arange(k), counts)
         return X, y
 
+    def save(self, path) -> None:
+        """Write the fitted model to a file that :func:`fastgmm.load` reads.
+
+        The format is an ``.npz`` archive with JSON metadata that needs no
+        pickle to load (see :mod:`fastgmm._io`); the file appears atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination, used as given (``.npz`` is the customary suffix).
+        """
+        from ._io import save
+
+        save(self, path)
+
 
 def _finite_array(value, name: str, shape: tuple) -> np.ndarray:
     arr = np.asarray(value)
