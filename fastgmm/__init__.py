@@ -8,6 +8,8 @@
 from ._em import IterationInfo
 from ._estimator import GaussianMixture, fit
 from ._io import ModelFileError, load
+from ._sources import IterableSource, MemmapSource
+from ._dask import DaskSource
 from ._stats import DegenerateCovarianceError, GaussianParams, SuffStats
 from ._validation import ConvergenceWarning, DegenerateDataWarning, NotFittedError
 
@@ -18,11 +20,14 @@ from . import datasets, plotting  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",
+    "DaskSource",
     "DegenerateCovarianceError",
     "DegenerateDataWarning",
     "GaussianMixture",
     "GaussianParams",
     "IterationInfo",
+    "IterableSource",
+    "MemmapSource",
     "ModelFileError",
     "NotFittedError",
     "SuffStats",

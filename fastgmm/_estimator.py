@@ -12,10 +12,10 @@ from typing import Any, Callable
 import numpy as np
 from scipy import linalg
 
-from . import _em
+from . import _em, _sources
 from ._degenerate import ON_DEGENERATE, DegenerateRepair
 from ._init import INIT_METHODS, initial_params
-from ._stats import COVARIANCE_TYPES, GaussianParams, point_outputs
+from ._stats import COVARIANCE_TYPES, GaussianParams, SuffStats, compute_stats, point_outputs
 from ._validation import (
     NotFittedError,
     _feature_names,
@@ -76,6 +76,14 @@ class GaussianMixture:
     callback : callable, optional
         ``callback(info)`` after each EM iteration with a
         :class:`fastgmm.IterationInfo`; returning ``True`` stops that run.
+    learning_offset : float, default=10.0
+        Online EM (:meth:`partial_fit`): the step size of update ``t`` is
+        ``(t + learning_offset) ** (-learning_decay)``; a larger offset damps
+        the early updates.
+    learning_decay : float, default=0.6
+        Online EM: in ``(0.5, 1]`` the updates converge on a stationary
+        stream; smaller values (down to 0, a constant step) forget the past
+        faster and follow a drifting stream more closely.
     on_degenerate : {'warn', 'raise', 'ignore'}, default='warn'
         What to do when a component becomes degenerate during initialisation
         or EM: empty (no sample explained by it) or collapsed (covariance not
@@ -127,6 +135,7 @@ class GaussianMixture:
                  means_init=None, precisions_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_threads: int | None = None, callback: Callable | None = None,
+                 learning_offset: float = 10.0, learning_decay: float = 0.6,
                  on_degenerate: str = "warn"):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -144,6 +153,8 @@ class GaussianMixture:
         self.verbose_interval = verbose_interval
         self.n_threads = n_threads
         self.callback = callback
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.on_degenerate = on_degenerate
 
     # ------------------------------------------------------------------
@@ -294,8 +305,14 @@ class GaussianMixture:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            float32 data stays float32 in the fitted parameters.
+        X : array-like of shape (n_samples, n_features), or data out of memory
+            float32 data stays float32 in the fitted parameters.  Also
+            accepted, read block by block with the same EM loop: a ``.npy``
+            path or :class:`numpy.memmap` (:class:`fastgmm.MemmapSource`), a
+            callable returning a fresh iterator of chunks per pass
+            (:class:`fastgmm.IterableSource`), a Dask array, or such a source
+            built explicitly to set its block and sample sizes.  These
+            initialise on a uniform sample of at most 100,000 rows.
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights; an integer weight ``m`` counts a row ``m``
@@ -315,6 +332,11 @@ class GaussianMixture:
 
     def _fit(self, X, sample_weight) -> None:
         self._check_params()
+        self.__dict__.pop("_online_stats", None)
+        source = _sources.make_source(X, sample_weight)
+        if source is not None:
+            self._fit_source(source)
+            return
         Xa = check_array(X, min_samples=1)
         n, d = Xa.shape
         if n < self.n_components:
@@ -366,26 +388,252 @@ class GaussianMixture:
             del self.feature_names_in_
         _em.warn_not_converged(result, int(self.max_iter))
 
+    def _fit_source(self, source) -> None:
+        """EM over a data source (memory map, chunk factory, Dask array).
+
+        The same EM loop as in memory; only the initialisation differs: it
+        runs on the source's sample of at most ``init_sample_size`` rows.
+        """
+        validate = getattr(source, "validate", None)
+        if validate is not None:
+            validate()
+        d = source.n_features
+        k = self.n_components
+        if source.n_samples is not None and source.n_samples < k:
+            raise ValueError(f"X has {source.n_samples} samples but n_components={k}; need "
+                             "n_samples >= n_components")
+        weights_init, means_init, precisions_init = self._check_init_arrays(d)
+        em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
+                         reg_covar=float(self.reg_covar), verbose=int(self.verbose),
+                         verbose_interval=int(self.verbose_interval), callback=self.callback,
+                         repair=DegenerateRepair(self.on_degenerate))
+        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if warm and self.n_features_in_ != d:
+            raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
+                             f"with {self.n_features_in_}")
+        with _em.thread_limit(self.n_threads) as n_threads:
+            if warm:
+                result = _em.run_em(source, self._params(),
+                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
+            else:
+                rng = check_random_state(self.random_state)
+                if all(v is not None for v in (weights_init, means_init, precisions_init)):
+                    xs = ws = None
+                else:
+                    xs, ws = source.sample(rng)
+                    n_pos = xs.shape[0] if ws is None else int(np.count_nonzero(ws))
+                    if n_pos < k:
+                        raise ValueError(
+                            f"the initialisation sample has {n_pos} rows of positive "
+                            f"weight, fewer than n_components={k}")
+
+                def init_fn(r, parallel):
+                    if xs is None:
+                        return initial_params(None, None, k, self.covariance_type,
+                                              self.init_params, r, float(self.reg_covar),
+                                              False, weights_init, means_init,
+                                              precisions_init)
+                    return initial_params(xs, ws, k, self.covariance_type, self.init_params,
+                                          r, float(self.reg_covar),
+                                          _em.use_parallel(xs.shape[0]), weights_init,
+                                          means_init, precisions_init,
+                                          repair=em_kwargs["repair"])
+
+                result = _em.fit_restarts(lambda parallel: source, init_fn, int(self.n_init),
+                                          rng, concurrent=False, n_threads=n_threads,
+                                          **em_kwargs)
+        n = source.n_samples
+        if n is not None and n < k:
+            raise ValueError(f"X has {n} samples but n_components={k}; need n_samples >= "
+                             "n_components")
+        self._set_fitted(result.params, source.dtype)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = [float(v) for v in result.lower_bounds]
+        self.n_features_in_ = d
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        _em.warn_not_converged(result, int(self.max_iter))
+
+    # ------------------------------------------------------------------
+    # sufficient statistics and online EM
+    # ------------------------------------------------------------------
+
+    def suff_stats(self, X, sample_weight=None) -> SuffStats:
+        """Sufficient statistics of ``X`` under the current parameters (an E-step).
+
+        Statistics of different chunks add up (``a + b``, ``sum(...)``); the
+        M-step :meth:`apply_stats` turns the total into new parameters.  That
+        is one EM iteration, map-reduced on any engine.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        SuffStats
+
+        Examples
+        --------
+        >>> import numpy as np, fastgmm
+        >>> rng = np.random.default_rng(0)
+        >>> chunks = [rng.normal(size=(5000, 2)) + 6 * (i % 2) for i in range(8)]
+        >>> model = fastgmm.GaussianMixture(2, random_state=0).fit(chunks[0][:500])
+        >>> for _ in range(10):
+        ...     stats = sum(model.suff_stats(c) for c in chunks)   # map, then reduce
+        ...     model = model.apply_stats(stats)                    # M-step
+        >>> sorted(np.round(model.means_[:, 0]))
+        [0.0, 6.0]
+        """
+        Xa = self._validate_predict_X(X)
+        w = check_sample_weight(sample_weight, Xa.shape[0])
+        with _em.thread_limit(self.n_threads):
+            return compute_stats(Xa, w, self._params(), None,
+                                 _em.use_parallel(Xa.shape[0]))
+
+    def apply_stats(self, stats: SuffStats) -> "GaussianMixture":
+        """M-step: set the parameters from (merged) sufficient statistics.
+
+        Parameters
+        ----------
+        stats : SuffStats
+            From :meth:`suff_stats` (added up over chunks), or built by any
+            other engine with the same layout.
+
+        Returns
+        -------
+        self
+            With ``weights_``, ``means_``, ``covariances_``, ``precisions_``,
+            ``precisions_cholesky_`` from ``stats.m_step(reg_covar)`` and
+            ``lower_bound_`` the mean log-likelihood the statistics carry
+            (that of the parameters they were computed with).
+        """
+        if not isinstance(stats, SuffStats):
+            raise TypeError(f"stats must be a fastgmm.SuffStats, got {type(stats).__name__}")
+        if stats.covariance_type != self.covariance_type:
+            raise ValueError(f"stats are for covariance_type={stats.covariance_type!r}, the "
+                             f"model has {self.covariance_type!r}")
+        if stats.nk.shape != (self.n_components,):
+            raise ValueError(f"stats have {stats.nk.shape[0]} components, the model has "
+                             f"n_components={self.n_components}")
+        d = stats.t.shape[1]
+        if self.__sklearn_is_fitted__() and d != self.n_features_in_:
+            raise ValueError(f"stats have {d} features, but the model was fitted with "
+                             f"{self.n_features_in_} features")
+        check_float(self.reg_covar, "reg_covar", 0.0)
+        dtype = self.means_.dtype if self.__sklearn_is_fitted__() else np.float64
+        self._set_fitted(stats.m_step(float(self.reg_covar)), dtype)
+        self.lower_bound_ = float(stats.mean_log_likelihood)
+        self.n_features_in_ = d
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+        """One step of online (stepwise) EM on a batch of rows.
+
+        The first call fits the batch with ordinary EM (``init_params``,
+        ``n_init``, ``max_iter``, ...) and keeps its per-sample statistics.
+        Each later call computes the batch's statistics under the current
+        parameters, blends them into the running ones with step size
+        ``rho_t = (t + learning_offset) ** (-learning_decay)`` (``t = 1, 2,
+        ...``) and takes an M-step (Cappe & Moulines 2009).  Each batch counts
+        by its average, whatever its size.  ``fit`` starts afresh; calling
+        ``partial_fit`` on a model fitted by ``fit`` continues from its
+        parameters, the first batch providing the running statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+            ``n_steps_`` counts the batches seen; ``lower_bound_`` is the
+            batch's mean log-likelihood under the parameters before the update.
+        """
+        from ._online import per_sample, step_size, stepwise_update
+
+        check_float(self.learning_offset, "learning_offset", 0.0)
+        decay = check_float(self.learning_decay, "learning_decay", 0.0)
+        if decay > 1.0:
+            raise ValueError(f"learning_decay must be <= 1, got {decay}")
+        running = getattr(self, "_online_stats", None)
+        if running is None and not self.__sklearn_is_fitted__():
+            self._fit(X, sample_weight)
+            Xa = check_array(X)
+            w = check_sample_weight(sample_weight, Xa.shape[0])
+            with _em.thread_limit(self.n_threads):
+                stats = compute_stats(Xa, w, self._params(), None,
+                                      _em.use_parallel(Xa.shape[0]))
+            self._online_stats = per_sample(stats)
+            self.n_steps_ = 1
+            return self
+        self._check_params()
+        Xa = self._validate_predict_X(X)
+        w = check_sample_weight(sample_weight, Xa.shape[0])
+        if w is not None and not w.sum() > 0:
+            raise ValueError("sample_weight sums to zero")
+        params = self._params()
+        step = getattr(self, "n_steps_", 0) if running is not None else 0
+        repair = DegenerateRepair(self.on_degenerate, Xa, w)
+
+        def m_step(stats):
+            return repair(stats, float(self.reg_covar), step + 1)
+
+        with _em.thread_limit(self.n_threads):
+            if running is None:
+                stats = compute_stats(Xa, w, params, None, _em.use_parallel(Xa.shape[0]))
+                running, mean_ll = per_sample(stats), stats.mean_log_likelihood
+                new = m_step(running)
+            else:
+                rho = step_size(step, float(self.learning_offset), decay)
+                running, new, mean_ll = stepwise_update(
+                    running, Xa, w, params, rho, m_step, _em.use_parallel(Xa.shape[0]))
+        self.n_steps_ = step + 1
+        self._online_stats = running
+        self._set_fitted(new, self.means_.dtype)
+        self.lower_bound_ = float(mean_ll)
+        return self
+
     # ------------------------------------------------------------------
     # per-point outputs
     # ------------------------------------------------------------------
 
     def _point(self, X, **what) -> dict:
+        if _sources.is_dask_array(X):
+            from ._dask import lazy_point
+            self._check_fitted()
+            with _em.thread_limit(self.n_threads):
+                return {key: lazy_point(X, self._params(), key, self.n_features_in_)
+                        for key in what}
         Xa = self._validate_predict_X(X)
         with _em.thread_limit(self.n_threads):
             return point_outputs(Xa, self._params(), parallel=_em.use_parallel(Xa.shape[0]),
                                  **what)
 
     def predict(self, X) -> np.ndarray:
-        """Most probable component of each row, shape (n_samples,)."""
+        """Most probable component of each row, shape (n_samples,).
+
+        A Dask array gives a lazy Dask array, computed block by block.
+        """
         return self._point(X, labels=True)["labels"]
 
     def predict_proba(self, X) -> np.ndarray:
-        """Posterior probability of each component, shape (n_samples, n_components)."""
+        """Posterior probability of each component, shape (n_samples, n_components).
+
+        A Dask array gives a lazy Dask array, computed block by block.
+        """
         return self._point(X, resp=True)["resp"]
 
     def score_samples(self, X) -> np.ndarray:
-        """Log density of each row under the model, shape (n_samples,)."""
+        """Log density of each row under the model, shape (n_samples,).
+
+        A Dask array gives a lazy Dask array, computed block by block.
+        """
         return self._point(X, score=True)["score"]
 
     def score(self, X, y=None, sample_weight=None) -> float:

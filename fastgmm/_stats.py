@@ -288,6 +288,47 @@ class SuffStats:
                          self.t * factor, self.s * factor, self.log_likelihood * factor,
                          self.weight * factor, self.n_samples)
 
+    def recenter(self, shift) -> "SuffStats":
+        """The same statistics expressed about another shift, exactly.
+
+        With ``delta = shift - self.shift`` (per component), ``x - c' =
+        (x - c) - delta`` gives ``t' = t - nk delta`` and ``s' = s - t delta^T
+        - delta t^T + nk delta delta^T`` (diag and spherical: ``s' = s -
+        2 delta t + nk delta^2``; tied: the same with ``sum_k t_k`` and
+        ``sum_k nk``, since that scatter carries no responsibilities).  Choose
+        a new shift near the data's means so that ``t'`` stays small.  Online
+        EM uses this to blend statistics computed under different parameters;
+        ``a.recenter(b.shift) + b`` then adds up.
+
+        Parameters
+        ----------
+        shift : array-like, shape (n_components, n_features), or (n_features,) for tied
+
+        Returns
+        -------
+        SuffStats
+        """
+        new = np.array(shift, dtype=np.float64)
+        if new.shape != self.shift.shape:
+            raise ValueError(f"shift has shape {new.shape}, expected {self.shift.shape}")
+        delta = new - self.shift
+        nk = self.nk
+        if self.covariance_type == "tied":
+            t_sum = self.t.sum(axis=0)
+            cross = np.outer(t_sum, delta)
+            s = self.s - cross - cross.T + nk.sum() * np.outer(delta, delta)
+            t = self.t - nk[:, None] * delta[None, :]
+        elif self.covariance_type == "full":
+            cross = self.t[:, :, None] * delta[:, None, :]
+            s = (self.s - cross - np.swapaxes(cross, 1, 2)
+                 + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
+            t = self.t - nk[:, None] * delta
+        else:
+            s = self.s - 2.0 * delta * self.t + nk[:, None] * delta ** 2
+            t = self.t - nk[:, None] * delta
+        return SuffStats(self.covariance_type, new, nk.copy(), t, s, self.log_likelihood,
+                         self.weight, self.n_samples)
+
     def m_step(self, reg_covar: float = 1e-6) -> GaussianParams:
         """New parameters from the statistics (maximum-likelihood M-step).
 

@@ -1,0 +1,307 @@
+"""Dask arrays: distributed EM iterations and lazy, blockwise prediction.
+
+Each EM iteration maps the same statistics kernel as the in-memory fit over
+the blocks of rows of a Dask array, adds the per-block :class:`SuffStats`
+up a tree (blocks are small to move: ``k d^2`` numbers), and brings one
+:class:`SuffStats` back for the M-step.  The parameters enter the graph once
+per iteration as a single task, so each worker receives them once.
+
+Computations run on whatever scheduler Dask would use: the default
+``distributed.Client`` if one exists (a local cluster or a remote one:
+``Client("tcp://scheduler-host:8786")`` before calling ``fit``), else the
+scheduler set with ``dask.config.set(scheduler=...)``, else Dask's threads.
+Lost workers are harmless: Dask recomputes the lost blocks, and the fixed
+reduction tree gives the same statistics to the last bit.
+
+Dask is an optional dependency (``pip install fastgmm[dask]``); this module
+imports it only when a Dask array is met.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import numpy as np
+
+from ._em import use_parallel
+from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _draw_seed
+from ._stats import GaussianParams, SuffStats, compute_stats, point_outputs
+
+
+def _import_dask():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError:  # pragma: no cover - dask is present whenever a dask array is
+        raise ImportError("Dask input needs dask: pip install 'fastgmm[dask]'") from None
+    return dask, da
+
+
+def _as_rows_array(X, name: str = "X"):
+    """Validate a Dask array's metadata; one chunk across the columns."""
+    _, da = _import_dask()
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), got "
+                         f"shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        kind = "complex" if X.dtype.kind == "c" else "non-numeric"
+        raise TypeError(f"{name} has {kind} dtype {X.dtype}; fastgmm needs real numbers")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features; at least one is required")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    if X.dtype != dtype or not X.dtype.isnative:
+        X = X.astype(dtype)
+    return X
+
+
+# ---------------------------------------------------------------------------
+# Tasks (run on the workers)
+# ---------------------------------------------------------------------------
+
+
+def _block_stats(xb, wb, params: GaussianParams, parallel) -> SuffStats:
+    xb = np.ascontiguousarray(xb)
+    if parallel is None:
+        parallel = use_parallel(xb.shape[0])
+    wb = None if wb is None else np.ascontiguousarray(wb, dtype=np.float64)
+    return compute_stats(xb, wb, params, None, bool(parallel))
+
+
+def _sum_stats(*parts: SuffStats) -> SuffStats:
+    return reduce(lambda a, b: a + b, parts)
+
+
+def _check_block_task(xb, wb):
+    """``(all finite, weights ok, total weight, rows of positive weight)``."""
+    finite = bool(np.isfinite(xb).all())
+    if wb is None:
+        return finite, True, float(xb.shape[0]), int(xb.shape[0])
+    ok = bool(np.isfinite(wb).all() and (wb >= 0).all())
+    return finite, ok, float(wb.sum()), int(np.count_nonzero(wb))
+
+
+def _point_block(xb, params: GaussianParams, what: str, parallel):
+    xb = np.ascontiguousarray(xb)
+    if not np.isfinite(xb).all():
+        raise ValueError("X contains NaN or infinity; remove or impute non-finite values "
+                         "first")
+    if parallel is None:
+        parallel = use_parallel(xb.shape[0])
+    key = {"labels": "labels", "resp": "resp", "score": "score"}[what]
+    return point_outputs(xb, params, parallel=bool(parallel), **{key: True})[key]
+
+
+# ---------------------------------------------------------------------------
+# The source
+# ---------------------------------------------------------------------------
+
+
+class DaskSource:
+    """A Dask array as a data source for the EM loop.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Chunked along the rows (column chunks are merged).  float32 stays
+        float32; other real dtypes are computed in float64.
+    sample_weight : dask.array.Array or array-like of shape (n_samples,), optional
+        Rechunked to match the rows of ``X``.
+    init_sample_size : int, default=100_000
+        Rows drawn uniformly (without replacement) and brought to the client
+        for the initialisation; all rows when there are no more.
+    parallel : bool, default=False
+        Use the parallel Numba kernels inside each task.  Off by default:
+        Dask already runs blocks in parallel, one per worker thread.  When on,
+        several threads may launch parallel kernels at once, which needs
+        Numba's thread-safe ``tbb`` or ``omp`` layer (fastgmm selects one at
+        import unless ``NUMBA_THREADING_LAYER`` is set).
+    split_every : int, default=8
+        Fan-in of the tree that adds the blocks' statistics.
+
+    Notes
+    -----
+    Validation (finite values, non-negative weights) costs one pass, made
+    once before the first iteration (:meth:`validate`).
+    """
+
+    def __init__(self, X, sample_weight=None, *,
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
+                 parallel: bool = False, split_every: int = 8):
+        dask, da = _import_dask()
+        if not isinstance(X, da.Array):
+            raise TypeError(f"X must be a dask.array.Array, got {type(X).__name__}")
+        X = _as_rows_array(X)
+        n = X.shape[0]
+        if n < 1:
+            raise ValueError("X has 0 samples; at least 1 required")
+        w = None
+        if sample_weight is not None:
+            if not isinstance(sample_weight, da.Array):
+                arr = np.asarray(sample_weight)
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError("sample_weight must be real numbers, got dtype "
+                                    f"{arr.dtype}")
+                if arr.shape != (n,):
+                    raise ValueError(f"sample_weight has shape {arr.shape}, expected ({n},)")
+                sample_weight = da.from_array(arr, chunks=(X.chunks[0],))
+            if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
+                raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected "
+                                 f"({n},)")
+            if sample_weight.dtype.kind not in "biuf":
+                raise TypeError("sample_weight must be real numbers, got dtype "
+                                f"{sample_weight.dtype}")
+            w = sample_weight.astype(np.float64).rechunk((X.chunks[0],))
+        if not isinstance(init_sample_size, (int, np.integer)) or init_sample_size < 1:
+            raise ValueError("init_sample_size must be a positive integer, got "
+                             f"{init_sample_size!r}")
+        if not isinstance(split_every, (int, np.integer)) or split_every < 2:
+            raise ValueError(f"split_every must be an integer >= 2, got {split_every!r}")
+        self.X = X
+        self.sample_weight = w
+        self.dtype = np.dtype(X.dtype)
+        self.init_sample_size = int(init_sample_size)
+        self.parallel = bool(parallel)
+        self.split_every = int(split_every)
+        self._x_blocks = list(X.to_delayed().ravel())
+        self._w_blocks = (None if w is None else list(w.to_delayed().ravel()))
+        self._validated = False
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    def validate(self) -> None:
+        """One pass: finite values, non-negative weights with a positive sum."""
+        if self._validated:
+            return
+        dask, _ = _import_dask()
+        check = dask.delayed(_check_block_task, pure=True)
+        parts = [check(xb, None if self._w_blocks is None else self._w_blocks[i])
+                 for i, xb in enumerate(self._x_blocks)]
+        results = dask.compute(*parts)
+        if not all(r[0] for r in results):
+            raise ValueError("X contains NaN or infinity; remove or impute non-finite "
+                             "values first")
+        if self.sample_weight is not None:
+            if not all(r[1] for r in results):
+                raise ValueError("sample_weight contains NaN, infinity or negative values")
+            if not sum(r[2] for r in results) > 0:
+                raise ValueError("sample_weight sums to zero")
+        self.n_positive = sum(r[3] for r in results)
+        self._validated = True
+
+    def stats(self, params: GaussianParams) -> SuffStats:
+        """Sufficient statistics of all blocks: a map and a tree reduction."""
+        dask, _ = _import_dask()
+        self.validate()
+        # One task holds the parameters; every block task depends on it, so
+        # each worker fetches them once per iteration.
+        params_task = dask.delayed(params, traverse=False)
+        block = dask.delayed(_block_stats, pure=True)
+        parts = [block(xb, None if self._w_blocks is None else self._w_blocks[i],
+                       params_task, self.parallel)
+                 for i, xb in enumerate(self._x_blocks)]
+        add = dask.delayed(_sum_stats, pure=True)
+        while len(parts) > 1:
+            parts = [add(*parts[i:i + self.split_every])
+                     for i in range(0, len(parts), self.split_every)]
+        (total,) = dask.compute(parts[0])
+        return total
+
+    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+        """A uniform sample of rows (computed) for initialisation.
+
+        Parameters
+        ----------
+        rng : RandomState
+            Not advanced (a seed is drawn from a copy).
+        """
+        dask, _ = _import_dask()
+        self.validate()
+        n = self.n_samples
+        m = min(n, self.init_sample_size)
+        if m == n:
+            xs, ws = self.X, self.sample_weight
+        else:
+            gen = np.random.default_rng(_draw_seed(rng))
+            idx = np.sort(gen.choice(n, size=m, replace=False))
+            xs = self.X[idx]
+            ws = None if self.sample_weight is None else self.sample_weight[idx]
+        if ws is None:
+            (xs,) = dask.compute(xs)
+            return np.ascontiguousarray(xs), None
+        xs, ws = dask.compute(xs, ws)
+        return np.ascontiguousarray(xs), np.asarray(ws, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------
+# Lazy prediction
+# ---------------------------------------------------------------------------
+
+
+def lazy_point(X, params: GaussianParams, what: str, n_features: int, parallel=None):
+    """Lazy per-row outputs of a Dask array, one task per block of rows.
+
+    Parameters
+    ----------
+    X : dask.array.Array (n, n_features)
+    params : GaussianParams
+    what : {'labels', 'resp', 'score'}
+    n_features : int
+        The fitted number of features.
+    parallel : bool, optional
+        Parallel kernels inside tasks; default: by block size.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(n,)`` int64 labels, ``(n, k)`` probabilities or ``(n,)`` log densities.
+    """
+    X = _as_rows_array(X)
+    if X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with "
+                         f"{n_features} features")
+    # ``meta`` spares Dask a trial call of the kernel on an empty block.
+    if what == "resp":
+        k = params.n_components
+        return X.map_blocks(_point_block, params, what, parallel, dtype=X.dtype,
+                            chunks=(X.chunks[0], (k,)), meta=np.empty((0, k), X.dtype))
+    dtype = np.dtype(np.int64) if what == "labels" else X.dtype
+    return X.map_blocks(_point_block, params, what, parallel, dtype=dtype, drop_axis=1,
+                        meta=np.empty((0,), dtype))
+
+
+def warm_up(covariance_types=("full",)) -> str:
+    """Load (or compile) the EM kernels in this process; returns Numba's threading layer.
+
+    Run it on every worker once, e.g. ``client.run(fastgmm._dask.warm_up)``,
+    so that the first iteration is not slowed by loading kernels from
+    Numba's disk cache, and to check which threading layer the workers use.
+
+    Parameters
+    ----------
+    covariance_types : sequence of str, default=('full',)
+        The kernels to load: statistics (serial and parallel) and per-point
+        outputs, float64.
+    """
+    import numba
+
+    from ._stats import GaussianParams
+
+    X = np.random.default_rng(0).normal(size=(2048, 2))
+    for ctype in covariance_types:
+        cov = {"full": np.stack([np.eye(2)] * 2), "tied": np.eye(2),
+               "diag": np.ones((2, 2)), "spherical": np.ones(2)}[ctype]
+        params = GaussianParams.from_covariances(ctype, np.full(2, 0.5), X[:2].copy(), cov)
+        compute_stats(X, None, params, None, parallel=False)
+        compute_stats(X, None, params, None, parallel=True)
+        point_outputs(X, params, resp=True, score=True, labels=True, parallel=False)
+    return numba.threading_layer()

@@ -1,0 +1,518 @@
+"""Data sources for the EM loop that do not hold the data in memory.
+
+The EM loop (:func:`fastgmm._em.run_em`) sees data only through a *source*:
+an object with ``stats(params) -> SuffStats``.  The sources here read their
+rows block by block and add up the blocks' statistics, so memory stays
+bounded by one block whatever the number of rows:
+
+* :class:`MemmapSource`: a ``.npy`` file or an :class:`numpy.memmap`.
+* :class:`IterableSource`: a callable returning a fresh iterator of chunks
+  on every call (one pass over the data per call).
+
+Initialisation (k-means and the like) needs rows in memory.  Every source
+therefore offers ``sample(rng)``: a uniform sample of at most
+``init_sample_size`` rows (all rows, in order, when there are no more), on
+which the initial parameters are estimated before EM runs over all rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import mmap
+import os
+import sys
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import _config
+from ._em import use_parallel
+from ._stats import GaussianParams, StatsWorkspace, SuffStats, compute_stats, kernel_inputs
+from ._validation import check_array
+
+#: Bytes of one block of rows read from a memory map (the default block size).
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+
+#: Rows the initialisation sees at most (a uniform sample of the data).
+DEFAULT_INIT_SAMPLE_SIZE = 100_000
+
+_PAGE = mmap.PAGESIZE
+
+
+def _target_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 stays float32; every other real dtype is computed in float64."""
+    if dtype.kind not in "biuf":
+        kind = "complex" if dtype.kind == "c" else "non-numeric"
+        raise TypeError(f"X has {kind} dtype {dtype}; fastgmm needs real numbers")
+    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+
+
+def _check_block(xb: np.ndarray, dtype: np.dtype, start: int, name: str = "X") -> np.ndarray:
+    """Native-order, C-contiguous block in ``dtype``; rejects NaN and infinity."""
+    out = np.ascontiguousarray(xb, dtype=dtype.newbyteorder("=")).view(np.ndarray)
+    finite = np.isfinite(out)
+    if not finite.all():
+        row = start + int(np.argmin(finite.all(axis=1)))
+        what = "NaN" if np.isnan(out).any() else "infinity"
+        raise ValueError(f"{name} contains {what} (row {row}); remove or impute non-finite "
+                         "values first")
+    return out
+
+
+def _check_weight_block(wb, n_rows: int, start: int) -> np.ndarray:
+    w = np.asarray(wb)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be real numbers, got dtype {w.dtype}")
+    if w.ndim != 1 or w.shape[0] != n_rows:
+        raise ValueError(f"sample_weight for rows {start}..{start + n_rows - 1} has shape "
+                         f"{w.shape}, expected ({n_rows},)")
+    w = np.array(w, dtype=np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (w < 0).any():
+        raise ValueError("sample_weight contains negative values")
+    return w
+
+
+def _draw_seed(rng) -> int:
+    """A seed drawn from a *copy* of ``rng``: sampling leaves ``rng`` untouched.
+
+    Initialisation then consumes ``rng`` exactly as an in-memory fit would,
+    so that a source whose rows all fit in the sample gives the in-memory
+    result.
+    """
+    return int(copy.deepcopy(rng).randint(np.iinfo(np.int32).max))
+
+
+class _BlockSource:
+    """Statistics as the sum of per-block statistics (shared by all sources)."""
+
+    parallel: bool
+    dtype: np.dtype
+
+    def _blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+        raise NotImplementedError
+
+    def stats(self, params: GaussianParams) -> SuffStats:
+        """Sufficient statistics of all rows under ``params`` (one pass).
+
+        Blocks are visited in order and their statistics added in that
+        order, so the result does not depend on timing or thread count.
+        """
+        ws = StatsWorkspace(params.covariance_type, params.n_components,
+                            params.n_features, 2)
+        inputs = kernel_inputs(params, self.dtype)
+        total = None
+        for xb, wb, _ in self._blocks():
+            part = compute_stats(xb, wb, params, ws, self.parallel, inputs)
+            total = part if total is None else total + part
+        if total is None:
+            raise ValueError("the data source yielded no rows")
+        return total
+
+
+# ---------------------------------------------------------------------------
+# Memory maps and .npy files
+# ---------------------------------------------------------------------------
+
+
+class MemmapSource(_BlockSource):
+    """Rows of a ``.npy`` file or an :class:`numpy.memmap`, read block by block.
+
+    Each EM iteration reads the rows in blocks of ``block_size``, computes
+    their statistics with the same kernels as the in-memory fit and adds
+    them up.  After a block is used its pages are dropped from the process
+    (``madvise(MADV_DONTNEED)``; they stay in the operating system's file
+    cache), so the resident memory stays bounded by about one block whatever
+    the file size.
+
+    Parameters
+    ----------
+    X : str, os.PathLike or numpy.memmap
+        Path of a ``.npy`` file (opened read-only as a memory map), or a 2-D
+        memory map (any row order; C order reads fastest).
+    sample_weight : array-like of shape (n_samples,), optional
+        May itself be a memory map; it is read block by block too.
+    block_size : int, optional
+        Rows per block; default: about 32 MiB of rows.  Rounded up to a
+        multiple of the kernels' chunk size.
+    init_sample_size : int, default=100_000
+        Rows drawn uniformly (without replacement) for the initialisation;
+        all rows, in order, when there are no more.
+    parallel : bool, optional
+        Use the parallel kernels; default: when a block is large enough.
+
+    Notes
+    -----
+    Pages of copy-on-write maps (``mode='c'``) are never dropped, since that
+    would discard the caller's changes; such maps are read correctly but
+    without the memory bound.  Rows are validated (finite values) on the
+    first pass over the data.
+    """
+
+    def __init__(self, X, sample_weight=None, *, block_size: int | None = None,
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
+                 parallel: bool | None = None):
+        if isinstance(X, (str, os.PathLike)):
+            path = os.fspath(X)
+            if not path.endswith(".npy"):
+                raise ValueError(f"X is a path but not a .npy file: {path!r}; save the data "
+                                 "with numpy.save, or pass a numpy.memmap")
+            if not os.path.isfile(path):
+                raise ValueError(f"X: no such .npy file: {path!r}")
+            try:
+                X = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError as exc:
+                raise ValueError(f"X: cannot memory-map {path!r}: {exc}") from None
+        if not isinstance(X, np.ndarray):
+            raise TypeError(f"X must be a .npy path or a numpy.memmap, got {type(X).__name__}")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape "
+                             f"{X.shape}")
+        n, d = X.shape
+        if n < 1 or d < 1:
+            raise ValueError(f"X has shape {X.shape}; at least one sample and one feature "
+                             "are required")
+        self.X = X
+        self.dtype = _target_dtype(X.dtype)
+        if sample_weight is not None:
+            shape = np.shape(sample_weight)
+            if shape != (n,):
+                raise ValueError(f"sample_weight has shape {shape}, expected ({n},)")
+        self.sample_weight = sample_weight
+        if block_size is None:
+            block_size = DEFAULT_BLOCK_BYTES // (8 * d)
+        if not isinstance(block_size, (int, np.integer)) or isinstance(block_size, bool) \
+                or block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        c = _config.CHUNK_SIZE
+        self.block_size = int(-(-int(block_size) // c) * c)
+        if not isinstance(init_sample_size, (int, np.integer)) or init_sample_size < 1:
+            raise ValueError("init_sample_size must be a positive integer, got "
+                             f"{init_sample_size!r}")
+        self.init_sample_size = int(init_sample_size)
+        self.parallel = (use_parallel(min(n, self.block_size)) if parallel is None
+                         else bool(parallel))
+        self._validated = False
+        self._maps = [m for m in (_mmap_of(X), _mmap_of(sample_weight)) if m is not None]
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def _release(self) -> None:
+        for mm, base in self._maps:
+            _drop_pages(mm, base)
+
+    def _rows(self, lo: int, hi: int, check: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        xb = self.X[lo:hi]
+        if check:
+            xb = _check_block(xb, self.dtype, lo)
+        else:
+            xb = np.ascontiguousarray(xb, dtype=self.dtype.newbyteorder("=")).view(np.ndarray)
+        wb = None
+        if self.sample_weight is not None:
+            wb = self.sample_weight[lo:hi]
+            wb = (_check_weight_block(wb, hi - lo, lo) if check
+                  else np.array(wb, dtype=np.float64))
+        return xb, wb
+
+    def _blocks(self):
+        check = not self._validated
+        n = self.n_samples
+        total_w = 0.0
+        try:
+            for lo in range(0, n, self.block_size):
+                hi = min(lo + self.block_size, n)
+                xb, wb = self._rows(lo, hi, check)
+                if wb is not None:
+                    total_w += float(wb.sum())
+                yield xb, wb, lo
+                del xb, wb
+                self._release()
+        finally:
+            self._release()
+        if check:
+            if self.sample_weight is not None and not total_w > 0:
+                raise ValueError("sample_weight sums to zero")
+            self._validated = True
+
+    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+        """A uniform sample of rows for initialisation, read block by block.
+
+        Parameters
+        ----------
+        rng : RandomState
+            Not advanced (a seed is drawn from a copy).
+
+        Returns
+        -------
+        X_sample : ndarray (m, n_features)
+        w_sample : ndarray (m,) or None
+        """
+        n = self.n_samples
+        m = min(n, self.init_sample_size)
+        if m == n:
+            idx = None
+        else:
+            gen = np.random.default_rng(_draw_seed(rng))
+            idx = np.sort(gen.choice(n, size=m, replace=False))
+        xs = np.empty((m, self.n_features), dtype=self.dtype)
+        ws = None if self.sample_weight is None else np.empty(m)
+        filled = 0
+        try:
+            for lo in range(0, n, self.block_size):
+                hi = min(lo + self.block_size, n)
+                if idx is None:
+                    sel = slice(None)
+                    count = hi - lo
+                else:
+                    a, b = np.searchsorted(idx, [lo, hi])
+                    sel = idx[a:b] - lo
+                    count = b - a
+                    if count == 0:
+                        continue
+                xb, wb = self._rows(lo, hi, check=True)
+                xs[filled:filled + count] = xb[sel]
+                if ws is not None:
+                    ws[filled:filled + count] = wb[sel]
+                filled += count
+                del xb, wb
+                self._release()
+        finally:
+            self._release()
+        return xs, ws
+
+
+def _mmap_of(arr):
+    """``(mmap, base address)`` of a memory map whose pages may be dropped."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    if getattr(arr, "mode", "r") == "c":
+        # Dropping private copy-on-write pages would discard the caller's edits.
+        return None
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8)
+    except (TypeError, ValueError):
+        return None
+    return mm, base
+
+
+def _drop_pages(mm, base) -> None:
+    """Drop the map's pages from this process; the file cache keeps them."""
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, 0, len(base))
+    except (OSError, ValueError):
+        pass
+
+
+# ---------------------------------------------------------------------------
+# Chunk iterators
+# ---------------------------------------------------------------------------
+
+
+class IterableSource(_BlockSource):
+    """Rows delivered as chunks by a callable, one fresh iterator per pass.
+
+    Parameters
+    ----------
+    chunks : callable
+        ``chunks()`` returns an iterable over the data, in the same order on
+        every call.  Each item is an array of shape ``(n_i, n_features)`` or a
+        tuple ``(X_i, sample_weight_i)``.  Memory stays bounded by the
+        largest chunk (plus the initialisation sample).
+    init_sample_size : int, default=100_000
+        Size of the uniform reservoir sample used for initialisation (one
+        extra pass); all rows, in order, when there are no more.
+    parallel : bool, optional
+        Use the parallel kernels; default: per chunk, when it is large enough.
+
+    Notes
+    -----
+    The first chunk fixes the number of features and the compute dtype
+    (float32 stays float32, anything else becomes float64).  Every pass must
+    yield the same number of rows; a different count raises ``ValueError``.
+    """
+
+    def __init__(self, chunks: Callable[[], Iterable], *,
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
+                 parallel: bool | None = None):
+        if not callable(chunks):
+            raise TypeError(f"chunks must be a callable returning an iterator of arrays, "
+                            f"got {type(chunks).__name__}")
+        if not isinstance(init_sample_size, (int, np.integer)) or init_sample_size < 1:
+            raise ValueError("init_sample_size must be a positive integer, got "
+                             f"{init_sample_size!r}")
+        self.chunks = chunks
+        self.init_sample_size = int(init_sample_size)
+        self._parallel = parallel
+        self.parallel = bool(parallel) if parallel is not None else True
+        self.dtype: np.dtype | None = None
+        self._n_features: int | None = None
+        self._n_samples: int | None = None
+        self._weighted: bool | None = None
+
+    @property
+    def n_samples(self) -> int | None:
+        """Rows per pass (``None`` before the first pass)."""
+        return self._n_samples
+
+    @property
+    def n_features(self) -> int:
+        if self._n_features is None:
+            for _ in self._iter_chunks(count=False):
+                break
+            if self._n_features is None:
+                raise ValueError("the chunk factory yielded no rows")
+        return self._n_features
+
+    def _iter_chunks(self, count: bool = True):
+        it = self.chunks()
+        try:
+            it = iter(it)
+        except TypeError:
+            raise TypeError("chunks() must return an iterable of arrays, got "
+                            f"{type(it).__name__}") from None
+        n = 0
+        total_w = 0.0
+        for i, item in enumerate(it):
+            if isinstance(item, tuple):
+                if len(item) != 2:
+                    raise ValueError(f"chunk {i} is a tuple of length {len(item)}; expected "
+                                     "an array or (X, sample_weight)")
+                xc, wc = item
+            else:
+                xc, wc = item, None
+            xc = check_array(xc, name=f"chunk {i}", min_samples=0)
+            rows = xc.shape[0]
+            if self._n_features is None:
+                self._n_features = xc.shape[1]
+                self.dtype = xc.dtype
+            elif xc.shape[1] != self._n_features:
+                raise ValueError(f"chunk {i} has {xc.shape[1]} features; earlier chunks "
+                                 f"had {self._n_features}")
+            if xc.dtype != self.dtype:
+                xc = xc.astype(self.dtype)
+            weighted = wc is not None
+            if self._weighted is None:
+                self._weighted = weighted
+            elif weighted != self._weighted:
+                raise ValueError(f"chunk {i} {'has' if weighted else 'lacks'} sample weights "
+                                 f"unlike earlier chunks; give weights for all chunks or none")
+            if weighted:
+                wc = _check_weight_block(wc, rows, n)
+                total_w += float(wc.sum())
+            if rows == 0:
+                continue
+            yield xc, wc, n
+            n += rows
+        if not count:
+            return
+        if n == 0:
+            raise ValueError("the chunk factory yielded no rows")
+        if self._weighted and not total_w > 0:
+            raise ValueError("sample_weight sums to zero")
+        if self._n_samples is None:
+            self._n_samples = n
+        elif n != self._n_samples:
+            raise ValueError(f"the chunk factory yielded {n} rows on this pass but "
+                             f"{self._n_samples} before; chunks() must return the same data "
+                             "on every call")
+
+    def _blocks(self):
+        for xc, wc, lo in self._iter_chunks():
+            if self._parallel is None:
+                self.parallel = use_parallel(xc.shape[0])
+            yield xc, wc, lo
+
+    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+        """A uniform reservoir sample of rows (one pass over the chunks).
+
+        Parameters
+        ----------
+        rng : RandomState
+            Not advanced (a seed is drawn from a copy).
+
+        Returns
+        -------
+        X_sample : ndarray (m, n_features)
+        w_sample : ndarray (m,) or None
+        """
+        size = self.init_sample_size
+        gen = np.random.default_rng(_draw_seed(rng))
+        res_x = res_w = None
+        filled = 0
+        for xc, wc, lo in self._iter_chunks():
+            if res_x is None:
+                res_x = np.empty((size, xc.shape[1]), dtype=xc.dtype)
+                res_w = None if wc is None else np.empty(size)
+            rows = xc.shape[0]
+            take = min(rows, size - filled)
+            if take > 0:
+                res_x[filled:filled + take] = xc[:take]
+                if res_w is not None:
+                    res_w[filled:filled + take] = wc[:take]
+                filled += take
+            if take < rows:
+                # Algorithm R: row j (0-based, global) replaces a uniform
+                # slot with probability size / (j + 1); the later of two rows
+                # aiming at one slot wins, as in the sequential algorithm.
+                j = lo + np.arange(take, rows)
+                slot = (gen.random(j.shape[0]) * (j + 1)).astype(np.int64)
+                keep = np.flatnonzero(slot < size)
+                if keep.size:
+                    rev = keep[::-1]
+                    slots, first = np.unique(slot[rev], return_index=True)
+                    rows_kept = take + rev[first]
+                    res_x[slots] = xc[rows_kept]
+                    if res_w is not None:
+                        res_w[slots] = wc[rows_kept]
+        return res_x[:filled].copy(), None if res_w is None else res_w[:filled].copy()
+
+
+# ---------------------------------------------------------------------------
+# Dispatch from GaussianMixture.fit
+# ---------------------------------------------------------------------------
+
+
+def is_dask_array(obj) -> bool:
+    """Whether ``obj`` is a Dask array (without importing Dask)."""
+    if "dask.array" not in sys.modules:
+        return False
+    import dask.array as da
+    return isinstance(obj, da.Array)
+
+
+def is_source(obj) -> bool:
+    """Whether ``obj`` is already a data source (``stats`` and ``sample``)."""
+    return callable(getattr(obj, "stats", None)) and callable(getattr(obj, "sample", None))
+
+
+def make_source(X, sample_weight=None):
+    """The source for ``X`` when it is not an in-memory array, else ``None``.
+
+    ``str``/``os.PathLike`` (``.npy``) and :class:`numpy.memmap` give a
+    :class:`MemmapSource`, a callable an :class:`IterableSource`, a Dask
+    array a :class:`fastgmm._dask.DaskSource`; a source is returned as is.
+    """
+    if is_source(X):
+        if sample_weight is not None:
+            raise ValueError("sample_weight must be given to the data source itself, "
+                             "not to fit, when X is a data source")
+        return X
+    if isinstance(X, (str, os.PathLike, np.memmap)):
+        return MemmapSource(X, sample_weight)
+    if is_dask_array(X):
+        from ._dask import DaskSource
+        return DaskSource(X, sample_weight)
+    if callable(X) and not isinstance(X, np.ndarray) and not hasattr(X, "__array__"):
+        if sample_weight is not None:
+            raise ValueError("sample_weight cannot be given with a chunk factory; yield "
+                             "(X_chunk, weight_chunk) tuples instead")
+        return IterableSource(X)
+    return None
