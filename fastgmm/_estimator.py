@@ -485,7 +485,7 @@ class GaussianMixture:
         >>> for _ in range(10):
         ...     stats = sum(model.suff_stats(c) for c in chunks)   # map, then reduce
         ...     model = model.apply_stats(stats)                    # M-step
-        >>> sorted(np.round(model.means_[:, 0]))
+        >>> np.sort(np.round(model.means_[:, 0])).tolist()
         [0.0, 6.0]
         """
         Xa = self._validate_predict_X(X)

@@ -19,7 +19,7 @@ batch's about the current ones, so the running ones are re-centred exactly
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ._stats import GaussianParams, SuffStats, compute_stats
 

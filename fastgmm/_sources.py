@@ -21,8 +21,9 @@ import copy
 import mmap
 import os
 import sys
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
+import numba
 import numpy as np
 
 from . import _config
@@ -100,7 +101,7 @@ class _BlockSource:
         order, so the result does not depend on timing or thread count.
         """
         ws = StatsWorkspace(params.covariance_type, params.n_components,
-                            params.n_features, 2)
+                            params.n_features, numba.get_num_threads())
         inputs = kernel_inputs(params, self.dtype)
         total = None
         for xb, wb, _ in self._blocks():
@@ -144,10 +145,11 @@ class MemmapSource(_BlockSource):
 
     Notes
     -----
-    Pages of copy-on-write maps (``mode='c'``) are never dropped, since that
-    would discard the caller's changes; such maps are read correctly but
-    without the memory bound.  Rows are validated (finite values) on the
-    first pass over the data.
+    Pages are dropped where Python's ``mmap`` offers ``madvise`` with
+    ``MADV_DONTNEED`` (Linux); elsewhere, and for copy-on-write maps
+    (``mode='c'``, whose private pages hold the caller's changes), the rows
+    are read correctly but without the memory bound.  Rows are validated
+    (finite values) on the first pass over the data.
     """
 
     def __init__(self, X, sample_weight=None, *, block_size: int | None = None,
@@ -205,8 +207,8 @@ class MemmapSource(_BlockSource):
         return self.X.shape[1]
 
     def _release(self) -> None:
-        for mm, base in self._maps:
-            _drop_pages(mm, base)
+        for mm in self._maps:
+            _drop_pages(mm)
 
     def _rows(self, lo: int, hi: int, check: bool) -> tuple[np.ndarray, np.ndarray | None]:
         xb = self.X[lo:hi]
@@ -289,25 +291,21 @@ class MemmapSource(_BlockSource):
 
 
 def _mmap_of(arr):
-    """``(mmap, base address)`` of a memory map whose pages may be dropped."""
+    """The :class:`mmap.mmap` behind ``arr`` if its pages may be dropped, else None."""
     mm = getattr(arr, "_mmap", None)
     if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return None
     if getattr(arr, "mode", "r") == "c":
         # Dropping private copy-on-write pages would discard the caller's edits.
         return None
-    try:
-        base = np.frombuffer(mm, dtype=np.uint8)
-    except (TypeError, ValueError):
-        return None
-    return mm, base
+    return mm
 
 
-def _drop_pages(mm, base) -> None:
+def _drop_pages(mm) -> None:
     """Drop the map's pages from this process; the file cache keeps them."""
     try:
-        mm.madvise(mmap.MADV_DONTNEED, 0, len(base))
-    except (OSError, ValueError):
+        mm.madvise(mmap.MADV_DONTNEED, 0, len(mm))
+    except (OSError, ValueError):  # closed map, or a platform that refuses
         pass
 
 

@@ -187,7 +187,8 @@ def test_threads_launching_parallel_kernels_at_once_do_not_crash():
     """Four threads run parallel Numba kernels concurrently (Dask's threaded
     scheduler).  Numba's default workqueue layer aborts the process here; the
     layer fastgmm selects must not.  Run apart so a crash cannot take pytest
-    down; a control run with workqueue shows the check can fail."""
+    down; a control run with workqueue shows the check can fail.
+    """
     script = textwrap.dedent("""
         import numpy as np, dask, dask.array as da, numba, fastgmm
         X = np.random.default_rng(0).normal(size=(40000, 3))
