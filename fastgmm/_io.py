@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "fastgmm.GaussianMixture"
 
 _ZIP_MAGIC = b"PK\x03\x04"
+# Fitted attributes are public names with a trailing underscore.
+_ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_")
 _REQUIRED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
 
@@ -411,6 +414,13 @@ def _check_consistent(path: str, meta: dict, members: dict) -> None:
             raise bad(f"{name} has dtype {arr.dtype}, expected {dtype}")
         if not np.isfinite(arr).all():
             raise bad(f"{name} contains NaN or infinity")
+    for name in list(meta.get("attributes", {})) + [m for m in members
+                                                    if not m.startswith(("param.", "extra."))]:
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise bad(f"{name!r} is not a fitted-attribute name")
+    n_in = meta.get("attributes", {}).get("n_features_in_", d)
+    if n_in != d:
+        raise bad(f"n_features_in_={n_in!r} but the means have {d} features")
     w = members["weights_"].astype(np.float64)
     if (w < 0).any() or abs(w.sum() - 1.0) > 1e-4:
         raise bad("the component weights are not a probability vector")

@@ -554,7 +554,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="fastgmm_demo_output", metavar="DIR",
                    help="folder for the plots (default: fastgmm_demo_output)")
     p.add_argument("--quick", action="store_true", help="fewer fits (k = 1..4, 1 restart)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     common(p)
     p.set_defaults(func=_cmd_demo)
 
@@ -572,10 +572,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", action="store_true",
                    help="take natural logarithms first (values must be positive)")
     p.add_argument("--sample-weight", metavar="COL", help="column of non-negative row weights")
-    p.add_argument("--n-init", type=_positive_int, default=1, help="restarts (default 1)")
-    p.add_argument("--max-iter", type=_positive_int, default=100,
+    p.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+                   help="restarts (default 1)")
+    p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                    help="EM iterations per restart (default 100)")
-    p.add_argument("--seed", type=_seed, default=None, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, metavar="S", help="random seed")
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
     common(p)
     p.set_defaults(func=_cmd_fit)
@@ -595,7 +596,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        "was fitted on, with the component of each.")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--n", type=_positive_int, required=True, help="number of samples")
-    p.add_argument("--seed", type=_seed, default=None, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, metavar="S", help="random seed")
     p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
     common(p)
     p.set_defaults(func=_cmd_sample)

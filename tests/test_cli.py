@@ -373,3 +373,15 @@ def test_failed_write_leaves_the_old_file_intact(ws, tmp_path, monkeypatch, caps
     assert err.strip() == "fastgmm predict: error: No space left on device"
     assert out.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]
+
+
+def test_demo_without_matplotlib_still_prints_the_tables(tmp_path, monkeypatch, capsys):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)
+    status = cli.main(["demo", "--quick", "--out", str(tmp_path / "demo")])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "segment  customers  share" in captured.out
+    assert "BIC prefers k=" in captured.out
+    assert 'plots skipped: they need matplotlib (pip install "fastgmm[plot]")' in captured.err
+    assert not (tmp_path / "demo").exists()

@@ -291,3 +291,18 @@ def test_pickled_member_is_refused(tmp_path, saved):
     path.write_bytes(buf.getvalue())
     with pytest.raises(ModelFileError, match="pickled"):
         fastgmm.load(path)
+
+
+def test_odd_attribute_names_are_refused(tmp_path, saved):
+    members = _members(saved[2])
+    meta = _metadata(members)
+    meta["attributes"]["__class__"] = "str"
+    path = tmp_path / "attr.npz"
+    _write_members(path, _with_metadata(members, meta))
+    with pytest.raises(ModelFileError, match="'__class__' is not a fitted-attribute name"):
+        fastgmm.load(path)
+    meta = _metadata(members)
+    meta["attributes"]["n_features_in_"] = 5
+    _write_members(path, _with_metadata(members, meta))
+    with pytest.raises(ModelFileError, match="n_features_in_=5"):
+        fastgmm.load(path)
