@@ -71,9 +71,10 @@ MAX_RESEEDS = 3
 #: same ratio as scikit-learn's default ``reg_covar`` to unit-variance data).
 _BASE_RELATIVE = 1e-6
 
-#: A covariance whose smallest Cholesky pivot (squared) is below this times
-#: ``n_features`` times its largest variance is singular to rounding.
-SINGULAR_RTOL = 10.0 * np.finfo(np.float64).eps
+#: A covariance is singular to rounding when some feature is explained by the
+#: others up to ``1 - R^2 <= SINGULAR_FACTOR * n_features * eps`` (``eps`` of
+#: the data's dtype: float32 kernels resolve far less than float64 ones).
+SINGULAR_FACTOR = 10.0
 _GROWTH = 10.0
 _MAX_STEPS = 40
 
@@ -114,6 +115,9 @@ class DegenerateRepair:
     parallel : bool, optional
         Kernels used to score the rows; default: chosen from the data size
         at each call (the choice the EM loop makes).
+    dtype : numpy dtype, optional
+        Dtype the kernels compute in (default: that of ``X``, else float64);
+        sets how close to singular a covariance may be.
 
     Notes
     -----
@@ -124,7 +128,8 @@ class DegenerateRepair:
     """
 
     def __init__(self, on_degenerate: str = "warn", X: np.ndarray | None = None,
-                 sample_weight: np.ndarray | None = None, parallel: bool | None = None):
+                 sample_weight: np.ndarray | None = None, parallel: bool | None = None,
+                 dtype=None):
         if on_degenerate not in ON_DEGENERATE:
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {on_degenerate!r}")
@@ -132,6 +137,9 @@ class DegenerateRepair:
         self.X = X
         self.sample_weight = sample_weight
         self.parallel = parallel
+        if dtype is None:
+            dtype = np.float64 if X is None else X.dtype
+        self.eps = float(np.finfo(np.dtype(dtype)).eps)
         self._state = _RunState()
 
     # ------------------------------------------------------------------
@@ -155,7 +163,7 @@ class DegenerateRepair:
                         f"{exc} [{_when(iteration)}; on_degenerate='raise']",
                         exc.component) from None
             else:
-                singular = numerically_singular(params)
+                singular = numerically_singular(params, self.eps)
                 if not singular.any():
                     return params
                 if self.on_degenerate == "raise":
@@ -206,7 +214,7 @@ class DegenerateRepair:
 
         # Collapsed components: raise their diagonal regularisation.
         if ctype == "tied":
-            extra, grown = _regularise(raw, ctype, reg_covar, state.extra[0], base)
+            extra, grown = _regularise(raw, ctype, reg_covar, state.extra[0], base, self.eps)
             state.extra[0] = extra
             cov = _add_diagonal(raw, ctype, reg_covar + extra)
             if grown:
@@ -217,7 +225,8 @@ class DegenerateRepair:
             for j in range(k):
                 if empty[j]:
                     continue
-                extra, grown = _regularise(raw[j], ctype, reg_covar, state.extra[j], base)
+                extra, grown = _regularise(raw[j], ctype, reg_covar, state.extra[j], base,
+                                           self.eps)
                 state.extra[j] = extra
                 cov[j] = _add_diagonal(raw[j], ctype, reg_covar + extra)
                 if grown:
@@ -350,62 +359,60 @@ def _add_diagonal(raw: np.ndarray, ctype: str, amount: float) -> np.ndarray:
     return raw + amount
 
 
-def numerically_singular(params: GaussianParams) -> np.ndarray:
+def numerically_singular(params: GaussianParams,
+                         eps: float = float(np.finfo(np.float64).eps)) -> np.ndarray:
     """Components whose covariance factorised but is singular to rounding.
 
     A Cholesky factorisation can succeed on a rank-deficient matrix by the
-    luck of rounding; such a component has a precision of order ``1 / eps``
-    along some direction.  The test: the smallest squared Cholesky pivot of
-    ``Sigma_k`` (an upper bound on its smallest eigenvalue) is at most
-    :data:`SINGULAR_RTOL` ``* d`` times its largest variance; for diagonal
-    covariances, the smallest variance against the largest.  Spherical
-    covariances (one positive number) are never singular.
+    luck of rounding; such a component then has a precision of order
+    ``1 / eps`` along some direction, and the densities the kernels compute
+    with it are noise.  The test is unit-free: with ``Sigma = L L^T``,
+    ``L_ii^2 / Sigma_ii = 1 - R_i^2`` is the share of feature ``i``'s
+    variance not explained by the features before it; the covariance is
+    singular when that share is at most ``SINGULAR_FACTOR * d * eps`` for
+    some ``i``.  Diagonal and spherical covariances are never collinear.
 
     Returns a boolean array, shape (k,), or (1,) for a tied covariance.
     """
     ctype = params.covariance_type
-    tol = SINGULAR_RTOL * params.n_features
-    cov = params.covariances
-    if ctype in ("full", "tied"):
-        pc = params.precisions_cholesky
-        if ctype == "tied":
-            pc, cov = pc[None], cov[None]
-        # The precision factor is L^-T, so its diagonal is 1 / diag(L).
-        inv_pivot2 = (np.diagonal(pc, axis1=1, axis2=2) ** 2).max(axis=1)
-        top = np.diagonal(cov, axis1=1, axis2=2).max(axis=1)
-        return ~(inv_pivot2 * top * tol < 1.0)
-    if ctype == "diag":
-        return ~(cov.min(axis=1) > tol * cov.max(axis=1))
-    return np.zeros(cov.shape[0], dtype=bool)
+    if ctype not in ("full", "tied"):
+        return np.zeros(params.n_components, dtype=bool)
+    tol = SINGULAR_FACTOR * params.n_features * eps
+    pc, cov = params.precisions_cholesky, params.covariances
+    if ctype == "tied":
+        pc, cov = pc[None], cov[None]
+    # The precision factor is L^-T: its diagonal is 1 / diag(L).
+    with np.errstate(all="ignore"):
+        share = 1.0 / (np.diagonal(pc, axis1=1, axis2=2) ** 2
+                       * np.diagonal(cov, axis1=1, axis2=2))
+    return ~(share.min(axis=1) > tol)
 
 
-def _is_spd(cov: np.ndarray, ctype: str) -> bool:
+def _is_spd(cov: np.ndarray, ctype: str, eps: float) -> bool:
     """Positive definite and not singular to rounding (see :func:`numerically_singular`)."""
     if not np.isfinite(cov).all():
         return False
-    tol = SINGULAR_RTOL * (cov.shape[0] if ctype in ("full", "tied") else cov.size)
     if ctype in ("full", "tied"):
         try:
             lower = linalg.cholesky(cov, lower=True, check_finite=False)
         except linalg.LinAlgError:
             return False
-        return bool((np.diag(lower) ** 2).min() > tol * np.diag(cov).max())
-    if ctype == "diag":
-        return bool(cov.min() > 0 and cov.min() > tol * cov.max())
-    return bool(cov > 0)
+        share = np.diag(lower) ** 2 / np.diag(cov)
+        return bool(share.min() > SINGULAR_FACTOR * cov.shape[0] * eps)
+    return bool(np.all(cov > 0))
 
 
-def _regularise(raw, ctype, reg_covar, extra, base) -> tuple[float, bool]:
+def _regularise(raw, ctype, reg_covar, extra, base, eps) -> tuple[float, bool]:
     """Smallest extra diagonal (growing by 10x from ``base``) that makes ``raw`` SPD.
 
     Returns the extra amount and whether it had to grow beyond ``extra``.
     """
-    if _is_spd(_add_diagonal(raw, ctype, reg_covar + extra), ctype):
+    if _is_spd(_add_diagonal(raw, ctype, reg_covar + extra), ctype, eps):
         return extra, False
     candidate = base
     for _ in range(_MAX_STEPS):
         if candidate > extra and _is_spd(_add_diagonal(raw, ctype, reg_covar + candidate),
-                                         ctype):
+                                         ctype, eps):
             return candidate, True
         candidate *= _GROWTH
     raise DegenerateCovarianceError(

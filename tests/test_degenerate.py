@@ -384,3 +384,40 @@ def test_overflowing_statistics_give_a_clear_error():
         # k-means' own variance estimate overflows first; numpy warns about it.
         with np.errstate(over="ignore"), pytest.raises(DegenerateCovarianceError, match="not finite.*overflow"):
             fastgmm.GaussianMixture(2, random_state=0, on_degenerate=mode).fit(X)
+
+
+def test_float32_collinear_cluster_is_repaired_for_float32_precision():
+    """Singular at float32 resolution, fine in float64: only the float32 fit repairs."""
+    rng = np.random.default_rng(8)
+    pair = np.repeat(np.array([[500.0, 500.0], [510.0, 504.0]]), 4, axis=0)
+    X = np.r_[rng.normal(scale=30.0, size=(40, 2)), pair]
+    kw = dict(weights_init=[40 / 48, 8 / 48], means_init=[[0.0, 0.0], [505.0, 502.0]],
+              precisions_init=np.stack([np.eye(2) / 900, np.eye(2) / 25]))
+    m64, msg64 = _fit(X, 2, **kw)
+    assert msg64 == []
+    m32, msg32 = _fit(X.astype(np.float32), 2, **kw)
+    assert msg32 and all("component 1 collapsed" in m for m in msg32)
+    assert m32.covariances_.dtype == np.float32
+    # The stored float32 covariances are still positive definite, so sampling works.
+    for c in m32.covariances_.astype(np.float64):
+        assert np.linalg.eigvalsh(c).min() > 0
+    Xs, _ = m32.sample(50, random_state=0)
+    assert np.isfinite(Xs).all()
+    assert_valid(m32, X.astype(np.float32))
+
+
+def test_out_of_core_source_repairs_from_statistics_alone(tmp_path):
+    """A .npy file is read block by block: repairs need no in-memory data."""
+    X, k = SCENARIOS["more_components_than_points"]
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        model = fastgmm.GaussianMixture(k, reg_covar=0.0, random_state=0).fit(str(path))
+    messages = [str(r.message) for r in rec if r.category is DegenerateDataWarning]
+    assert messages and all(WHERE.search(m) for m in messages)
+    assert not any("worst-explained" in m for m in messages)  # no row access
+    assert_valid(model, X)
+    distinct = np.unique(X, axis=0)
+    for mu in model.means_:
+        assert np.abs(distinct - mu).max(axis=1).min() < 1e-9
