@@ -406,7 +406,7 @@ class GaussianMixture:
         em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
                          reg_covar=float(self.reg_covar), verbose=int(self.verbose),
                          verbose_interval=int(self.verbose_interval), callback=self.callback,
-                         repair=DegenerateRepair(self.on_degenerate))
+                         repair=DegenerateRepair(self.on_degenerate, dtype=source.dtype))
         warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if warm and self.n_features_in_ != d:
             raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
