@@ -60,7 +60,33 @@ def _transpose_chunk(X, start, stop, xt):
 
 
 @jit()
-def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dt, acc, maha):
+def _maha_triangle(dt, cnt, u, acc, maha):
+    """``maha[j] = || U^T dt[:, j] ||^2`` for ``j < cnt`` (``U`` upper triangular).
+
+    ``y_f = sum_{e <= f} U[e, f] dt[e, j]`` is formed one output feature at a
+    time for all columns at once: ``d (d + 1) / 2`` multiply-adds per column,
+    in loops over columns that vectorise.
+    """
+    n_features = dt.shape[0]
+    for j in range(cnt):
+        maha[j] = 0
+    for f in range(n_features):
+        u0 = u[0, f]
+        r0 = dt[0]
+        for j in range(cnt):
+            acc[j] = u0 * r0[j]
+        for e in range(1, f + 1):
+            uef = u[e, f]
+            r = dt[e]
+            for j in range(cnt):
+                acc[j] += uef * r[j]
+        for j in range(cnt):
+            maha[j] += acc[j] * acc[j]
+
+
+@jit()
+def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, prune, logp,
+                         dt, acc, maha, idx, kbest, best):
     """Weighted log densities of a transposed chunk, full covariances.
 
     Parameters
@@ -72,40 +98,104 @@ def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dt, acc, maha)
     means : ndarray (k, d), dtype of X
     prec_chol : ndarray (k, d, d), dtype of X, upper triangular
     log_norm : ndarray (k,) float64
+    lam_min : ndarray (k,) float64
+        A lower bound of the smallest eigenvalue of each precision matrix.
+    prune : bool
+        Skip the exact density where it cannot reach ``RESP_LOG_FLOOR`` of
+        the row's best (see Notes); such entries are set to ``-inf``.
     logp : ndarray (>= m, k) float64, written
     dt : ndarray (d, >= m), dtype of X, scratch
     acc, maha : ndarray (>= m,), dtype of X, scratch
+    idx, kbest : ndarray (>= m,) int64, scratch
+    best : ndarray (>= m,) float64, scratch
 
     Notes
     -----
-    ``y_f = sum_{e <= f} U[e, f] (x_e - mu_e)`` is formed one output feature at
-    a time for all rows at once: subtract first, then only the upper
-    triangle, ``d (d + 1) / 2`` multiply-adds per row and component.
+    Subtracts the mean before multiplying by the triangle (no cancellation on
+    data far from the origin).
+
+    Pruning: ``maha >= lam_min ||x - mu||^2``, so ``ub = log_norm -
+    lam_min ||x - mu||^2 / 2`` bounds the log density from above at the cost
+    of ``d`` operations instead of ``d (d + 1)``.  Each row first gets the
+    exact density of its most promising component; a component whose bound
+    lies more than ``-RESP_LOG_FLOOR + 1`` below that exact value would get
+    an exactly zero responsibility from :func:`_normalize_rows` anyway, so its
+    exact density is never needed.  Responsibilities, log-likelihoods and
+    labels are the same as without pruning; on separated clusters a row
+    costs one or two triangular products instead of ``k``.
     """
     n_features = xt.shape[0]
     n_components = means.shape[0]
+    if not prune or n_components == 1:
+        for k in range(n_components):
+            mu = means[k]
+            for e in range(n_features):
+                me = mu[e]
+                for i in range(m):
+                    dt[e, i] = xt[e, i] - me
+            _maha_triangle(dt, m, prec_chol[k], acc, maha)
+            ln = log_norm[k]
+            for i in range(m):
+                logp[i, k] = ln - 0.5 * maha[i]
+        return
+    # Upper bounds of every density (kept in logp until replaced).
     for k in range(n_components):
         mu = means[k]
-        u = prec_chol[k]
+        for i in range(m):
+            maha[i] = 0
         for e in range(n_features):
             me = mu[e]
             for i in range(m):
-                dt[e, i] = xt[e, i] - me
-        for i in range(m):
-            maha[i] = 0
-        for f in range(n_features):
-            u0 = u[0, f]
-            for i in range(m):
-                acc[i] = u0 * dt[0, i]
-            for e in range(1, f + 1):
-                uef = u[e, f]
-                for i in range(m):
-                    acc[i] += uef * dt[e, i]
-            for i in range(m):
-                maha[i] += acc[i] * acc[i]
+                z = xt[e, i] - me
+                maha[i] += z * z
+        half = 0.5 * lam_min[k]
         ln = log_norm[k]
         for i in range(m):
-            logp[i, k] = ln - 0.5 * maha[i]
+            logp[i, k] = ln - half * maha[i]
+    # Exact density of each row's most promising component ...
+    for i in range(m):
+        kb = 0
+        for k in range(1, n_components):
+            if logp[i, k] > logp[i, kb]:
+                kb = k
+        kbest[i] = kb
+    for k in range(n_components):
+        cnt = 0
+        for i in range(m):
+            if kbest[i] == k:
+                idx[cnt] = i
+                cnt += 1
+        _exact_full_rows(xt, idx, cnt, means[k], prec_chol[k], log_norm[k], k,
+                         logp, dt, acc, maha)
+    for i in range(m):
+        best[i] = logp[i, kbest[i]] + (RESP_LOG_FLOOR - 1.0)
+    # ... then every other component whose bound can still matter.
+    for k in range(n_components):
+        cnt = 0
+        for i in range(m):
+            if kbest[i] != k:
+                if logp[i, k] > best[i]:
+                    idx[cnt] = i
+                    cnt += 1
+                else:
+                    logp[i, k] = -np.inf
+        _exact_full_rows(xt, idx, cnt, means[k], prec_chol[k], log_norm[k], k,
+                         logp, dt, acc, maha)
+
+
+@jit()
+def _exact_full_rows(xt, idx, cnt, mu, u, ln, k, logp, dt, acc, maha):
+    """Exact ``logp[idx[j], k]`` for the ``cnt`` gathered rows."""
+    if cnt == 0:
+        return
+    n_features = xt.shape[0]
+    for e in range(n_features):
+        me = mu[e]
+        for j in range(cnt):
+            dt[e, j] = xt[e, idx[j]] - me
+    _maha_triangle(dt, cnt, u, acc, maha)
+    for j in range(cnt):
+        logp[idx[j], k] = ln - 0.5 * maha[j]
 
 
 @jit()
@@ -481,7 +571,7 @@ def _accumulation_scratch(n_features, m):
             np.empty(m, dtype=np.int64), np.empty(m))
 
 
-def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, chunk_size,
+def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, chunk_size,
                       nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
     """Fused E-step and statistics for full covariances.
 
@@ -493,6 +583,8 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, chunk_size,
     means : ndarray (k, d), dtype of X; also the shift of the statistics
     prec_chol : ndarray (k, d, d), dtype of X
     log_norm : ndarray (k,) float64
+    lam_min : ndarray (k,) float64
+        Lower bounds of the precisions' smallest eigenvalues (pruning).
     chunk_size : int
     nk_slot, t_slot, s_slot, ll_slot : float64 scratch, shapes ``(G, k)``,
         ``(G, k, d)``, ``(G, k, d, d)``, ``(G, 2)`` with
@@ -522,7 +614,10 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, chunk_size,
         logp = np.empty((m, n_components))
         lse = np.empty(m)
         _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dx, acc, maha)
+        idx = np.empty(m, dtype=np.int64)
+        kbest = np.empty(m, dtype=np.int64)
+        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, True, logp,
+                             dx, acc, maha, idx, kbest, lse)
         _normalize_rows(logp, m, lse)
         _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
         dt, rt, idx, rr = _accumulation_scratch(n_features, m)
@@ -765,7 +860,7 @@ def _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_
                     out_2d[start + i, k] = logp[i, k]
 
 
-def _point_full_py(X, means, prec_chol, log_norm, chunk_size, want_resp,
+def _point_full_py(X, means, prec_chol, log_norm, lam_min, chunk_size, want_resp,
                    out_2d, out_score, out_label):
     """Per-point outputs for full covariances.
 
@@ -794,7 +889,12 @@ def _point_full_py(X, means, prec_chol, log_norm, chunk_size, want_resp,
         logp = np.empty((m, n_components))
         lse = np.empty(m)
         _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, logp, dx, acc, maha)
+        idx = np.empty(m, dtype=np.int64)
+        kbest = np.empty(m, dtype=np.int64)
+        # Weighted log densities are wanted exactly for every component.
+        prune = want_resp or out_2d.shape[0] == 0
+        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, prune, logp,
+                             dx, acc, maha, idx, kbest, lse)
         _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
 
 

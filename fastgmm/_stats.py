@@ -398,7 +398,20 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
         proj = np.ascontiguousarray((params.means - shift64) @ pc, dtype=dtype)
         return shift64, (shift, proj, np.ascontiguousarray(pc, dtype=dtype), log_norm)
     prec = np.ascontiguousarray(pc, dtype=dtype if ctype != "spherical" else np.float64)
+    if ctype == "full":
+        return params.means.copy(), (means, prec, log_norm, _precision_floor(pc))
     return params.means.copy(), (means, prec, log_norm)
+
+
+def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
+    """Lower bounds of the smallest eigenvalue of each ``U U^T``, shape (k,).
+
+    The smallest singular value of ``U`` squared, shrunk by one part in a
+    thousand so that rounding can never make the pruning bound of the full
+    kernel too tight.
+    """
+    sv = np.linalg.svd(prec_chol, compute_uv=False)
+    return np.ascontiguousarray(np.maximum(sv[:, -1], 0.0) ** 2 * 0.999)
 
 
 class StatsWorkspace:

@@ -111,3 +111,32 @@ def test_log_sum_exp_far_tails_stay_finite():
     np.testing.assert_allclose(out["score"], logsumexp(ref, axis=1), rtol=1e-12)
     resp = point_outputs(X, params, resp=True)["resp"]
     assert np.isfinite(resp).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_full_kernel_pruning_on_separated_clusters(dtype):
+    # Six clusters 30 units apart in 5-D: almost every (row, component) pair
+    # is pruned by the eigenvalue bound, and the results must still equal the
+    # dense reference (a pruned entry can only ever have had a responsibility
+    # below exp(-50) of its row's largest).
+    rng = np.random.default_rng(21)
+    k, d, n = 6, 5, 3000
+    means = rng.normal(scale=30.0, size=(k, d))
+    a = rng.normal(size=(k, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) / d + 0.2 * np.eye(d)
+    w = np.full(k, 1.0 / k)
+    z = rng.integers(0, k, n)
+    X = np.stack([rng.multivariate_normal(means[j], cov[j]) for j in z]).astype(dtype)
+    params = GaussianParams.from_covariances("full", w, means, cov)
+    ref_resp, ref_lse = e_step(X, w, means, cov, "full")
+    out = point_outputs(X, params, resp=True)
+    np.testing.assert_allclose(out["resp"], ref_resp, rtol=0, atol=100 * ATOL[dtype])
+    score = point_outputs(X, params, score=True, labels=True)
+    np.testing.assert_allclose(score["score"], ref_lse, rtol=RTOL[dtype] * 10)
+    np.testing.assert_array_equal(score["labels"], ref_resp.argmax(axis=1))
+    stats = compute_stats(X, None, params)
+    ref_w, ref_m, ref_c = m_step(X, ref_resp, "full", 1e-6)
+    new = stats.m_step(1e-6)
+    tol = 1e-9 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(new.means, ref_m, rtol=tol, atol=tol)
+    np.testing.assert_allclose(new.covariances, ref_c, rtol=tol, atol=tol)
