@@ -10,6 +10,7 @@ from ._estimator import GaussianMixture, fit
 from ._io import ModelFileError, load
 from ._sources import IterableSource, MemmapSource
 from ._dask import DaskSource
+from ._select import SelectionResult, select
 from ._stats import DegenerateCovarianceError, GaussianParams, SuffStats
 from ._validation import ConvergenceWarning, DegenerateDataWarning, NotFittedError
 
@@ -30,10 +31,12 @@ __all__ = [
     "MemmapSource",
     "ModelFileError",
     "NotFittedError",
+    "SelectionResult",
     "SuffStats",
     "__version__",
     "datasets",
     "fit",
+    "select",
     "load",
     "plotting",
 ]

@@ -1,0 +1,176 @@
+"""Time model selection over a 9 x 4 grid on the wholesale-customers data.
+
+A script, not an asv benchmark: it compares four ways of fitting the same
+grid (k = 1..9 x the four covariance types, ``n_init`` restarts per cell) on
+the six log-transformed spending columns (440 rows):
+
+``select``
+    :func:`fastgmm.select` with its default threads: for data this small the
+    cells run concurrently on Python threads, each with the serial kernels.
+``select, 1 thread``
+    :func:`fastgmm.select` with ``n_threads=1``: the same grid strictly one
+    fit (and one restart) after another.
+``fastgmm loop``
+    The loop a user writes by hand: one ``fastgmm.GaussianMixture`` fit after
+    another, then its ``bic``, with default threads (each fit may still run
+    its restarts concurrently).
+``scikit-learn loop``
+    The same loop with ``sklearn.mixture.GaussianMixture`` (same ``n_init``,
+    ``tol``, ``max_iter``, ``reg_covar`` defaults and seeds).
+
+Each variant runs ``--repeat`` times, round-robin so that a burst of load on
+a shared machine hits every variant alike; the minimum wall time is the
+headline (the least disturbed run) and the median is printed next to it.  The
+JIT is warmed up first.  Run from the repository root::
+
+    python asv_bench/compare_select.py --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import fastgmm  # noqa: E402
+
+SHARED_CSV = Path("/work/shared/data/wholesale_customers.csv")
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+def load_spending() -> np.ndarray:
+    """The six spending columns, log-transformed, shape (440, 6)."""
+    datasets = getattr(fastgmm, "datasets", None)
+    if datasets is not None and hasattr(datasets, "load_wholesale"):
+        spending = datasets.load_wholesale().spending
+    else:
+        spending = np.loadtxt(SHARED_CSV, delimiter=",", skiprows=1)[:, 2:]
+    return np.log(np.asarray(spending, dtype=np.float64))
+
+
+def cell_seeds(ks, random_state: int) -> dict:
+    """The per-k seeds :func:`fastgmm.select` draws from ``random_state``."""
+    rng = np.random.RandomState(random_state)
+    drawn = rng.randint(np.iinfo(np.int32).max, size=len(ks))
+    return {k: int(s) for k, s in zip(ks, drawn, strict=True)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--n-init", type=int, default=5)
+    ap.add_argument("--max-k", type=int, default=9)
+    ap.add_argument("--random-state", type=int, default=0)
+    ap.add_argument("--no-sklearn", action="store_true")
+    args = ap.parse_args()
+
+    import numba
+
+    X = load_spending()
+    ks = tuple(range(1, args.max_k + 1))
+    seeds = cell_seeds(ks, args.random_state)
+    common = dict(n_init=args.n_init, random_state=args.random_state)
+
+    def run_select():
+        return fastgmm.select(X, ks, TYPES, **common).values("bic").T
+
+    def run_select_serial():
+        return fastgmm.select(X, ks, TYPES, n_threads=1, **common).values("bic").T
+
+    def run_loop_fastgmm():
+        out = np.empty((len(TYPES), len(ks)))
+        for i, ctype in enumerate(TYPES):
+            for j, k in enumerate(ks):
+                model = fastgmm.GaussianMixture(k, covariance_type=ctype, n_init=args.n_init,
+                                                random_state=seeds[k]).fit(X)
+                out[i, j] = model.bic(X)
+        return out
+
+    variants = {"select": run_select, "select, 1 thread": run_select_serial,
+                "fastgmm loop": run_loop_fastgmm}
+    if not args.no_sklearn:
+        from sklearn.mixture import GaussianMixture as SkGM
+
+        def run_loop_sklearn():
+            out = np.empty((len(TYPES), len(ks)))
+            for i, ctype in enumerate(TYPES):
+                for j, k in enumerate(ks):
+                    model = SkGM(k, covariance_type=ctype, n_init=args.n_init,
+                                 random_state=seeds[k]).fit(X)
+                    out[i, j] = model.bic(X)
+            return out
+
+        variants["scikit-learn loop"] = run_loop_sklearn
+
+    print(f"python {platform.python_version()}, numpy {np.__version__}, numba "
+          f"{numba.__version__}, fastgmm {fastgmm.__version__}")
+    print(f"cpus available: {len(os.sched_getaffinity(0))}, numba threads: "
+          f"{numba.get_num_threads()}, load average before: "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"grid: k = {ks[0]}..{ks[-1]} x {len(TYPES)} covariance types, n_init="
+          f"{args.n_init}, data {X.shape[0]} x {X.shape[1]} (log spending)")
+
+    with warnings.catch_warnings():
+        # Non-convergence at large k is expected here and irrelevant to timing.
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        fastgmm.select(X, (1, 2), TYPES, n_init=1, random_state=0)  # load/compile kernels
+        fastgmm.select(X, (1, 2), TYPES, n_init=2, random_state=0, n_threads=1)
+        if not args.no_sklearn:
+            SkGM(2).fit(X)
+        print(f"warm-up (JIT load): {time.perf_counter() - t0:.2f} s")
+
+        walls = {name: [] for name in variants}
+        cpus = {name: [] for name in variants}
+        tables = {}
+        for _ in range(args.repeat):
+            for name, fn in variants.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                tables[name] = fn()
+                walls[name].append(time.perf_counter() - t0)
+                cpus[name].append(time.process_time() - c0)
+
+    print(f"load average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print()
+    print(f"{'variant':20s} {'min s':>8s} {'median s':>9s} {'cpu s (med)':>12s}"
+          f" {'vs select (min)':>16s} {'vs select (median)':>19s}")
+    ref_min = min(walls["select"])
+    ref_med = statistics.median(walls["select"])
+    for name in variants:
+        lo, med = min(walls[name]), statistics.median(walls[name])
+        print(f"{name:20s} {lo:8.3f} {med:9.3f} {statistics.median(cpus[name]):12.3f}"
+              f" {lo / ref_min:15.2f}x {med / ref_med:18.2f}x")
+    print("(ratios: the variant's time over select's; above 1 means select is faster)")
+
+    same = np.array_equal(tables["select"], tables["fastgmm loop"]) and np.array_equal(
+        tables["select"], tables["select, 1 thread"])
+    print(f"\nselect, select with 1 thread and the fastgmm loop give identical BIC tables: "
+          f"{same}")
+    if "scikit-learn loop" in tables:
+        diff = np.abs(tables["select"] - tables["scikit-learn loop"])
+        print(f"largest |BIC(fastgmm) - BIC(scikit-learn)| over the grid: {diff.max():.3g} "
+              "(different initialisations, so different local optima are possible)")
+
+    result = fastgmm.select(X, ks, TYPES, **common)
+    print("\nBIC, k x covariance type (lower is better):")
+    header = "   k " + "".join(f"{t:>11s}" for t in TYPES)
+    print(header)
+    values = result.values("bic")
+    for j, k in enumerate(ks):
+        print(f"{k:4d} " + "".join(f"{values[j, i]:11.1f}" for i in range(len(TYPES))))
+    print(f"best: {result.best_params_}, BIC {result.best_score_:.1f}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
