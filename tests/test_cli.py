@@ -135,6 +135,13 @@ def ws(tmp_path_factory):
     """Run every command once; returns (folder, {name: CompletedProcess})."""
     d = tmp_path_factory.mktemp("cli")
     _write_inputs(d)
+    # Compile (or load) the small-data kernels here first, so that the
+    # processes below find them in Numba's disk cache instead of each
+    # compiling them at once.
+    X = np.log(load_wholesale().spending)
+    for covariance_type in ("full", "tied", "diag", "spherical"):
+        fastgmm.GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(
+            X, sample_weight=np.ones(len(X))).predict_proba(X)
     results = {"fit": _run(["fit", "w.csv", "--k", "3", "--columns", "Fresh,Milk,Grocery",
                             "--log", "--standardize", "--n-init", "2", "--seed", "0",
                             "--out", "m.npz"], d)}
