@@ -3,7 +3,7 @@
 ::
 
     fastgmm demo [--out DIR] [--quick]
-    fastgmm fit DATA --k K [--covariance TYPE] [--columns a,b] [--standardize] [--log]
+    fastgmm fit DATA --k K|auto [--covariance TYPE] [--columns a,b] [--standardize] [--log]
                 [--sample-weight COL] [--n-init N] [--max-iter N] [--seed S] --out MODEL
     fastgmm predict MODEL DATA [--proba] --out FILE
     fastgmm sample MODEL --n N [--seed S] --out FILE
@@ -363,9 +363,9 @@ def _cmd_fit(args) -> int:
         if not weights.sum() > 0:
             raise CLIError(f"--sample-weight column {args.sample_weight!r} sums to zero")
     n = X.shape[0]
-    if args.k > n:
+    if args.k != "auto" and args.k > n:
         raise CLIError(f"--k {args.k} is larger than the number of data rows ({n})")
-    if weights is not None and np.count_nonzero(weights) < args.k:
+    if weights is not None and args.k != "auto" and np.count_nonzero(weights) < args.k:
         raise CLIError(f"--k {args.k} is larger than the number of rows with positive "
                        f"weight ({np.count_nonzero(weights)})")
     _check_output(args.out, suffixes=None)
@@ -383,6 +383,8 @@ def _cmd_fit(args) -> int:
         extra_arrays = {"center": center, "scale": scale}
         Z = (Z - center) / scale
 
+    if args.k == "auto":
+        args.k, args.seed = _choose_k(args, Z, weights)
     model = GaussianMixture(args.k, covariance_type=args.covariance, n_init=args.n_init,
                             max_iter=args.max_iter, random_state=args.seed,
                             callback=None if args.quiet else _Progress())
@@ -412,6 +414,38 @@ def _cmd_fit(args) -> int:
     _print_components(model, columns, prep, center, scale)
     print(f"model written to {args.out}")
     return 0
+
+
+def _choose_k(args, Z: np.ndarray, weights) -> tuple[int, int]:
+    """``--k auto``: the BIC-best k in 1..9 for ``--covariance``; prints the criteria.
+
+    Returns the chosen k and the seed of its cell: refitting that cell from the
+    seed gives the selected model bit for bit, so the usual single-fit path
+    (progress, warnings, saving) runs unchanged.
+    """
+    from ._select import select
+
+    n_pos = Z.shape[0] if weights is None else int(np.count_nonzero(weights))
+    ks = range(1, min(9, n_pos) + 1)
+    _note(args, f"--k auto: fitting k = 1..{ks[-1]} ({args.covariance} covariances, "
+          f"{args.n_init} initialisation(s) each) and choosing k by BIC")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = select(Z, ks, (args.covariance,), "bic", n_init=args.n_init,
+                        sample_weight=weights, random_state=args.seed,
+                        max_iter=args.max_iter)
+    for w in caught:
+        print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
+    best = result.best_params_["n_components"]
+    print(f"--k auto: criteria for k = 1..{ks[-1]}, {args.covariance} covariances "
+          "(lower is better; k chosen by BIC)")
+    print(f"{'k':>4s} {'BIC':>14s} {'AIC':>14s} {'ICL':>14s}")
+    values = {c: result.values(c)[:, 0] for c in ("bic", "aic", "icl")}
+    for i, k in enumerate(ks):
+        mark = "  <- chosen" if k == best else ""
+        print(f"{k:4d} {values['bic'][i]:14.2f} {values['aic'][i]:14.2f} "
+              f"{values['icl'][i]:14.2f}{mark}")
+    return best, int(result.best_model_.random_state)
 
 
 def _print_components(model, columns, prep, center, scale) -> None:
@@ -527,6 +561,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _k_value(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'auto', got {text!r}") from None
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -562,7 +606,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        description="Fit a Gaussian mixture to DATA (CSV, .npy or Parquet) "
                        "and save it as a model file.")
     p.add_argument("data", metavar="DATA")
-    p.add_argument("--k", type=_positive_int, required=True, help="number of components")
+    p.add_argument("--k", type=_k_value, required=True,
+                   help="number of components, or 'auto' to choose k in 1..9 by BIC")
     p.add_argument("--covariance", choices=_COVARIANCE_TYPES, default="full",
                    help="covariance type (default full)")
     p.add_argument("--columns", metavar="a,b,...",

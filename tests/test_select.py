@@ -4,6 +4,8 @@ recovery of a known number of components, ICL >= BIC, reproducibility.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -393,3 +395,38 @@ def test_wholesale_grid_smoke():
         np.testing.assert_allclose(
             res.criteria_.set_index(["covariance_type", "n_components"]).loc[key, "bic"],
             ref_criteria(res.models_[key], X)["bic"], rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# command line: fastgmm fit --k auto
+# ---------------------------------------------------------------------------
+
+
+def test_cli_fit_k_auto(tmp_path):
+    X = make_mixture("full", 3, 60, 2, seed=21)
+    np.savetxt(tmp_path / "blobs.csv", X, delimiter=",", header="x,y", comments="")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "fastgmm", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    proc = run("fit", "blobs.csv", "--k", "auto", "--seed", "0", "--n-init", "2",
+               "--out", "model.npz", "-q")
+    assert proc.returncode == 0, proc.stderr
+    chosen = [line for line in proc.stdout.splitlines() if "<- chosen" in line]
+    assert len(chosen) == 1 and chosen[0].split()[0] == "3", proc.stdout
+    model = fastgmm.load(tmp_path / "model.npz")
+    assert model.n_components == 3
+    # The saved model is the selected cell: same BIC as select run here.
+    ref = select(X, range(1, 10), ("full",), n_init=2, random_state=0)
+    assert ref.best_params_["n_components"] == 3
+    np.testing.assert_allclose(model.bic(X), ref.best_score_, rtol=1e-12)
+    printed = float(chosen[0].split()[1])
+    np.testing.assert_allclose(printed, ref.best_score_, atol=0.006)
+
+    bad = run("fit", "blobs.csv", "--k", "many", "--out", "bad.npz")
+    assert bad.returncode == 2
+    assert "positive integer or 'auto'" in bad.stderr
+    assert not (tmp_path / "bad.npz").exists()
