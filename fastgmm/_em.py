@@ -8,6 +8,7 @@ memory maps, chunk iterators and Dask arrays differ only in their source.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -23,23 +24,63 @@ from ._stats import GaussianParams, StatsWorkspace, SuffStats, compute_stats, ke
 from ._validation import ConvergenceWarning
 
 
+class _SingleThreadBLAS:
+    """Reference-counted "BLAS uses one thread" for the duration of fits.
+
+    The parallelism of fastgmm is Numba's; BLAS/LAPACK only ever see tiny
+    matrices (the M-step's d x d factorisations), where OpenBLAS's own thread
+    pool is pure overhead and, on a busy machine, costs 30x in wake-ups.  The
+    first caller in caps BLAS at one thread, the last one out restores it, so
+    concurrent fits from several Python threads do not undo each other.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._controller = None
+        self._limiter = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_single_thread_blas = _SingleThreadBLAS()
+
+
 @contextmanager
 def thread_limit(n_threads: int | None):
-    """Set Numba's thread count for the block and restore it afterwards.
+    """Numba threads for the block (``None``: unchanged), BLAS on one thread.
 
-    ``None`` keeps the current setting; values above the number of threads
-    Numba started with are clipped to it.
+    Values above the number of threads Numba started with are clipped to it.
+    Both settings are restored afterwards.
     """
     old = numba.get_num_threads()
-    if n_threads is None:
-        yield old
-        return
-    n = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(old)
+    n = old if n_threads is None else max(1, min(int(n_threads),
+                                                 numba.config.NUMBA_NUM_THREADS))
+    with _single_thread_blas:
+        if n == old:
+            yield n
+            return
+        numba.set_num_threads(n)
+        try:
+            yield n
+        finally:
+            numba.set_num_threads(old)
 
 
 def use_parallel(n_samples: int) -> bool:
