@@ -218,8 +218,9 @@ class DegenerateRepair:
             state.extra[0] = extra
             cov = _add_diagonal(raw, ctype, reg_covar + extra)
             if grown:
-                events.append("the tied covariance was not positive definite; its "
-                              f"diagonal regularisation was raised by {extra:.3g}")
+                events.append("the tied covariance was not positive definite, or singular "
+                              "to rounding; its diagonal regularisation was raised by "
+                              f"{extra:.3g}")
         else:
             cov = np.empty_like(raw)
             for j in range(k):
@@ -231,8 +232,8 @@ class DegenerateRepair:
                 cov[j] = _add_diagonal(raw[j], ctype, reg_covar + extra)
                 if grown:
                     events.append(f"component {j} collapsed (covariance not positive "
-                                  "definite); its diagonal regularisation was raised "
-                                  f"by {extra:.3g}")
+                                  "definite, or singular to rounding); its diagonal "
+                                  f"regularisation was raised by {extra:.3g}")
 
         # Empty components: re-seed (or split) a few times, then leave them.
         empties = np.flatnonzero(empty)
@@ -266,16 +267,17 @@ class DegenerateRepair:
         scores = scores.astype(np.float64)
         if self.sample_weight is not None:
             scores[self.sample_weight <= 0] = np.inf
+        eligible = scores.copy()
         events = []
         share = 1.0 / weights.shape[0]
         others = np.ones(weights.shape[0], dtype=bool)
         others[reseed] = False
         weights[others] *= (1.0 - share * len(reseed)) / weights[others].sum()
         for j in reseed:
-            row = int(np.argmin(scores))
-            if not np.isfinite(scores[row]):
-                row = int(np.flatnonzero(np.isfinite(scores))[0]) if np.isfinite(
-                    scores).any() else row
+            row = int(np.argmin(scores))  # a -inf score (zero density) is the worst
+            if scores[row] == np.inf:
+                # Fewer distinct eligible rows than seeds: share a seed.
+                row = int(np.argmin(eligible))
             means[j] = X[row]
             weights[j] = share
             # Never pick the same point twice for this iteration's seeds.

@@ -351,7 +351,7 @@ def test_repair_is_bitwise_noop_on_healthy_data(covariance_type):
     repaired = run_em(ArraySource(X), p0, repair=DegenerateRepair("raise", X), **kw)
     for a, b in zip((plain.params.weights, plain.params.means, plain.params.covariances),
                     (repaired.params.weights, repaired.params.means,
-                     repaired.params.covariances)):
+                     repaired.params.covariances), strict=True):
         np.testing.assert_array_equal(a, b)
     assert plain.lower_bounds == repaired.lower_bounds
 
@@ -382,7 +382,8 @@ def test_overflowing_statistics_give_a_clear_error():
     X = np.random.default_rng(0).normal(size=(300, 2)) * 1e155
     for mode in ("warn", "raise"):
         # k-means' own variance estimate overflows first; numpy warns about it.
-        with np.errstate(over="ignore"), pytest.raises(DegenerateCovarianceError, match="not finite.*overflow"):
+        with np.errstate(over="ignore"), pytest.raises(DegenerateCovarianceError,
+                                                       match="not finite.*overflow"):
             fastgmm.GaussianMixture(2, random_state=0, on_degenerate=mode).fit(X)
 
 
@@ -421,3 +422,23 @@ def test_out_of_core_source_repairs_from_statistics_alone(tmp_path):
     distinct = np.unique(X, axis=0)
     for mu in model.means_:
         assert np.abs(distinct - mu).max(axis=1).min() < 1e-9
+
+
+def test_more_seeds_than_distinct_rows_share_a_seed():
+    X = np.repeat(np.array([[0.0, 0.0], [3.0, 1.0]]), [6, 4], axis=0)
+    means = np.array([[1.0, 0.5], [1e4, 0.0], [-1e4, 0.0], [0.0, 1e4]])
+    params = GaussianParams.from_covariances("full", np.full(4, 0.25), means,
+                                             np.stack([np.eye(2)] * 4))
+    stats = compute_stats(X, None, params, parallel=False)
+    assert (stats.nk[1:] == 0).all()
+    with pytest.warns(DegenerateDataWarning) as rec:
+        p = DegenerateRepair("warn", X)(stats, 1e-6, 1)
+    message = str(rec[0].message)
+    for j in (1, 2, 3):
+        assert f"component {j} was empty and was re-seeded" in message
+    seeds = p.means[1:]
+    assert all((np.abs(X - s).max(axis=1) == 0).any() for s in seeds)
+    # The two distinct rows are used before any is used twice.
+    assert len({tuple(s) for s in seeds[:2]}) == 2
+    np.testing.assert_allclose(p.weights[1:], 0.25, rtol=1e-12)
+    assert p.weights.sum() == pytest.approx(1.0, abs=1e-14)

@@ -99,7 +99,7 @@ def test_concurrent_fits_from_a_thread_pool_match_sequential_fits():
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(job, range(4)))
     assert _em.use_parallel(N_LARGE * 2) == (numba.get_num_threads() > 1)
-    for (m1, p1, s1), (m2, p2, s2) in zip(sequential, concurrent):
+    for (m1, p1, s1), (m2, p2, s2) in zip(sequential, concurrent, strict=True):
         _assert_bitwise(m1, m2)
         np.testing.assert_array_equal(p1, p2)
         np.testing.assert_array_equal(s1, s2)
