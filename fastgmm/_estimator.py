@@ -10,7 +10,6 @@ import inspect
 from typing import Any, Callable
 
 import numpy as np
-from scipy import linalg
 
 from . import _em, _sources
 from ._degenerate import ON_DEGENERATE, DegenerateRepair
@@ -692,9 +691,9 @@ class GaussianMixture:
         for j in range(k):
             z = rng.standard_normal((counts[j], d))
             if ctype == "full":
-                z = z @ linalg.cholesky(p.covariances[j], lower=True).T
+                z = z @ np.linalg.cholesky(p.covariances[j]).T
             elif ctype == "tied":
-                z = z @ linalg.cholesky(p.covariances, lower=True).T
+                z = z @ np.linalg.cholesky(p.covariances).T
             elif ctype == "diag":
                 z = z * np.sqrt(p.covariances[j])
             else:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import functools
+
 import numpy as np
-from scipy import linalg
 
 from . import _config
 from ._kernels import kernels
@@ -93,12 +94,13 @@ class GaussianParams:
             for k, p in enumerate(mats):
                 try:
                     prec_chol[k] = _upper_factor(p)
-                except (linalg.LinAlgError, ValueError):
+                except (_linalg().LinAlgError, ValueError):
                     where = "" if covariance_type == "tied" else f" (component {k})"
                     raise DegenerateCovarianceError(
                         f"precisions_init is not symmetric positive definite{where}",
                         None if covariance_type == "tied" else k) from None
-                inv_u = linalg.solve_triangular(prec_chol[k], np.eye(p.shape[0]), lower=False)
+                inv_u = _linalg().solve_triangular(prec_chol[k], np.eye(p.shape[0]),
+                                                   lower=False)
                 cov[k] = inv_u.T @ inv_u
             if covariance_type == "tied":
                 prec_chol, cov = prec_chol[0], cov[0]
@@ -155,11 +157,21 @@ def _upper_factor(p: np.ndarray) -> np.ndarray:
     # Reverse rows and columns, take the lower Cholesky factor, reverse back:
     # J L J is upper triangular and (J L J)(J L J)^T = J (J p J) J = p.
     rev = p[::-1, ::-1]
-    lower = linalg.cholesky(rev, lower=True)
+    lower = _linalg().cholesky(rev, lower=True)
     return np.ascontiguousarray(lower[::-1, ::-1])
 
 
-_POTRF, _TRTRS = linalg.get_lapack_funcs(("potrf", "trtrs"), (np.empty((1, 1)),))
+def _linalg():
+    """``scipy.linalg``, imported on first use (it is a third of import time)."""
+    from scipy import linalg
+
+    return linalg
+
+
+@functools.lru_cache(maxsize=None)
+def _lapack():
+    """Double-precision LAPACK ``potrf`` and ``trtrs``."""
+    return _linalg().get_lapack_funcs(("potrf", "trtrs"), (np.empty((1, 1)),))
 
 
 def precisions_cholesky_from_covariances(covariances: np.ndarray,
@@ -182,10 +194,11 @@ def precisions_cholesky_from_covariances(covariances: np.ndarray,
         # wrappers cost more than the factorisations themselves at small d,
         # and this runs at every M-step.
         finite = np.isfinite(mats).all(axis=(1, 2))
+        potrf, trtrs = _lapack()
         for k, c in enumerate(mats):
             info = 1
             if finite[k]:
-                lower, info = _POTRF(c, lower=1, overwrite_a=0, clean=1)
+                lower, info = potrf(c, lower=1, overwrite_a=0, clean=1)
             if info != 0:
                 where = "the tied covariance" if covariance_type == "tied" else f"component {k}"
                 raise DegenerateCovarianceError(
@@ -193,9 +206,9 @@ def precisions_cholesky_from_covariances(covariances: np.ndarray,
                     "positive definite (collapsed component or too few distinct points). "
                     "Increase reg_covar, decrease n_components, or scale the data.",
                     None if covariance_type == "tied" else k)
-            inv, info = _TRTRS(lower, eye, overwrite_b=0, lower=1, trans=0, unitdiag=0)
+            inv, info = trtrs(lower, eye, overwrite_b=0, lower=1, trans=0, unitdiag=0)
             if info != 0:  # unreachable after a successful potrf; kept as a guard
-                raise linalg.LinAlgError(f"triangular solve failed (info={info})")
+                raise _linalg().LinAlgError(f"triangular solve failed (info={info})")
             out[k] = inv.T
         return out if covariance_type == "full" else out[0]
     bad = ~(cov > 0) | ~np.isfinite(cov)
