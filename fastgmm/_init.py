@@ -19,6 +19,28 @@ def _w_args(w):
     return (_EMPTY_W, False) if w is None else (w, True)
 
 
+def weighted_mean_var(X: np.ndarray, w: np.ndarray | None,
+                      block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted column means and (biased) variances, float64, block by block.
+
+    Two passes (mean, then squared deviations from it), so it is accurate far
+    from the origin, and no temporary larger than ``block`` rows is made.
+    """
+    n, d = X.shape
+    total = float(n) if w is None else float(w.sum())
+    acc = np.zeros(d)
+    for lo in range(0, n, block):
+        xb = X[lo:lo + block].astype(np.float64)
+        acc += xb.sum(axis=0) if w is None else w[lo:lo + block] @ xb
+    mean = acc / total
+    acc = np.zeros(d)
+    for lo in range(0, n, block):
+        db = X[lo:lo + block].astype(np.float64) - mean
+        db *= db
+        acc += db.sum(axis=0) if w is None else w[lo:lo + block] @ db
+    return mean, acc / total
+
+
 def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
                     rng: np.random.RandomState, parallel: bool = True) -> np.ndarray:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007).
@@ -79,9 +101,8 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
     n, d = X.shape
     wa, weighted = _w_args(w)
     centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
-    variance = np.average(
-        (X - np.average(X, axis=0, weights=w)) ** 2, axis=0, weights=w).mean()
-    threshold = tol * variance
+    _, variance = weighted_mean_var(X, w)
+    threshold = tol * variance.mean()
     n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
     sum_slot = np.empty((n_chunks, n_clusters, d))
     count_slot = np.empty((n_chunks, n_clusters))
@@ -150,7 +171,7 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
                                               precisions_init)
     n, d = X.shape
     k = n_components
-    wmean = np.average(X, axis=0, weights=w).astype(np.float64)
+    wmean, _ = weighted_mean_var(X, w)
     if init_params == "random":
         def resp_block(lo, hi):
             r = rng.uniform(size=(hi - lo, k))
