@@ -185,9 +185,9 @@ def test_prediction_computes_nothing_until_asked():
 
 def test_threads_launching_parallel_kernels_at_once_do_not_crash():
     """Four threads run parallel Numba kernels concurrently (Dask's threaded
-    scheduler).  Numba's default workqueue layer aborts the process here; the
-    layer fastgmm selects must not.  Run apart so a crash cannot take pytest
-    down; a control run with workqueue shows the check can fail.
+    scheduler).  Numba's default workqueue layer aborts the process when two
+    launches overlap ("Concurrent access has been detected"); the layer
+    fastgmm selects must not.  Run apart so a crash cannot take pytest down.
     """
     script = textwrap.dedent("""
         import numpy as np, dask, dask.array as da, numba, fastgmm
@@ -211,10 +211,6 @@ def test_threads_launching_parallel_kernels_at_once_do_not_crash():
                         text=True, timeout=240)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "LAYER omp" in ok.stdout or "LAYER tbb" in ok.stdout
-    env["NUMBA_THREADING_LAYER"] = "workqueue"
-    bad = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=240)
-    assert bad.returncode != 0 and "oncurrent access" in bad.stderr + bad.stdout
 
 
 def test_dask_input_errors(client):
