@@ -45,7 +45,6 @@ import threading
 import warnings
 
 import numpy as np
-from scipy import linalg
 
 from ._em import use_parallel
 from ._stats import (
@@ -396,8 +395,8 @@ def _is_spd(cov: np.ndarray, ctype: str, eps: float) -> bool:
         return False
     if ctype in ("full", "tied"):
         try:
-            lower = linalg.cholesky(cov, lower=True, check_finite=False)
-        except linalg.LinAlgError:
+            lower = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
             return False
         share = np.diag(lower) ** 2 / np.diag(cov)
         return bool(share.min() > SINGULAR_FACTOR * cov.shape[0] * eps)
