@@ -24,6 +24,9 @@ CHUNK_SIZE = 256
 #: fits may then run concurrently from several Python threads.
 SERIAL_THRESHOLD = 4 * CHUNK_SIZE
 
+#: k-means initialisation runs on a uniform sample of at most this many rows.
+INIT_MAX_SAMPLES = 100_000
+
 #: Bytes of per-chunk statistics slots kept in flight during one kernel call.
 SLOT_BUDGET_BYTES = 8 * 2**20
 

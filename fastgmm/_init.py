@@ -30,7 +30,7 @@ def weighted_mean_var(X: np.ndarray, w: np.ndarray | None,
     total = float(n) if w is None else float(w.sum())
     acc = np.zeros(d)
     for lo in range(0, n, block):
-        xb = X[lo:lo + block].astype(np.float64)
+        xb = X[lo:lo + block].astype(np.float64, copy=False)
         acc += xb.sum(axis=0) if w is None else w[lo:lo + block] @ xb
     mean = acc / total
     acc = np.zeros(d)
@@ -155,6 +155,10 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
 
     * ``'kmeans'``: hard labels from k-means (k-means++ seeds, Lloyd).
     * ``'k-means++'``: k-means++ seeds, each row assigned to the nearest seed.
+
+    For both, the centres are found on a uniform random sample of at most
+    ``INIT_MAX_SAMPLES`` rows (all rows when there are fewer), then every row
+    is assigned to its nearest centre.
     * ``'random_from_data'``: distinct random rows as seeds, nearest-seed labels.
     * ``'random'``: responsibilities drawn uniformly and normalised per row.
 
@@ -171,23 +175,37 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
                                               precisions_init)
     n, d = X.shape
     k = n_components
-    wmean, _ = weighted_mean_var(X, w)
+    # The data mean is only needed as the tied shift and as the centre of
+    # random responsibilities.
+    need_mean = covariance_type == "tied" or init_params == "random"
+    wmean = weighted_mean_var(X, w)[0] if need_mean else None
     if init_params == "random":
         def resp_block(lo, hi):
             r = rng.uniform(size=(hi - lo, k))
             return r / r.sum(axis=1, keepdims=True)
         centers = np.tile(wmean, (k, 1))
     else:
-        if init_params == "kmeans":
-            centers, labels = kmeans(X, w, k, rng, parallel)
-        else:
-            if init_params == "k-means++":
-                seeds = kmeans_plusplus(X, w, k, rng, parallel)
-            else:  # random_from_data
-                eligible = np.arange(n) if w is None else np.flatnonzero(w > 0)
-                if eligible.size < k:
-                    eligible = np.arange(n)
-                seeds = X[rng.choice(eligible, size=k, replace=False)]
+        if init_params in ("kmeans", "k-means++"):
+            # k-means reads the data dozens of times; on large inputs a
+            # uniform sample places the centres as well, and EM refines them.
+            Xs, ws = X, w
+            if n > _config.INIT_MAX_SAMPLES:
+                rows = np.sort(rng.choice(n, _config.INIT_MAX_SAMPLES, replace=False))
+                Xs = X[rows]
+                ws = None if w is None else w[rows]
+                if ws is not None and not (ws > 0).sum() >= k:
+                    Xs, ws = X, w
+            if init_params == "kmeans":
+                seeds, _ = kmeans(Xs, ws, k, rng, parallel)
+            else:
+                seeds = kmeans_plusplus(Xs, ws, k, rng, parallel)
+            labels = _assign_to_seeds(X, w, seeds, parallel)
+            centers = seeds
+        else:  # random_from_data
+            eligible = np.arange(n) if w is None else np.flatnonzero(w > 0)
+            if eligible.size < k:
+                eligible = np.arange(n)
+            seeds = X[rng.choice(eligible, size=k, replace=False)]
             labels = _assign_to_seeds(X, w, seeds, parallel)
             centers = seeds
         resp_block = _one_hot_blocks(labels, k)
