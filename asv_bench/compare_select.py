@@ -5,23 +5,25 @@ grid (k = 1..9 x the four covariance types, ``n_init`` restarts per cell) on
 the six log-transformed spending columns (440 rows):
 
 ``select``
-    :func:`fastgmm.select` with its default threads: for data this small the
-    cells run concurrently on Python threads, each with the serial kernels.
-``select, 1 thread``
-    :func:`fastgmm.select` with ``n_threads=1``: the same grid strictly one
-    fit (and one restart) after another.
+    :func:`fastgmm.select` with its defaults: for data this small, the cells
+    and their restarts one after another on one thread, serial kernels.
+``select, concurrent``
+    :func:`fastgmm.select` with ``concurrent=True``: the cells at once on
+    ``n_threads`` Python threads (default: all of Numba's), serial kernels.
 ``fastgmm loop``
     The loop a user writes by hand: one ``fastgmm.GaussianMixture`` fit after
-    another, then its ``bic``, with default threads (each fit may still run
-    its restarts concurrently).
+    another, then its ``bic``, with the estimator's default threads (for small
+    data it runs each fit's restarts on Python threads).
 ``scikit-learn loop``
     The same loop with ``sklearn.mixture.GaussianMixture`` (same ``n_init``,
     ``tol``, ``max_iter``, ``reg_covar`` defaults and seeds).
 
 Each variant runs ``--repeat`` times, round-robin so that a burst of load on
 a shared machine hits every variant alike; the minimum wall time is the
-headline (the least disturbed run) and the median is printed next to it.  The
-JIT is warmed up first.  Run from the repository root::
+headline (the least disturbed run) and the median is printed next to it, with
+the CPU time other processes used meanwhile (from ``/proc/stat``, Linux only)
+as a measure of the disturbance.  The JIT is warmed up first.  Run from the
+repository root::
 
     python asv_bench/compare_select.py --repeat 5
 """
@@ -58,6 +60,16 @@ def load_spending() -> np.ndarray:
     return np.log(np.asarray(spending, dtype=np.float64))
 
 
+def machine_busy() -> float | None:
+    """CPU seconds all processes have used so far (Linux), or None."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def cell_seeds(ks, random_state: int) -> dict:
     """The per-k seeds :func:`fastgmm.select` draws from ``random_state``."""
     rng = np.random.RandomState(random_state)
@@ -84,8 +96,8 @@ def main() -> int:
     def run_select():
         return fastgmm.select(X, ks, TYPES, **common).values("bic").T
 
-    def run_select_serial():
-        return fastgmm.select(X, ks, TYPES, n_threads=1, **common).values("bic").T
+    def run_select_concurrent():
+        return fastgmm.select(X, ks, TYPES, concurrent=True, **common).values("bic").T
 
     def run_loop_fastgmm():
         out = np.empty((len(TYPES), len(ks)))
@@ -96,7 +108,7 @@ def main() -> int:
                 out[i, j] = model.bic(X)
         return out
 
-    variants = {"select": run_select, "select, 1 thread": run_select_serial,
+    variants = {"select": run_select, "select, concurrent": run_select_concurrent,
                 "fastgmm loop": run_loop_fastgmm}
     if not args.no_sklearn:
         from sklearn.mixture import GaussianMixture as SkGM
@@ -117,6 +129,16 @@ def main() -> int:
     print(f"cpus available: {len(os.sched_getaffinity(0))}, numba threads: "
           f"{numba.get_num_threads()}, load average before: "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(
+            f"{i['internal_api']} {i['num_threads']} thread(s) in "
+            f"{Path(i['filepath']).parent.name}"
+            for i in threadpool_info() if i["user_api"] == "blas")
+    except ImportError:
+        blas = "unknown (threadpoolctl not installed)"
+    print(f"BLAS: {blas}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"grid: k = {ks[0]}..{ks[-1]} x {len(TYPES)} covariance types, n_init="
           f"{args.n_init}, data {X.shape[0]} x {X.shape[1]} (log spending)")
 
@@ -125,36 +147,43 @@ def main() -> int:
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
         fastgmm.select(X, (1, 2), TYPES, n_init=1, random_state=0)  # load/compile kernels
-        fastgmm.select(X, (1, 2), TYPES, n_init=2, random_state=0, n_threads=1)
+        fastgmm.select(X, (1, 2), TYPES, n_init=2, random_state=0, concurrent=True)
         if not args.no_sklearn:
             SkGM(2).fit(X)
         print(f"warm-up (JIT load): {time.perf_counter() - t0:.2f} s")
 
         walls = {name: [] for name in variants}
         cpus = {name: [] for name in variants}
+        others = {name: [] for name in variants}
         tables = {}
         for _ in range(args.repeat):
             for name, fn in variants.items():
-                c0, t0 = time.process_time(), time.perf_counter()
+                b0, c0, t0 = machine_busy(), time.process_time(), time.perf_counter()
                 tables[name] = fn()
-                walls[name].append(time.perf_counter() - t0)
-                cpus[name].append(time.process_time() - c0)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+                if b0 is not None:
+                    others[name].append(max(machine_busy() - b0 - cpu, 0.0) / wall)
 
     print(f"load average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
     print(f"{'variant':20s} {'min s':>8s} {'median s':>9s} {'cpu s (med)':>12s}"
-          f" {'vs select (min)':>16s} {'vs select (median)':>19s}")
+          f" {'others (med)':>13s} {'vs select (min)':>16s} {'vs select (median)':>19s}")
     ref_min = min(walls["select"])
     ref_med = statistics.median(walls["select"])
     for name in variants:
         lo, med = min(walls[name]), statistics.median(walls[name])
+        busy = (f"{statistics.median(others[name]):13.2f}" if others[name]
+                else f"{'n/a':>13s}")
         print(f"{name:20s} {lo:8.3f} {med:9.3f} {statistics.median(cpus[name]):12.3f}"
-              f" {lo / ref_min:15.2f}x {med / ref_med:18.2f}x")
-    print("(ratios: the variant's time over select's; above 1 means select is faster)")
+              f"{busy} {lo / ref_min:15.2f}x {med / ref_med:18.2f}x")
+    print("(ratios: the variant's time over select's; above 1 means select is faster; "
+          "others: cores that other processes kept busy meanwhile)")
 
     same = np.array_equal(tables["select"], tables["fastgmm loop"]) and np.array_equal(
-        tables["select"], tables["select, 1 thread"])
-    print(f"\nselect, select with 1 thread and the fastgmm loop give identical BIC tables: "
+        tables["select"], tables["select, concurrent"])
+    print(f"\nselect, select concurrent and the fastgmm loop give identical BIC tables: "
           f"{same}")
     if "scikit-learn loop" in tables:
         diff = np.abs(tables["select"] - tables["scikit-learn loop"])

@@ -2,14 +2,22 @@
 
 :func:`select` fits one :class:`~fastgmm.GaussianMixture` per cell of the grid
 ``n_components x covariance_types`` and scores every cell with BIC, AIC and
-ICL.  How the cells share the machine depends on the data size:
+ICL.  How the cells share the machine:
 
-* small data (the serial kernels pay, see :func:`fastgmm._em.use_parallel`):
-  the cells run at once on ``n_threads`` Python threads, each cell's
-  restarts one after another with the serial kernels, which release the GIL;
-  the most expensive cells start first;
-* large data: the cells run one after another, and each fit's kernels use
-  ``n_threads`` Numba threads.
+* large data (where the parallel kernels pay, see
+  :func:`fastgmm._em.use_parallel`): the cells run one after another and each
+  fit's kernels use ``n_threads`` Numba threads;
+* small data: the cells and their restarts run one after another on one
+  thread with the serial kernels.  Running them at once on Python threads
+  (``concurrent=True``) did not shorten the 440-row wholesale grid on the
+  development machine: at that size the Python part of each EM iteration
+  (M-step, bookkeeping), which holds the GIL, takes longer than the kernel,
+  which releases it, so the threads mostly wait for each other and spend
+  about a third more CPU for the same wall time.  Worker processes cost more
+  to start (import and kernel loading, about 2 s each) than the whole grid.
+  ``concurrent=True`` remains available for grids whose fits are dominated by
+  the kernels (thousands of rows: two threads ran 8,800-row E-steps 1.96x as
+  fast as one).
 
 Each cell gets its seed from ``random_state`` before anything runs, so the
 result is the same whatever the scheduling, and any cell can be refitted on
@@ -196,7 +204,8 @@ class SelectionResult:
 def select(X, n_components: Iterable[int] = range(1, 10),
            covariance_types: Iterable[str] | str = COVARIANCE_TYPES, criterion: str = "bic",
            *, n_init: int = 1, sample_weight=None, random_state=None,
-           n_threads: int | None = None, **params: Any) -> SelectionResult:
+           n_threads: int | None = None, concurrent: bool = False,
+           **params: Any) -> SelectionResult:
     """Fit a grid of Gaussian mixtures and pick the best by BIC, AIC or ICL.
 
     One :class:`~fastgmm.GaussianMixture` is fitted per pair (number of
@@ -225,10 +234,15 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         model.  An int makes the whole result reproducible, bit for bit,
         whatever the number of threads.
     n_threads : int, optional
-        Threads to use (default: Numba's current setting).  Small data: this
-        many cells are fitted at once, each on one thread.  Large data: the
-        cells run in turn and each fit's kernels use this many threads.  The
-        returned models keep ``n_threads`` as their own parameter.
+        Numba threads for the kernels of each fit on large data, or the
+        number of cells fitted at once with ``concurrent=True`` (default:
+        Numba's current setting).  The returned models keep ``n_threads`` as
+        their own parameter.
+    concurrent : bool, default=False
+        Fit up to ``n_threads`` cells at once on Python threads, each with the
+        serial kernels (which release the GIL), the most expensive cells
+        first.  Results are identical either way.  See the module notes for
+        when this pays.
     **params
         Any other :class:`~fastgmm.GaussianMixture` parameter (``tol``,
         ``reg_covar``, ``max_iter``, ``init_params``, ``on_degenerate``, ...),
@@ -311,17 +325,24 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     seeds = {k: int(s) for k, s in zip(ks, drawn, strict=True)}
     cells = [(ctype, k) for ctype in types for k in ks]
 
+    if not isinstance(concurrent, (bool, np.bool_)):
+        raise TypeError(f"concurrent must be a bool, got {concurrent!r}")
+
     with _em.thread_limit(n_threads) as threads:
-        concurrent = threads > 1 and len(cells) > 1 and not _em.use_parallel(n)
+        pooled = bool(concurrent) and threads > 1 and len(cells) > 1
+        # One thread per fit unless the parallel kernels pay: with n_threads
+        # > 1 the estimator would run small-data restarts on Python threads,
+        # which measured no faster than one after another (module notes).
+        one_thread = pooled or not _em.use_parallel(n)
 
         def fit_cell(cell):
             ctype, k = cell
             model = GaussianMixture(k, covariance_type=ctype, n_init=n_init,
                                     random_state=seeds[k],
-                                    n_threads=1 if concurrent else n_threads, **params)
+                                    n_threads=1 if one_thread else n_threads, **params)
             try:
                 model.fit(Xa, sample_weight=w)
-                scores = _score(model, Xa, w, parallel=not concurrent)
+                scores = _score(model, Xa, w, parallel=not one_thread)
             except Exception as exc:
                 if hasattr(exc, "add_note"):
                     exc.add_note(f"(fastgmm.select: while fitting covariance_type={ctype!r}, "
@@ -335,7 +356,7 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         with warnings.catch_warnings():
             # One summary below instead of a warning per cell.
             warnings.filterwarnings("ignore", category=ConvergenceWarning)
-            if concurrent:
+            if pooled:
                 # Longest cells first, so that no long fit starts last.
                 order = sorted(cells, key=lambda c: -_cost(c, d))
                 with ThreadPoolExecutor(max_workers=min(threads, len(cells))) as pool:

@@ -238,7 +238,7 @@ def test_reproducible_with_random_state_whatever_the_threads(blobs):
               n_init=2, random_state=42)
     a = select(blobs, n_threads=2, **kw)
     b = select(blobs, n_threads=1, **kw)
-    c = select(blobs, **kw)
+    c = select(blobs, n_threads=2, concurrent=True, **kw)
     for other in (b, c):
         for name in ("bic", "aic", "icl"):
             assert np.array_equal(a.values(name), other.values(name))
@@ -262,16 +262,18 @@ def test_cell_refits_on_its_own_from_recorded_seed(blobs_result, blobs):
 
 
 def test_large_data_path_matches_one_thread():
-    # Above the serial threshold the cells run in turn with parallel kernels;
-    # the statistics are summed per fixed-size chunk, so the bits are those of
-    # one thread.
+    # Above the serial threshold the cells run in turn with parallel kernels
+    # (or at once with serial ones); the statistics are summed per fixed-size
+    # chunk, so the bits are those of one thread either way.
     X = make_mixture("diag", 2, 700, 2, seed=4)
     assert X.shape[0] >= fastgmm._config.SERIAL_THRESHOLD
     kw = dict(n_components=(1, 2, 3), covariance_types=("full", "diag"), random_state=3)
     a = select(X, n_threads=2, **kw)
     b = select(X, n_threads=1, **kw)
-    assert np.array_equal(a.values("icl"), b.values("icl"))
-    assert _same_models(a, b)
+    c = select(X, n_threads=2, concurrent=True, **kw)
+    for other in (b, c):
+        assert np.array_equal(a.values("icl"), other.values("icl"))
+        assert _same_models(a, other)
     assert a.best_params_["n_components"] == 2
 
 
@@ -351,6 +353,7 @@ def test_convergence_summarised_in_one_warning(blobs):
     (dict(criterion="mdl"), ValueError, "criterion must be one of"),
     (dict(n_init=0), ValueError, "n_init must be >= 1"),
     (dict(n_threads=0), ValueError, "n_threads must be >= 1"),
+    (dict(concurrent="yes"), TypeError, "concurrent must be a bool"),
     (dict(covariance_type="full"), TypeError, "sets \\['covariance_type'\\] itself"),
     (dict(colour="red"), TypeError, "unknown GaussianMixture parameter"),
     (dict(tol=-1.0), ValueError, "tol"),
