@@ -17,6 +17,9 @@ the six log-transformed spending columns (440 rows):
 ``scikit-learn loop``
     The same loop with ``sklearn.mixture.GaussianMixture`` (same ``n_init``,
     ``tol``, ``max_iter``, ``reg_covar`` defaults and seeds).
+``scikit-learn, 1 thread``
+    The same, with its OpenMP and BLAS threads limited to one
+    (``threadpoolctl``), which is faster on a busy machine.
 
 Each variant runs ``--repeat`` times, round-robin so that a burst of load on
 a shared machine hits every variant alike; the minimum wall time is the
@@ -123,6 +126,18 @@ def main() -> int:
             return out
 
         variants["scikit-learn loop"] = run_loop_sklearn
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            def run_loop_sklearn_1thread():
+                # scikit-learn's k-means (OpenMP) and BLAS threads spin and
+                # wait on a busy machine; one thread shows its own cost.
+                with threadpool_limits(1):
+                    return run_loop_sklearn()
+
+            variants["scikit-learn, 1 thread"] = run_loop_sklearn_1thread
 
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba "
           f"{numba.__version__}, fastgmm {fastgmm.__version__}")
