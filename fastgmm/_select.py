@@ -303,6 +303,8 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     crit = _check_criterion(criterion)
     n_init = check_int(n_init, "n_init", 1)
     check_int(n_threads, "n_threads", 1, allow_none=True)
+    if not isinstance(concurrent, (bool, np.bool_)):
+        raise TypeError(f"concurrent must be a bool, got {concurrent!r}")
     clash = sorted(set(params) & set(_GRID_PARAMS))
     if clash:
         raise TypeError(f"select() sets {clash} itself; pass n_init, random_state and "
@@ -324,9 +326,6 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     drawn = rng.randint(np.iinfo(np.int32).max, size=len(ks))
     seeds = {k: int(s) for k, s in zip(ks, drawn, strict=True)}
     cells = [(ctype, k) for ctype in types for k in ks]
-
-    if not isinstance(concurrent, (bool, np.bool_)):
-        raise TypeError(f"concurrent must be a bool, got {concurrent!r}")
 
     with _em.thread_limit(n_threads) as threads:
         pooled = bool(concurrent) and threads > 1 and len(cells) > 1
