@@ -153,6 +153,57 @@ def run_case(name, covariance_type, n, d, k, dtype, iters, gemm, with_sklearn):
     return row
 
 
+def end_to_end(n, with_sklearn):
+    """Default fits (k-means init, tol 1e-3), full, d = k = 16."""
+    X, _ = make_problem(n, 16, 16)
+    fastgmm.fit(X[:3000], 16, random_state=0)
+    t = time.perf_counter()
+    ours = fastgmm.fit(X, 16, random_state=0)
+    row = dict(fastgmm=time.perf_counter() - t, ll_f=ours.score(X), it_f=ours.n_iter_)
+    if with_sklearn:
+        from sklearn.mixture import GaussianMixture as SK
+
+        t = time.perf_counter()
+        ref = SK(16, random_state=0).fit(X)
+        row.update(sklearn=time.perf_counter() - t, ll_s=ref.score(X), it_s=ref.n_iter_)
+    return row
+
+
+def tiny(with_sklearn, repeat=20):
+    """The wholesale size: 440 x 2, k = 2, defaults, best of ``repeat``."""
+    X, _ = make_problem(440, 2, 2, seed=3)
+    fastgmm.fit(X, 2, random_state=0)
+    best = {}
+    makers = [("fastgmm", lambda: fastgmm.fit(X, 2, random_state=0))]
+    if with_sklearn:
+        from sklearn.mixture import GaussianMixture as SK
+
+        makers.append(("sklearn", lambda: SK(2, random_state=0).fit(X)))
+    for name, make in makers:
+        make()
+        b = np.inf
+        for _ in range(repeat):
+            t = time.perf_counter()
+            make()
+            b = min(b, time.perf_counter() - t)
+        best[name] = b
+    return best
+
+
+def thread_scaling(n, iters):
+    X, means0 = make_problem(n, 16, 16)
+    init = start_params("full", means0)
+    out = {}
+    for t in (1, 2):
+        def make(m, t=t):
+            return fastgmm.GaussianMixture(16, tol=0, max_iter=m, n_threads=t, **init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make(1).fit(X[:3000])
+        out[t], _ = time_fit(make, X, iters)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
@@ -188,6 +239,22 @@ def main(argv=None):
         print(f"{r['case']:<10} {r['fastgmm']:12.4f} {r.get('sklearn', np.nan):12.4f} "
               f"{r.get('ratio', np.nan):7.1f} {r['gflops']:8.1f} {100 * r['frac']:6.1f} "
               f"{r['mem_f']:8.1f} {r.get('mem_s', np.nan):9.1f} {r['xmb']:7.1f}", flush=True)
+    if args.only:
+        return
+    e = end_to_end(n, with_sklearn)
+    print(f"\nend to end, defaults (k-means init, tol 1e-3), full, n={n}, d=k=16:")
+    print(f"  fastgmm {e['fastgmm']:.2f} s ({e['it_f']} EM iterations), mean log-likelihood "
+          f"{e['ll_f']:.6f}")
+    if with_sklearn:
+        print(f"  sklearn {e['sklearn']:.2f} s ({e['it_s']} EM iterations), mean log-likelihood "
+              f"{e['ll_s']:.6f}; ratio {e['sklearn'] / e['fastgmm']:.1f}x, "
+              f"log-likelihood gap {e['ll_f'] - e['ll_s']:+.2e}")
+    t = tiny(with_sklearn)
+    print(f"tiny (440 x 2, k=2, defaults, best of 20): fastgmm {1e3 * t['fastgmm']:.2f} ms"
+          + (f", sklearn {1e3 * t['sklearn']:.2f} ms" if with_sklearn else ""))
+    sc = thread_scaling(n, iters)
+    print(f"threads (full, n={n}, d=k=16): 1 thread {sc[1]:.4f} s/iter, 2 threads "
+          f"{sc[2]:.4f} s/iter, speed-up {sc[1] / sc[2]:.2f}x")
 
 
 if __name__ == "__main__":

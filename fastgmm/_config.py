@@ -27,6 +27,9 @@ SERIAL_THRESHOLD = 4 * CHUNK_SIZE
 #: k-means initialisation runs on a uniform sample of at most this many rows.
 INIT_MAX_SAMPLES = 100_000
 
+#: k-means++ seeding (inside k-means) uses at most this many of those rows.
+SEED_MAX_SAMPLES = 16_384
+
 #: Bytes of per-chunk statistics slots kept in flight during one kernel call.
 SLOT_BUDGET_BYTES = 8 * 2**20
 

@@ -89,6 +89,9 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
            tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Lloyd iterations from k-means++ seeds.
 
+    The seeds are drawn from a uniform sample of at most ``SEED_MAX_SAMPLES``
+    rows; the iterations use all rows.
+
     Stops when the squared centre movement falls below ``tol`` times the mean
     feature variance (scikit-learn's convention).
 
@@ -100,7 +103,16 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
     kern = kernels(parallel)
     n, d = X.shape
     wa, weighted = _w_args(w)
-    centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
+    # Seeds only need a good spread; Lloyd's iterations below use every row.
+    if n > _config.SEED_MAX_SAMPLES:
+        rows = np.sort(rng.choice(n, _config.SEED_MAX_SAMPLES, replace=False))
+        ws = None if w is None else w[rows]
+        if ws is None or (ws > 0).sum() >= n_clusters:
+            centers = kmeans_plusplus(X[rows], ws, n_clusters, rng, parallel)
+        else:
+            centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
+    else:
+        centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
     _, variance = weighted_mean_var(X, w)
     threshold = tol * variance.mean()
     n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
