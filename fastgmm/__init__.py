@@ -7,17 +7,41 @@
 
 from ._em import IterationInfo
 from ._estimator import GaussianMixture, fit
-from ._io import ModelFileError, load
 from ._sources import IterableSource, MemmapSource
-from ._dask import DaskSource
-from ._select import SelectionResult, select
 from ._stats import DegenerateCovarianceError, GaussianParams, SuffStats
 from ._validation import ConvergenceWarning, DegenerateDataWarning, NotFittedError
 
 __version__ = "0.1.0"
 
-# Cheap to import: neither pulls in matplotlib or pandas until used.
-from . import datasets, plotting  # noqa: E402
+# Imported on first use, so that ``import fastgmm`` stays cheap (the command
+# line and every new process pay for it): name -> (module, attribute or None).
+_LAZY = {
+    "DaskSource": ("._dask", "DaskSource"),
+    "ModelFileError": ("._io", "ModelFileError"),
+    "load": ("._io", "load"),
+    "SelectionResult": ("._select", "SelectionResult"),
+    "select": ("._select", "select"),
+    "datasets": (".datasets", None),
+    "plotting": (".plotting", None),
+}
+
+
+def __getattr__(name):
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'fastgmm' has no attribute {name!r}") from None
+    import importlib
+
+    mod = importlib.import_module(module, __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ConvergenceWarning",
@@ -36,7 +60,7 @@ __all__ = [
     "__version__",
     "datasets",
     "fit",
-    "select",
     "load",
     "plotting",
+    "select",
 ]

@@ -370,7 +370,11 @@ class GaussianMixture:
                                           parallel, weights_init, means_init,
                                           precisions_init, repair=em_kwargs["repair"])
 
-                concurrent = not _em.use_parallel(n)
+                # Restarts run one after another: at small n each EM iteration
+                # spends about twice as long in the (GIL-holding) M-step as in
+                # the kernel, so Python threads were measured slower, not
+                # faster (see fastgmm.select); large n uses parallel kernels.
+                concurrent = False
                 result = _em.fit_restarts(lambda parallel: _em.ArraySource(Xa, w, parallel),
                                           init_fn, int(self.n_init), rng,
                                           concurrent=concurrent, n_threads=n_threads,
