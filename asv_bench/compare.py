@@ -157,9 +157,16 @@ def end_to_end(n, with_sklearn):
     """Default fits (k-means init, tol 1e-3), full, d = k = 16."""
     X, _ = make_problem(n, 16, 16)
     fastgmm.fit(X[:3000], 16, random_state=0)
-    t = time.perf_counter()
-    ours = fastgmm.fit(X, 16, random_state=0)
-    row = dict(fastgmm=time.perf_counter() - t, ll_f=ours.score(X), it_f=ours.n_iter_)
+    with PeakRSS() as mem:
+        t = time.perf_counter()
+        ours = fastgmm.fit(X, 16, random_state=0)
+        elapsed = time.perf_counter() - t
+    ours.predict_proba(X[:3000])
+    with PeakRSS() as mem_p:
+        proba = ours.predict_proba(X)
+    row = dict(fastgmm=elapsed, ll_f=ours.score(X), it_f=ours.n_iter_, mem=mem.extra_mb,
+               mem_p=mem_p.extra_mb, out_mb=proba.nbytes / 2**20, x_mb=X.nbytes / 2**20)
+    del proba
     if with_sklearn:
         from sklearn.mixture import GaussianMixture as SK
 
@@ -244,7 +251,8 @@ def main(argv=None):
     e = end_to_end(n, with_sklearn)
     print(f"\nend to end, defaults (k-means init, tol 1e-3), full, n={n}, d=k=16:")
     print(f"  fastgmm {e['fastgmm']:.2f} s ({e['it_f']} EM iterations), mean log-likelihood "
-          f"{e['ll_f']:.6f}")
+          f"{e['ll_f']:.6f}; extra peak RSS {e['mem']:.1f} MB (X is {e['x_mb']:.1f} MB); "
+          f"predict_proba extra peak RSS {e['mem_p']:.1f} MB for a {e['out_mb']:.1f} MB output")
     if with_sklearn:
         print(f"  sklearn {e['sklearn']:.2f} s ({e['it_s']} EM iterations), mean log-likelihood "
               f"{e['ll_s']:.6f}; ratio {e['sklearn'] / e['fastgmm']:.1f}x, "
