@@ -87,7 +87,7 @@ BAD_MESSAGES = {
     "bad_output_suffix": r"must end in \.csv or \.npy",
     "missing_k": r"fastgmm: error: the following arguments are required: --k",
     "no_command": r"fastgmm: error: choose a command",
-    "bad_k": r"argument --k: expected a positive integer, got 0",
+    "bad_k": r"argument --k: expected a positive integer( or 'auto')?, got '?0'?",
     "ragged_csv": r"data row 2 has 1 field but the file has 2 columns",
     "negative_weight": r"--sample-weight column '1' has negative values",
 }
