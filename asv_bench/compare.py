@@ -25,8 +25,10 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 
 import fastgmm  # noqa: E402
+from benchmarks.common import make_problem, start_params  # noqa: E402  (same seeded data)
 
 try:
     import psutil
@@ -72,24 +74,6 @@ class PeakRSS:
             self.thread.join()
             self.peak = max(self.peak, self.proc.memory_info().rss)
         self.extra_mb = (self.peak - self.base) / 2**20
-
-
-def make_problem(n, d, k, dtype=np.float64, seed=0):
-    """A seeded mixture and a rough starting point (never changes: see asv notes)."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(k, d))
-    scales = rng.uniform(0.5, 1.5, size=(k, d))
-    z = rng.integers(0, k, size=n)
-    X = (rng.standard_normal((n, d)) * scales[z] + centers[z]).astype(dtype)
-    means0 = centers + rng.normal(scale=0.5, size=(k, d))
-    return X, means0
-
-
-def start_params(covariance_type, means0):
-    k, d = means0.shape
-    prec = {"full": lambda: np.tile(np.eye(d), (k, 1, 1)), "tied": lambda: np.eye(d),
-            "diag": lambda: np.ones((k, d)), "spherical": lambda: np.ones(k)}[covariance_type]()
-    return dict(weights_init=np.full(k, 1.0 / k), means_init=means0, precisions_init=prec)
 
 
 def time_fit(make, X, iters, repeat=2):
