@@ -393,9 +393,10 @@ def _accumulate_chunk_full(xt, m, w, weighted, start, resp, shift, nk, t, s,
     shift : ndarray (k, d), dtype of X
     nk : ndarray (k,) float64, updated
     t : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)``
-    s : ndarray (k, d, d) float64, updated (upper triangle only):
-        ``sum r w (x - shift_k)(x - shift_k)^T``
-    dt, rt : ndarray (d, >= m) float64, scratch
+    s : ndarray (k, d, d) float64, updated (whole matrix; callers read the
+        upper triangle): ``sum r w (x - shift_k)(x - shift_k)^T``
+    dt : ndarray (d, m) float64, scratch (reshaped to (m, d))
+    rt : unused
     idx : ndarray (>= m,) int64, scratch
     rr : ndarray (>= m,) float64, scratch
 
@@ -407,33 +408,33 @@ def _accumulate_chunk_full(xt, m, w, weighted, start, resp, shift, nk, t, s,
     """
     n_features = xt.shape[0]
     n_components = shift.shape[0]
+    # Gathered rows in row layout (the scratch reshaped): each has d
+    # contiguous values, so the rank-one update below runs over full rows of
+    # s[k] and vectorises, which short dot products over the few rows a
+    # component gets per chunk do not.
+    dr = dt.reshape((dt.shape[1], n_features))
     for k in range(n_components):
         cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
         if cnt == 0:
             continue
         c = shift[k]
-        total = 0.0
-        for j in range(cnt):
-            total += rr[j]
-        nk[k] += total
         tk = t[k]
         sk = s[k]
-        for e in range(n_features):
-            ce = c[e]
-            te = 0.0
-            for j in range(cnt):
-                v = xt[e, idx[j]] - ce
-                dt[e, j] = v
-                rv = rr[j] * v
-                rt[e, j] = rv
-                te += rv
-            tk[e] += te
-        for e in range(n_features):
-            for f in range(e, n_features):
-                acc = 0.0
-                for j in range(cnt):
-                    acc += rt[e, j] * dt[f, j]
-                sk[e, f] += acc
+        total = 0.0
+        for j in range(cnt):
+            i = idx[j]
+            row = dr[j]
+            for e in range(n_features):
+                row[e] = xt[e, i] - c[e]
+            r = rr[j]
+            total += r
+            for e in range(n_features):
+                a = r * row[e]
+                tk[e] += a
+                se = sk[e]
+                for f in range(n_features):
+                    se[f] += a * row[f]
+        nk[k] += total
 
 
 @jit()
