@@ -91,6 +91,14 @@ class ModelFile:
         return self.metadata.get("extra") or {}
 
 
+
+def _fspath(path) -> str:
+    """``os.fspath`` with an error that names the argument."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+
 def _array_digest(arr: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(arr.dtype.str.encode())
@@ -256,7 +264,7 @@ def atomic_path(path):
     was, so readers never see a half-written file.  The temporary file is
     created with the usual permissions (``0o666`` less the umask).
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     while True:
@@ -286,7 +294,7 @@ def _atomic_write(path, data: bytes) -> None:
 
 
 def _read_members(path) -> dict[str, np.ndarray]:
-    path = os.fspath(path)
+    path = _fspath(path)
     with open(path, "rb") as f:
         head = f.read(4)
     if head != _ZIP_MAGIC:
@@ -322,7 +330,7 @@ def read(path) -> ModelFile:
     from . import __version__
     from ._estimator import GaussianMixture
 
-    path = os.fspath(path)
+    path = _fspath(path)
     members = _read_members(path)
     if "metadata" not in members:
         raise ModelFileError(f"{path} is not a fastgmm model file (no metadata member)")
