@@ -356,7 +356,7 @@ class GaussianMixture:
         if warm and self.n_features_in_ != d:
             raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
                              f"with {self.n_features_in_}")
-        with _em.thread_limit(self.n_threads) as n_threads:
+        with _em.thread_limit(self.n_threads):
             if warm:
                 source = _em.ArraySource(Xa, w)
                 result = _em.run_em(source, self._params(),
@@ -370,15 +370,8 @@ class GaussianMixture:
                                           parallel, weights_init, means_init,
                                           precisions_init, repair=em_kwargs["repair"])
 
-                # Restarts run one after another: at small n each EM iteration
-                # spends about twice as long in the (GIL-holding) M-step as in
-                # the kernel, so Python threads were measured slower, not
-                # faster (see fastgmm.select); large n uses parallel kernels.
-                concurrent = False
                 result = _em.fit_restarts(lambda parallel: _em.ArraySource(Xa, w, parallel),
-                                          init_fn, int(self.n_init), rng,
-                                          concurrent=concurrent, n_threads=n_threads,
-                                          **em_kwargs)
+                                          init_fn, int(self.n_init), rng, **em_kwargs)
         self._set_fitted(result.params, Xa.dtype)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
@@ -414,7 +407,7 @@ class GaussianMixture:
         if warm and self.n_features_in_ != d:
             raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
                              f"with {self.n_features_in_}")
-        with _em.thread_limit(self.n_threads) as n_threads:
+        with _em.thread_limit(self.n_threads):
             if warm:
                 result = _em.run_em(source, self._params(),
                                     prev_lower_bound=self.lower_bound_, **em_kwargs)
@@ -443,8 +436,7 @@ class GaussianMixture:
                                           repair=em_kwargs["repair"])
 
                 result = _em.fit_restarts(lambda parallel: source, init_fn, int(self.n_init),
-                                          rng, concurrent=False, n_threads=n_threads,
-                                          **em_kwargs)
+                                          rng, **em_kwargs)
         n = source.n_samples
         if n is not None and n < k:
             raise ValueError(f"X has {n} samples but n_components={k}; need n_samples >= "
