@@ -55,6 +55,11 @@ def jit(parallel: bool = False, inline: bool = False):
     )
 
 
+#: Whether parallel kernels may be launched from several Python threads at once
+#: (set by :func:`_choose_threading_layer`).
+THREADSAFE_LAYER = False
+
+
 def _choose_threading_layer() -> None:
     """Prefer a thread-safe Numba threading layer (TBB, else OpenMP).
 
@@ -62,12 +67,14 @@ def _choose_threading_layer() -> None:
     threads launch parallel kernels at once (Dask workers, thread pools).  The
     user's own ``NUMBA_THREADING_LAYER`` always wins.
     """
-    if os.environ.get("NUMBA_THREADING_LAYER"):
-        return
-    if numba.config.THREADING_LAYER not in ("default", ""):
+    global THREADSAFE_LAYER
+    chosen = os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER
+    if chosen not in ("default", ""):
+        THREADSAFE_LAYER = chosen in ("tbb", "omp", "threadsafe", "safe")
         return
     if _loadable("libtbb.so.12") or _loadable("libgomp.so.1"):
         numba.config.THREADING_LAYER = "threadsafe"
+        THREADSAFE_LAYER = True
 
 
 def _loadable(library: str) -> bool:

@@ -83,8 +83,17 @@ def thread_limit(n_threads: int | None):
 
 
 def use_parallel(n_samples: int) -> bool:
-    """Whether the parallel kernels pay for ``n_samples`` rows."""
-    return n_samples >= _config.SERIAL_THRESHOLD and numba.get_num_threads() > 1
+    """Whether to run the parallel kernels on ``n_samples`` rows.
+
+    Decided by the data size alone, so that one thread and two run the very
+    same compiled code (bit-identical results do not then rest on two
+    separate compilations vectorising reductions alike).  Only without a
+    thread-safe threading layer does one thread fall back to the serial
+    kernels, which never touch the layer.
+    """
+    if n_samples < _config.SERIAL_THRESHOLD:
+        return False
+    return _config.THREADSAFE_LAYER or numba.get_num_threads() > 1
 
 
 class ArraySource:
