@@ -329,6 +329,21 @@ class GaussianMixture:
         self._fit(X, sample_weight)
         return self.predict(X)
 
+    def _em_kwargs(self, repair) -> dict:
+        """Keyword arguments of :func:`fastgmm._em.run_em` for this estimator."""
+        return dict(tol=float(self.tol), max_iter=int(self.max_iter),
+                    reg_covar=float(self.reg_covar), verbose=int(self.verbose),
+                    verbose_interval=int(self.verbose_interval), callback=self.callback,
+                    repair=repair)
+
+    def _warm(self, n_features: int) -> bool:
+        """Whether this fit continues the previous one (``warm_start``)."""
+        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if warm and self.n_features_in_ != n_features:
+            raise ValueError(f"warm_start: X has {n_features} features, but the model was "
+                             f"fitted with {self.n_features_in_}")
+        return warm
+
     def _fit(self, X, sample_weight) -> None:
         self._check_params()
         self.__dict__.pop("_online_stats", None)
@@ -348,14 +363,8 @@ class GaussianMixture:
         weights_init, means_init, precisions_init = self._check_init_arrays(d)
         names = _feature_names(X)
 
-        em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
-                         reg_covar=float(self.reg_covar), verbose=int(self.verbose),
-                         verbose_interval=int(self.verbose_interval), callback=self.callback,
-                         repair=DegenerateRepair(self.on_degenerate, Xa, w))
-        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
-        if warm and self.n_features_in_ != d:
-            raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
-                             f"with {self.n_features_in_}")
+        em_kwargs = self._em_kwargs(DegenerateRepair(self.on_degenerate, Xa, w))
+        warm = self._warm(d)
         with _em.thread_limit(self.n_threads):
             if warm:
                 source = _em.ArraySource(Xa, w)
@@ -399,14 +408,8 @@ class GaussianMixture:
             raise ValueError(f"X has {source.n_samples} samples but n_components={k}; need "
                              "n_samples >= n_components")
         weights_init, means_init, precisions_init = self._check_init_arrays(d)
-        em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
-                         reg_covar=float(self.reg_covar), verbose=int(self.verbose),
-                         verbose_interval=int(self.verbose_interval), callback=self.callback,
-                         repair=DegenerateRepair(self.on_degenerate, dtype=source.dtype))
-        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
-        if warm and self.n_features_in_ != d:
-            raise ValueError(f"warm_start: X has {d} features, but the model was fitted "
-                             f"with {self.n_features_in_}")
+        em_kwargs = self._em_kwargs(DegenerateRepair(self.on_degenerate, dtype=source.dtype))
+        warm = self._warm(d)
         with _em.thread_limit(self.n_threads):
             if warm:
                 result = _em.run_em(source, self._params(),

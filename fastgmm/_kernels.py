@@ -60,6 +60,20 @@ def _transpose_chunk(X, start, stop, xt):
 
 
 @jit()
+def _sq_dist_rows(xt, m, mu, out):
+    """``out[i] = ||xt[:, i] - mu||^2`` for ``i < m`` (a transposed chunk)."""
+    n_features = xt.shape[0]
+    for i in range(m):
+        out[i] = 0
+    for e in range(n_features):
+        me = mu[e]
+        row = xt[e]
+        for i in range(m):
+            z = row[i] - me
+            out[i] += z * z
+
+
+@jit()
 def _maha_triangle(dt, cnt, u, acc, maha):
     """``maha[j] = || U^T dt[:, j] ||^2`` for ``j < cnt`` (``U`` upper triangular).
 
@@ -140,14 +154,7 @@ def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, prune, logp
         return
     # Upper bounds of every density (kept in logp until replaced).
     for k in range(n_components):
-        mu = means[k]
-        for i in range(m):
-            maha[i] = 0
-        for e in range(n_features):
-            me = mu[e]
-            for i in range(m):
-                z = xt[e, i] - me
-                maha[i] += z * z
+        _sq_dist_rows(xt, m, means[k], maha)
         half = 0.5 * lam_min[k]
         ln = log_norm[k]
         for i in range(m):
@@ -275,17 +282,9 @@ def _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha):
 
     ``prec`` is (k,) float64: ``1 / sqrt(variance)``.
     """
-    n_features = xt.shape[0]
     n_components = means.shape[0]
     for k in range(n_components):
-        mu = means[k]
-        for i in range(m):
-            maha[i] = 0
-        for e in range(n_features):
-            me = mu[e]
-            for i in range(m):
-                z = xt[e, i] - me
-                maha[i] += z * z
+        _sq_dist_rows(xt, m, means[k], maha)
         ln = log_norm[k]
         p2 = 0.5 * prec[k] * prec[k]
         for i in range(m):
