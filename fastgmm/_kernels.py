@@ -99,9 +99,39 @@ def _maha_triangle(dt, cnt, u, acc, maha):
 
 
 @jit()
-def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, prune, logp,
-                         dt, acc, maha, idx, kbest, best):
-    """Weighted log densities of a transposed chunk, full covariances.
+def _exact_full(xt, sel, cnt, gathered, mu, u, ln, out, dt, acc, maha):
+    """``out[j] = ln - maha / 2`` for ``cnt`` columns of a transposed chunk.
+
+    The columns are ``sel[:cnt]`` when ``gathered``, else ``0 .. cnt - 1``.
+    The mean is subtracted before the triangular product (no cancellation on
+    data far from the origin).
+    """
+    if cnt == 0:
+        return
+    n_features = xt.shape[0]
+    # Columns padded with zeros to a multiple of 16: the triangle's loops
+    # then run whole vector iterations only (no scalar remainder loops,
+    # which would dominate on the short runs of a gathered component).
+    cntp = min((cnt + 15) & ~15, dt.shape[1])
+    for e in range(n_features):
+        me = mu[e]
+        if gathered:
+            for j in range(cnt):
+                dt[e, j] = xt[e, sel[j]] - me
+        else:
+            for j in range(cnt):
+                dt[e, j] = xt[e, j] - me
+        for j in range(cnt, cntp):
+            dt[e, j] = 0
+    _maha_triangle(dt, cntp, u, acc, maha)
+    for j in range(cnt):
+        out[j] = ln - 0.5 * maha[j]
+
+
+@jit()
+def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune, lp,
+                ptr, rows, vals, thr, kbest, order, cand, koff, ex, dt, acc, maha):
+    """Per-component lists of the log densities that matter, full covariances.
 
     Parameters
     ----------
@@ -114,100 +144,148 @@ def _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, prune, logp
     log_norm : ndarray (k,) float64
     lam_min : ndarray (k,) float64
         A lower bound of the smallest eigenvalue of each precision matrix.
+    pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
+    pair_c : ndarray (k, k) float64, or (0, 0)
+        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[b, j]``
+        (see Notes); empty arrays switch this bound off.
     prune : bool
         Skip the exact density where it cannot reach ``RESP_LOG_FLOOR`` of
-        the row's best (see Notes); such entries are set to ``-inf``.
-    logp : ndarray (>= m, k) float64, written
+        the row's best (see Notes).  Without pruning ``lp`` holds every exact
+        density on return.
+    lp : ndarray (k, >= m) float64, scratch (component-major)
+    ptr, rows, vals : the lists, written (see :func:`_lists_from_dense`)
+    thr : ndarray (>= m,) float64, scratch
+    kbest, order, cand : ndarray (>= m + 1,) int64, scratch
+    koff : ndarray (k + 1,) int64, scratch
+    ex : ndarray (>= m,) float64, scratch
     dt : ndarray (d, >= m), dtype of X, scratch
     acc, maha : ndarray (>= m,), dtype of X, scratch
-    idx, kbest : ndarray (>= m,) int64, scratch
-    best : ndarray (>= m,) float64, scratch
 
     Notes
     -----
-    Subtracts the mean before multiplying by the triangle (no cancellation on
-    data far from the origin).
-
     Pruning: ``maha >= lam_min ||x - mu||^2``, so ``ub = log_norm -
     lam_min ||x - mu||^2 / 2`` bounds the log density from above at the cost
     of ``d`` operations instead of ``d (d + 1)``.  Each row first gets the
-    exact density of its most promising component; a component whose bound
-    lies more than ``-RESP_LOG_FLOOR + 1`` below that exact value would get
-    an exactly zero responsibility from :func:`_normalize_rows` anyway, so its
-    exact density is never needed.  Responsibilities, log-likelihoods and
-    labels are the same as without pruning; on separated clusters a row
-    costs one or two triangular products instead of ``k``.
+    exact density of its most promising component (rows bucketed by that
+    component, so each triangular product runs over contiguous columns); a
+    component whose bound lies more than ``-RESP_LOG_FLOOR + 1`` below that
+    exact value would get an exactly zero responsibility from
+    :func:`_normalize_lists` anyway, so it is left out of the lists.  The
+    few pairs that pass are checked once more against a bound along the
+    line between the row's best mean ``mu_b`` and ``mu_j``: for any ``v``,
+    ``(v . z)^2 <= (v^T Sigma_j v) maha_j`` (Cauchy-Schwarz), and with ``v``
+    the unit vector from ``mu_j`` to ``mu_b``, ``v . (x - mu_j) = v . (x -
+    mu_b) + ||mu_b - mu_j||``; on separated clusters this removes nearly
+    every remaining pair (the eigenvalue bound is loose along the directions
+    where ``Sigma_j`` is narrow).  The
+    responsibilities, log-likelihoods and labels are those of the dense
+    computation; on separated clusters a row costs one or two triangular
+    products instead of ``k``.  A row whose best exact density is ``-inf``
+    keeps every component (it gets uniform responsibilities).
     """
     n_features = xt.shape[0]
     n_components = means.shape[0]
+    use_pairs = pair_w.shape[0] > 0
     if not prune or n_components == 1:
         for k in range(n_components):
-            mu = means[k]
-            for e in range(n_features):
-                me = mu[e]
-                for i in range(m):
-                    dt[e, i] = xt[e, i] - me
-            _maha_triangle(dt, m, prec_chol[k], acc, maha)
-            ln = log_norm[k]
-            for i in range(m):
-                logp[i, k] = ln - 0.5 * maha[i]
+            _exact_full(xt, kbest, m, False, means[k], prec_chol[k], log_norm[k], lp[k],
+                        dt, acc, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, thr)
         return
-    # Upper bounds of every density (kept in logp until replaced).
+    # Upper bounds of every density.
     for k in range(n_components):
         _sq_dist_rows(xt, m, means[k], maha)
         half = 0.5 * lam_min[k]
         ln = log_norm[k]
+        lpk = lp[k]
         for i in range(m):
-            logp[i, k] = ln - half * maha[i]
-    # Exact density of each row's most promising component ...
+            lpk[i] = ln - half * maha[i]
+    # The most promising component of each row (first of ties) and the
+    # second-best bound (rows whose second-best cannot matter skip the
+    # component scan below).
     for i in range(m):
-        kb = 0
-        for k in range(1, n_components):
-            if logp[i, k] > logp[i, kb]:
-                kb = k
-        kbest[i] = kb
-    for k in range(n_components):
-        cnt = 0
+        thr[i] = lp[0, i]
+        kbest[i] = 0
+        ex[i] = -np.inf
+    for k in range(1, n_components):
+        lpk = lp[k]
         for i in range(m):
-            if kbest[i] == k:
-                idx[cnt] = i
-                cnt += 1
-        _exact_full_rows(xt, idx, cnt, means[k], prec_chol[k], log_norm[k], k,
-                         logp, dt, acc, maha)
+            v = lpk[i]
+            b = thr[i]
+            up = v > b
+            ex[i] = b if up else max(ex[i], v)
+            thr[i] = v if up else b
+            kbest[i] = k if up else kbest[i]
+    # Rows bucketed by that component (a counting sort, stable).
+    for k in range(n_components + 1):
+        koff[k] = 0
     for i in range(m):
-        best[i] = logp[i, kbest[i]] + (RESP_LOG_FLOOR - 1.0)
-    # ... then every other component whose bound can still matter.
+        koff[kbest[i] + 1] += 1
     for k in range(n_components):
-        cnt = 0
-        for i in range(m):
-            if kbest[i] != k:
-                if logp[i, k] > best[i]:
-                    idx[cnt] = i
-                    cnt += 1
-                else:
-                    logp[i, k] = -np.inf
-        _exact_full_rows(xt, idx, cnt, means[k], prec_chol[k], log_norm[k], k,
-                         logp, dt, acc, maha)
+        koff[k + 1] += koff[k]
+    for k in range(n_components):
+        ptr[k] = koff[k]
+    for i in range(m):
+        kb = kbest[i]
+        order[ptr[kb]] = i
+        ptr[kb] += 1
+    # Threshold per row: the exact density of its most promising component
+    # minus the floor; NaN keeps every component of a row whose best is -inf.
+    # (The second-best bound moves from ``ex`` to ``thr`` meanwhile.)
+    for i in range(m):
+        thr[i] = ex[i]
+    for k in range(n_components):
+        a = koff[k]
+        b = koff[k + 1]
+        _exact_full(xt, order[a:b], b - a, True, means[k], prec_chol[k], log_norm[k],
+                    ex[a:b], dt, acc, maha)
+    n_cand = 0
+    for j in range(m):
+        i = order[j]
+        v = ex[j]
+        lim = v + (RESP_LOG_FLOOR - 1.0) if v > -np.inf else np.nan
+        second = thr[i]
+        thr[i] = lim
+        # Rows where some other component's bound clears the threshold.
+        cand[n_cand] = i
+        n_cand += 0 if second <= lim else 1
+    # Lists: each component's bucket, then the rows its bounds let in.
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        for j in range(koff[k], koff[k + 1]):
+            rows[p] = order[j]
+            vals[p] = ex[j]
+            p += 1
+        c0 = p
+        lpk = lp[k]
+        ln = log_norm[k]
+        for j in range(n_cand):
+            i = cand[j]
+            kb = kbest[i]
+            lim = thr[i]
+            if kb == k or lpk[i] <= lim:
+                continue
+            if use_pairs:
+                # The bound along the line between the two means.
+                wv = pair_w[kb, k]
+                mb = means[kb]
+                z = pair_c[kb, k]
+                for e in range(n_features):
+                    z += wv[e] * (xt[e, i] - mb[e])
+                z = max(z, 0.0)
+                if ln - 0.4995 * z * z <= lim:
+                    continue
+            rows[p] = i
+            p += 1
+        _exact_full(xt, rows[c0:p], p - c0, True, means[k], prec_chol[k], log_norm[k],
+                    vals[c0:p], dt, acc, maha)
+    ptr[n_components] = p
 
 
 @jit()
-def _exact_full_rows(xt, idx, cnt, mu, u, ln, k, logp, dt, acc, maha):
-    """Exact ``logp[idx[j], k]`` for the ``cnt`` gathered rows."""
-    if cnt == 0:
-        return
-    n_features = xt.shape[0]
-    for e in range(n_features):
-        me = mu[e]
-        for j in range(cnt):
-            dt[e, j] = xt[e, idx[j]] - me
-    _maha_triangle(dt, cnt, u, acc, maha)
-    for j in range(cnt):
-        logp[idx[j], k] = ln - 0.5 * maha[j]
-
-
-@jit()
-def _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dt, yt, maha):
-    """Weighted log densities of a transposed chunk, tied covariance.
+def _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dt, yt, maha):
+    """Weighted log densities ``lp[k, i]`` of a transposed chunk, tied covariance.
 
     Parameters
     ----------
@@ -216,6 +294,7 @@ def _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dt,
     mean_proj : ndarray (k, d), dtype of X
         ``(means - shift) @ prec_chol``.
     prec_chol : ndarray (d, d), dtype of X, upper triangular
+    lp : ndarray (k, >= m) float64, written
     dt, yt : ndarray (d, >= m), dtype of X, scratch
     maha : ndarray (>= m,), dtype of X, scratch
 
@@ -248,13 +327,14 @@ def _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dt,
                 z = yt[f, i] - pf
                 maha[i] += z * z
         ln = log_norm[k]
+        lpk = lp[k]
         for i in range(m):
-            logp[i, k] = ln - 0.5 * maha[i]
+            lpk[i] = ln - 0.5 * maha[i]
 
 
 @jit()
-def _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha):
-    """Weighted log densities of a transposed chunk, diagonal covariances.
+def _log_prob_diag(xt, m, means, prec, log_norm, lp, maha):
+    """Weighted log densities ``lp[k, i]``, diagonal covariances.
 
     ``prec`` is (k, d) in the dtype of X: ``1 / sqrt(variance)``.
     """
@@ -272,13 +352,14 @@ def _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha):
                 z = (xt[e, i] - me) * pe
                 maha[i] += z * z
         ln = log_norm[k]
+        lpk = lp[k]
         for i in range(m):
-            logp[i, k] = ln - 0.5 * maha[i]
+            lpk[i] = ln - 0.5 * maha[i]
 
 
 @jit()
-def _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha):
-    """Weighted log densities of a transposed chunk, spherical covariances.
+def _log_prob_spherical(xt, m, means, prec, log_norm, lp, maha):
+    """Weighted log densities ``lp[k, i]``, spherical covariances.
 
     ``prec`` is (k,) float64: ``1 / sqrt(variance)``.
     """
@@ -287,8 +368,9 @@ def _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha):
         _sq_dist_rows(xt, m, means[k], maha)
         ln = log_norm[k]
         p2 = 0.5 * prec[k] * prec[k]
+        lpk = lp[k]
         for i in range(m):
-            logp[i, k] = ln - p2 * maha[i]
+            lpk[i] = ln - p2 * maha[i]
 
 
 @jit(inline=True)
@@ -315,17 +397,77 @@ def _exp_nonpositive(x):
     return p * p
 
 
+# ---------------------------------------------------------------------------
+# Responsibility lists
+#
+# A chunk's responsibilities are kept as one list per component: the rows
+# ``rows[ptr[k]:ptr[k + 1]]`` of component ``k`` and their values ``vals``.
+# Only entries that can carry mass are listed (on clustered data one or two
+# per row instead of ``k``), so normalisation and accumulation cost what the
+# data needs, and each component's rows are gathered once, contiguously.
+# ``rows`` and ``vals`` hold ``k * m + 1`` entries (the extra one lets the
+# branch-free compaction loops write one past the end).
+# ---------------------------------------------------------------------------
+
+
 @jit()
-def _normalize_rows(logp, n_rows, lse):
-    """Turn log densities into responsibilities in place.
+def _lists_from_dense(lp, m, ptr, rows, vals, thr):
+    """Lists of the entries of ``lp`` (k, >= m) within the floor of their row's max.
+
+    ``thr`` (>= m,) is scratch.  A row whose maximum is ``-inf`` keeps every
+    entry (it gets uniform responsibilities).
+    """
+    n_components = lp.shape[0]
+    for i in range(m):
+        thr[i] = -np.inf
+    for k in range(n_components):
+        lpk = lp[k]
+        for i in range(m):
+            v = lpk[i]
+            thr[i] = v if v > thr[i] else thr[i]
+    for i in range(m):
+        mx = thr[i]
+        thr[i] = mx + RESP_LOG_FLOOR if mx > -np.inf else np.nan
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        lpk = lp[k]
+        for i in range(m):
+            rows[p] = i
+            vals[p] = lpk[i]
+            p += 0 if lpk[i] <= thr[i] else 1
+    ptr[n_components] = p
+
+
+@jit()
+def _lists_from_resp(resp, m, ptr, rows, vals):
+    """Lists of the non-zero entries of given responsibilities ``resp`` (>= m, k)."""
+    n_components = resp.shape[1]
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        for i in range(m):
+            r = resp[i, k]
+            rows[p] = i
+            vals[p] = r
+            p += 1 if r != 0.0 else 0
+    ptr[n_components] = p
+
+
+@jit()
+def _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse):
+    """Turn listed log densities into responsibilities, in place.
 
     Parameters
     ----------
-    logp : ndarray (>= n_rows, k) float64
-        Weighted log densities in, responsibilities out.
-    n_rows : int
-    lse : ndarray (>= n_rows,) float64
-        Receives ``log sum_k exp(logp[i, k])`` (the log density of the row).
+    ptr, rows, vals : the lists; ``vals`` holds weighted log densities on
+        entry and responsibilities on return; entries whose responsibility is
+        below ``exp(RESP_LOG_FLOOR)`` of the row's largest are dropped.
+    m : int
+    rowmax : ndarray (>= m,) float64, scratch
+    kmax : ndarray (>= m,) int64, written: the most probable component
+    rowsum : ndarray (>= m,) float64, scratch
+    lse : ndarray (>= m,) float64, written: ``log sum_k exp(log density)``
 
     Notes
     -----
@@ -333,135 +475,151 @@ def _normalize_rows(logp, n_rows, lse):
     to zero (maximum ``-inf``) gets ``lse = -inf`` and uniform
     responsibilities, so no NaN is produced; the caller reports the ``-inf``.
     """
-    n_components = logp.shape[1]
-    for i in range(n_rows):
-        mx = logp[i, 0]
-        for k in range(1, n_components):
-            if logp[i, k] > mx:
-                mx = logp[i, k]
-        if mx == -np.inf or mx != mx:
-            lse[i] = mx
-            for k in range(n_components):
-                logp[i, k] = 1.0 / n_components
-            continue
-        total = 0.0
-        for k in range(n_components):
-            v = logp[i, k] - mx
-            # exp(-50) ~ 2e-22: below one part in 1e21 of the row's mass, such
-            # a responsibility cannot move any statistic by a representable
-            # amount; storing an exact zero lets the accumulation skip it.
-            e = _exp_nonpositive(max(v, RESP_LOG_FLOOR))
-            v = e if v > RESP_LOG_FLOOR else 0.0
-            logp[i, k] = v
-            total += v
-        lse[i] = mx + np.log(total)
-        inv = 1.0 / total
-        for k in range(n_components):
-            logp[i, k] *= inv
-
-
-@jit()
-def _gather_resp(resp, m, k, w, weighted, start, idx, rr):
-    """Rows of the chunk with a non-zero weighted responsibility for ``k``.
-
-    Writes their chunk-relative indices into ``idx`` and ``r * w`` into
-    ``rr``; returns how many there are.
-    """
-    cnt = 0
+    n_components = ptr.shape[0] - 1
     for i in range(m):
-        r = resp[i, k]
-        if weighted:
-            r *= w[start + i]
-        if r != 0.0:
-            idx[cnt] = i
-            rr[cnt] = r
-            cnt += 1
-    return cnt
+        rowmax[i] = -np.inf
+        kmax[i] = 0
+        rowsum[i] = 0.0
+    for k in range(n_components):
+        for j in range(ptr[k], ptr[k + 1]):
+            i = rows[j]
+            if vals[j] > rowmax[i]:
+                rowmax[i] = vals[j]
+                kmax[i] = k
+    for j in range(ptr[n_components]):
+        mx = rowmax[rows[j]]
+        v = vals[j] - mx if mx > -np.inf else 0.0
+        # exp(-50) ~ 2e-22: below one part in 1e21 of the row's mass, such a
+        # responsibility cannot move any statistic by a representable amount.
+        e = _exp_nonpositive(max(v, RESP_LOG_FLOOR))
+        vals[j] = e if v > RESP_LOG_FLOOR else 0.0
+    q = 0
+    for k in range(n_components):
+        a = ptr[k]
+        b = ptr[k + 1]
+        ptr[k] = q
+        for j in range(a, b):
+            v = vals[j]
+            i = rows[j]
+            rows[q] = i
+            vals[q] = v
+            rowsum[i] += v
+            q += 1 if v > 0.0 else 0
+    ptr[n_components] = q
+    for i in range(m):
+        lse[i] = rowmax[i] + np.log(rowsum[i])
+        rowsum[i] = 1.0 / rowsum[i]
+    for j in range(q):
+        vals[j] *= rowsum[rows[j]]
 
 
 @jit()
-def _accumulate_chunk_full(xt, m, w, weighted, start, resp, shift, nk, t, s,
-                           dt, rt, idx, rr):
-    """Add a transposed chunk to full-covariance statistics.
+def _list_scratch(n_components, m):
+    """Scratch of the list helpers: lp, ptr, rows, vals, rowmax, kmax, rowsum, lse."""
+    return (np.empty((n_components, m)), np.empty(n_components + 1, dtype=np.int64),
+            np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1),
+            np.empty(m), np.empty(m, dtype=np.int64), np.empty(m), np.empty(m))
+
+
+@jit()
+def _entry_weight(vals, j, rows, w, weighted, start):
+    r = vals[j]
+    if weighted:
+        r *= w[start + rows[j]]
+    return r
+
+
+@jit()
+def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr, rr):
+    """Add listed responsibilities of a chunk to full-covariance statistics.
 
     Parameters
     ----------
-    xt : ndarray (d, >= m), dtype of X
+    X : ndarray (n, d), dtype of X; the chunk starts at row ``start``
     w : ndarray (n,) float64 (indexed from ``start``)
-    resp : ndarray (>= m, k) float64
+    ptr, rows, vals : the chunk's responsibility lists
     shift : ndarray (k, d), dtype of X
     nk : ndarray (k,) float64, updated
     t : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)``
     s : ndarray (k, d, d) float64, updated (whole matrix; callers read the
         upper triangle): ``sum r w (x - shift_k)(x - shift_k)^T``
-    dt : ndarray (d, m) float64, scratch (reshaped to (m, d))
-    rt : unused
-    idx : ndarray (>= m,) int64, scratch
+    dr : ndarray (>= m, d) float64, scratch
     rr : ndarray (>= m,) float64, scratch
 
     Notes
     -----
-    Only rows with a non-zero responsibility are gathered, so on clustered
-    data each row costs ``d^2 / 2`` for the one or two components it belongs
-    to instead of for all ``k``.
+    Each component's rows are gathered (contiguous rows of ``X``), then
+    added as rank-one updates two rows at a time: full rows of ``s[k]``
+    vectorise, and each load and store of ``s[k]`` serves two rows.
     """
-    n_features = xt.shape[0]
+    n_features = X.shape[1]
     n_components = shift.shape[0]
-    # Gathered rows in row layout (the scratch reshaped): each has d
-    # contiguous values, so the rank-one update below runs over full rows of
-    # s[k] and vectorises, which short dot products over the few rows a
-    # component gets per chunk do not.
-    dr = dt.reshape((dt.shape[1], n_features))
     for k in range(n_components):
-        cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
+        a = ptr[k]
+        cnt = ptr[k + 1] - a
         if cnt == 0:
             continue
         c = shift[k]
-        tk = t[k]
-        sk = s[k]
         total = 0.0
         for j in range(cnt):
-            i = idx[j]
+            r = _entry_weight(vals, a + j, rows, w, weighted, start)
+            rr[j] = r
+            total += r
+            xi = X[start + rows[a + j]]
             row = dr[j]
             for e in range(n_features):
-                row[e] = xt[e, i] - c[e]
-            r = rr[j]
-            total += r
+                row[e] = xi[e] - c[e]
+        nk[k] += total
+        tk = t[k]
+        sk = s[k]
+        for j in range(0, cnt - 1, 2):
+            r1 = rr[j]
+            r2 = rr[j + 1]
+            x1 = dr[j]
+            x2 = dr[j + 1]
             for e in range(n_features):
-                a = r * row[e]
-                tk[e] += a
+                a1 = r1 * x1[e]
+                a2 = r2 * x2[e]
+                tk[e] += a1 + a2
                 se = sk[e]
                 for f in range(n_features):
-                    se[f] += a * row[f]
-        nk[k] += total
+                    se[f] += a1 * x1[f] + a2 * x2[f]
+        if cnt % 2 == 1:
+            r1 = rr[cnt - 1]
+            x1 = dr[cnt - 1]
+            for e in range(n_features):
+                a1 = r1 * x1[e]
+                tk[e] += a1
+                se = sk[e]
+                for f in range(n_features):
+                    se[f] += a1 * x1[f]
 
 
 @jit()
-def _accumulate_chunk_tied(xt, m, w, weighted, start, resp, shift, nk, t, s,
-                           dt, rt, idx, rr):
-    """Add a transposed chunk to tied-covariance statistics.
+def _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift, nk, t, s, dt, rt):
+    """Add a chunk to tied-covariance statistics.
 
     Parameters
     ----------
+    xt : ndarray (d, >= m), dtype of X: the transposed chunk
     shift : ndarray (d,), dtype of X, common to all components
     t : ndarray (k, d) float64: ``sum r w (x - shift)``
     s : ndarray (d, d) float64 (upper triangle): ``sum w (x - shift)(x - shift)^T``
+    dt, rt : ndarray (d, >= m) float64, scratch
 
     Notes
     -----
     With one shift for all components, ``sum_k r_ik = 1`` removes the
     responsibilities from the scatter: ``d^2 / 2`` per row, not ``k d^2 / 2``.
     """
-    n_features = xt.shape[0]
+    n_features = X.shape[1]
     n_components = t.shape[0]
-    for i in range(m):
-        rr[i] = w[start + i] if weighted else 1.0
     for e in range(n_features):
         ce = shift[e]
         for i in range(m):
             v = xt[e, i] - ce
             dt[e, i] = v
-            rt[e, i] = rr[i] * v
+            rt[e, i] = w[start + i] * v if weighted else v
     for e in range(n_features):
         for f in range(e, n_features):
             acc = 0.0
@@ -469,22 +627,20 @@ def _accumulate_chunk_tied(xt, m, w, weighted, start, resp, shift, nk, t, s,
                 acc += rt[e, i] * dt[f, i]
             s[e, f] += acc
     for k in range(n_components):
-        cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
         total = 0.0
-        for j in range(cnt):
-            total += rr[j]
+        tk = t[k]
+        for j in range(ptr[k], ptr[k + 1]):
+            r = _entry_weight(vals, j, rows, w, weighted, start)
+            total += r
+            xi = X[start + rows[j]]
+            for e in range(n_features):
+                tk[e] += r * (xi[e] - shift[e])
         nk[k] += total
-        for e in range(n_features):
-            te = 0.0
-            for j in range(cnt):
-                te += rr[j] * dt[e, idx[j]]
-            t[k, e] += te
 
 
 @jit()
-def _accumulate_chunk_diag(xt, m, w, weighted, start, resp, shift, nk, t, s,
-                           dt, rt, idx, rr):
-    """Add a transposed chunk to diagonal statistics.
+def _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s):
+    """Add listed responsibilities of a chunk to diagonal statistics.
 
     Parameters
     ----------
@@ -495,30 +651,24 @@ def _accumulate_chunk_diag(xt, m, w, weighted, start, resp, shift, nk, t, s,
     Notes
     -----
     Spherical models use the same statistics; the M-step averages features.
-    ``dt`` and ``rt`` are unused (same signature as the other types).
     """
-    n_features = xt.shape[0]
+    n_features = X.shape[1]
     n_components = shift.shape[0]
     for k in range(n_components):
-        cnt = _gather_resp(resp, m, k, w, weighted, start, idx, rr)
-        if cnt == 0:
-            continue
-        total = 0.0
-        for j in range(cnt):
-            total += rr[j]
-        nk[k] += total
         c = shift[k]
-        for e in range(n_features):
-            ce = c[e]
-            te = 0.0
-            se = 0.0
-            for j in range(cnt):
-                v = xt[e, idx[j]] - ce
-                rv = rr[j] * v
-                te += rv
-                se += rv * v
-            t[k, e] += te
-            s[k, e] += se
+        tk = t[k]
+        sk = s[k]
+        total = 0.0
+        for j in range(ptr[k], ptr[k + 1]):
+            r = _entry_weight(vals, j, rows, w, weighted, start)
+            total += r
+            xi = X[start + rows[j]]
+            for e in range(n_features):
+                v = xi[e] - c[e]
+                rv = r * v
+                tk[e] += rv
+                sk[e] += rv * v
+        nk[k] += total
 
 
 # ---------------------------------------------------------------------------
@@ -544,7 +694,11 @@ def _fold(slot, n_used, acc):
 
 @jit()
 def _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_used, nk, t, s, ll):
-    """Fold the four slot arrays of a statistics call into the accumulators."""
+    """Fold the slot arrays of a statistics call into the accumulators.
+
+    ``ll_slot`` may be ``(G, 0)`` and ``ll`` empty (statistics from given
+    responsibilities carry no log-likelihood).
+    """
     n_slots = nk_slot.shape[0]
     _fold(nk_slot.reshape((n_slots, nk.size)), n_used, nk.reshape(nk.size))
     _fold(t_slot.reshape((n_slots, t.size)), n_used, t.reshape(t.size))
@@ -565,169 +719,11 @@ def _chunk_bounds(c, chunk_size, n_samples):
 
 
 @jit()
-def _accumulation_scratch(n_features, m):
-    """Float64 scratch of the accumulation helpers: dt, rt, idx, rr."""
-    return (np.empty((n_features, m)), np.empty((n_features, m)),
-            np.empty(m, dtype=np.int64), np.empty(m))
-
-
-def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, chunk_size,
-                      nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
-    """Fused E-step and statistics for full covariances.
-
-    Parameters
-    ----------
-    X : ndarray (n, d) float32/float64, C-contiguous
-    w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
-    weighted : bool
-    means : ndarray (k, d), dtype of X; also the shift of the statistics
-    prec_chol : ndarray (k, d, d), dtype of X
-    log_norm : ndarray (k,) float64
-    lam_min : ndarray (k,) float64
-        Lower bounds of the precisions' smallest eigenvalues (pruning).
-    chunk_size : int
-    nk_slot, t_slot, s_slot, ll_slot : float64 scratch, shapes ``(G, k)``,
-        ``(G, k, d)``, ``(G, k, d, d)``, ``(G, 2)`` with
-        ``G >= ceil(n / chunk_size)``
-    nk, t, s, ll : float64 accumulators, shapes ``(k,)``, ``(k, d)``,
-        ``(k, d, d)`` (upper triangle), ``(2,)``; ``ll[0]`` receives
-        ``sum w log p(x)``, ``ll[1]`` the number of rows with ``p(x) = 0``.
-
-    Notes
-    -----
-    Thread-safe: chunk ``c`` writes only slot ``c`` and its own scratch;
-    slots are folded after the parallel loop, in chunk order.
-    """
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
-        ll_slot[c] = 0.0
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        dx = np.empty((n_features, m), dtype=X.dtype)
-        acc = np.empty(m, dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
-        _transpose_chunk(X, start, stop, xt)
-        idx = np.empty(m, dtype=np.int64)
-        kbest = np.empty(m, dtype=np.int64)
-        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, True, logp,
-                             dx, acc, maha, idx, kbest, lse)
-        _normalize_rows(logp, m, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
-        _accumulate_chunk_full(xt, m, w, weighted, start, logp, means,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
-
-
-def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
-                      chunk_size, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
-    """Fused E-step and statistics for a tied covariance.
-
-    Parameters as :func:`_em_stats_full` except ``shift`` (d,) and
-    ``mean_proj`` (k, d) (see :func:`_log_prob_chunk_tied`), ``prec_chol``
-    (d, d), and ``s_slot`` ``(G, d, d)``, ``s`` ``(d, d)``.
-
-    Notes
-    -----
-    Thread-safe: per-chunk slots and scratch, folded in chunk order.
-    """
-    n_samples, n_features = X.shape
-    n_components = mean_proj.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
-        ll_slot[c] = 0.0
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        dx = np.empty((n_features, m), dtype=X.dtype)
-        yt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dx, yt, maha)
-        _normalize_rows(logp, m, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
-        _accumulate_chunk_tied(xt, m, w, weighted, start, logp, shift,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
-
-
-def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, chunk_size,
-                      nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
-    """Fused E-step and statistics for diagonal covariances.
-
-    ``prec`` is (k, d); ``s_slot`` is ``(G, k, d)`` and ``s`` ``(k, d)``.
-
-    Notes
-    -----
-    Thread-safe: per-chunk slots and scratch, folded in chunk order.
-    """
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
-        ll_slot[c] = 0.0
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha)
-        _normalize_rows(logp, m, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        dt, rt, idx, rr = _accumulation_scratch(0, m)
-        _accumulate_chunk_diag(xt, m, w, weighted, start, logp, means,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
-
-
-def _em_stats_spherical_py(X, w, weighted, means, prec, log_norm, chunk_size,
-                           nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
-    """Fused E-step and statistics for spherical covariances.
-
-    ``prec`` is (k,); the statistics are the diagonal ones
-    (``s`` is ``(k, d)``), averaged over features by the M-step.
-
-    Notes
-    -----
-    Thread-safe: per-chunk slots and scratch, folded in chunk order.
-    """
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
-        ll_slot[c] = 0.0
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha)
-        _normalize_rows(logp, m, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        dt, rt, idx, rr = _accumulation_scratch(0, m)
-        _accumulate_chunk_diag(xt, m, w, weighted, start, logp, means,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+def _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot):
+    nk_slot[c] = 0.0
+    t_slot[c] = 0.0
+    s_slot[c] = 0.0
+    ll_slot[c] = 0.0
 
 
 @jit()
@@ -751,6 +747,151 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
     out[1] += n_zero
 
 
+def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
+                      chunk_size, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+    """Fused E-step and statistics for full covariances.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
+    weighted : bool
+    means : ndarray (k, d), dtype of X; also the shift of the statistics
+    prec_chol : ndarray (k, d, d), dtype of X
+    log_norm : ndarray (k,) float64
+    lam_min : ndarray (k,) float64
+        Lower bounds of the precisions' smallest eigenvalues (pruning).
+    pair_w, pair_c : pair bounds (pruning; see :func:`_lists_full`)
+    chunk_size : int
+    nk_slot, t_slot, s_slot, ll_slot : float64 scratch, shapes ``(G, k)``,
+        ``(G, k, d)``, ``(G, k, d, d)``, ``(G, 2)`` with
+        ``G >= ceil(n / chunk_size)``
+    nk, t, s, ll : float64 accumulators, shapes ``(k,)``, ``(k, d)``,
+        ``(k, d, d)`` (upper triangle), ``(2,)``; ``ll[0]`` receives
+        ``sum w log p(x)``, ``ll[1]`` the number of rows with ``p(x) = 0``.
+
+    Notes
+    -----
+    Thread-safe: chunk ``c`` writes only slot ``c`` and its own scratch;
+    slots are folded after the parallel loop, in chunk order.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for c in prange(n_chunks):
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        dx = np.empty((n_features, m), dtype=X.dtype)
+        acc = np.empty(m, dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        order = np.empty(m, dtype=np.int64)
+        cand = np.empty(m + 1, dtype=np.int64)
+        koff = np.empty(n_components + 1, dtype=np.int64)
+        _transpose_chunk(X, start, stop, xt)
+        _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, True, lp,
+                    ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
+        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
+        _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
+                         nk_slot[c], t_slot[c], s_slot[c], np.empty((m, n_features)), rowsum)
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+
+
+def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
+                      chunk_size, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+    """Fused E-step and statistics for a tied covariance.
+
+    Parameters as :func:`_em_stats_full` except ``shift`` (d,) and
+    ``mean_proj`` (k, d) (see :func:`_log_prob_tied`), ``prec_chol``
+    (d, d), and ``s_slot`` ``(G, d, d)``, ``s`` ``(d, d)``.
+
+    Notes
+    -----
+    Thread-safe: per-chunk slots and scratch, folded in chunk order.
+    """
+    n_samples, n_features = X.shape
+    n_components = mean_proj.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for c in prange(n_chunks):
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        dx = np.empty((n_features, m), dtype=X.dtype)
+        yt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
+        _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
+                         nk_slot[c], t_slot[c], s_slot[c],
+                         np.empty((n_features, m)), np.empty((n_features, m)))
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+
+
+def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, chunk_size,
+                      nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+    """Fused E-step and statistics for diagonal covariances.
+
+    ``prec`` is (k, d); ``s_slot`` is ``(G, k, d)`` and ``s`` ``(k, d)``.
+
+    Notes
+    -----
+    Thread-safe: per-chunk slots and scratch, folded in chunk order.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for c in prange(n_chunks):
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_diag(xt, m, means, prec, log_norm, lp, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
+        _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
+                         nk_slot[c], t_slot[c], s_slot[c])
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+
+
+def _em_stats_spherical_py(X, w, weighted, means, prec, log_norm, chunk_size,
+                           nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+    """Fused E-step and statistics for spherical covariances.
+
+    ``prec`` is (k,); the statistics are the diagonal ones
+    (``s`` is ``(k, d)``), averaged over features by the M-step.
+
+    Notes
+    -----
+    Thread-safe: per-chunk slots and scratch, folded in chunk order.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for c in prange(n_chunks):
+        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
+        xt = np.empty((n_features, m), dtype=X.dtype)
+        maha = np.empty(m, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        _transpose_chunk(X, start, stop, xt)
+        _log_prob_spherical(xt, m, means, prec, log_norm, lp, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
+        _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
+                         nk_slot[c], t_slot[c], s_slot[c])
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+
+
 # ---------------------------------------------------------------------------
 # Statistics from given responsibilities (initialisation)
 # ---------------------------------------------------------------------------
@@ -762,67 +903,58 @@ def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size,
 
     Notes
     -----
-    Zero responsibilities are skipped, so one-hot (hard) assignments cost
-    ``d^2 / 2`` per row.  Thread-safe: per-chunk slots, folded in order.
+    Zero responsibilities are skipped, so one-hot (hard) assignments cost one
+    component per row.  Thread-safe: per-chunk slots, folded in order.
     """
     n_samples, n_features = X.shape
+    n_components = resp.shape[1]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    no_ll = np.empty((nk_slot.shape[0], 0))
     for c in prange(n_chunks):
         start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        _transpose_chunk(X, start, stop, xt)
-        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
-        _accumulate_chunk_full(xt, m, w, weighted, start, resp[start:stop], shift,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    n_slots = nk_slot.shape[0]
-    _fold(nk_slot.reshape((n_slots, nk.size)), n_chunks, nk.reshape(nk.size))
-    _fold(t_slot.reshape((n_slots, t.size)), n_chunks, t.reshape(t.size))
-    _fold(s_slot.reshape((n_slots, s.size)), n_chunks, s.reshape(s.size))
+        _clear_slots(c, nk_slot, t_slot, s_slot, no_ll)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+        _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
+                         nk_slot[c], t_slot[c], s_slot[c], np.empty((m, n_features)), rowsum)
+    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_chunks, nk, t, s, np.empty(0))
 
 
 def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size,
                         nk_slot, t_slot, s_slot, nk, t, s):
     """Tied statistics for given responsibilities; ``shift`` is (d,)."""
     n_samples, n_features = X.shape
+    n_components = resp.shape[1]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    no_ll = np.empty((nk_slot.shape[0], 0))
     for c in prange(n_chunks):
         start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
+        _clear_slots(c, nk_slot, t_slot, s_slot, no_ll)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
         xt = np.empty((n_features, m), dtype=X.dtype)
         _transpose_chunk(X, start, stop, xt)
-        dt, rt, idx, rr = _accumulation_scratch(n_features, m)
-        _accumulate_chunk_tied(xt, m, w, weighted, start, resp[start:stop], shift,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    n_slots = nk_slot.shape[0]
-    _fold(nk_slot.reshape((n_slots, nk.size)), n_chunks, nk.reshape(nk.size))
-    _fold(t_slot.reshape((n_slots, t.size)), n_chunks, t.reshape(t.size))
-    _fold(s_slot.reshape((n_slots, s.size)), n_chunks, s.reshape(s.size))
+        _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
+                         nk_slot[c], t_slot[c], s_slot[c],
+                         np.empty((n_features, m)), np.empty((n_features, m)))
+    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_chunks, nk, t, s, np.empty(0))
 
 
 def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size,
                         nk_slot, t_slot, s_slot, nk, t, s):
     """Diagonal (and spherical) statistics for given responsibilities."""
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
+    n_components = resp.shape[1]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    no_ll = np.empty((nk_slot.shape[0], 0))
     for c in prange(n_chunks):
         start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        nk_slot[c] = 0.0
-        t_slot[c] = 0.0
-        s_slot[c] = 0.0
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        _transpose_chunk(X, start, stop, xt)
-        dt, rt, idx, rr = _accumulation_scratch(0, m)
-        _accumulate_chunk_diag(xt, m, w, weighted, start, resp[start:stop], shift,
-                               nk_slot[c], t_slot[c], s_slot[c], dt, rt, idx, rr)
-    n_slots = nk_slot.shape[0]
-    _fold(nk_slot.reshape((n_slots, nk.size)), n_chunks, nk.reshape(nk.size))
-    _fold(t_slot.reshape((n_slots, t.size)), n_chunks, t.reshape(t.size))
-    _fold(s_slot.reshape((n_slots, s.size)), n_chunks, s.reshape(s.size))
+        _clear_slots(c, nk_slot, t_slot, s_slot, no_ll)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+        _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
+                         nk_slot[c], t_slot[c], s_slot[c])
+    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_chunks, nk, t, s, np.empty(0))
 
 
 # ---------------------------------------------------------------------------
@@ -831,37 +963,35 @@ def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size,
 
 
 @jit()
-def _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label):
-    """Write whichever per-point outputs were asked for (length > 0).
+def _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                         want_resp, out_2d, out_score, out_label):
+    """Normalise a chunk's lists and write the per-point outputs asked for.
 
-    ``out_2d`` receives responsibilities when ``want_resp`` else the weighted
-    log densities (which ``logp`` must still hold).
+    Outputs of length 0 are not wanted.  ``out_2d`` receives the
+    responsibilities when ``want_resp``, else the weighted log densities
+    (which ``lp`` must then hold for every component).
     """
-    n_components = logp.shape[1]
-    if out_label.shape[0] > 0:
-        for i in range(m):
-            best = 0
-            for k in range(1, n_components):
-                if logp[i, k] > logp[i, best]:
-                    best = k
-            out_label[start + i] = best
+    n_components = lp.shape[0]
     if out_2d.shape[0] > 0 and not want_resp:
         for i in range(m):
             for k in range(n_components):
-                out_2d[start + i, k] = logp[i, k]
-    if want_resp or out_score.shape[0] > 0:
-        _normalize_rows(logp, m, lse)
-        if out_score.shape[0] > 0:
-            for i in range(m):
-                out_score[start + i] = lse[i]
-        if want_resp:
-            for i in range(m):
-                for k in range(n_components):
-                    out_2d[start + i, k] = logp[i, k]
+                out_2d[start + i, k] = lp[k, i]
+    _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+    if out_label.shape[0] > 0:
+        for i in range(m):
+            out_label[start + i] = kmax[i]
+    if out_score.shape[0] > 0:
+        for i in range(m):
+            out_score[start + i] = lse[i]
+    if want_resp:
+        out_2d[start:start + m] = 0.0
+        for k in range(n_components):
+            for j in range(ptr[k], ptr[k + 1]):
+                out_2d[start + rows[j], k] = vals[j]
 
 
-def _point_full_py(X, means, prec_chol, log_norm, lam_min, chunk_size, want_resp,
-                   out_2d, out_score, out_label):
+def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_size,
+                   want_resp, out_2d, out_score, out_label):
     """Per-point outputs for full covariances.
 
     Parameters
@@ -880,22 +1010,23 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, chunk_size, want_resp
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    # Weighted log densities are wanted exactly for every component.
+    prune = want_resp or out_2d.shape[0] == 0
     for c in prange(n_chunks):
         start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         xt = np.empty((n_features, m), dtype=X.dtype)
         dx = np.empty((n_features, m), dtype=X.dtype)
         acc = np.empty(m, dtype=X.dtype)
         maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
+        order = np.empty(m, dtype=np.int64)
+        cand = np.empty(m + 1, dtype=np.int64)
+        koff = np.empty(n_components + 1, dtype=np.int64)
         _transpose_chunk(X, start, stop, xt)
-        idx = np.empty(m, dtype=np.int64)
-        kbest = np.empty(m, dtype=np.int64)
-        # Weighted log densities are wanted exactly for every component.
-        prune = want_resp or out_2d.shape[0] == 0
-        _log_prob_chunk_full(xt, m, means, prec_chol, log_norm, lam_min, prune, logp,
-                             dx, acc, maha, idx, kbest, lse)
-        _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
+        _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune, lp,
+                    ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
+        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                             want_resp, out_2d, out_score, out_label)
 
 
 def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, want_resp,
@@ -910,11 +1041,12 @@ def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, want_re
         dx = np.empty((n_features, m), dtype=X.dtype)
         yt = np.empty((n_features, m), dtype=X.dtype)
         maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
         _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_tied(xt, m, shift, mean_proj, prec_chol, log_norm, logp, dx, yt, maha)
-        _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
+        _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                             want_resp, out_2d, out_score, out_label)
 
 
 def _point_diag_py(X, means, prec, log_norm, chunk_size, want_resp,
@@ -927,11 +1059,12 @@ def _point_diag_py(X, means, prec, log_norm, chunk_size, want_resp,
         start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         xt = np.empty((n_features, m), dtype=X.dtype)
         maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
         _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_diag(xt, m, means, prec, log_norm, logp, maha)
-        _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
+        _log_prob_diag(xt, m, means, prec, log_norm, lp, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                             want_resp, out_2d, out_score, out_label)
 
 
 def _point_spherical_py(X, means, prec, log_norm, chunk_size, want_resp,
@@ -944,11 +1077,12 @@ def _point_spherical_py(X, means, prec, log_norm, chunk_size, want_resp,
         start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
         xt = np.empty((n_features, m), dtype=X.dtype)
         maha = np.empty(m, dtype=X.dtype)
-        logp = np.empty((m, n_components))
-        lse = np.empty(m)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
         _transpose_chunk(X, start, stop, xt)
-        _log_prob_chunk_spherical(xt, m, means, prec, log_norm, logp, maha)
-        _write_point_outputs(logp, lse, m, start, want_resp, out_2d, out_score, out_label)
+        _log_prob_spherical(xt, m, means, prec, log_norm, lp, maha)
+        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                             want_resp, out_2d, out_score, out_label)
 
 
 # ---------------------------------------------------------------------------

@@ -412,7 +412,8 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
         return shift64, (shift, proj, np.ascontiguousarray(pc, dtype=dtype), log_norm)
     prec = np.ascontiguousarray(pc, dtype=dtype if ctype != "spherical" else np.float64)
     if ctype == "full":
-        return params.means.copy(), (means, prec, log_norm, _precision_floor(pc))
+        return params.means.copy(), (means, prec, log_norm, _precision_floor(pc),
+                                     *_pair_bounds(params.means, pc, dtype))
     return params.means.copy(), (means, prec, log_norm)
 
 
@@ -425,6 +426,45 @@ def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
     """
     sv = np.linalg.svd(prec_chol, compute_uv=False)
     return np.ascontiguousarray(np.maximum(sv[:, -1], 0.0) ** 2 * 0.999)
+
+
+#: Pair bounds are built when ``k^2 d^2`` stays below this (their cost per
+#: iteration is about that many flops; memory ``k^2 d`` values).
+PAIR_BOUND_BUDGET = 2e7
+
+
+def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
+    """Bounds along the lines between means, for pruning the full kernel.
+
+    For the unit vector ``v`` from ``mu_j`` to ``mu_b`` and ``s = v^T
+    Sigma_j v``, Cauchy-Schwarz gives ``sqrt(maha_j(x)) >= v . (x - mu_j) /
+    sqrt(s) = w . (x - mu_b) + c`` with ``w = v / sqrt(s)`` and ``c = ||mu_b -
+    mu_j|| / sqrt(s)``.
+
+    Returns
+    -------
+    w : ndarray (k, k, d) in ``dtype``; ``w[b, j]`` for the pair ``(b, j)``
+        (zero where ``b == j`` or the means coincide)
+    c : ndarray (k, k) float64
+        Both arrays are empty when ``k < 2`` or the problem is over
+        :data:`PAIR_BOUND_BUDGET`.
+    """
+    k, d = means.shape
+    if k < 2 or float(k * d) ** 2 > PAIR_BOUND_BUDGET:
+        return np.empty((0, 0, d), dtype=dtype), np.empty((0, 0))
+    diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
+    dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
+    live = dist > 0
+    v = diff / np.where(live, dist, 1.0)[..., None]
+    s = np.empty((k, k))
+    solve = _linalg().solve_triangular
+    for j in range(k):
+        z = solve(prec_chol[j], v[:, j, :].T, lower=False)  # U_j^{-1} v
+        s[:, j] = np.einsum("db,db->b", z, z)
+    live &= s > 0
+    scale = np.where(live, 1.0 / np.sqrt(np.where(live, s, 1.0)), 0.0)
+    w = v * scale[..., None]
+    return np.ascontiguousarray(w, dtype=dtype), dist * scale
 
 
 class StatsWorkspace:
