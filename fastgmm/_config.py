@@ -16,9 +16,25 @@ import numba
 # ``-inf`` keeps its meaning inside log-sum-exp.
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
-#: Rows per chunk.  Per-chunk statistics are folded in chunk order, so this
-#: number (and not the thread count) fixes the floating-point summation order.
+#: Rows per chunk: the unit of the per-chunk kernels (their scratch fits L2).
 CHUNK_SIZE = 256
+
+#: At most this many consecutive chunks share one statistics slot.
+MAX_CHUNKS_PER_GROUP = 16
+
+
+def chunks_per_group(n_samples: int) -> int:
+    """Chunks per statistics slot for a kernel call over ``n_samples`` rows.
+
+    A group of consecutive chunks runs on one thread and adds into one slot;
+    slots are folded in order.  Together with :data:`CHUNK_SIZE` this (a
+    function of ``n_samples`` only, never of the thread count) fixes the
+    floating-point summation order.  Groups of up to 16 chunks cut the slot
+    traffic (a full-covariance slot is ``k d^2`` values) while leaving at
+    least 32 groups to share between threads.
+    """
+    n_chunks = -(-int(n_samples) // CHUNK_SIZE)
+    return max(1, min(MAX_CHUNKS_PER_GROUP, n_chunks // 32))
 
 #: Below this many rows the serial kernels are used: no thread start-up, and
 #: fits may then run concurrently from several Python threads.

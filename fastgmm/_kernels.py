@@ -60,22 +60,21 @@ def _transpose_chunk(X, start, stop, xt):
 
 
 @jit()
-def _sq_dist_rows(xt, m, mu, out):
-    """``out[i] = ||xt[:, i] - mu||^2`` for ``i < m`` (a transposed chunk)."""
+def _sq_dist_rows(xt, m, means, k, out):
+    """``out[i] = ||xt[:, i] - means[k]||^2`` for ``i < m`` (a transposed chunk)."""
     n_features = xt.shape[0]
     for i in range(m):
         out[i] = 0
     for e in range(n_features):
-        me = mu[e]
-        row = xt[e]
+        me = means[k, e]
         for i in range(m):
-            z = row[i] - me
+            z = xt[e, i] - me
             out[i] += z * z
 
 
 @jit()
-def _maha_triangle(dt, cnt, u, acc, maha):
-    """``maha[j] = || U^T dt[:, j] ||^2`` for ``j < cnt`` (``U`` upper triangular).
+def _maha_triangle(dt, cnt, prec_chol, k, acc, maha):
+    """``maha[j] = || U^T dt[:, j] ||^2`` for ``j < cnt``, ``U = prec_chol[k]``.
 
     ``y_f = sum_{e <= f} U[e, f] dt[e, j]`` is formed one output feature at a
     time for all columns at once: ``d (d + 1) / 2`` multiply-adds per column,
@@ -85,26 +84,24 @@ def _maha_triangle(dt, cnt, u, acc, maha):
     for j in range(cnt):
         maha[j] = 0
     for f in range(n_features):
-        u0 = u[0, f]
-        r0 = dt[0]
+        u0 = prec_chol[k, 0, f]
         for j in range(cnt):
-            acc[j] = u0 * r0[j]
+            acc[j] = u0 * dt[0, j]
         for e in range(1, f + 1):
-            uef = u[e, f]
-            r = dt[e]
+            uef = prec_chol[k, e, f]
             for j in range(cnt):
-                acc[j] += uef * r[j]
+                acc[j] += uef * dt[e, j]
         for j in range(cnt):
             maha[j] += acc[j] * acc[j]
 
 
 @jit()
-def _exact_full(xt, sel, cnt, gathered, mu, u, ln, out, dt, acc, maha):
-    """``out[j] = ln - maha / 2`` for ``cnt`` columns of a transposed chunk.
+def _exact_full(xt, sel, first, cnt, gathered, means, prec_chol, k, ln, out, dt, acc, maha):
+    """``out[first + j] = ln - maha_k / 2`` for ``cnt`` columns of a transposed chunk.
 
-    The columns are ``sel[:cnt]`` when ``gathered``, else ``0 .. cnt - 1``.
-    The mean is subtracted before the triangular product (no cancellation on
-    data far from the origin).
+    The columns are ``sel[first:first + cnt]`` when ``gathered``, else ``0 ..
+    cnt - 1``.  The mean is subtracted before the triangular product (no
+    cancellation on data far from the origin).
     """
     if cnt == 0:
         return
@@ -114,18 +111,18 @@ def _exact_full(xt, sel, cnt, gathered, mu, u, ln, out, dt, acc, maha):
     # which would dominate on the short runs of a gathered component).
     cntp = min((cnt + 15) & ~15, dt.shape[1])
     for e in range(n_features):
-        me = mu[e]
+        me = means[k, e]
         if gathered:
             for j in range(cnt):
-                dt[e, j] = xt[e, sel[j]] - me
+                dt[e, j] = xt[e, sel[first + j]] - me
         else:
             for j in range(cnt):
                 dt[e, j] = xt[e, j] - me
         for j in range(cnt, cntp):
             dt[e, j] = 0
-    _maha_triangle(dt, cntp, u, acc, maha)
+    _maha_triangle(dt, cntp, prec_chol, k, acc, maha)
     for j in range(cnt):
-        out[j] = ln - 0.5 * maha[j]
+        out[first + j] = ln - 0.5 * maha[j]
 
 
 @jit()
@@ -188,18 +185,17 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
     use_pairs = pair_w.shape[0] > 0
     if not prune or n_components == 1:
         for k in range(n_components):
-            _exact_full(xt, kbest, m, False, means[k], prec_chol[k], log_norm[k], lp[k],
+            _exact_full(xt, kbest, 0, m, False, means, prec_chol, k, log_norm[k], lp[k],
                         dt, acc, maha)
         _lists_from_dense(lp, m, ptr, rows, vals, thr)
         return
     # Upper bounds of every density.
     for k in range(n_components):
-        _sq_dist_rows(xt, m, means[k], maha)
+        _sq_dist_rows(xt, m, means, k, maha)
         half = 0.5 * lam_min[k]
         ln = log_norm[k]
-        lpk = lp[k]
         for i in range(m):
-            lpk[i] = ln - half * maha[i]
+            lp[k, i] = ln - half * maha[i]
     # The most promising component of each row (first of ties) and the
     # second-best bound (rows whose second-best cannot matter skip the
     # component scan below).
@@ -208,9 +204,8 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
         kbest[i] = 0
         ex[i] = -np.inf
     for k in range(1, n_components):
-        lpk = lp[k]
         for i in range(m):
-            v = lpk[i]
+            v = lp[k, i]
             b = thr[i]
             up = v > b
             ex[i] = b if up else max(ex[i], v)
@@ -236,9 +231,8 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
         thr[i] = ex[i]
     for k in range(n_components):
         a = koff[k]
-        b = koff[k + 1]
-        _exact_full(xt, order[a:b], b - a, True, means[k], prec_chol[k], log_norm[k],
-                    ex[a:b], dt, acc, maha)
+        _exact_full(xt, order, a, koff[k + 1] - a, True, means, prec_chol, k, log_norm[k],
+                    ex, dt, acc, maha)
     n_cand = 0
     for j in range(m):
         i = order[j]
@@ -258,28 +252,24 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
             vals[p] = ex[j]
             p += 1
         c0 = p
-        lpk = lp[k]
         ln = log_norm[k]
         for j in range(n_cand):
             i = cand[j]
             kb = kbest[i]
             lim = thr[i]
-            if kb == k or lpk[i] <= lim:
+            if kb == k or lp[k, i] <= lim:
                 continue
             if use_pairs:
                 # The bound along the line between the two means.
-                wv = pair_w[kb, k]
-                mb = means[kb]
                 z = pair_c[kb, k]
                 for e in range(n_features):
-                    z += wv[e] * (xt[e, i] - mb[e])
+                    z += pair_w[kb, k, e] * (xt[e, i] - means[kb, e])
                 z = max(z, 0.0)
                 if ln - 0.4995 * z * z <= lim:
                     continue
             rows[p] = i
             p += 1
-        _exact_full(xt, rows[c0:p], p - c0, True, means[k], prec_chol[k], log_norm[k],
-                    vals[c0:p], dt, acc, maha)
+        _exact_full(xt, rows, c0, p - c0, True, means, prec_chol, k, ln, vals, dt, acc, maha)
     ptr[n_components] = p
 
 
@@ -318,59 +308,46 @@ def _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dt, yt, mah
             for i in range(m):
                 yt[f, i] += uef * dt[e, i]
     for k in range(n_components):
-        mp = mean_proj[k]
         for i in range(m):
             maha[i] = 0
         for f in range(n_features):
-            pf = mp[f]
+            pf = mean_proj[k, f]
             for i in range(m):
                 z = yt[f, i] - pf
                 maha[i] += z * z
         ln = log_norm[k]
-        lpk = lp[k]
         for i in range(m):
-            lpk[i] = ln - 0.5 * maha[i]
+            lp[k, i] = ln - 0.5 * maha[i]
 
 
 @jit()
-def _log_prob_diag(xt, m, means, prec, log_norm, lp, maha):
-    """Weighted log densities ``lp[k, i]``, diagonal covariances.
+def _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha):
+    """Weighted log densities ``lp[k, i]``, diagonal or spherical covariances.
 
-    ``prec`` is (k, d) in the dtype of X: ``1 / sqrt(variance)``.
+    ``prec`` is (k, d) in the dtype of X: ``1 / sqrt(variance)`` per
+    feature, or (k, 1) when ``spherical`` (one variance per component).
     """
     n_features = xt.shape[0]
     n_components = means.shape[0]
     for k in range(n_components):
-        mu = means[k]
-        p = prec[k]
+        ln = log_norm[k]
+        if spherical:
+            _sq_dist_rows(xt, m, means, k, maha)
+            pk = float(prec[k, 0])
+            p2 = 0.5 * pk * pk
+            for i in range(m):
+                lp[k, i] = ln - p2 * maha[i]
+            continue
         for i in range(m):
             maha[i] = 0
         for e in range(n_features):
-            me = mu[e]
-            pe = p[e]
+            me = means[k, e]
+            pe = prec[k, e]
             for i in range(m):
                 z = (xt[e, i] - me) * pe
                 maha[i] += z * z
-        ln = log_norm[k]
-        lpk = lp[k]
         for i in range(m):
-            lpk[i] = ln - 0.5 * maha[i]
-
-
-@jit()
-def _log_prob_spherical(xt, m, means, prec, log_norm, lp, maha):
-    """Weighted log densities ``lp[k, i]``, spherical covariances.
-
-    ``prec`` is (k,) float64: ``1 / sqrt(variance)``.
-    """
-    n_components = means.shape[0]
-    for k in range(n_components):
-        _sq_dist_rows(xt, m, means[k], maha)
-        ln = log_norm[k]
-        p2 = 0.5 * prec[k] * prec[k]
-        lpk = lp[k]
-        for i in range(m):
-            lpk[i] = ln - p2 * maha[i]
+            lp[k, i] = ln - 0.5 * maha[i]
 
 
 @jit(inline=True)
@@ -421,9 +398,8 @@ def _lists_from_dense(lp, m, ptr, rows, vals, thr):
     for i in range(m):
         thr[i] = -np.inf
     for k in range(n_components):
-        lpk = lp[k]
         for i in range(m):
-            v = lpk[i]
+            v = lp[k, i]
             thr[i] = v if v > thr[i] else thr[i]
     for i in range(m):
         mx = thr[i]
@@ -431,11 +407,11 @@ def _lists_from_dense(lp, m, ptr, rows, vals, thr):
     p = 0
     for k in range(n_components):
         ptr[k] = p
-        lpk = lp[k]
         for i in range(m):
+            v = lp[k, i]
             rows[p] = i
-            vals[p] = lpk[i]
-            p += 0 if lpk[i] <= thr[i] else 1
+            vals[p] = v
+            p += 0 if v <= thr[i] else 1
     ptr[n_components] = p
 
 
@@ -522,14 +498,6 @@ def _list_scratch(n_components, m):
 
 
 @jit()
-def _entry_weight(vals, j, rows, w, weighted, start):
-    r = vals[j]
-    if weighted:
-        r *= w[start + rows[j]]
-    return r
-
-
-@jit()
 def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr, rr):
     """Add listed responsibilities of a chunk to full-covariance statistics.
 
@@ -550,7 +518,9 @@ def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr
     -----
     Each component's rows are gathered (contiguous rows of ``X``), then
     added as rank-one updates two rows at a time: full rows of ``s[k]``
-    vectorise, and each load and store of ``s[k]`` serves two rows.
+    vectorise, and each load and store of ``s[k]`` serves two rows.  Arrays
+    are indexed, never sliced, inside the loops: a slice costs an atomic
+    reference count, which threads sharing ``X`` would contend for.
     """
     n_features = X.shape[1]
     n_components = shift.shape[0]
@@ -559,40 +529,34 @@ def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr
         cnt = ptr[k + 1] - a
         if cnt == 0:
             continue
-        c = shift[k]
         total = 0.0
         for j in range(cnt):
-            r = _entry_weight(vals, a + j, rows, w, weighted, start)
+            i = rows[a + j]
+            r = vals[a + j]
+            if weighted:
+                r *= w[start + i]
             rr[j] = r
             total += r
-            xi = X[start + rows[a + j]]
-            row = dr[j]
             for e in range(n_features):
-                row[e] = xi[e] - c[e]
+                dr[j, e] = X[start + i, e] - shift[k, e]
         nk[k] += total
-        tk = t[k]
-        sk = s[k]
         for j in range(0, cnt - 1, 2):
             r1 = rr[j]
             r2 = rr[j + 1]
-            x1 = dr[j]
-            x2 = dr[j + 1]
             for e in range(n_features):
-                a1 = r1 * x1[e]
-                a2 = r2 * x2[e]
-                tk[e] += a1 + a2
-                se = sk[e]
+                a1 = r1 * dr[j, e]
+                a2 = r2 * dr[j + 1, e]
+                t[k, e] += a1 + a2
                 for f in range(n_features):
-                    se[f] += a1 * x1[f] + a2 * x2[f]
+                    s[k, e, f] += a1 * dr[j, f] + a2 * dr[j + 1, f]
         if cnt % 2 == 1:
-            r1 = rr[cnt - 1]
-            x1 = dr[cnt - 1]
+            j = cnt - 1
+            r1 = rr[j]
             for e in range(n_features):
-                a1 = r1 * x1[e]
-                tk[e] += a1
-                se = sk[e]
+                a1 = r1 * dr[j, e]
+                t[k, e] += a1
                 for f in range(n_features):
-                    se[f] += a1 * x1[f]
+                    s[k, e, f] += a1 * dr[j, f]
 
 
 @jit()
@@ -628,13 +592,12 @@ def _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift, nk, t
             s[e, f] += acc
     for k in range(n_components):
         total = 0.0
-        tk = t[k]
         for j in range(ptr[k], ptr[k + 1]):
-            r = _entry_weight(vals, j, rows, w, weighted, start)
+            i = rows[j]
+            r = vals[j] * w[start + i] if weighted else vals[j]
             total += r
-            xi = X[start + rows[j]]
             for e in range(n_features):
-                tk[e] += r * (xi[e] - shift[e])
+                t[k, e] += r * (X[start + i, e] - shift[e])
         nk[k] += total
 
 
@@ -655,19 +618,16 @@ def _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s):
     n_features = X.shape[1]
     n_components = shift.shape[0]
     for k in range(n_components):
-        c = shift[k]
-        tk = t[k]
-        sk = s[k]
         total = 0.0
         for j in range(ptr[k], ptr[k + 1]):
-            r = _entry_weight(vals, j, rows, w, weighted, start)
+            i = rows[j]
+            r = vals[j] * w[start + i] if weighted else vals[j]
             total += r
-            xi = X[start + rows[j]]
             for e in range(n_features):
-                v = xi[e] - c[e]
+                v = X[start + i, e] - shift[k, e]
                 rv = r * v
-                tk[e] += rv
-                sk[e] += rv * v
+                t[k, e] += rv
+                s[k, e] += rv * v
         nk[k] += total
 
 
@@ -748,7 +708,7 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
 
 
 def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                      chunk_size, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+                      chunk_size, group, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
     """Fused E-step and statistics for full covariances.
 
     Parameters
@@ -763,44 +723,53 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         Lower bounds of the precisions' smallest eigenvalues (pruning).
     pair_w, pair_c : pair bounds (pruning; see :func:`_lists_full`)
     chunk_size : int
+        Rows per chunk (the unit of the per-chunk helpers).
+    group : int
+        Chunks per slot.
     nk_slot, t_slot, s_slot, ll_slot : float64 scratch, shapes ``(G, k)``,
         ``(G, k, d)``, ``(G, k, d, d)``, ``(G, 2)`` with
-        ``G >= ceil(n / chunk_size)``
+        ``G >= ceil(n / (chunk_size * group))``
     nk, t, s, ll : float64 accumulators, shapes ``(k,)``, ``(k, d)``,
         ``(k, d, d)`` (upper triangle), ``(2,)``; ``ll[0]`` receives
         ``sum w log p(x)``, ``ll[1]`` the number of rows with ``p(x) = 0``.
 
     Notes
     -----
-    Thread-safe: chunk ``c`` writes only slot ``c`` and its own scratch;
-    slots are folded after the parallel loop, in chunk order.
+    Thread-safe: group ``g`` of ``group`` consecutive chunks writes only slot
+    ``g`` and its own scratch, chunk after chunk; slots are folded after the
+    parallel loop, in order.  The summation order depends on ``chunk_size``
+    and ``group``, never on the number of threads.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        dx = np.empty((n_features, m), dtype=X.dtype)
-        acc = np.empty(m, dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        order = np.empty(m, dtype=np.int64)
-        cand = np.empty(m + 1, dtype=np.int64)
+    n_groups = (n_chunks + group - 1) // group
+    for g in prange(n_groups):
+        _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        dx = np.empty((n_features, mc), dtype=X.dtype)
+        acc = np.empty(mc, dtype=X.dtype)
+        maha = np.empty(mc, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        order = np.empty(mc, dtype=np.int64)
+        cand = np.empty(mc + 1, dtype=np.int64)
         koff = np.empty(n_components + 1, dtype=np.int64)
-        _transpose_chunk(X, start, stop, xt)
-        _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, True, lp,
-                    ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
-        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
-                         nk_slot[c], t_slot[c], s_slot[c], np.empty((m, n_features)), rowsum)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+        dr = np.empty((mc, n_features))
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _transpose_chunk(X, start, stop, xt)
+            _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, True, lp,
+                        ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
+            _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+            _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
+            _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
+                             nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_groups, nk, t, s, ll)
 
 
 def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
-                      chunk_size, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+                      chunk_size, group, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
     """Fused E-step and statistics for a tied covariance.
 
     Parameters as :func:`_em_stats_full` except ``shift`` (d,) and
@@ -809,87 +778,67 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
 
     Notes
     -----
-    Thread-safe: per-chunk slots and scratch, folded in chunk order.
+    Thread-safe: per-group slots and scratch, folded in order.
     """
     n_samples, n_features = X.shape
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        dx = np.empty((n_features, m), dtype=X.dtype)
-        yt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
-        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
-        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
-                         nk_slot[c], t_slot[c], s_slot[c],
-                         np.empty((n_features, m)), np.empty((n_features, m)))
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+    n_groups = (n_chunks + group - 1) // group
+    for g in prange(n_groups):
+        _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        dx = np.empty((n_features, mc), dtype=X.dtype)
+        yt = np.empty((n_features, mc), dtype=X.dtype)
+        maha = np.empty(mc, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        dt = np.empty((n_features, mc))
+        rt = np.empty((n_features, mc))
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _transpose_chunk(X, start, stop, xt)
+            _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
+            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+            _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
+            _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
+                             nk_slot[g], t_slot[g], s_slot[g], dt, rt)
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_groups, nk, t, s, ll)
 
 
-def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, chunk_size,
+def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_size, group,
                       nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
-    """Fused E-step and statistics for diagonal covariances.
+    """Fused E-step and statistics for diagonal or spherical covariances.
 
-    ``prec`` is (k, d); ``s_slot`` is ``(G, k, d)`` and ``s`` ``(k, d)``.
+    ``prec`` is (k, d) (``1 / sqrt(variance)`` per feature) or, when
+    ``spherical``, (k, 1); ``s_slot`` is ``(G, k, d)`` and ``s`` ``(k, d)``
+    (spherical models use the diagonal statistics; the M-step averages
+    features).
 
     Notes
     -----
-    Thread-safe: per-chunk slots and scratch, folded in chunk order.
+    Thread-safe: per-group slots and scratch, folded in order.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_diag(xt, m, means, prec, log_norm, lp, maha)
-        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
-        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
-                         nk_slot[c], t_slot[c], s_slot[c])
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
-
-
-def _em_stats_spherical_py(X, w, weighted, means, prec, log_norm, chunk_size,
-                           nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
-    """Fused E-step and statistics for spherical covariances.
-
-    ``prec`` is (k,); the statistics are the diagonal ones
-    (``s`` is ``(k, d)``), averaged over features by the M-step.
-
-    Notes
-    -----
-    Thread-safe: per-chunk slots and scratch, folded in chunk order.
-    """
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_spherical(xt, m, means, prec, log_norm, lp, maha)
-        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
-        _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
-        _sum_log_lik(lse, m, w, weighted, start, ll_slot[c])
-        _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
-                         nk_slot[c], t_slot[c], s_slot[c])
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_chunks, nk, t, s, ll)
+    n_groups = (n_chunks + group - 1) // group
+    for g in prange(n_groups):
+        _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        maha = np.empty(mc, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _transpose_chunk(X, start, stop, xt)
+            _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
+            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+            _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
+            _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
+                             nk_slot[g], t_slot[g], s_slot[g])
+    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_groups, nk, t, s, ll)
 
 
 # ---------------------------------------------------------------------------
@@ -897,64 +846,51 @@ def _em_stats_spherical_py(X, w, weighted, means, prec, log_norm, chunk_size,
 # ---------------------------------------------------------------------------
 
 
-def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size,
-                        nk_slot, t_slot, s_slot, nk, t, s):
-    """Full-covariance statistics for given responsibilities ``resp`` (n, k).
+def _resp_stats_py(X, w, weighted, resp, shift, kind, chunk_size, group,
+                   nk_slot, t_slot, s_slot, nk, t, s):
+    """Statistics for given responsibilities ``resp`` (n, k).
+
+    Parameters
+    ----------
+    shift : ndarray (k, d), dtype of X (one row for tied statistics)
+    kind : int
+        0 full, 1 tied, 2 diagonal (and spherical) statistics.
+    nk_slot, t_slot, s_slot : float64 scratch ``(G, k)``, ``(G, k, d)``,
+        ``(G, k or 1, d, d)`` (full and tied) or ``(G, k, d, 1)`` (diagonal)
+    nk, t, s : float64 accumulators of the matching shapes without ``G``
 
     Notes
     -----
     Zero responsibilities are skipped, so one-hot (hard) assignments cost one
-    component per row.  Thread-safe: per-chunk slots, folded in order.
+    component per row.  Thread-safe: per-group slots, folded in order.
     """
     n_samples, n_features = X.shape
     n_components = resp.shape[1]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    n_groups = (n_chunks + group - 1) // group
     no_ll = np.empty((nk_slot.shape[0], 0))
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, no_ll)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
-        _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
-                         nk_slot[c], t_slot[c], s_slot[c], np.empty((m, n_features)), rowsum)
-    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_chunks, nk, t, s, np.empty(0))
-
-
-def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size,
-                        nk_slot, t_slot, s_slot, nk, t, s):
-    """Tied statistics for given responsibilities; ``shift`` is (d,)."""
-    n_samples, n_features = X.shape
-    n_components = resp.shape[1]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    no_ll = np.empty((nk_slot.shape[0], 0))
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, no_ll)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        _transpose_chunk(X, start, stop, xt)
-        _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
-                         nk_slot[c], t_slot[c], s_slot[c],
-                         np.empty((n_features, m)), np.empty((n_features, m)))
-    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_chunks, nk, t, s, np.empty(0))
-
-
-def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size,
-                        nk_slot, t_slot, s_slot, nk, t, s):
-    """Diagonal (and spherical) statistics for given responsibilities."""
-    n_samples = X.shape[0]
-    n_components = resp.shape[1]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    no_ll = np.empty((nk_slot.shape[0], 0))
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        _clear_slots(c, nk_slot, t_slot, s_slot, no_ll)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
-        _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
-                         nk_slot[c], t_slot[c], s_slot[c])
-    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_chunks, nk, t, s, np.empty(0))
+    for g in prange(n_groups):
+        _clear_slots(g, nk_slot, t_slot, s_slot, no_ll)
+        mc = min(chunk_size, n_samples)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        dt = np.empty((n_features, mc))
+        rt = np.empty((n_features, mc))
+        dr = np.empty((mc, n_features))
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+            if kind == 0:
+                _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
+                                 nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
+            elif kind == 1:
+                _transpose_chunk(X, start, stop, xt)
+                _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift[0],
+                                 nk_slot[g], t_slot[g], s_slot[g, 0], dt, rt)
+            else:
+                _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
+                                 nk_slot[g], t_slot[g], s_slot[g, :, :, 0])
+    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_groups, nk, t, s, np.empty(0))
 
 
 # ---------------------------------------------------------------------------
@@ -991,7 +927,7 @@ def _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, ls
 
 
 def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_size,
-                   want_resp, out_2d, out_score, out_label):
+                   group, want_resp, out_2d, out_score, out_label):
     """Per-point outputs for full covariances.
 
     Parameters
@@ -1005,84 +941,75 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
 
     Notes
     -----
-    Thread-safe: each chunk writes its own rows and scratch only.
+    Thread-safe: each group of chunks writes its own rows and scratch only.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    n_groups = (n_chunks + group - 1) // group
     # Weighted log densities are wanted exactly for every component.
     prune = want_resp or out_2d.shape[0] == 0
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        dx = np.empty((n_features, m), dtype=X.dtype)
-        acc = np.empty(m, dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        order = np.empty(m, dtype=np.int64)
-        cand = np.empty(m + 1, dtype=np.int64)
+    for g in prange(n_groups):
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        dx = np.empty((n_features, mc), dtype=X.dtype)
+        acc = np.empty(mc, dtype=X.dtype)
+        maha = np.empty(mc, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        order = np.empty(mc, dtype=np.int64)
+        cand = np.empty(mc + 1, dtype=np.int64)
         koff = np.empty(n_components + 1, dtype=np.int64)
-        _transpose_chunk(X, start, stop, xt)
-        _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune, lp,
-                    ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
-        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                             want_resp, out_2d, out_score, out_label)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _transpose_chunk(X, start, stop, xt)
+            _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune, lp,
+                        ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
+            _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                                 want_resp, out_2d, out_score, out_label)
 
 
-def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, want_resp,
+def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, want_resp,
                    out_2d, out_score, out_label):
     """Per-point outputs for a tied covariance (see :func:`_point_full`)."""
     n_samples, n_features = X.shape
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        dx = np.empty((n_features, m), dtype=X.dtype)
-        yt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
-        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
-        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                             want_resp, out_2d, out_score, out_label)
+    n_groups = (n_chunks + group - 1) // group
+    for g in prange(n_groups):
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        dx = np.empty((n_features, mc), dtype=X.dtype)
+        yt = np.empty((n_features, mc), dtype=X.dtype)
+        maha = np.empty(mc, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _transpose_chunk(X, start, stop, xt)
+            _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
+            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                                 want_resp, out_2d, out_score, out_label)
 
 
-def _point_diag_py(X, means, prec, log_norm, chunk_size, want_resp,
+def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_resp,
                    out_2d, out_score, out_label):
-    """Per-point outputs for diagonal covariances (see :func:`_point_full`)."""
+    """Per-point outputs for diagonal or spherical covariances (see :func:`_point_full`)."""
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_diag(xt, m, means, prec, log_norm, lp, maha)
-        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
-        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                             want_resp, out_2d, out_score, out_label)
-
-
-def _point_spherical_py(X, means, prec, log_norm, chunk_size, want_resp,
-                        out_2d, out_score, out_label):
-    """Per-point outputs for spherical covariances (see :func:`_point_full`)."""
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
-        start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-        xt = np.empty((n_features, m), dtype=X.dtype)
-        maha = np.empty(m, dtype=X.dtype)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, m)
-        _transpose_chunk(X, start, stop, xt)
-        _log_prob_spherical(xt, m, means, prec, log_norm, lp, maha)
-        _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
-        _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                             want_resp, out_2d, out_score, out_label)
+    n_groups = (n_chunks + group - 1) // group
+    for g in prange(n_groups):
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc), dtype=X.dtype)
+        maha = np.empty(mc, dtype=X.dtype)
+        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _transpose_chunk(X, start, stop, xt)
+            _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
+            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
+                                 want_resp, out_2d, out_score, out_label)
 
 
 # ---------------------------------------------------------------------------
@@ -1202,14 +1129,10 @@ _DRIVERS = {
     "em_stats_full": _em_stats_full_py,
     "em_stats_tied": _em_stats_tied_py,
     "em_stats_diag": _em_stats_diag_py,
-    "em_stats_spherical": _em_stats_spherical_py,
-    "resp_stats_full": _resp_stats_full_py,
-    "resp_stats_tied": _resp_stats_tied_py,
-    "resp_stats_diag": _resp_stats_diag_py,
+    "resp_stats": _resp_stats_py,
     "point_full": _point_full_py,
     "point_tied": _point_tied_py,
     "point_diag": _point_diag_py,
-    "point_spherical": _point_spherical_py,
     "update_min_dist": _update_min_dist_py,
     "candidate_potential": _candidate_potential_py,
     "lloyd_step": _lloyd_step_py,

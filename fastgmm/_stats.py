@@ -390,6 +390,10 @@ class SuffStats:
 # ---------------------------------------------------------------------------
 
 
+#: The kernel family serving each covariance type.
+KERNEL_TYPE = {"full": "full", "tied": "tied", "diag": "diag", "spherical": "diag"}
+
+
 def _stats_shapes(covariance_type: str, k: int, d: int):
     s_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k, d)}
     return (k,), (k, d), s_shape[covariance_type]
@@ -399,7 +403,8 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
     """Arrays the kernels need for ``params``, in the compute dtype.
 
     Returns a tuple ``(shift, args)``: the shift of the statistics and the
-    parameter arguments of the ``em_stats_*``/``point_*`` kernels.
+    parameter arguments of the ``em_stats_*``/``point_*`` kernels (see
+    :data:`KERNEL_TYPE`).
     """
     ctype = params.covariance_type
     log_norm = params.log_norm()
@@ -410,11 +415,13 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
         shift = np.ascontiguousarray(shift64, dtype=dtype)
         proj = np.ascontiguousarray((params.means - shift64) @ pc, dtype=dtype)
         return shift64, (shift, proj, np.ascontiguousarray(pc, dtype=dtype), log_norm)
-    prec = np.ascontiguousarray(pc, dtype=dtype if ctype != "spherical" else np.float64)
     if ctype == "full":
+        prec = np.ascontiguousarray(pc, dtype=dtype)
         return params.means.copy(), (means, prec, log_norm, _precision_floor(pc),
                                      *_pair_bounds(params.means, pc, dtype))
-    return params.means.copy(), (means, prec, log_norm)
+    # Diagonal and spherical share one kernel; a spherical factor is (k, 1).
+    prec = np.ascontiguousarray(pc.reshape(params.n_components, -1), dtype=dtype)
+    return params.means.copy(), (means, prec, log_norm, ctype == "spherical")
 
 
 def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
@@ -468,14 +475,14 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
 
 
 class StatsWorkspace:
-    """Per-chunk slot buffers, allocated once per fit and reused.
+    """Per-group slot buffers, allocated once per fit and reused.
 
     Parameters
     ----------
     covariance_type : str
     n_components, n_features : int
     n_threads : int
-        Only sizes the number of chunks in flight; results do not depend on it.
+        Only sizes the number of groups in flight; results do not depend on it.
     """
 
     def __init__(self, covariance_type: str, n_components: int, n_features: int,
@@ -491,9 +498,9 @@ class StatsWorkspace:
         self.s_slot = np.empty((self.n_slots,) + s_shape)
         self.ll_slot = np.empty((self.n_slots, 2))
 
-    @property
-    def rows_per_call(self) -> int:
-        return self.n_slots * _config.CHUNK_SIZE
+    def rows_per_call(self, group: int) -> int:
+        """Rows one kernel call covers with ``group`` chunks per slot."""
+        return self.n_slots * group * _config.CHUNK_SIZE
 
 
 def _weights_args(w, lo, hi):
@@ -537,13 +544,14 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     t = np.zeros(t_shape)
     s = np.zeros(s_shape)
     ll = np.zeros(2)
-    kern = kernels(parallel)["em_stats_" + ctype]
+    kern = kernels(parallel)["em_stats_" + KERNEL_TYPE[ctype]]
     n = X.shape[0]
-    step = workspace.rows_per_call
+    group = _config.chunks_per_group(n)
+    step = workspace.rows_per_call(group)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
-        kern(X[lo:hi], wb, weighted, *args, _config.CHUNK_SIZE,
+        kern(X[lo:hi], wb, weighted, *args, _config.CHUNK_SIZE, group,
              workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot,
              nk, t, s, ll)
     weight = float(n) if w is None else float(w.sum())
@@ -565,20 +573,25 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     shift : ndarray, (k, d) or (d,) for tied, float64
     """
     n, d = X.shape
+    k = n_components
     ctype = covariance_type
-    ws = StatsWorkspace(ctype, n_components, d)
-    nk_shape, t_shape, s_shape = ws.shapes
-    nk, t, s = np.zeros(nk_shape), np.zeros(t_shape), np.zeros(s_shape)
-    name = "resp_stats_" + ("diag" if ctype == "spherical" else ctype)
-    kern = kernels(parallel)[name]
-    shift_c = np.ascontiguousarray(shift, dtype=X.dtype)
-    step = ws.rows_per_call
+    kind = ("full", "tied", "diag").index(KERNEL_TYPE[ctype])
+    ws = StatsWorkspace(ctype, k, d)
+    # One kernel for every type: s is (k, d, d), (1, d, d) or (k, d, 1).
+    s_shape = ((k, d, d), (1, d, d), (k, d, 1))[kind]
+    s_slot = ws.s_slot.reshape((ws.n_slots,) + s_shape)
+    nk, t, s = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape)
+    kern = kernels(parallel)["resp_stats"]
+    shift_c = np.ascontiguousarray(np.reshape(shift, (-1, d)), dtype=X.dtype)
+    group = _config.chunks_per_group(n)
+    step = ws.rows_per_call(group)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
-        kern(X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)), shift_c,
-             _config.CHUNK_SIZE, ws.nk_slot, ws.t_slot, ws.s_slot, nk, t, s)
+        kern(X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)), shift_c, kind,
+             _config.CHUNK_SIZE, group, ws.nk_slot, ws.t_slot, s_slot, nk, t, s)
     weight = float(n) if w is None else float(w.sum())
+    s = s.reshape(ws.shapes[2])
     return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
                      _symmetrize_upper(s, ctype), 0.0, weight, n)
 
@@ -626,8 +639,9 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_score = np.empty(n if score else 0, dtype=out_dtype)
     out_label = np.empty(n if labels else 0, dtype=np.int64)
     _, args = kernel_inputs(params, X.dtype)
-    kern = kernels(parallel)["point_" + params.covariance_type]
-    kern(X, *args, _config.CHUNK_SIZE, resp, out_2d, out_score, out_label)
+    kern = kernels(parallel)["point_" + KERNEL_TYPE[params.covariance_type]]
+    kern(X, *args, _config.CHUNK_SIZE, _config.chunks_per_group(n), resp, out_2d, out_score,
+         out_label)
     out = {}
     if resp:
         out["resp"] = out_2d
