@@ -482,11 +482,20 @@ def _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse):
             rowsum[i] += v
             q += 1 if v > 0.0 else 0
     ptr[n_components] = q
+    # Most rows of clustered data have a single entry (sum exactly 1): no
+    # logarithm or division for them.
+    n_multi = 0
     for i in range(m):
-        lse[i] = rowmax[i] + np.log(rowsum[i])
-        rowsum[i] = 1.0 / rowsum[i]
-    for j in range(q):
-        vals[j] *= rowsum[rows[j]]
+        rs = rowsum[i]
+        if rs == 1.0:
+            lse[i] = rowmax[i]
+        else:
+            lse[i] = rowmax[i] + np.log(rs)
+            rowsum[i] = 1.0 / rs
+            n_multi += 1
+    if n_multi > 0:
+        for j in range(q):
+            vals[j] *= rowsum[rows[j]]
 
 
 @jit()
