@@ -76,24 +76,28 @@ class PeakRSS:
         self.extra_mb = (self.peak - self.base) / 2**20
 
 
-def time_fit(make, X, iters, repeat=2):
-    """Seconds per EM iteration: difference of two fixed-iteration fits.
+def time_fits(makers, X, iters, repeat=2):
+    """Seconds per EM iteration of each maker: difference of two fixed-iteration fits.
 
-    Each fit is timed ``repeat`` times and the fastest kept, so a burst of
-    load from elsewhere on the machine does not land in one column only.
+    ``makers`` maps a name to ``make(n_iter) -> estimator`` and ``iters`` maps
+    the same names to the extra iterations timed.  The repeats of all makers
+    are interleaved and the fastest of each kept, so a slow spell of this
+    shared machine lands on every column alike instead of on one of them.
     """
-    times = {}
-    for m in (1, 1 + iters):
-        best = np.inf
-        for _ in range(repeat):
-            est = make(m)
-            t = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                est.fit(X)
-            best = min(best, time.perf_counter() - t)
-        times[m] = best
-    return (times[1 + iters] - times[1]) / iters, est
+    best = {(name, m): np.inf for name in makers for m in (1, 1 + iters[name])}
+    est = {}
+    for _ in range(repeat):
+        for name, make in makers.items():
+            for m in (1, 1 + iters[name]):
+                e = make(m)
+                t = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    e.fit(X)
+                best[name, m] = min(best[name, m], time.perf_counter() - t)
+                est[name] = e
+    return {name: (best[name, 1 + iters[name]] - best[name, 1]) / iters[name]
+            for name in makers}, est
 
 
 def flops(covariance_type, n, d, k):
@@ -113,7 +117,17 @@ def run_case(name, covariance_type, n, d, k, dtype, iters, gemm, with_sklearn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours(1).fit(X[:2000])  # compile outside the timing
-    t_f, est = time_fit(ours, X, iters)
+    makers, iters_of = {"fastgmm": ours}, {"fastgmm": iters}
+    if with_sklearn:
+        from sklearn.mixture import GaussianMixture as SK
+
+        def theirs(m):
+            return SK(k, covariance_type=covariance_type, tol=0, max_iter=m,
+                      init_params="random_from_data", **init)
+
+        makers["sklearn"], iters_of["sklearn"] = theirs, 2
+    per_iter, _ = time_fits(makers, X, iters_of)
+    t_f = per_iter["fastgmm"]
     with PeakRSS() as mem_f:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -122,13 +136,7 @@ def run_case(name, covariance_type, n, d, k, dtype, iters, gemm, with_sklearn):
                mem_f=mem_f.extra_mb, xmb=X.nbytes / 2**20)
     row["frac"] = row["gflops"] / gemm[np.dtype(dtype).name]
     if with_sklearn:
-        from sklearn.mixture import GaussianMixture as SK
-
-        def theirs(m):
-            return SK(k, covariance_type=covariance_type, tol=0, max_iter=m,
-                      init_params="random_from_data", **init)
-
-        t_s, sk = time_fit(theirs, X, 2)
+        t_s = per_iter["sklearn"]
         with PeakRSS() as mem_s:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -184,14 +192,15 @@ def tiny(with_sklearn, repeat=20):
 def thread_scaling(n, iters):
     X, means0 = make_problem(n, 16, 16)
     init = start_params("full", means0)
-    out = {}
+    makers = {}
     for t in (1, 2):
         def make(m, t=t):
             return fastgmm.GaussianMixture(16, tol=0, max_iter=m, n_threads=t, **init)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             make(1).fit(X[:3000])
-        out[t], _ = time_fit(make, X, iters)
+        makers[t] = make
+    out, _ = time_fits(makers, X, {1: iters, 2: iters})
     return out
 
 

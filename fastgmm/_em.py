@@ -133,7 +133,7 @@ class ArraySource:
                 or ws.shapes[1] != (params.n_components, params.n_features)):
             ws = self._workspace = StatsWorkspace(
                 params.covariance_type, params.n_components, params.n_features,
-                numba.get_num_threads())
+                numba.get_num_threads(), self.X.shape[0])
         return compute_stats(self.X, self.sample_weight, params, ws, self.parallel,
                              kernel_inputs(params, self.X.dtype))
 

@@ -10,11 +10,18 @@ Conventions
   per-point arithmetic runs in the dtype of ``X``; means and precision factors
   are passed in that same dtype.  Log-probabilities, responsibilities and all
   accumulated statistics are float64.
-* Rows are processed in fixed chunks of ``chunk_size`` rows.  Chunk ``c`` (of
-  the call) writes only slot ``c`` of each ``*_slot`` array, so the ``prange``
-  loop has no shared writes; the slots are then folded into the ``*_acc``
-  accumulators serially, in chunk order.  The summation order therefore depends
-  on the chunk size only, never on the number of threads.
+* Rows are processed in fixed chunks of ``chunk_size`` rows, and chunks in
+  groups of ``group`` consecutive chunks.  The ``prange`` loop runs over
+  groups; group ``g`` handles its chunks in order on one thread and writes
+  only slot ``g`` of each ``*_slot`` array, so there are no shared writes;
+  the slots are then folded into the accumulators serially, in group order.
+  The summation order therefore depends on ``chunk_size`` and ``group``
+  (chosen from the number of rows), never on the number of threads.
+* A chunk's responsibilities are per-component lists of (row, value)
+  entries holding only the entries that can carry mass (see
+  :func:`_normalize_lists`).
+* Inside loops, arrays are indexed, not sliced: every slice costs an atomic
+  reference-count update, and threads slicing a shared array contend for it.
 * ``weighted`` is False when every sample weight is one; ``w`` is then ignored
   (a length-0 array may be passed).
 * Precision factors follow scikit-learn: ``prec_chol`` is upper triangular and

@@ -483,13 +483,18 @@ class StatsWorkspace:
     n_components, n_features : int
     n_threads : int
         Only sizes the number of groups in flight; results do not depend on it.
+    n_samples : int, optional
+        The most rows one call will see: no more slots than their groups need.
     """
 
     def __init__(self, covariance_type: str, n_components: int, n_features: int,
-                 n_threads: int = 1):
+                 n_threads: int = 1, n_samples: int | None = None):
         nk_shape, t_shape, s_shape = _stats_shapes(covariance_type, n_components, n_features)
         per_chunk = 8 * (n_components + int(np.prod(t_shape)) + int(np.prod(s_shape)) + 2)
         g = max(4 * max(n_threads, 1), _config.SLOT_BUDGET_BYTES // per_chunk)
+        if n_samples is not None:
+            rows = _config.chunks_per_group(n_samples) * _config.CHUNK_SIZE
+            g = min(g, max(1, -(-int(n_samples) // rows)))
         self.n_slots = int(g)
         self.covariance_type = covariance_type
         self.shapes = (nk_shape, t_shape, s_shape)
@@ -535,7 +540,7 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     ctype = params.covariance_type
     k, d = params.n_components, params.n_features
     if workspace is None:
-        workspace = StatsWorkspace(ctype, k, d)
+        workspace = StatsWorkspace(ctype, k, d, n_samples=X.shape[0])
     if inputs is None:
         inputs = kernel_inputs(params, X.dtype)
     shift, args = inputs
@@ -576,7 +581,7 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     k = n_components
     ctype = covariance_type
     kind = ("full", "tied", "diag").index(KERNEL_TYPE[ctype])
-    ws = StatsWorkspace(ctype, k, d)
+    ws = StatsWorkspace(ctype, k, d, n_samples=n)
     # One kernel for every type: s is (k, d, d), (1, d, d) or (k, d, 1).
     s_shape = ((k, d, d), (1, d, d), (k, d, 1))[kind]
     s_slot = ws.s_slot.reshape((ws.n_slots,) + s_shape)
@@ -584,7 +589,12 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     kern = kernels(parallel)["resp_stats"]
     shift_c = np.ascontiguousarray(np.reshape(shift, (-1, d)), dtype=X.dtype)
     group = _config.chunks_per_group(n)
-    step = ws.rows_per_call(group)
+    # Rows per call: also bounded so that one block of responsibilities
+    # stays within the slot budget (memory independent of n).
+    rows_cap = max(_config.CHUNK_SIZE, _config.SLOT_BUDGET_BYTES // (8 * k))
+    step = max(group * _config.CHUNK_SIZE,
+               min(ws.rows_per_call(group), rows_cap) // (group * _config.CHUNK_SIZE)
+               * group * _config.CHUNK_SIZE)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)

@@ -242,3 +242,26 @@ def test_verbose_and_callback(blobs, capsys):
     assert g.n_iter_ == 3
     assert all(isinstance(s, fastgmm.IterationInfo) for s in seen)
     np.testing.assert_allclose(seen[-1].params.means, g.means_)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "random"])
+def test_fit_holds_no_array_proportional_to_n_times_k(init_params):
+    # Python-side allocations (numpy buffers, which tracemalloc sees) of a
+    # whole fit, initialisation included, stay a fraction of X: no (n, k)
+    # responsibility matrix and no block of it larger than the slot budget.
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    n, d, k = 300_000, 4, 24
+    X = rng.normal(size=(n, d)) + rng.integers(0, 6, size=(n, 1)) * 8.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
+        fastgmm.fit(X[:5000], k, init_params=init_params, max_iter=2, random_state=0)
+        tracemalloc.start()
+        try:
+            fastgmm.fit(X, k, init_params=init_params, max_iter=3, random_state=0)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    resp_nbytes = n * k * 8
+    assert peak < 0.5 * resp_nbytes, (peak, resp_nbytes)
