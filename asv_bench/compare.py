@@ -189,7 +189,7 @@ def tiny(with_sklearn, repeat=20):
     return best
 
 
-def thread_scaling(n, iters):
+def thread_scaling(n, iters, repeat=3):
     X, means0 = make_problem(n, 16, 16)
     init = start_params("full", means0)
     makers = {}
@@ -200,7 +200,7 @@ def thread_scaling(n, iters):
             warnings.simplefilter("ignore")
             make(1).fit(X[:3000])
         makers[t] = make
-    out, _ = time_fits(makers, X, {1: iters, 2: iters})
+    out, _ = time_fits(makers, X, {1: iters, 2: iters}, repeat=repeat)
     return out
 
 
