@@ -79,25 +79,30 @@ class PeakRSS:
 def time_fits(makers, X, iters, repeat=2):
     """Seconds per EM iteration of each maker: difference of two fixed-iteration fits.
 
-    ``makers`` maps a name to ``make(n_iter) -> estimator`` and ``iters`` maps
-    the same names to the extra iterations timed.  The repeats of all makers
-    are interleaved and the fastest of each kept, so a slow spell of this
-    shared machine lands on every column alike instead of on one of them.
+    ``makers`` maps a name to ``make(n_iter) -> estimator``; ``iters`` and
+    ``repeat`` map the same names to the extra iterations timed and the
+    number of repeats (an int applies to all).  The repeats of all makers are
+    interleaved and the fastest of each kept, so a slow spell of this shared
+    machine lands on every column alike instead of on one of them; a short
+    pause before each fit lets the thread pools of the previous one go idle.
     """
+    if isinstance(repeat, int):
+        repeat = {name: repeat for name in makers}
     best = {(name, m): np.inf for name in makers for m in (1, 1 + iters[name])}
-    est = {}
-    for _ in range(repeat):
+    for r in range(max(repeat.values())):
         for name, make in makers.items():
+            if r >= repeat[name]:
+                continue
             for m in (1, 1 + iters[name]):
                 e = make(m)
+                time.sleep(0.3)
                 t = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     e.fit(X)
                 best[name, m] = min(best[name, m], time.perf_counter() - t)
-                est[name] = e
     return {name: (best[name, 1 + iters[name]] - best[name, 1]) / iters[name]
-            for name in makers}, est
+            for name in makers}
 
 
 def flops(covariance_type, n, d, k):
@@ -117,7 +122,7 @@ def run_case(name, covariance_type, n, d, k, dtype, iters, gemm, with_sklearn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours(1).fit(X[:2000])  # compile outside the timing
-    makers, iters_of = {"fastgmm": ours}, {"fastgmm": iters}
+    makers, iters_of, repeats = {"fastgmm": ours}, {"fastgmm": iters}, {"fastgmm": 4}
     if with_sklearn:
         from sklearn.mixture import GaussianMixture as SK
 
@@ -125,8 +130,8 @@ def run_case(name, covariance_type, n, d, k, dtype, iters, gemm, with_sklearn):
             return SK(k, covariance_type=covariance_type, tol=0, max_iter=m,
                       init_params="random_from_data", **init)
 
-        makers["sklearn"], iters_of["sklearn"] = theirs, 2
-    per_iter, _ = time_fits(makers, X, iters_of)
+        makers["sklearn"], iters_of["sklearn"], repeats["sklearn"] = theirs, 2, 2
+    per_iter = time_fits(makers, X, iters_of, repeats)
     t_f = per_iter["fastgmm"]
     with PeakRSS() as mem_f:
         with warnings.catch_warnings():
@@ -200,8 +205,7 @@ def thread_scaling(n, iters, repeat=3):
             warnings.simplefilter("ignore")
             make(1).fit(X[:3000])
         makers[t] = make
-    out, _ = time_fits(makers, X, {1: iters, 2: iters}, repeat=repeat)
-    return out
+    return time_fits(makers, X, {1: iters, 2: iters}, repeat=repeat)
 
 
 def main(argv=None):

@@ -531,6 +531,16 @@ def _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse):
 
 
 @jit()
+def _full_scratch(X, n_components, m):
+    """Scratch of :func:`_lists_full`: xt, dt, acc, maha, order, cand, koff."""
+    n_features = X.shape[1]
+    return (np.empty((n_features, m), dtype=X.dtype), np.empty((n_features, m), dtype=X.dtype),
+            np.empty((2, m), dtype=X.dtype), np.empty(m, dtype=X.dtype),
+            np.empty(m, dtype=np.int64), np.empty(m + 1, dtype=np.int64),
+            np.empty(n_components + 1, dtype=np.int64))
+
+
+@jit()
 def _list_scratch(n_components, m):
     """Scratch of the list helpers: lp, ptr, rows, vals, rowmax, kmax, rowsum, lse."""
     return (np.empty((n_components, m)), np.empty(n_components + 1, dtype=np.int64),
@@ -788,14 +798,8 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
     for g in prange(n_groups):
         _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc), dtype=X.dtype)
-        dx = np.empty((n_features, mc), dtype=X.dtype)
-        acc = np.empty((2, mc), dtype=X.dtype)
-        maha = np.empty(mc, dtype=X.dtype)
+        xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        order = np.empty(mc, dtype=np.int64)
-        cand = np.empty(mc + 1, dtype=np.int64)
-        koff = np.empty(n_components + 1, dtype=np.int64)
         dr = np.empty((mc, n_features))
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
@@ -992,14 +996,8 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
     prune = want_resp or out_2d.shape[0] == 0
     for g in prange(n_groups):
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc), dtype=X.dtype)
-        dx = np.empty((n_features, mc), dtype=X.dtype)
-        acc = np.empty((2, mc), dtype=X.dtype)
-        maha = np.empty(mc, dtype=X.dtype)
+        xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        order = np.empty(mc, dtype=np.int64)
-        cand = np.empty(mc + 1, dtype=np.int64)
-        koff = np.empty(n_components + 1, dtype=np.int64)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _transpose_chunk(X, start, stop, xt)
