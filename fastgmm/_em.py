@@ -19,7 +19,8 @@ import numba
 import numpy as np
 
 from . import _config
-from ._stats import GaussianParams, StatsWorkspace, SuffStats, compute_stats, kernel_inputs
+from ._stats import (GaussianParams, RowHints, StatsWorkspace, SuffStats, compute_stats,
+                     kernel_inputs)
 from ._validation import ConvergenceWarning
 
 
@@ -113,6 +114,7 @@ class ArraySource:
         self.sample_weight = sample_weight
         self.parallel = use_parallel(X.shape[0]) if parallel is None else parallel
         self._workspace: StatsWorkspace | None = None
+        self._hints: RowHints | None = None
 
     @property
     def n_samples(self) -> int:
@@ -134,8 +136,9 @@ class ArraySource:
             ws = self._workspace = StatsWorkspace(
                 params.covariance_type, params.n_components, params.n_features,
                 numba.get_num_threads(), self.X.shape[0])
+            self._hints = RowHints(self.X.shape[0])
         return compute_stats(self.X, self.sample_weight, params, ws, self.parallel,
-                             kernel_inputs(params, self.X.dtype))
+                             kernel_inputs(params, self.X.dtype), self._hints)
 
 
 @dataclass

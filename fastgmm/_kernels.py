@@ -157,6 +157,103 @@ def _exact_full(xt, sel, first, cnt, gathered, means, prec_chol, k, ln, out, dt,
 
 
 @jit()
+def _bucket_rows(kbest, m, n_components, koff, pos, order):
+    """Counting sort (stable): rows of component ``k`` are ``order[koff[k]:koff[k + 1]]``."""
+    for k in range(n_components + 1):
+        koff[k] = 0
+    for i in range(m):
+        koff[kbest[i] + 1] += 1
+    for k in range(n_components):
+        koff[k + 1] += koff[k]
+    for k in range(n_components):
+        pos[k] = koff[k]
+    for i in range(m):
+        kb = kbest[i]
+        order[pos[kb]] = i
+        pos[kb] += 1
+
+
+@jit()
+def _lists_full_hinted(xt, m, means, prec_chol, log_norm, pair_w, pair_c, kbest, ptr, rows,
+                       vals, thr, order, koff, ex, dt, acc, maha):
+    """:func:`_lists_full` when each row's likely best component is known.
+
+    ``kbest`` holds a guess per row (last iteration's most probable
+    component).  Any guess gives the same lists: its exact density only sets
+    the threshold, and every other component must pass the pair bounds
+    against it (first with ``w . (x - mu_b) >= -|w| |x - mu_b|``, a few
+    scalar operations per pair, then the bound itself) before its exact
+    density is computed.  No bound is evaluated for every (row, component)
+    pair, which the unhinted path needs to find the guess.
+    """
+    n_features = xt.shape[0]
+    n_components = means.shape[0]
+    _bucket_rows(kbest, m, n_components, koff, ptr, order)
+    for k in range(n_components):
+        a = koff[k]
+        _exact_full(xt, order, a, koff[k + 1] - a, True, means, prec_chol, k, log_norm[k],
+                    ex, dt, acc, maha)
+    # Per row (in bucket order): threshold and distance to the guessed mean.
+    for j in range(m):
+        v = ex[j]
+        thr[j] = v + (RESP_LOG_FLOOR - 1.0) if v > -np.inf else np.nan
+        maha[j] = 0
+    for b in range(n_components):
+        for e in range(n_features):
+            mbe = means[b, e]
+            for j in range(koff[b], koff[b + 1]):
+                z = xt[e, order[j]] - mbe
+                maha[j] += z * z
+    pair_k = np.empty(m * (n_components - 1) + 1, dtype=np.int64)
+    pair_i = np.empty_like(pair_k)
+    pcnt = np.zeros(n_components + 1, dtype=np.int64)
+    n_pairs = 0
+    for b in range(n_components):
+        for k in range(n_components):
+            if k == b:
+                continue
+            c = pair_c[b, k, 0]
+            wn = pair_c[b, k, 1]
+            ln = log_norm[k]
+            for j in range(koff[b], koff[b + 1]):
+                lim = thr[j]
+                z = max(c - wn * np.sqrt(float(maha[j])), 0.0)
+                if ln - 0.4995 * z * z <= lim:
+                    continue
+                i = order[j]
+                z = c
+                for e in range(n_features):
+                    z += pair_w[b, k, e] * (xt[e, i] - means[b, e])
+                z = max(z, 0.0)
+                if ln - 0.4995 * z * z <= lim:
+                    continue
+                pair_k[n_pairs] = k
+                pair_i[n_pairs] = i
+                pcnt[k] += 1
+                n_pairs += 1
+    # Lists: each component's bucket, then its pairs.
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        for j in range(koff[k], koff[k + 1]):
+            rows[p] = order[j]
+            vals[p] = ex[j]
+            p += 1
+        c = pcnt[k]
+        pcnt[k] = p
+        p += c
+    ptr[n_components] = p
+    for j in range(n_pairs):
+        k = pair_k[j]
+        rows[pcnt[k]] = pair_i[j]
+        pcnt[k] += 1
+    for k in range(n_components):
+        c0 = ptr[k] + koff[k + 1] - koff[k]
+        _exact_full(xt, rows, c0, ptr[k + 1] - c0, True, means, prec_chol, k, log_norm[k],
+                    vals, dt, acc, maha)
+
+
+@jit()
 def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune, lp,
                 ptr, rows, vals, thr, kbest, order, cand, koff, ex, dt, acc, maha):
     """Per-component lists of the log densities that matter, full covariances.
@@ -173,9 +270,10 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
     lam_min : ndarray (k,) float64
         A lower bound of the smallest eigenvalue of each precision matrix.
     pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
-    pair_c : ndarray (k, k) float64, or (0, 0)
-        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[b, j]``
-        (see Notes); empty arrays switch this bound off.
+    pair_c : ndarray (k, k, 2) float64, or (0, 0, 2)
+        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[b, j, 0]``
+        (see Notes) and ``pair_c[b, j, 1] >= |pair_w[b, j]|``; empty arrays
+        switch these bounds off.
     prune : bool
         Skip the exact density where it cannot reach ``RESP_LOG_FLOOR`` of
         the row's best (see Notes).  Without pruning ``lp`` holds every exact
@@ -243,19 +341,8 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
             ex[i] = b if up else max(ex[i], v)
             thr[i] = v if up else b
             kbest[i] = k if up else kbest[i]
-    # Rows bucketed by that component (a counting sort, stable).
-    for k in range(n_components + 1):
-        koff[k] = 0
-    for i in range(m):
-        koff[kbest[i] + 1] += 1
-    for k in range(n_components):
-        koff[k + 1] += koff[k]
-    for k in range(n_components):
-        ptr[k] = koff[k]
-    for i in range(m):
-        kb = kbest[i]
-        order[ptr[kb]] = i
-        ptr[kb] += 1
+    # Rows bucketed by that component.
+    _bucket_rows(kbest, m, n_components, koff, ptr, order)
     # Threshold per row: the exact density of its most promising component
     # minus the floor; NaN keeps every component of a row whose best is -inf.
     # (The second-best bound moves from ``ex`` to ``thr`` meanwhile.)
@@ -293,7 +380,7 @@ def _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prun
                 continue
             if use_pairs:
                 # The bound along the line between the two means.
-                z = pair_c[kb, k]
+                z = pair_c[kb, k, 0]
                 for e in range(n_features):
                     z += pair_w[kb, k, e] * (xt[e, i] - means[kb, e])
                 z = max(z, 0.0)
@@ -759,7 +846,8 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
 
 
 def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                      chunk_size, group, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+                      hint, use_hint, chunk_size, group, nk_slot, t_slot, s_slot, ll_slot,
+                      nk, t, s, ll):
     """Fused E-step and statistics for full covariances.
 
     Parameters
@@ -773,6 +861,12 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
     lam_min : ndarray (k,) float64
         Lower bounds of the precisions' smallest eigenvalues (pruning).
     pair_w, pair_c : pair bounds (pruning; see :func:`_lists_full`)
+    hint : ndarray (n,) int32, or length 0
+        Each row's most probable component, written on the way out (for the
+        next iteration) when not empty.
+    use_hint : bool
+        ``hint`` already holds a guess per row (see
+        :func:`_lists_full_hinted`); results do not depend on it.
     chunk_size : int
         Rows per chunk (the unit of the per-chunk helpers).
     group : int
@@ -804,9 +898,19 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _transpose_chunk(X, start, stop, xt)
-            _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, True, lp,
-                        ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx, acc, maha)
+            if use_hint and pair_w.shape[0] > 0:
+                for i in range(m):
+                    kmax[i] = hint[start + i]
+                _lists_full_hinted(xt, m, means, prec_chol, log_norm, pair_w, pair_c, kmax,
+                                   ptr, rows, vals, rowmax, order, koff, lse, dx, acc, maha)
+            else:
+                _lists_full(xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, True,
+                            lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx,
+                            acc, maha)
             _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+            if hint.shape[0] > 0:
+                for i in range(m):
+                    hint[start + i] = kmax[i]
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
                              nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)

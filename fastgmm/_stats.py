@@ -452,13 +452,13 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     -------
     w : ndarray (k, k, d) in ``dtype``; ``w[b, j]`` for the pair ``(b, j)``
         (zero where ``b == j`` or the means coincide)
-    c : ndarray (k, k) float64
-        Both arrays are empty when ``k < 2`` or the problem is over
-        :data:`PAIR_BOUND_BUDGET`.
+    c : ndarray (k, k, 2) float64
+        ``c[b, j, 0] = c`` and ``c[b, j, 1] >= |w[b, j]|``.  Both arrays are
+        empty when ``k < 2`` or the problem is over :data:`PAIR_BOUND_BUDGET`.
     """
     k, d = means.shape
     if k < 2 or float(k * d) ** 2 > PAIR_BOUND_BUDGET:
-        return np.empty((0, 0, d), dtype=dtype), np.empty((0, 0))
+        return np.empty((0, 0, d), dtype=dtype), np.empty((0, 0, 2))
     diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
     dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
     live = dist > 0
@@ -471,7 +471,10 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     live &= s > 0
     scale = np.where(live, 1.0 / np.sqrt(np.where(live, s, 1.0)), 0.0)
     w = v * scale[..., None]
-    return np.ascontiguousarray(w, dtype=dtype), dist * scale
+    # |w| = scale (v is a unit vector), enlarged by one part in a thousand so
+    # that rounding of w in the data's dtype cannot make the bound too tight.
+    c = np.stack([dist * scale, scale * 1.001], axis=-1)
+    return np.ascontiguousarray(w, dtype=dtype), c
 
 
 class StatsWorkspace:
@@ -508,6 +511,22 @@ class StatsWorkspace:
         return self.n_slots * group * _config.CHUNK_SIZE
 
 
+class RowHints:
+    """Each row's most probable component at the last E-step over the same rows.
+
+    Kept by in-memory sources between iterations: the full-covariance kernel
+    then starts each row from that component instead of bounding every
+    (row, component) pair.  Results do not depend on the hints.
+    """
+
+    def __init__(self, n_samples: int):
+        self.best = np.zeros(n_samples, dtype=np.int32)
+        self.valid = False
+
+
+_NO_HINT = np.empty(0, dtype=np.int32)
+
+
 def _weights_args(w, lo, hi):
     if w is None:
         return _EMPTY_W, False
@@ -519,7 +538,7 @@ _EMPTY_W = np.empty(0, dtype=np.float64)
 
 def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
                   workspace: StatsWorkspace | None = None, parallel: bool = True,
-                  inputs: tuple | None = None) -> SuffStats:
+                  inputs: tuple | None = None, hints: RowHints | None = None) -> SuffStats:
     """Fused E-step over ``X``: statistics and log-likelihood for ``params``.
 
     Parameters
@@ -532,6 +551,8 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         Use the parallel kernels.
     inputs : tuple, optional
         Precomputed :func:`kernel_inputs` for ``params`` and ``X.dtype``.
+    hints : RowHints, optional
+        Hints for the rows of ``X`` (full covariances only; read and updated).
 
     Returns
     -------
@@ -553,12 +574,19 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     n = X.shape[0]
     group = _config.chunks_per_group(n)
     step = workspace.rows_per_call(group)
+    if ctype == "full":
+        use_hint = hints is not None and hints.valid
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
-        kern(X[lo:hi], wb, weighted, *args, _config.CHUNK_SIZE, group,
+        extra = ()
+        if ctype == "full":
+            extra = (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
+        kern(X[lo:hi], wb, weighted, *args, *extra, _config.CHUNK_SIZE, group,
              workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot,
              nk, t, s, ll)
+    if ctype == "full" and hints is not None:
+        hints.valid = True
     weight = float(n) if w is None else float(w.sum())
     log_lik = ll[0] if ll[1] == 0 else -np.inf
     return SuffStats(ctype, shift, nk, t, _symmetrize_upper(s, ctype), float(log_lik),

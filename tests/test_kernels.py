@@ -140,3 +140,42 @@ def test_full_kernel_pruning_on_separated_clusters(dtype):
     tol = 1e-9 if dtype == np.float64 else 2e-4
     np.testing.assert_allclose(new.means, ref_m, rtol=tol, atol=tol)
     np.testing.assert_allclose(new.covariances, ref_c, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("spread", [30.0, 3.0])
+def test_full_kernel_row_hints_any_guess_same_statistics(dtype, spread):
+    # With row hints the full kernel starts each row from the hinted
+    # component and bounds the others against it.  Whatever the hints say
+    # (the last iteration's labels, or nonsense), the statistics must equal
+    # the dense scipy reference: the hint only sets where the search starts.
+    from fastgmm._stats import RowHints
+
+    rng = np.random.default_rng(8)
+    k, d, n = 7, 4, 4000
+    means = rng.normal(scale=spread, size=(k, d))
+    a = rng.normal(size=(k, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) / d + 0.3 * np.eye(d)
+    w = rng.dirichlet(np.ones(k) * 3)
+    z = rng.integers(0, k, n)
+    X = np.stack([rng.multivariate_normal(means[j], cov[j]) for j in z]).astype(dtype)
+    params = GaussianParams.from_covariances("full", w, means, cov)
+    ref_resp, ref_lse = e_step(X, w, means, cov, "full")
+    ref_w, ref_m, ref_c = m_step(X, ref_resp, "full", 1e-6)
+    tol = 1e-9 if dtype == np.float64 else 2e-4
+    hints = RowHints(n)
+    compute_stats(X, None, params, hints=hints)          # fills the hints
+    assert hints.valid
+    if spread == 30.0:  # separated: the hints are the labels
+        np.testing.assert_array_equal(hints.best, ref_resp.argmax(axis=1))
+    for guess in ("last", "random", "constant"):
+        if guess == "random":
+            hints.best[:] = rng.integers(0, k, n)
+        elif guess == "constant":
+            hints.best[:] = k - 1
+        stats = compute_stats(X, None, params, hints=hints)
+        np.testing.assert_allclose(stats.log_likelihood, ref_lse.sum(), rtol=RTOL[dtype] * 10)
+        new = stats.m_step(1e-6)
+        np.testing.assert_allclose(new.weights, ref_w, rtol=tol, atol=tol * 1e-2)
+        np.testing.assert_allclose(new.means, ref_m, rtol=tol, atol=tol)
+        np.testing.assert_allclose(new.covariances, ref_c, rtol=tol, atol=tol)
