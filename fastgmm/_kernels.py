@@ -535,6 +535,26 @@ def _lists_from_dense(lp, m, ptr, rows, vals, thr):
 
 
 @jit()
+def _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
+                      ptr, rows, vals, rowmax):
+    """Transpose rows ``start:stop``, evaluate every diagonal/spherical density, list them."""
+    m = stop - start
+    _transpose_chunk(X, start, stop, xt)
+    _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
+    _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+
+
+@jit()
+def _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp, dx, yt,
+                      maha, ptr, rows, vals, rowmax):
+    """Transpose rows ``start:stop``, evaluate every tied density, list them."""
+    m = stop - start
+    _transpose_chunk(X, start, stop, xt)
+    _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
+    _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+
+
+@jit()
 def _lists_from_resp(resp, m, ptr, rows, vals):
     """Lists of the non-zero entries of given responsibilities ``resp`` (>= m, k)."""
     n_components = resp.shape[1]
@@ -945,9 +965,8 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
         rt = np.empty((n_features, mc))
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _transpose_chunk(X, start, stop, xt)
-            _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
-            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp,
+                              dx, yt, maha, ptr, rows, vals, rowmax)
             _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
@@ -980,9 +999,8 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _transpose_chunk(X, start, stop, xt)
-            _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
-            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
+                              ptr, rows, vals, rowmax)
             _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
@@ -1127,9 +1145,8 @@ def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, 
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _transpose_chunk(X, start, stop, xt)
-            _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
-            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp,
+                              dx, yt, maha, ptr, rows, vals, rowmax)
             _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
                                  want_resp, out_2d, out_score, out_label)
 
@@ -1148,9 +1165,8 @@ def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _transpose_chunk(X, start, stop, xt)
-            _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
-            _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+            _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
+                              ptr, rows, vals, rowmax)
             _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
                                  want_resp, out_2d, out_score, out_label)
 
