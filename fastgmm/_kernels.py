@@ -19,7 +19,8 @@ Conventions
   (chosen from the number of rows), never on the number of threads.
 * A chunk's responsibilities are per-component lists of (row, value)
   entries holding only the entries that can carry mass (see
-  :func:`_normalize_lists`).
+  :func:`_normalize_lists`).  Every list builder (``_lists_*``) returns
+  them normalised, with each row's most probable component and log density.
 * Inside loops, arrays are indexed, not sliced: every slice costs an atomic
   reference-count update, and threads slicing a shared array contend for it.
 * ``weighted`` is False when every sample weight is one; ``w`` is then ignored
@@ -235,7 +236,9 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     """:func:`_lists_full` when each row's likely best component is known.
 
     ``kbest`` holds a guess per row (last iteration's most probable
-    component).  Any guess gives the same lists: its exact density only sets
+    component); on return it holds the most probable component, ``ex`` the
+    log density of each row, and the lists are normalised (as from
+    :func:`_lists_full`).  Any guess gives the same lists: its exact density only sets
     the threshold, and every other component must pass the pair bounds
     against it (first with ``w . (x - mu_b) >= -|w| |x - mu_b|``, a few
     scalar operations per pair, then the bound itself) before its exact
@@ -263,18 +266,27 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     pcnt = np.zeros(n_components + 1, dtype=np.int64)
     n_pairs = 0
     for b in range(n_components):
-        for k in range(n_components):
-            if k == b:
+        for j in range(koff[b], koff[b + 1]):
+            lim = thr[j]
+            dj = dist[j]
+            # The most optimistic of the row's k - 1 first bounds (a loop
+            # over components that vectorises); most rows stop here.
+            best = -np.inf
+            for k in range(n_components):
+                z = max(pair_c[0, b, k] - pair_c[1, b, k] * dj, 0.0)
+                v = log_norm[k] - 0.4995 * z * z
+                best = max(best, v if k != b else -np.inf)
+            if best <= lim:
                 continue
-            c = pair_c[b, k, 0]
-            wn = pair_c[b, k, 1]
-            ln = log_norm[k]
-            for j in range(koff[b], koff[b + 1]):
-                lim = thr[j]
-                z = max(c - wn * dist[j], 0.0)
+            i = order[j]
+            for k in range(n_components):
+                if k == b:
+                    continue
+                c = pair_c[0, b, k]
+                ln = log_norm[k]
+                z = max(c - pair_c[1, b, k] * dj, 0.0)
                 if ln - 0.4995 * z * z <= lim:
                     continue
-                i = order[j]
                 z = c
                 for e in range(n_features):
                     z += pair_w[b, k, e] * (X[start + i, e] - means[b, e])
@@ -305,11 +317,12 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
         c0 = ptr[k] + koff[k + 1] - koff[k]
         _exact_full(X, start, rows, c0, ptr[k + 1] - c0, True, means, prec_chol, k,
                     log_norm[k], vals, dt, acc, maha, no_dist)
+    _normalize_lists(ptr, rows, vals, m, thr, kbest, dist, ex)
 
 
 @jit()
 def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune,
-                lp, ptr, rows, vals, thr, kbest, order, cand, koff, ex, dt, acc, maha):
+                lp, ptr, rows, vals, thr, kbest, order, cand, koff, ex, rowsum, dt, acc, maha):
     """Per-component lists of the log densities that matter, full covariances.
 
     Parameters
@@ -327,20 +340,24 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
     lam_min : ndarray (k,) float64
         A lower bound of the smallest eigenvalue of each precision matrix.
     pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
-    pair_c : ndarray (k, k, 2) float64, or (0, 0, 2)
-        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[b, j, 0]``
-        (see Notes) and ``pair_c[b, j, 1] >= |pair_w[b, j]|``; empty arrays
+    pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
+        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[0, b, j]``
+        (see Notes) and ``pair_c[1, b, j] >= |pair_w[b, j]|``; empty arrays
         switch these bounds off.
     prune : bool
         Skip the exact density where it cannot reach ``RESP_LOG_FLOOR`` of
         the row's best (see Notes).  Without pruning ``lp`` holds every exact
         density on return.
     lp : ndarray (k, >= m) float64, scratch (component-major)
-    ptr, rows, vals : the lists, written (see :func:`_lists_from_dense`)
+    ptr, rows, vals : the lists, written, normalised (see
+        :func:`_normalize_lists`)
     thr : ndarray (>= m,) float64, scratch
-    kbest, order, cand : ndarray (>= m + 1,) int64, scratch
+    kbest : ndarray (>= m + 1,) int64, scratch; on return each row's most
+        probable component
+    order, cand : ndarray (>= m + 1,) int64, scratch
     koff : ndarray (k + 1,) int64, scratch
-    ex : ndarray (>= m,) float64, scratch
+    ex : ndarray (>= m,) float64, scratch; on return each row's log density
+    rowsum : ndarray (>= m,) float64, scratch
     dt : ndarray (d, >= m), dtype of X, scratch
     acc : ndarray (2, >= m), dtype of X, scratch
     maha : ndarray (>= m,), dtype of X, scratch
@@ -375,7 +392,7 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
         for k in range(n_components):
             _exact_full(X, start, kbest, 0, m, False, means, prec_chol, k, log_norm[k], lp[k],
                         dt, acc, maha, no_dist)
-        _lists_from_dense(lp, m, ptr, rows, vals, thr)
+        _lists_dense(lp, m, ptr, rows, vals, thr, kbest, rowsum, ex)
         return
     # Upper bounds of every density.
     for k in range(n_components):
@@ -438,7 +455,7 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
                 continue
             if use_pairs:
                 # The bound along the line between the two means.
-                z = pair_c[kb, k, 0]
+                z = pair_c[0, kb, k]
                 for e in range(n_features):
                     z += pair_w[kb, k, e] * (xt[e, i] - means[kb, e])
                 z = max(z, 0.0)
@@ -449,6 +466,7 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
         _exact_full(X, start, rows, c0, p - c0, True, means, prec_chol, k, ln, vals, dt, acc, maha,
                     no_dist)
     ptr[n_components] = p
+    _normalize_lists(ptr, rows, vals, m, thr, kbest, rowsum, ex)
 
 
 @jit()
@@ -566,51 +584,100 @@ def _exp_nonpositive(x):
 
 
 @jit()
-def _lists_from_dense(lp, m, ptr, rows, vals, thr):
-    """Lists of the entries of ``lp`` (k, >= m) within the floor of their row's max.
+def _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, cnt, lse):
+    """Responsibility lists from weighted log densities ``lp`` (k, >= m).
 
-    ``thr`` (>= m,) is scratch.  A row whose maximum is ``-inf`` keeps every
-    entry (it gets uniform responsibilities).
+    The lists hold the entries within ``RESP_LOG_FLOOR`` of their row's
+    largest, normalised (see :func:`_normalize_lists`, whose results these
+    are); ``kmax`` and ``lse`` receive each row's most probable component and
+    log density.  ``rowmax`` and ``cnt`` (>= m,) float64 are scratch.
+
+    Notes
+    -----
+    Maxima and per-row counts come from loops over rows that vectorise; a
+    row with one entry (most rows of clustered data) is then placed with no
+    exponential, and only rows with several entries pay for them.  Rows are
+    placed in increasing order, ``ptr`` serving as the insertion points.  A
+    row whose every density is ``-inf`` keeps every entry (uniform
+    responsibilities, ``lse = -inf``).
     """
     n_components = lp.shape[0]
     for i in range(m):
-        thr[i] = -np.inf
+        rowmax[i] = -np.inf
+        kmax[i] = 0
+        cnt[i] = 0.0
     for k in range(n_components):
         for i in range(m):
             v = lp[k, i]
-            thr[i] = v if v > thr[i] else thr[i]
+            up = v > rowmax[i]
+            rowmax[i] = v if up else rowmax[i]
+            kmax[i] = k if up else kmax[i]
+    # lse holds each row's threshold until the row is placed; NaN keeps all.
     for i in range(m):
-        mx = thr[i]
-        thr[i] = mx + RESP_LOG_FLOOR if mx > -np.inf else np.nan
+        mx = rowmax[i]
+        lse[i] = mx + RESP_LOG_FLOOR if mx > -np.inf else np.nan
     p = 0
     for k in range(n_components):
-        ptr[k] = p
+        c = 0
         for i in range(m):
-            v = lp[k, i]
-            rows[p] = i
-            vals[p] = v
-            p += 0 if v <= thr[i] else 1
+            keep = 0 if lp[k, i] <= lse[i] else 1
+            cnt[i] += keep
+            c += keep
+        ptr[k] = p
+        p += c
     ptr[n_components] = p
+    for i in range(m):
+        mx = rowmax[i]
+        if cnt[i] == 1.0:
+            k = kmax[i]
+            q = ptr[k]
+            rows[q] = i
+            vals[q] = 1.0
+            ptr[k] = q + 1
+            lse[i] = mx
+            continue
+        thr = lse[i]
+        total = 0.0
+        for k in range(n_components):
+            v = lp[k, i]
+            if v <= thr:
+                continue
+            e = _exp_nonpositive(max(v - mx, RESP_LOG_FLOOR)) if mx > -np.inf else 1.0
+            q = ptr[k]
+            rows[q] = i
+            vals[q] = e
+            ptr[k] = q + 1
+            total += e
+        lse[i] = mx + np.log(total)
+        if total != 1.0:
+            inv = 1.0 / total
+            for k in range(n_components):
+                if not lp[k, i] <= thr:
+                    vals[ptr[k] - 1] *= inv
+    # ptr[k] now ends list k: shift back to starts.
+    for k in range(n_components - 1, 0, -1):
+        ptr[k] = ptr[k - 1]
+    ptr[0] = 0
 
 
 @jit()
 def _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
-                      ptr, rows, vals, rowmax):
-    """Transpose rows ``start:stop``, evaluate every diagonal/spherical density, list them."""
+                      ptr, rows, vals, rowmax, kmax, cnt, lse):
+    """Rows ``start:stop``: transpose, every diagonal/spherical density, normalised lists."""
     m = stop - start
     _transpose_chunk(X, start, stop, xt)
     _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
-    _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+    _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, cnt, lse)
 
 
 @jit()
 def _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp, dx, yt,
-                      maha, ptr, rows, vals, rowmax):
-    """Transpose rows ``start:stop``, evaluate every tied density, list them."""
+                      maha, ptr, rows, vals, rowmax, kmax, cnt, lse):
+    """Rows ``start:stop``: transpose, every tied density, normalised lists."""
     m = stop - start
     _transpose_chunk(X, start, stop, xt)
     _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
-    _lists_from_dense(lp, m, ptr, rows, vals, rowmax)
+    _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, cnt, lse)
 
 
 @jit()
@@ -987,8 +1054,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
                 _transpose_chunk(X, start, stop, xt)
                 _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
                             pair_c, True, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff,
-                            lse, dx, acc, maha)
-            _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+                            lse, rowsum, dx, acc, maha)
             if hint.shape[0] > 0:
                 for i in range(m):
                     hint[start + i] = kmax[i]
@@ -1027,8 +1093,7 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp,
-                              dx, yt, maha, ptr, rows, vals, rowmax)
-            _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+                              dx, yt, maha, ptr, rows, vals, rowmax, kmax, rowsum, lse)
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
                              nk_slot[g], t_slot[g], s_slot[g], dt, rt)
@@ -1061,8 +1126,7 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
-                              ptr, rows, vals, rowmax)
-            _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
+                              ptr, rows, vals, rowmax, kmax, rowsum, lse)
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
                              nk_slot[g], t_slot[g], s_slot[g])
@@ -1127,9 +1191,9 @@ def _resp_stats_py(X, w, weighted, resp, shift, kind, chunk_size, group,
 
 
 @jit()
-def _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                         want_resp, out_2d, out_score, out_label):
-    """Normalise a chunk's lists and write the per-point outputs asked for.
+def _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
+                         out_score, out_label):
+    """Write the per-point outputs asked for from a chunk's normalised lists.
 
     Outputs of length 0 are not wanted.  ``out_2d`` receives the
     responsibilities when ``want_resp``, else the weighted log densities
@@ -1140,7 +1204,6 @@ def _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, ls
         for i in range(m):
             for k in range(n_components):
                 out_2d[start + i, k] = lp[k, i]
-    _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse)
     if out_label.shape[0] > 0:
         for i in range(m):
             out_label[start + i] = kmax[i]
@@ -1185,10 +1248,10 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _transpose_chunk(X, start, stop, xt)
             _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                        prune, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, dx,
-                        acc, maha)
-            _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                                 want_resp, out_2d, out_score, out_label)
+                        prune, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, rowsum,
+                        dx, acc, maha)
+            _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
+                                 out_score, out_label)
 
 
 def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, want_resp,
@@ -1208,9 +1271,9 @@ def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, 
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp,
-                              dx, yt, maha, ptr, rows, vals, rowmax)
-            _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                                 want_resp, out_2d, out_score, out_label)
+                              dx, yt, maha, ptr, rows, vals, rowmax, kmax, rowsum, lse)
+            _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
+                                 out_score, out_label)
 
 
 def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_resp,
@@ -1228,9 +1291,9 @@ def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
-                              ptr, rows, vals, rowmax)
-            _point_outputs_chunk(lp, m, start, ptr, rows, vals, rowmax, kmax, rowsum, lse,
-                                 want_resp, out_2d, out_score, out_label)
+                              ptr, rows, vals, rowmax, kmax, rowsum, lse)
+            _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
+                                 out_score, out_label)
 
 
 # ---------------------------------------------------------------------------

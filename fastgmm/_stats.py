@@ -452,13 +452,13 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     -------
     w : ndarray (k, k, d) in ``dtype``; ``w[b, j]`` for the pair ``(b, j)``
         (zero where ``b == j`` or the means coincide)
-    c : ndarray (k, k, 2) float64
-        ``c[b, j, 0] = c`` and ``c[b, j, 1] >= |w[b, j]|``.  Both arrays are
+    c : ndarray (2, k, k) float64
+        ``c[0, b, j] = c`` and ``c[1, b, j] >= |w[b, j]|``.  Both arrays are
         empty when ``k < 2`` or the problem is over :data:`PAIR_BOUND_BUDGET`.
     """
     k, d = means.shape
     if k < 2 or float(k * d) ** 2 > PAIR_BOUND_BUDGET:
-        return np.empty((0, 0, d), dtype=dtype), np.empty((0, 0, 2))
+        return np.empty((0, 0, d), dtype=dtype), np.empty((2, 0, 0))
     diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
     dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
     live = dist > 0
@@ -473,7 +473,7 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     w = v * scale[..., None]
     # |w| = scale (v is a unit vector), enlarged by one part in a thousand so
     # that rounding of w in the data's dtype cannot make the bound too tight.
-    c = np.stack([dist * scale, scale * 1.001], axis=-1)
+    c = np.stack([dist * scale, scale * 1.001])
     return np.ascontiguousarray(w, dtype=dtype), c
 
 
