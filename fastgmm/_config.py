@@ -19,21 +19,33 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 #: Rows per chunk: the unit of the per-chunk kernels (their scratch fits L2).
 CHUNK_SIZE = 256
 
+#: Rows per chunk of the full-covariance E-step.  Its exact densities run
+#: over the rows of one component at a time; longer runs amortise the loop
+#: set-up, and its scratch does not grow with ``k`` like the dense types'.
+#: Measured (n = 4e5, d = k = 16, one thread): 1024 rows 1.16-1.30x faster
+#: than 256; the diagonal type is indifferent and the tied one 12 % slower.
+FULL_CHUNK_SIZE = 1024
+
+
+def chunk_size(covariance_type: str) -> int:
+    """Rows per chunk of the E-step and per-point kernels of a covariance type."""
+    return FULL_CHUNK_SIZE if covariance_type == "full" else CHUNK_SIZE
+
 #: At most this many consecutive chunks share one statistics slot.
 MAX_CHUNKS_PER_GROUP = 16
 
 
-def chunks_per_group(n_samples: int) -> int:
+def chunks_per_group(n_samples: int, chunk_rows: int = CHUNK_SIZE) -> int:
     """Chunks per statistics slot for a kernel call over ``n_samples`` rows.
 
     A group of consecutive chunks runs on one thread and adds into one slot;
-    slots are folded in order.  Together with :data:`CHUNK_SIZE` this (a
-    function of ``n_samples`` only, never of the thread count) fixes the
-    floating-point summation order.  Groups of up to 16 chunks cut the slot
+    slots are folded in order.  Together with the chunk size ``chunk_rows``
+    this (a function of ``n_samples`` and the covariance type only, never of
+    the thread count) fixes the floating-point summation order.  Groups of up to 16 chunks cut the slot
     traffic (a full-covariance slot is ``k d^2`` values) while leaving at
     least 32 groups to share between threads.
     """
-    n_chunks = -(-int(n_samples) // CHUNK_SIZE)
+    n_chunks = -(-int(n_samples) // chunk_rows)
     return max(1, min(MAX_CHUNKS_PER_GROUP, n_chunks // 32))
 
 #: Below this many rows the serial kernels are used: no thread start-up, and

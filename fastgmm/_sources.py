@@ -187,7 +187,7 @@ class MemmapSource(_BlockSource):
         if not isinstance(block_size, (int, np.integer)) or isinstance(block_size, bool) \
                 or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        c = _config.CHUNK_SIZE
+        c = _config.FULL_CHUNK_SIZE  # a multiple of every type's chunk
         self.block_size = int(-(-int(block_size) // c) * c)
         if not isinstance(init_sample_size, (int, np.integer)) or init_sample_size < 1:
             raise ValueError("init_sample_size must be a positive integer, got "

@@ -495,8 +495,9 @@ class StatsWorkspace:
         nk_shape, t_shape, s_shape = _stats_shapes(covariance_type, n_components, n_features)
         per_chunk = 8 * (n_components + int(np.prod(t_shape)) + int(np.prod(s_shape)) + 2)
         g = max(4 * max(n_threads, 1), _config.SLOT_BUDGET_BYTES // per_chunk)
+        self.chunk_size = _config.chunk_size(covariance_type)
         if n_samples is not None:
-            rows = _config.chunks_per_group(n_samples) * _config.CHUNK_SIZE
+            rows = _config.chunks_per_group(n_samples, self.chunk_size) * self.chunk_size
             g = min(g, max(1, -(-int(n_samples) // rows)))
         self.n_slots = int(g)
         self.covariance_type = covariance_type
@@ -508,7 +509,7 @@ class StatsWorkspace:
 
     def rows_per_call(self, group: int) -> int:
         """Rows one kernel call covers with ``group`` chunks per slot."""
-        return self.n_slots * group * _config.CHUNK_SIZE
+        return self.n_slots * group * self.chunk_size
 
 
 class RowHints:
@@ -572,7 +573,8 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     ll = np.zeros(2)
     kern = kernels(parallel)["em_stats_" + KERNEL_TYPE[ctype]]
     n = X.shape[0]
-    group = _config.chunks_per_group(n)
+    cs = workspace.chunk_size
+    group = _config.chunks_per_group(n, cs)
     step = workspace.rows_per_call(group)
     if ctype == "full":
         use_hint = hints is not None and hints.valid
@@ -582,7 +584,7 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         extra = ()
         if ctype == "full":
             extra = (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
-        kern(X[lo:hi], wb, weighted, *args, *extra, _config.CHUNK_SIZE, group,
+        kern(X[lo:hi], wb, weighted, *args, *extra, cs, group,
              workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot,
              nk, t, s, ll)
     if ctype == "full" and hints is not None:
@@ -616,18 +618,17 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     nk, t, s = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape)
     kern = kernels(parallel)["resp_stats"]
     shift_c = np.ascontiguousarray(np.reshape(shift, (-1, d)), dtype=X.dtype)
-    group = _config.chunks_per_group(n)
+    cs = ws.chunk_size
+    group = _config.chunks_per_group(n, cs)
     # Rows per call: also bounded so that one block of responsibilities
     # stays within the slot budget (memory independent of n).
-    rows_cap = max(_config.CHUNK_SIZE, _config.SLOT_BUDGET_BYTES // (8 * k))
-    step = max(group * _config.CHUNK_SIZE,
-               min(ws.rows_per_call(group), rows_cap) // (group * _config.CHUNK_SIZE)
-               * group * _config.CHUNK_SIZE)
+    rows_cap = max(cs, _config.SLOT_BUDGET_BYTES // (8 * k))
+    step = max(group * cs, min(ws.rows_per_call(group), rows_cap) // (group * cs) * group * cs)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
         kern(X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)), shift_c, kind,
-             _config.CHUNK_SIZE, group, ws.nk_slot, ws.t_slot, s_slot, nk, t, s)
+             cs, group, ws.nk_slot, ws.t_slot, s_slot, nk, t, s)
     weight = float(n) if w is None else float(w.sum())
     s = s.reshape(ws.shapes[2])
     return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
@@ -678,8 +679,8 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_label = np.empty(n if labels else 0, dtype=np.int64)
     _, args = kernel_inputs(params, X.dtype)
     kern = kernels(parallel)["point_" + KERNEL_TYPE[params.covariance_type]]
-    kern(X, *args, _config.CHUNK_SIZE, _config.chunks_per_group(n), resp, out_2d, out_score,
-         out_label)
+    cs = _config.chunk_size(params.covariance_type)
+    kern(X, *args, cs, _config.chunks_per_group(n, cs), resp, out_2d, out_score, out_label)
     out = {}
     if resp:
         out["resp"] = out_2d
