@@ -245,7 +245,7 @@ def _bucket_rows(kbest, m, n_components, koff, pos, order):
 
 @jit()
 def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, kbest, ptr,
-                       rows, vals, thr, order, koff, ex, dist, dt, acc, maha):
+                       rows, vals, thr, order, koff, ex, dist, dt, acc, maha, pair_k, pair_i):
     """:func:`_lists_full` when each row's likely best component is known.
 
     ``kbest`` holds a guess per row (last iteration's most probable
@@ -258,7 +258,10 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     density is computed.  No bound is evaluated for every (row, component)
     pair, which the unhinted path needs to find the guess, and no transposed
     chunk is needed: rows are read from ``X`` (rows ``start .. start + m -
-    1``).  ``dist`` (>= m,) float64 is scratch.
+    1``).  ``dist`` (>= m,) float64 and ``pair_k``, ``pair_i`` (>= m (k - 1) +
+    1,) int64 are scratch (allocated by the caller once per group: freshly
+    allocated blocks this large would be mapped and unmapped by the system
+    allocator every chunk, and threads would queue on that).
     """
     n_features = X.shape[1]
     n_components = means.shape[0]
@@ -274,8 +277,6 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
         v = ex[j]
         dist[j] = np.sqrt(thr[j])
         thr[j] = v + (RESP_LOG_FLOOR - 1.0) if v > -np.inf else np.nan
-    pair_k = np.empty(m * (n_components - 1) + 1, dtype=np.int64)
-    pair_i = np.empty_like(pair_k)
     pcnt = np.zeros(n_components + 1, dtype=np.int64)
     n_pairs = 0
     for b in range(n_components):
@@ -1072,6 +1073,8 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         dr = np.empty((mc, n_features))
+        pair_k = np.empty(mc * (n_components - 1) + 1 if use_hint else 0, dtype=np.int64)
+        pair_i = np.empty_like(pair_k)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             if use_hint and pair_w.shape[0] > 0:
@@ -1079,7 +1082,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
                     kmax[i] = hint[start + i]
                 _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c,
                                    kmax, ptr, rows, vals, rowmax, order, koff, lse, rowsum, dx,
-                                   acc, maha)
+                                   acc, maha, pair_k, pair_i)
             else:
                 _transpose_chunk(X, start, stop, xt)
                 _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
