@@ -266,6 +266,14 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     n_features = X.shape[1]
     n_components = means.shape[0]
     no_dist = dist[:0]
+    # Rows are read below in bucket order, which hardware prefetchers cannot
+    # follow: first walk the chunk in order, one load per 64-byte line.
+    step = max(1, 64 // X.itemsize)
+    touch = 0.0
+    for i in range(start, start + m):
+        for e in range(0, n_features, step):
+            touch += X[i, e]
+    dist[0] = touch
     _bucket_rows(kbest, m, n_components, koff, ptr, order)
     # Per row (in bucket order): exact density of the guess, distance to its
     # mean (into ``thr``), then threshold (``thr``) and that distance (``dist``).
