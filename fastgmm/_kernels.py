@@ -143,28 +143,15 @@ def _maha_triangle(dt, cnt, prec_chol, k, acc, maha):
             for j in range(cnt):
                 acc[0, j] = 0
                 acc[1, j] = 0
-        # The last 0-3 shared terms and g's diagonal term, then the squares.
-        r = g - e
+        # g is odd, so 1 or 3 shared terms remain; then g's diagonal term
+        # and the squares.
         bg = prec_chol[k, g, g]
-        if r == 0:
-            for j in range(cnt):
-                ya = acc[0, j]
-                yb = acc[1, j] + bg * dt[g, j]
-                maha[j] += ya * ya + yb * yb
-        elif r == 1:
+        if g - e == 1:
             a0, b0 = prec_chol[k, e, f], prec_chol[k, e, g]
             for j in range(cnt):
                 x0 = dt[e, j]
                 ya = acc[0, j] + a0 * x0
                 yb = acc[1, j] + b0 * x0 + bg * dt[g, j]
-                maha[j] += ya * ya + yb * yb
-        elif r == 2:
-            a0, a1 = prec_chol[k, e, f], prec_chol[k, e + 1, f]
-            b0, b1 = prec_chol[k, e, g], prec_chol[k, e + 1, g]
-            for j in range(cnt):
-                x0, x1 = dt[e, j], dt[e + 1, j]
-                ya = acc[0, j] + (a0 * x0 + a1 * x1)
-                yb = acc[1, j] + (b0 * x0 + b1 * x1) + bg * dt[g, j]
                 maha[j] += ya * ya + yb * yb
         else:
             a0, a1, a2 = prec_chol[k, e, f], prec_chol[k, e + 1, f], prec_chol[k, e + 2, f]

@@ -179,3 +179,46 @@ def test_full_kernel_row_hints_any_guess_same_statistics(dtype, spread):
         np.testing.assert_allclose(new.weights, ref_w, rtol=tol, atol=tol * 1e-2)
         np.testing.assert_allclose(new.means, ref_m, rtol=tol, atol=tol)
         np.testing.assert_allclose(new.covariances, ref_c, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("d", [4, 6, 7, 9, 12, 17])
+def test_full_log_prob_every_remainder_of_the_triangle(d):
+    # The triangular product runs two output and four input features per
+    # pass, with remainders depending on d: every case against scipy.
+    rng = np.random.default_rng(d)
+    k, n = 3, 300
+    w, means, cov = random_params("full", k, d, d)
+    X = rng.normal(size=(n, d)) * 2.0 + means[rng.integers(0, k, n)]
+    params = GaussianParams.from_covariances("full", w, means, cov)
+    out = point_outputs(X, params, log_prob=True)["log_prob"]
+    ref = weighted_log_prob(X, w, means, cov, "full")
+    np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-11 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_with_no_finite_density_get_uniform_responsibilities(covariance_type, dtype):
+    # A row so far out that its squared distance overflows has log density
+    # -inf under every component: it must get lse = -inf and uniform
+    # responsibilities (never NaN), and the other rows stay exact, with and
+    # without row hints.
+    from fastgmm._stats import RowHints
+
+    n, d, k = 600, 3, 4
+    X, params, (w, means, cov) = _setup(covariance_type, n, d, k, dtype, seed=13)
+    far = 1e160 if dtype == np.float64 else 1e20
+    X[[5, 400]] = far
+    ok = np.ones(n, bool)
+    ok[[5, 400]] = False
+    ref_resp, ref_lse = e_step(X[ok], w, means, cov, covariance_type)
+    out = point_outputs(X, params, resp=True)["resp"]
+    np.testing.assert_allclose(out[~ok], 1.0 / k, rtol=1e-6)
+    np.testing.assert_allclose(out[ok], ref_resp, rtol=0, atol=100 * ATOL[dtype])
+    sc = point_outputs(X, params, score=True, labels=True)
+    assert np.all(sc["score"][~ok] == -np.inf)
+    np.testing.assert_allclose(sc["score"][ok], ref_lse, rtol=RTOL[dtype] * 10)
+    hints = RowHints(n)
+    for _ in range(2):  # unhinted, then hinted (full)
+        stats = compute_stats(X, None, params, hints=hints)
+        assert stats.log_likelihood == -np.inf
+        np.testing.assert_allclose(stats.nk.sum(), n, rtol=1e-12)
+        np.testing.assert_allclose(stats.nk, ref_resp.sum(axis=0) + 2.0 / k, rtol=1e-6)
