@@ -265,3 +265,31 @@ def test_fit_holds_no_array_proportional_to_n_times_k(init_params):
             tracemalloc.stop()
     resp_nbytes = n * k * 8
     assert peak < 0.5 * resp_nbytes, (peak, resp_nbytes)
+
+
+def test_blas_runs_on_one_thread_during_fits_and_is_restored():
+    # BLAS only sees the M-step's d x d factorisations; its idle threads
+    # would otherwise spin next to Numba's after every call.  scipy's own
+    # OpenBLAS is loaded lazily (on the first M-step): it must be limited
+    # too.  A fresh interpreter, so that nothing has loaded scipy before.
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, fastgmm
+from threadpoolctl import threadpool_info
+def blas():
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+seen = []
+X = np.random.default_rng(0).normal(size=(3000, 3))
+fastgmm.GaussianMixture(2, covariance_type="full", random_state=0,
+                        callback=lambda info: seen.append(blas())).fit(X)
+during = {v for s in seen for v in s.values()}
+after = blas()
+print(during, len(seen[-1]), len(after), max(after.values()))
+assert during == {1}, seen
+assert len(seen[-1]) == len(after)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
