@@ -1068,11 +1068,12 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         dr = np.empty((mc, n_features))
-        pair_k = np.empty(mc * (n_components - 1) + 1 if use_hint else 0, dtype=np.int64)
+        hinted = use_hint and pair_w.shape[0] > 0
+        pair_k = np.empty(mc * (n_components - 1) + 1 if hinted else 0, dtype=np.int64)
         pair_i = np.empty_like(pair_k)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            if use_hint and pair_w.shape[0] > 0:
+            if hinted:
                 for i in range(m):
                     kmax[i] = hint[start + i]
                 _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c,
