@@ -41,9 +41,9 @@ def chunks_per_group(n_samples: int, chunk_rows: int = CHUNK_SIZE) -> int:
     A group of consecutive chunks runs on one thread and adds into one slot;
     slots are folded in order.  Together with the chunk size ``chunk_rows``
     this (a function of ``n_samples`` and the covariance type only, never of
-    the thread count) fixes the floating-point summation order.  Groups of up to 16 chunks cut the slot
-    traffic (a full-covariance slot is ``k d^2`` values) while leaving at
-    least 32 groups to share between threads.
+    the thread count) fixes the floating-point summation order.  Groups of
+    up to 16 chunks cut the slot traffic (a full-covariance slot is ``k d^2``
+    values) while leaving at least 32 groups to share between threads.
     """
     n_chunks = -(-int(n_samples) // chunk_rows)
     return max(1, min(MAX_CHUNKS_PER_GROUP, n_chunks // 32))

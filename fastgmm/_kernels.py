@@ -93,10 +93,10 @@ def _sq_dist_rows(xt, m, means, k, out):
             z3 = xt[e + 3, i] - m3
             out[i] += (z0 * z0 + z1 * z1) + (z2 * z2 + z3 * z3)
         e += 4
-    for e in range(e, n_features):
-        me = means[k, e]
+    for f in range(e, n_features):
+        me = means[k, f]
         for i in range(m):
-            z = xt[e, i] - me
+            z = xt[f, i] - me
             out[i] += z * z
 
 
@@ -231,6 +231,16 @@ def _bucket_rows(kbest, m, n_components, koff, pos, order):
 
 
 @jit()
+def _list_bucket(k, koff, order, ex, rows, vals, p):
+    """Append bucket ``k`` (its rows and their exact log densities) to the lists at ``p``."""
+    for j in range(koff[k], koff[k + 1]):
+        rows[p] = order[j]
+        vals[p] = ex[j]
+        p += 1
+    return p
+
+
+@jit()
 def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, kbest, ptr,
                        rows, vals, thr, order, koff, ex, dist, dt, acc, maha, pair_k, pair_i):
     """:func:`_lists_full` when each row's likely best component is known.
@@ -310,10 +320,7 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     p = 0
     for k in range(n_components):
         ptr[k] = p
-        for j in range(koff[k], koff[k + 1]):
-            rows[p] = order[j]
-            vals[p] = ex[j]
-            p += 1
+        p = _list_bucket(k, koff, order, ex, rows, vals, p)
         c = pcnt[k]
         pcnt[k] = p
         p += c
@@ -450,10 +457,7 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
     p = 0
     for k in range(n_components):
         ptr[k] = p
-        for j in range(koff[k], koff[k + 1]):
-            rows[p] = order[j]
-            vals[p] = ex[j]
-            p += 1
+        p = _list_bucket(k, koff, order, ex, rows, vals, p)
         c0 = p
         ln = log_norm[k]
         for j in range(n_cand):
@@ -550,11 +554,11 @@ def _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha):
                 z3 = (xt[e + 3, i] - m3) * p3
                 maha[i] += (z0 * z0 + z1 * z1) + (z2 * z2 + z3 * z3)
             e += 4
-        for e in range(e, n_features):
-            me = means[k, e]
-            pe = prec[k, e]
+        for f in range(e, n_features):
+            me = means[k, f]
+            pe = prec[k, f]
             for i in range(m):
-                z = (xt[e, i] - me) * pe
+                z = (xt[f, i] - me) * pe
                 maha[i] += z * z
         for i in range(m):
             lp[k, i] = ln - 0.5 * maha[i]
@@ -786,6 +790,16 @@ def _full_scratch(X, n_components, m):
             np.empty((2, m), dtype=X.dtype), np.empty(m, dtype=X.dtype),
             np.empty(m, dtype=np.int64), np.empty(m + 1, dtype=np.int64),
             np.empty(n_components + 1, dtype=np.int64))
+
+
+@jit()
+def _dense_scratch(X, m, tied):
+    """Scratch of the dense helpers: xt, dx, yt, maha (``dx``, ``yt`` empty unless tied)."""
+    n_features = X.shape[1]
+    cols = m + ROW_PAD if tied else 0
+    return (np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
+            np.empty((n_features, cols), dtype=X.dtype),
+            np.empty((n_features, cols), dtype=X.dtype), np.empty(m, dtype=X.dtype))
 
 
 @jit()
@@ -1112,10 +1126,7 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
     for g in prange(n_groups):
         _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        dx = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        yt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        maha = np.empty(mc, dtype=X.dtype)
+        xt, dx, yt, maha = _dense_scratch(X, mc, True)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         dt = np.empty((n_features, mc + ROW_PAD))
         rt = np.empty((n_features, mc + ROW_PAD))
@@ -1149,8 +1160,7 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
     for g in prange(n_groups):
         _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        maha = np.empty(mc, dtype=X.dtype)
+        xt, _, _, maha = _dense_scratch(X, mc, False)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
@@ -1292,10 +1302,7 @@ def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, 
     n_groups = (n_chunks + group - 1) // group
     for g in prange(n_groups):
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        dx = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        yt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        maha = np.empty(mc, dtype=X.dtype)
+        xt, dx, yt, maha = _dense_scratch(X, mc, True)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
@@ -1314,8 +1321,7 @@ def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_
     n_groups = (n_chunks + group - 1) // group
     for g in prange(n_groups):
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        maha = np.empty(mc, dtype=X.dtype)
+        xt, _, _, maha = _dense_scratch(X, mc, False)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
