@@ -242,7 +242,8 @@ def _list_bucket(k, koff, order, ex, rows, vals, p):
 
 @jit()
 def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, kbest, ptr,
-                       rows, vals, thr, order, koff, ex, dist, dt, acc, maha, pair_k, pair_i):
+                       rows, vals, thr, order, koff, ex, dist, dt, acc, maha, pair_k, pair_i,
+                       pcnt):
     """:func:`_lists_full` when each row's likely best component is known.
 
     ``kbest`` holds a guess per row (last iteration's most probable
@@ -255,10 +256,11 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     density is computed.  No bound is evaluated for every (row, component)
     pair, which the unhinted path needs to find the guess, and no transposed
     chunk is needed: rows are read from ``X`` (rows ``start .. start + m -
-    1``).  ``dist`` (>= m,) float64 and ``pair_k``, ``pair_i`` (>= m (k - 1) +
-    1,) int64 are scratch (allocated by the caller once per group: freshly
-    allocated blocks this large would be mapped and unmapped by the system
-    allocator every chunk, and threads would queue on that).
+    1``).  ``dist`` (>= m,) float64, ``pair_k``, ``pair_i`` (>= m (k - 1) +
+    1,) int64 and ``pcnt`` (k + 1,) int64 are scratch (allocated by the
+    caller once per group: freshly allocated blocks this large would be
+    mapped and unmapped by the system allocator every chunk, and threads
+    would queue on that).
     """
     n_features = X.shape[1]
     n_components = means.shape[0]
@@ -270,7 +272,7 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     for i in range(start, start + m):
         for e in range(0, n_features, step):
             touch += X[i, e]
-    dist[0] = touch
+    dist[0] = touch  # a use of the loads, so that they are not optimised away
     _bucket_rows(kbest, m, n_components, koff, ptr, order)
     # Per row (in bucket order): exact density of the guess, distance to its
     # mean (into ``thr``), then threshold (``thr``) and that distance (``dist``).
@@ -282,7 +284,8 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
         v = ex[j]
         dist[j] = np.sqrt(thr[j])
         thr[j] = v + (RESP_LOG_FLOOR - 1.0) if v > -np.inf else np.nan
-    pcnt = np.zeros(n_components + 1, dtype=np.int64)
+    for k in range(n_components + 1):
+        pcnt[k] = 0
     n_pairs = 0
     for b in range(n_components):
         for j in range(koff[b], koff[b + 1]):
@@ -1085,6 +1088,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         hinted = use_hint and pair_w.shape[0] > 0
         pair_k = np.empty(mc * (n_components - 1) + 1 if hinted else 0, dtype=np.int64)
         pair_i = np.empty_like(pair_k)
+        pcnt = np.empty(n_components + 1, dtype=np.int64)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             if hinted:
@@ -1092,7 +1096,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
                     kmax[i] = hint[start + i]
                 _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c,
                                    kmax, ptr, rows, vals, rowmax, order, koff, lse, rowsum, dx,
-                                   acc, maha, pair_k, pair_i)
+                                   acc, maha, pair_k, pair_i, pcnt)
             else:
                 _transpose_chunk(X, start, stop, xt)
                 _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
