@@ -219,7 +219,7 @@ def main(argv=None):
     iters = 2 if args.quick else 3
     import numba
     print(f"fastgmm {fastgmm.__version__}, numba {numba.__version__}, numpy {np.__version__}, "
-          f"threads {numba.get_num_threads()}, layer {numba.config.THREADING_LAYER}")
+          f"threads {numba.get_num_threads()}")
     gemm = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}
     print(f"dense GEMM (numpy A @ B, 4096^2): float64 {gemm['float64']:.1f} GFLOP/s, "
           f"float32 {gemm['float32']:.1f} GFLOP/s")

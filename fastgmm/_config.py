@@ -6,9 +6,6 @@ cache, the fastmath flags and the error model are decided here once.
 
 from __future__ import annotations
 
-import ctypes
-import os
-
 import numba
 
 # Conservative fastmath: reassociation lets LLVM vectorise reductions and
@@ -48,8 +45,8 @@ def chunks_per_group(n_samples: int, chunk_rows: int = CHUNK_SIZE) -> int:
     n_chunks = -(-int(n_samples) // chunk_rows)
     return max(1, min(MAX_CHUNKS_PER_GROUP, n_chunks // 32))
 
-#: Below this many rows the serial kernels are used: no thread start-up, and
-#: fits may then run concurrently from several Python threads.
+#: Below this many rows kernels run on the calling thread alone (a hand-off
+#: to helper threads costs more than it saves).
 SERIAL_THRESHOLD = 4 * CHUNK_SIZE
 
 #: k-means initialisation runs on a uniform sample of at most this many rows.
@@ -62,13 +59,14 @@ SEED_MAX_SAMPLES = 16_384
 SLOT_BUDGET_BYTES = 8 * 2**20
 
 
-def jit(parallel: bool = False, inline: bool = False):
+def jit(inline: bool = False):
     """Return the decorator used for every compiled kernel.
+
+    Kernels are serial and release the GIL; :mod:`fastgmm._parallel` runs
+    them on several threads.
 
     Parameters
     ----------
-    parallel : bool
-        Compile ``prange`` loops as parallel loops.
     inline : bool
         Inline the function into its callers at the Numba IR level (tiny
         scalar helpers used inside loops that must vectorise).
@@ -78,40 +76,5 @@ def jit(parallel: bool = False, inline: bool = False):
         nogil=True,
         fastmath=FASTMATH,
         error_model="numpy",
-        parallel=parallel,
         inline="always" if inline else "never",
     )
-
-
-#: Whether parallel kernels may be launched from several Python threads at once
-#: (set by :func:`_choose_threading_layer`).
-THREADSAFE_LAYER = False
-
-
-def _choose_threading_layer() -> None:
-    """Prefer a thread-safe Numba threading layer (TBB, else OpenMP).
-
-    Numba's default ``workqueue`` layer aborts the process when two Python
-    threads launch parallel kernels at once (Dask workers, thread pools).  The
-    user's own ``NUMBA_THREADING_LAYER`` always wins.
-    """
-    global THREADSAFE_LAYER
-    chosen = os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER
-    if chosen not in ("default", ""):
-        THREADSAFE_LAYER = chosen in ("tbb", "omp", "threadsafe", "safe")
-        return
-    if _loadable("libtbb.so.12") or _loadable("libgomp.so.1"):
-        numba.config.THREADING_LAYER = "threadsafe"
-        THREADSAFE_LAYER = True
-
-
-def _loadable(library: str) -> bool:
-    """Whether the shared library can be opened (cheap ``dlopen``)."""
-    try:
-        ctypes.CDLL(library)
-    except OSError:
-        return False
-    return True
-
-
-_choose_threading_layer()

@@ -114,11 +114,9 @@ class DaskSource:
         Rows drawn uniformly (without replacement) and brought to the client
         for the initialisation; all rows when there are no more.
     parallel : bool, default=False
-        Use the parallel Numba kernels inside each task.  Off by default:
-        Dask already runs blocks in parallel, one per worker thread.  When on,
-        several threads may launch parallel kernels at once, which needs
-        Numba's thread-safe ``tbb`` or ``omp`` layer (fastgmm selects one at
-        import unless ``NUMBA_THREADING_LAYER`` is set).
+        Share the rows of each block between threads inside each task.  Off
+        by default: Dask already runs blocks in parallel, one per worker
+        thread.
     split_every : int, default=8
         Fan-in of the tree that adds the blocks' statistics.
 
@@ -279,21 +277,18 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int, parallel=N
                         meta=np.empty((0,), dtype))
 
 
-def warm_up(covariance_types=("full",)) -> str:
-    """Load (or compile) the EM kernels in this process; returns Numba's threading layer.
+def warm_up(covariance_types=("full",)) -> None:
+    """Load the kernels of the given covariance types in this process.
 
     Run it on every worker once, e.g. ``client.run(fastgmm._dask.warm_up)``,
     so that the first iteration is not slowed by loading kernels from
-    Numba's disk cache, and to check which threading layer the workers use.
+    Numba's disk cache (or compiling them).
 
     Parameters
     ----------
     covariance_types : sequence of str, default=('full',)
-        The kernels to load: statistics (serial and parallel) and per-point
-        outputs, float64.
+        The kernels to load: statistics and per-point outputs, float64.
     """
-    import numba
-
     from ._stats import GaussianParams
 
     X = np.random.default_rng(0).normal(size=(2048, 2))
@@ -301,7 +296,5 @@ def warm_up(covariance_types=("full",)) -> str:
         cov = {"full": np.stack([np.eye(2)] * 2), "tied": np.eye(2),
                "diag": np.ones((2, 2)), "spherical": np.ones(2)}[ctype]
         params = GaussianParams.from_covariances(ctype, np.full(2, 0.5), X[:2].copy(), cov)
-        compute_stats(X, None, params, None, parallel=False)
         compute_stats(X, None, params, None, parallel=True)
-        point_outputs(X, params, resp=True, score=True, labels=True, parallel=False)
-    return numba.threading_layer()
+        point_outputs(X, params, resp=True, score=True, labels=True, parallel=True)

@@ -90,17 +90,13 @@ def thread_limit(n_threads: int | None):
 
 
 def use_parallel(n_samples: int) -> bool:
-    """Whether to run the parallel kernels on ``n_samples`` rows.
+    """Whether kernels over ``n_samples`` rows may share them between threads.
 
-    Decided by the data size alone, so that one thread and two run the very
-    same compiled code (bit-identical results do not then rest on two
-    separate compilations vectorising reductions alike).  Only without a
-    thread-safe threading layer does one thread fall back to the serial
-    kernels, which never touch the layer.
+    Small inputs run on the calling thread alone (no hand-off to the pool).
+    The compiled code and the summation order are the same either way (see
+    :mod:`fastgmm._parallel`), so results do not depend on this choice.
     """
-    if n_samples < _config.SERIAL_THRESHOLD:
-        return False
-    return _config.THREADSAFE_LAYER or numba.get_num_threads() > 1
+    return n_samples >= _config.SERIAL_THRESHOLD
 
 
 class ArraySource:

@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from . import _config
-from ._kernels import kernels
+from ._kernels import KERNELS
+from ._parallel import run_groups
 from ._stats import GaussianParams, resp_stats
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -52,16 +53,16 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
     -------
     centers : ndarray (n_clusters, n_features), dtype of X
     """
-    kern = kernels(parallel)
     n, d = X.shape
+    cs = _config.CHUNK_SIZE
+    n_chunks = (n + cs - 1) // cs
     wa, weighted = _w_args(w)
     p0 = None if w is None else w / w.sum()
     centers = np.empty((n_clusters, d), dtype=X.dtype)
     centers[0] = X[rng.choice(n, p=p0)]
     closest = np.full(n, np.inf)
-    kern["update_min_dist"](X, centers[0], closest)
+    run_groups(KERNELS["update_min_dist"], (X, centers[0], closest, cs), n_chunks, parallel)
     n_trials = 2 + int(math.log(n_clusters))
-    n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
     slot = np.empty((n_chunks, n_trials))
     for j in range(1, n_clusters):
         mass = closest if w is None else closest * w
@@ -76,11 +77,12 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
             idx = np.minimum(idx, n - 1)
         cand = np.ascontiguousarray(X[idx])
         pot = np.zeros(n_trials)
-        kern["candidate_potential"](X, wa, weighted, cand, closest, _config.CHUNK_SIZE,
-                                    slot, pot)
+        run_groups(KERNELS["candidate_potential"], (X, wa, weighted, cand, closest, cs, slot),
+                   n_chunks, parallel)
+        KERNELS["fold"](slot, n_chunks, pot)
         best = int(np.argmin(pot))
         centers[j] = cand[best]
-        kern["update_min_dist"](X, centers[j], closest)
+        run_groups(KERNELS["update_min_dist"], (X, centers[j], closest, cs), n_chunks, parallel)
     return centers
 
 
@@ -100,9 +102,7 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
     centers : ndarray (n_clusters, n_features), dtype of X
     labels : ndarray (n_samples,) int64
     """
-    kern = kernels(parallel)
     n, d = X.shape
-    wa, weighted = _w_args(w)
     # Seeds only need a good spread; Lloyd's iterations below use every row.
     if n > _config.SEED_MAX_SAMPLES:
         rows = np.sort(rng.choice(n, _config.SEED_MAX_SAMPLES, replace=False))
@@ -115,17 +115,10 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
         centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
     _, variance = weighted_mean_var(X, w)
     threshold = tol * variance.mean()
-    n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
-    sum_slot = np.empty((n_chunks, n_clusters, d))
-    count_slot = np.empty((n_chunks, n_clusters))
-    inertia_slot = np.empty((n_chunks, 1))
     labels = np.empty(n, dtype=np.int64)
+    step = _LloydStep(X, w, n_clusters, parallel)
     for _ in range(max_iter):
-        sums = np.zeros((n_clusters, d))
-        counts = np.zeros(n_clusters)
-        inertia = np.zeros(1)
-        kern["lloyd_step"](X, wa, weighted, centers, labels, _config.CHUNK_SIZE,
-                           sum_slot, count_slot, inertia_slot, sums, counts, inertia)
+        sums, counts = step(centers, labels)
         filled = counts > 0
         move = np.zeros((n_clusters, d))
         move[filled] = sums[filled] / counts[filled, None]
@@ -133,6 +126,34 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
         if float((move ** 2).sum()) <= threshold:
             break
     return centers, labels
+
+
+class _LloydStep:
+    """One Lloyd assignment and accumulation over all rows (slots kept between calls)."""
+
+    def __init__(self, X, w, n_clusters, parallel):
+        n, d = X.shape
+        self.n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
+        self.args = (X, *_w_args(w))
+        self.slots = (np.empty((self.n_chunks, n_clusters, d)),
+                      np.empty((self.n_chunks, n_clusters)))
+        self.parallel = parallel
+
+    def __call__(self, centers, labels):
+        """Write the nearest centre of every row into ``labels``.
+
+        Returns ``sum w (x - centre)`` per cluster (shifted by the current
+        centre) and ``sum w`` per cluster, folded in chunk order.
+        """
+        sum_slot, count_slot = self.slots
+        run_groups(KERNELS["lloyd_step"],
+                   (*self.args, centers, labels, _config.CHUNK_SIZE, *self.slots),
+                   self.n_chunks, self.parallel)
+        k, d = sum_slot.shape[1:]
+        sums, counts = np.zeros(k * d), np.zeros(k)
+        KERNELS["fold"](sum_slot.reshape(self.n_chunks, k * d), self.n_chunks, sums)
+        KERNELS["fold"](count_slot, self.n_chunks, counts)
+        return sums.reshape(k, d), counts
 
 
 def _one_hot_blocks(labels: np.ndarray, n_components: int):
@@ -145,15 +166,9 @@ def _one_hot_blocks(labels: np.ndarray, n_components: int):
 
 def _assign_to_seeds(X, w, seeds, parallel) -> np.ndarray:
     """Labels of the nearest seed (one Lloyd assignment, centres unchanged)."""
-    n, d = X.shape
-    k = seeds.shape[0]
-    wa, weighted = _w_args(w)
-    n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
-    labels = np.empty(n, dtype=np.int64)
-    kernels(parallel)["lloyd_step"](
-        X, wa, weighted, np.ascontiguousarray(seeds, dtype=X.dtype), labels,
-        _config.CHUNK_SIZE, np.empty((n_chunks, k, d)), np.empty((n_chunks, k)),
-        np.empty((n_chunks, 1)), np.zeros((k, d)), np.zeros(k), np.zeros(1))
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    _LloydStep(X, w, seeds.shape[0], parallel)(np.ascontiguousarray(seeds, dtype=X.dtype),
+                                               labels)
     return labels
 
 

@@ -11,12 +11,15 @@ Conventions
   are passed in that same dtype.  Log-probabilities, responsibilities and all
   accumulated statistics are float64.
 * Rows are processed in fixed chunks of ``chunk_size`` rows, and chunks in
-  groups of ``group`` consecutive chunks.  The ``prange`` loop runs over
-  groups; group ``g`` handles its chunks in order on one thread and writes
-  only slot ``g`` of each ``*_slot`` array, so there are no shared writes;
-  the slots are then folded into the accumulators serially, in group order.
-  The summation order therefore depends on ``chunk_size`` and ``group``
-  (chosen from the number of rows), never on the number of threads.
+  groups of ``group`` consecutive chunks.  Every kernel is serial and
+  releases the GIL; a driver processes the groups ``g_lo:g_hi`` it is given
+  (its last two arguments), and :func:`fastgmm._parallel.run_groups` shares
+  the groups between threads.  Group ``g`` handles its chunks in order and
+  writes only slot ``g`` of each ``*_slot`` array, so there are no shared
+  writes; the caller then folds the slots into the accumulators serially, in
+  group order (:func:`_fold_stats`).  The summation order therefore depends
+  on ``chunk_size`` and ``group`` (chosen from the number of rows), never on
+  the number of threads.
 * A chunk's responsibilities are per-component lists of (row, value)
   entries holding only the entries that can carry mass (see
   :func:`_normalize_lists`).  Every list builder (``_lists_*``) returns
@@ -30,17 +33,14 @@ Conventions
   distance is ``|| (x - mu) @ prec_chol ||^2``.
 * ``log_norm[k] = log(weight_k) + log det(prec_chol_k) - d/2 log(2 pi)``, so the
   weighted log density is ``log_norm[k] - maha / 2``.
-* Every dispatcher exists twice: ``name`` (parallel) and ``name_serial``
-  (``prange`` runs as ``range``), for small inputs and for callers that run
-  several fits at once from Python threads.
+* There is no ``prange``: a parallel Numba function would compile again,
+  inside its parallel region, every helper it calls (which doubled the cold
+  compile of a fit), and one build serves serial and threaded calls alike.
 """
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
-from numba import prange
 
 from ._config import jit
 
@@ -1037,7 +1037,7 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
 
 def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
                       hint, use_hint, chunk_size, group, nk_slot, t_slot, s_slot, ll_slot,
-                      nk, t, s, ll):
+                      g_lo, g_hi):
     """Fused E-step and statistics for full covariances.
 
     Parameters
@@ -1061,25 +1061,26 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         Rows per chunk (the unit of the per-chunk helpers).
     group : int
         Chunks per slot.
-    nk_slot, t_slot, s_slot, ll_slot : float64 scratch, shapes ``(G, k)``,
-        ``(G, k, d)``, ``(G, k, d, d)``, ``(G, 2)`` with
-        ``G >= ceil(n / (chunk_size * group))``
-    nk, t, s, ll : float64 accumulators, shapes ``(k,)``, ``(k, d)``,
-        ``(k, d, d)`` (upper triangle), ``(2,)``; ``ll[0]`` receives
-        ``sum w log p(x)``, ``ll[1]`` the number of rows with ``p(x) = 0``.
+    nk_slot, t_slot, s_slot, ll_slot : float64 slots, shapes ``(G, k)``,
+        ``(G, k, d)``, ``(G, k, d, d)`` (upper triangle), ``(G, 2)`` with
+        ``G >= ceil(n / (chunk_size * group))``; slot ``g`` receives the
+        statistics of group ``g``, ``ll_slot[g, 0]`` its ``sum w log p(x)``
+        and ``ll_slot[g, 1]`` its number of rows with ``p(x) = 0``.
+    g_lo, g_hi : int
+        The groups to process (see :func:`fastgmm._parallel.run_groups`).
 
     Notes
     -----
-    Thread-safe: group ``g`` of ``group`` consecutive chunks writes only slot
-    ``g`` and its own scratch, chunk after chunk; slots are folded after the
-    parallel loop, in order.  The summation order depends on ``chunk_size``
-    and ``group``, never on the number of threads.
+    Group ``g`` (``group`` consecutive chunks, one after another) writes only
+    slot ``g`` and scratch of its own, so disjoint group ranges may run on
+    different threads.  The caller folds the slots in group order
+    (:func:`_fold_stats`): the summation order depends on ``chunk_size`` and
+    ``group``, never on the number of threads.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
         mc = min(chunk_size, n_samples)
         xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
@@ -1108,11 +1109,10 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
                              nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_groups, nk, t, s, ll)
 
 
 def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
-                      chunk_size, group, nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+                      chunk_size, group, nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
     """Fused E-step and statistics for a tied covariance.
 
     Parameters as :func:`_em_stats_full` except ``shift`` (d,) and
@@ -1121,13 +1121,12 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
 
     Notes
     -----
-    Thread-safe: per-group slots and scratch, folded in order.
+    Thread-safe for disjoint group ranges: per-group slots and scratch.
     """
     n_samples, n_features = X.shape
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
         mc = min(chunk_size, n_samples)
         xt, dx, yt, maha = _dense_scratch(X, mc, True)
@@ -1141,11 +1140,10 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
                              nk_slot[g], t_slot[g], s_slot[g], dt, rt)
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_groups, nk, t, s, ll)
 
 
 def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_size, group,
-                      nk_slot, t_slot, s_slot, ll_slot, nk, t, s, ll):
+                      nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
     """Fused E-step and statistics for diagonal or spherical covariances.
 
     ``prec`` is (k, d) (``1 / sqrt(variance)`` per feature) or, when
@@ -1155,13 +1153,12 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
 
     Notes
     -----
-    Thread-safe: per-group slots and scratch, folded in order.
+    Thread-safe for disjoint group ranges: per-group slots and scratch.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
         mc = min(chunk_size, n_samples)
         xt, _, _, maha = _dense_scratch(X, mc, False)
@@ -1173,7 +1170,6 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
                              nk_slot[g], t_slot[g], s_slot[g])
-    _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_groups, nk, t, s, ll)
 
 
 # ---------------------------------------------------------------------------
@@ -1182,7 +1178,7 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
 
 
 def _resp_stats_py(X, w, weighted, resp, shift, kind, chunk_size, group,
-                   nk_slot, t_slot, s_slot, nk, t, s):
+                   nk_slot, t_slot, s_slot, g_lo, g_hi):
     """Statistics for given responsibilities ``resp`` (n, k).
 
     Parameters
@@ -1190,21 +1186,22 @@ def _resp_stats_py(X, w, weighted, resp, shift, kind, chunk_size, group,
     shift : ndarray (k, d), dtype of X (one row for tied statistics)
     kind : int
         0 full, 1 tied, 2 diagonal (and spherical) statistics.
-    nk_slot, t_slot, s_slot : float64 scratch ``(G, k)``, ``(G, k, d)``,
+    nk_slot, t_slot, s_slot : float64 slots ``(G, k)``, ``(G, k, d)``,
         ``(G, k or 1, d, d)`` (full and tied) or ``(G, k, d, 1)`` (diagonal)
-    nk, t, s : float64 accumulators of the matching shapes without ``G``
+    g_lo, g_hi : int
+        The groups to process.
 
     Notes
     -----
     Zero responsibilities are skipped, so one-hot (hard) assignments cost one
-    component per row.  Thread-safe: per-group slots, folded in order.
+    component per row.  Thread-safe for disjoint group ranges: per-group
+    slots.
     """
     n_samples, n_features = X.shape
     n_components = resp.shape[1]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
     no_ll = np.empty((nk_slot.shape[0], 0))
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot, no_ll)
         mc = min(chunk_size, n_samples)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
@@ -1225,7 +1222,6 @@ def _resp_stats_py(X, w, weighted, resp, shift, kind, chunk_size, group,
             else:
                 _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
                                  nk_slot[g], t_slot[g], s_slot[g, :, :, 0])
-    _fold_stats(nk_slot, t_slot, s_slot, no_ll, n_groups, nk, t, s, np.empty(0))
 
 
 # ---------------------------------------------------------------------------
@@ -1261,7 +1257,7 @@ def _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, ou
 
 
 def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_size,
-                   group, want_resp, out_2d, out_score, out_label):
+                   group, want_resp, out_2d, out_score, out_label, g_lo, g_hi):
     """Per-point outputs for full covariances.
 
     Parameters
@@ -1272,18 +1268,20 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
         Log density of each row.
     out_label : ndarray (n,) int64 or (0,)
         Most probable component.
+    g_lo, g_hi : int
+        The groups of chunks to process.
 
     Notes
     -----
-    Thread-safe: each group of chunks writes its own rows and scratch only.
+    Thread-safe for disjoint group ranges: each group writes its own rows and
+    scratch only.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
     # Weighted log densities are wanted exactly for every component.
     prune = want_resp or out_2d.shape[0] == 0
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         mc = min(chunk_size, n_samples)
         xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
@@ -1298,13 +1296,12 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
 
 
 def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, want_resp,
-                   out_2d, out_score, out_label):
+                   out_2d, out_score, out_label, g_lo, g_hi):
     """Per-point outputs for a tied covariance (see :func:`_point_full`)."""
     n_samples, n_features = X.shape
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         mc = min(chunk_size, n_samples)
         xt, dx, yt, maha = _dense_scratch(X, mc, True)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
@@ -1317,13 +1314,12 @@ def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, 
 
 
 def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_resp,
-                   out_2d, out_score, out_label):
+                   out_2d, out_score, out_label, g_lo, g_hi):
     """Per-point outputs for diagonal or spherical covariances (see :func:`_point_full`)."""
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    n_groups = (n_chunks + group - 1) // group
-    for g in prange(n_groups):
+    for g in range(g_lo, g_hi):
         mc = min(chunk_size, n_samples)
         xt, _, _, maha = _dense_scratch(X, mc, False)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
@@ -1340,15 +1336,15 @@ def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_
 # ---------------------------------------------------------------------------
 
 
-def _update_min_dist_py(X, center, closest):
-    """``closest[i] = min(closest[i], ||X[i] - center||^2)``.
+def _update_min_dist_py(X, center, closest, chunk_size, c_lo, c_hi):
+    """``closest[i] = min(closest[i], ||X[i] - center||^2)`` for chunks ``c_lo:c_hi``.
 
     Notes
     -----
-    Thread-safe: each row is written by one iteration only.
+    Thread-safe for disjoint chunk ranges: each row is written once.
     """
     n_samples, n_features = X.shape
-    for i in prange(n_samples):
+    for i in range(c_lo * chunk_size, min(c_hi * chunk_size, n_samples)):
         d2 = 0.0
         for e in range(n_features):
             z = X[i, e] - center[e]
@@ -1357,24 +1353,25 @@ def _update_min_dist_py(X, center, closest):
             closest[i] = d2
 
 
-def _candidate_potential_py(X, w, weighted, candidates, closest, chunk_size, slot, acc):
-    """Potential ``sum_i w_i min(closest_i, ||x_i - cand||^2)`` per candidate.
+def _candidate_potential_py(X, w, weighted, candidates, closest, chunk_size, slot, c_lo, c_hi):
+    """Potential ``sum_i w_i min(closest_i, ||x_i - cand||^2)`` per candidate and chunk.
 
     Parameters
     ----------
     candidates : ndarray (m, d), dtype of X
     closest : ndarray (n,) float64
-    slot : ndarray (G, m) float64 scratch
-    acc : ndarray (m,) float64, updated
+    slot : ndarray (n_chunks, m) float64; row ``c`` receives chunk ``c``'s
+        potentials (the caller folds them in chunk order)
+    c_lo, c_hi : int
+        The chunks to process.
 
     Notes
     -----
-    Thread-safe: per-chunk slots, folded in chunk order.
+    Thread-safe for disjoint chunk ranges.
     """
     n_samples, n_features = X.shape
     n_cand = candidates.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
+    for c in range(c_lo, c_hi):
         start = c * chunk_size
         stop = min(start + chunk_size, n_samples)
         slot[c] = 0.0
@@ -1390,37 +1387,35 @@ def _candidate_potential_py(X, w, weighted, candidates, closest, chunk_size, slo
                     d2 = closest[i]
                 total += (w[i] if weighted else 1.0) * d2
             slot[c, j] = total
-    _fold(slot, n_chunks, acc)
 
 
-def _lloyd_step_py(X, w, weighted, centers, labels, chunk_size,
-                   sum_slot, count_slot, inertia_slot, sums, counts, inertia):
-    """One Lloyd iteration: assign rows to the nearest centre, accumulate.
+def _lloyd_step_py(X, w, weighted, centers, labels, chunk_size, sum_slot, count_slot,
+                   c_lo, c_hi):
+    """One Lloyd iteration over chunks ``c_lo:c_hi``: nearest centres, sums.
 
     Parameters
     ----------
     centers : ndarray (k, d), dtype of X
     labels : ndarray (n,) int64, written
-    sum_slot, count_slot, inertia_slot : float64 scratch ``(G, k, d)``,
-        ``(G, k)``, ``(G, 1)``
-    sums : ndarray (k, d) float64, updated with ``sum w (x - centre)``
-        (shifted by the old centre, for accuracy far from the origin)
-    counts : ndarray (k,) float64, updated with ``sum w``
-    inertia : ndarray (1,) float64, updated with ``sum w ||x - centre||^2``
+    sum_slot, count_slot : float64 ``(n_chunks, k, d)``, ``(n_chunks, k)``;
+        row ``c`` receives chunk ``c``'s ``sum w (x - centre)`` per cluster
+        (shifted by the old centre, for accuracy far from the origin) and
+        ``sum w`` per cluster
+    c_lo, c_hi : int
+        The chunks to process.
 
     Notes
     -----
-    Thread-safe: per-chunk slots, folded in chunk order.
+    Thread-safe for disjoint chunk ranges; the caller folds the slots in
+    chunk order.
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for c in prange(n_chunks):
+    for c in range(c_lo, c_hi):
         start = c * chunk_size
         stop = min(start + chunk_size, n_samples)
         sum_slot[c] = 0.0
         count_slot[c] = 0.0
-        inertia_slot[c] = 0.0
         for i in range(start, stop):
             best = 0
             best_d2 = np.inf
@@ -1435,17 +1430,12 @@ def _lloyd_step_py(X, w, weighted, centers, labels, chunk_size,
             labels[i] = best
             wi = w[i] if weighted else 1.0
             count_slot[c, best] += wi
-            inertia_slot[c, 0] += wi * best_d2
             for e in range(n_features):
                 sum_slot[c, best, e] += wi * (X[i, e] - centers[best, e])
-    n_slots = sum_slot.shape[0]
-    _fold(sum_slot.reshape((n_slots, sums.size)), n_chunks, sums.reshape(sums.size))
-    _fold(count_slot, n_chunks, counts)
-    _fold(inertia_slot, n_chunks, inertia)
 
 
 # ---------------------------------------------------------------------------
-# Dispatchers: one parallel and one serial of each driver, built once here.
+# Dispatchers, built once here; each compiles on first use.
 # ---------------------------------------------------------------------------
 
 _DRIVERS = {
@@ -1461,26 +1451,9 @@ _DRIVERS = {
     "lloyd_step": _lloyd_step_py,
 }
 
-
-
-def _serial_twin(fn):
-    """A copy of ``fn`` under another qualified name.
-
-    Numba's cache index is keyed by the function's qualified name and
-    bytecode, not by the ``parallel`` flag; without a distinct name the serial
-    and parallel builds would overwrite each other's cache entries.
-    """
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                              fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_serial"
-    twin.__doc__ = fn.__doc__
-    return twin
-
-
-PARALLEL = {name: jit(parallel=True)(fn) for name, fn in _DRIVERS.items()}
-SERIAL = {name: jit(parallel=False)(_serial_twin(fn)) for name, fn in _DRIVERS.items()}
-
-
-def kernels(parallel: bool) -> dict:
-    """The dispatcher table: parallel kernels, or their serial twins."""
-    return PARALLEL if parallel else SERIAL
+#: name -> dispatcher.  Drivers take the range of groups (or chunks) to
+#: process last; :func:`fastgmm._parallel.run_groups` shares them between
+#: threads, and the caller folds the slots with ``fold`` / ``fold_stats``.
+KERNELS = {name: jit()(fn) for name, fn in _DRIVERS.items()}
+KERNELS["fold"] = _fold
+KERNELS["fold_stats"] = _fold_stats

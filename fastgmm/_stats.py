@@ -16,7 +16,8 @@ import functools
 import numpy as np
 
 from . import _config
-from ._kernels import kernels
+from ._kernels import KERNELS
+from ._parallel import run_groups
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -526,6 +527,8 @@ class RowHints:
 
 
 _NO_HINT = np.empty(0, dtype=np.int32)
+#: Log-likelihood slots and accumulator of statistics that carry none.
+_NO_LL = np.empty((1, 0))
 
 
 def _weights_args(w, lo, hi):
@@ -549,7 +552,7 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     params : GaussianParams
     workspace : StatsWorkspace, optional
     parallel : bool
-        Use the parallel kernels.
+        Share the rows between threads (see :func:`fastgmm._parallel.run_groups`).
     inputs : tuple, optional
         Precomputed :func:`kernel_inputs` for ``params`` and ``X.dtype``.
     hints : RowHints, optional
@@ -571,11 +574,12 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     t = np.zeros(t_shape)
     s = np.zeros(s_shape)
     ll = np.zeros(2)
-    kern = kernels(parallel)["em_stats_" + KERNEL_TYPE[ctype]]
+    kern = KERNELS["em_stats_" + KERNEL_TYPE[ctype]]
     n = X.shape[0]
     cs = workspace.chunk_size
     group = _config.chunks_per_group(n, cs)
     step = workspace.rows_per_call(group)
+    slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot)
     if ctype == "full":
         use_hint = hints is not None and hints.valid
     for lo in range(0, n, step):
@@ -584,9 +588,10 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         extra = ()
         if ctype == "full":
             extra = (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
-        kern(X[lo:hi], wb, weighted, *args, *extra, cs, group,
-             workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot,
-             nk, t, s, ll)
+        n_groups = -(-(hi - lo) // (cs * group))
+        run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
+                   n_groups, parallel)
+        KERNELS["fold_stats"](*slots, n_groups, nk, t, s, ll)
     if ctype == "full" and hints is not None:
         hints.valid = True
     weight = float(n) if w is None else float(w.sum())
@@ -616,7 +621,7 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     s_shape = ((k, d, d), (1, d, d), (k, d, 1))[kind]
     s_slot = ws.s_slot.reshape((ws.n_slots,) + s_shape)
     nk, t, s = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape)
-    kern = kernels(parallel)["resp_stats"]
+    kern = KERNELS["resp_stats"]
     shift_c = np.ascontiguousarray(np.reshape(shift, (-1, d)), dtype=X.dtype)
     cs = ws.chunk_size
     group = _config.chunks_per_group(n, cs)
@@ -627,8 +632,12 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
-        kern(X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)), shift_c, kind,
-             cs, group, ws.nk_slot, ws.t_slot, s_slot, nk, t, s)
+        n_groups = -(-(hi - lo) // (cs * group))
+        run_groups(kern, (X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)),
+                          shift_c, kind, cs, group, ws.nk_slot, ws.t_slot, s_slot),
+                   n_groups, parallel)
+        KERNELS["fold_stats"](ws.nk_slot, ws.t_slot, s_slot, _NO_LL, n_groups, nk, t, s,
+                              _NO_LL[0])
     weight = float(n) if w is None else float(w.sum())
     s = s.reshape(ws.shapes[2])
     return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
@@ -678,9 +687,11 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_score = np.empty(n if score else 0, dtype=out_dtype)
     out_label = np.empty(n if labels else 0, dtype=np.int64)
     _, args = kernel_inputs(params, X.dtype)
-    kern = kernels(parallel)["point_" + KERNEL_TYPE[params.covariance_type]]
+    kern = KERNELS["point_" + KERNEL_TYPE[params.covariance_type]]
     cs = _config.chunk_size(params.covariance_type)
-    kern(X, *args, cs, _config.chunks_per_group(n, cs), resp, out_2d, out_score, out_label)
+    group = _config.chunks_per_group(n, cs)
+    run_groups(kern, (X, *args, cs, group, resp, out_2d, out_score, out_label),
+               -(-n // (cs * group)), parallel)
     out = {}
     if resp:
         out["resp"] = out_2d

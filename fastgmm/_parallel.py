@@ -1,0 +1,112 @@
+"""Running a compiled kernel over row groups on several threads.
+
+Every kernel in :mod:`fastgmm._kernels` is serial and releases the GIL
+(``nogil``), and takes the range of row groups it should process as its last
+two arguments.  :func:`run_groups` splits the groups between the calling
+thread and a few pool threads, handing out consecutive blocks of groups on
+demand.  Each group writes only its own statistics slot (or its own rows of
+an output), and the caller folds the slots in group order afterwards, so a
+result does not depend on how many threads ran or on which thread ran what.
+
+Why not Numba's ``prange``: a parallel Numba function compiles (and LLVM
+re-optimises) every helper it calls a second time, inside the parallel
+region; with the helpers of the full-covariance E-step that doubled the cold
+compile of a fit.  Plain threads also work with any Numba threading layer,
+from several Python threads at once and after ``fork``.
+
+The number of threads is Numba's (:func:`numba.get_num_threads`, which
+``numba.set_num_threads`` and the ``n_threads`` arguments of fastgmm set per
+calling thread).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+
+import numba
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The shared pool of helper threads (one fewer than Numba may use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="fastgmm")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """After ``fork`` the child has none of the parent's threads: start afresh."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def n_threads() -> int:
+    """Threads a parallel kernel call of the calling thread may use."""
+    return numba.get_num_threads()
+
+
+def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> None:
+    """Call ``kernel(*args, lo, hi)`` over blocks ``[lo, hi)`` covering ``range(n_groups)``.
+
+    Parameters
+    ----------
+    kernel : compiled kernel
+        Must process groups ``lo`` to ``hi - 1`` with no shared writes
+        between groups (slots or output rows of its own per group).
+    args : tuple
+        The kernel's arguments before the group range.
+    n_groups : int
+    parallel : bool
+        Share the groups between up to :func:`n_threads` threads; otherwise
+        (small inputs) one call on the calling thread.
+    """
+    threads = min(n_threads(), n_groups) if parallel else 1
+    if threads <= 1:
+        kernel(*args, 0, n_groups)
+        return
+    # Guided hand-out: each block is the remaining groups over twice the
+    # threads, so blocks shrink towards the end and the threads finish
+    # within about one group of each other, while there are few calls
+    # (each costs tens of microseconds) and a thread that is slow (or shared
+    # with another fit) leaves its share to the others.
+    lock = threading.Lock()
+    state = {"next": 0}
+
+    def work() -> None:
+        while True:
+            with lock:
+                lo = state["next"]
+                if lo >= n_groups:
+                    return
+                state["next"] = hi = lo + max(1, (n_groups - lo) // (2 * threads))
+            kernel(*args, lo, hi)
+
+    pool = _executor()
+    futures = [pool.submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    except BaseException:
+        with lock:
+            state["next"] = n_groups  # let the helpers stop after their block
+        raise
+    finally:
+        # Helpers not started yet (the pool was busy with another fit) have
+        # nothing left to do; wait only for those that run.
+        running = [f for f in futures if not f.cancel()]
+        for f in running:
+            f.exception()
+    for f in running:
+        f.result()

@@ -1,0 +1,125 @@
+"""Sharing row groups between threads (fastgmm._parallel.run_groups)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numba
+import pytest
+
+from fastgmm import _em
+from fastgmm._parallel import run_groups
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+needs_two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                       reason="Numba was started with one thread")
+
+
+class Recorder:
+    """A stand-in kernel: records the group ranges and the threads that ran them."""
+
+    def __init__(self, delay=0.0, fail_at=None):
+        self.calls = []
+        self.lock = threading.Lock()
+        self.delay = delay
+        self.fail_at = fail_at
+
+    def __call__(self, tag, lo, hi):
+        assert tag == "args"
+        if self.fail_at is not None and lo <= self.fail_at < hi:
+            raise ValueError("kernel failed")
+        time.sleep(self.delay)
+        with self.lock:
+            self.calls.append((lo, hi, threading.get_ident()))
+
+
+def _covered(calls, n):
+    groups = sorted(g for lo, hi, _ in calls for g in range(lo, hi))
+    return groups == list(range(n))
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 7, 64, 257])
+def test_every_group_runs_exactly_once(n_groups):
+    rec = Recorder()
+    run_groups(rec, ("args",), n_groups, parallel=True)
+    assert _covered(rec.calls, n_groups)
+
+
+def test_serial_is_one_call_on_the_calling_thread():
+    rec = Recorder()
+    run_groups(rec, ("args",), 40, parallel=False)
+    assert rec.calls == [(0, 40, threading.get_ident())]
+
+
+def test_one_thread_runs_on_the_calling_thread():
+    rec = Recorder()
+    with _em.thread_limit(1):
+        run_groups(rec, ("args",), 40, parallel=True)
+    assert rec.calls == [(0, 40, threading.get_ident())]
+
+
+@needs_two_threads
+def test_two_threads_share_the_groups():
+    rec = Recorder(delay=0.01)
+    with _em.thread_limit(2):
+        run_groups(rec, ("args",), 32, parallel=True)
+    assert _covered(rec.calls, 32)
+    assert len({t for _, _, t in rec.calls}) == 2
+    assert len(rec.calls) > 2  # handed out in blocks, not one half each
+
+
+@needs_two_threads
+@pytest.mark.parametrize("fail_at", [0, 31])
+def test_a_failing_block_raises_after_the_others_stopped(fail_at):
+    rec = Recorder(delay=0.005, fail_at=fail_at)
+    with _em.thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
+        run_groups(rec, ("args",), 32, parallel=True)
+    n_done = len(rec.calls)
+    time.sleep(0.05)
+    assert len(rec.calls) == n_done  # nothing still running in the background
+
+
+@needs_two_threads
+def test_many_callers_at_once():
+    recs = [Recorder(delay=0.001) for _ in range(6)]
+
+    def job(rec):
+        with _em.thread_limit(2):
+            run_groups(rec, ("args",), 50, parallel=True)
+
+    threads = [threading.Thread(target=job, args=(r,)) for r in recs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(_covered(r.calls, 50) for r in recs)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_fit_after_the_parent_did():
+    """The pool's threads do not survive ``fork``; the child must start its own."""
+    script = textwrap.dedent("""
+        import multiprocessing as mp, numpy as np, fastgmm
+
+        def fit(seed):
+            X = np.random.default_rng(seed).normal(size=(20000, 2))
+            return fastgmm.GaussianMixture(2, random_state=0, max_iter=5).fit(X).means_
+
+        if __name__ == "__main__":
+            parent = fit(1)
+            with mp.get_context("fork").Pool(1) as pool:
+                child = pool.apply_async(fit, (1,)).get(timeout=120)
+            assert np.array_equal(parent, child)
+            print("OK")
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "OK" in out.stdout
