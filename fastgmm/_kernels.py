@@ -17,7 +17,7 @@ Conventions
   the groups between threads.  Group ``g`` handles its chunks in order and
   writes only slot ``g`` of each ``*_slot`` array, so there are no shared
   writes; the caller then folds the slots into the accumulators serially, in
-  group order (:func:`_fold_stats`).  The summation order therefore depends
+  group order (:func:`_fold`).  The summation order therefore depends
   on ``chunk_size`` and ``group`` (chosen from the number of rows), never on
   the number of threads.
 * A chunk's responsibilities are per-component lists of (row, value)
@@ -340,7 +340,7 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
 
 
 @jit()
-def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, prune,
+def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
                 lp, ptr, rows, vals, thr, kbest, order, cand, koff, ex, rowsum, dt, acc, maha):
     """Per-component lists of the log densities that matter, full covariances.
 
@@ -363,10 +363,6 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
         ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[0, b, j]``
         (see Notes) and ``pair_c[1, b, j] >= |pair_w[b, j]|``; empty arrays
         switch these bounds off.
-    prune : bool
-        Skip the exact density where it cannot reach ``RESP_LOG_FLOOR`` of
-        the row's best (see Notes).  Without pruning ``lp`` holds every exact
-        density on return.
     lp : ndarray (k, >= m) float64, scratch (component-major)
     ptr, rows, vals : the lists, written, normalised (see
         :func:`_normalize_lists`)
@@ -407,12 +403,6 @@ def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pa
     n_components = means.shape[0]
     use_pairs = pair_w.shape[0] > 0
     no_dist = ex[:0]
-    if not prune or n_components == 1:
-        for k in range(n_components):
-            _exact_full(X, start, kbest, 0, m, False, means, prec_chol, k, log_norm[k], lp[k],
-                        dt, acc, maha, no_dist)
-        _lists_dense(lp, m, ptr, rows, vals, thr, kbest, rowsum, ex)
-        return
     # Upper bounds of every density.
     for k in range(n_components):
         _sq_dist_rows(xt, m, means, k, maha)
@@ -980,20 +970,6 @@ def _fold(slot, n_used, acc):
             acc[j] += row[j]
 
 
-@jit()
-def _fold_stats(nk_slot, t_slot, s_slot, ll_slot, n_used, nk, t, s, ll):
-    """Fold the slot arrays of a statistics call into the accumulators.
-
-    ``ll_slot`` may be ``(G, 0)`` and ``ll`` empty (statistics from given
-    responsibilities carry no log-likelihood).
-    """
-    n_slots = nk_slot.shape[0]
-    _fold(nk_slot.reshape((n_slots, nk.size)), n_used, nk.reshape(nk.size))
-    _fold(t_slot.reshape((n_slots, t.size)), n_used, t.reshape(t.size))
-    _fold(s_slot.reshape((n_slots, s.size)), n_used, s.reshape(s.size))
-    _fold(ll_slot.reshape((n_slots, ll.size)), n_used, ll.reshape(ll.size))
-
-
 # ---------------------------------------------------------------------------
 # Fused E-step + sufficient statistics (one pass over the data)
 # ---------------------------------------------------------------------------
@@ -1074,7 +1050,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
     Group ``g`` (``group`` consecutive chunks, one after another) writes only
     slot ``g`` and scratch of its own, so disjoint group ranges may run on
     different threads.  The caller folds the slots in group order
-    (:func:`_fold_stats`): the summation order depends on ``chunk_size`` and
+    (:func:`_fold`): the summation order depends on ``chunk_size`` and
     ``group``, never on the number of threads.
     """
     n_samples, n_features = X.shape
@@ -1101,8 +1077,8 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
             else:
                 _transpose_chunk(X, start, stop, xt)
                 _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
-                            pair_c, True, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff,
-                            lse, rowsum, dx, acc, maha)
+                            pair_c, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse,
+                            rowsum, dx, acc, maha)
             if hint.shape[0] > 0:
                 for i in range(m):
                     hint[start + i] = kmax[i]
@@ -1177,51 +1153,81 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
 # ---------------------------------------------------------------------------
 
 
-def _resp_stats_py(X, w, weighted, resp, shift, kind, chunk_size, group,
-                   nk_slot, t_slot, s_slot, g_lo, g_hi):
-    """Statistics for given responsibilities ``resp`` (n, k).
+def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
+                        g_lo, g_hi):
+    """Statistics of full covariances for given responsibilities ``resp`` (n, k).
 
     Parameters
     ----------
-    shift : ndarray (k, d), dtype of X (one row for tied statistics)
-    kind : int
-        0 full, 1 tied, 2 diagonal (and spherical) statistics.
+    shift : ndarray (k, d), dtype of X
     nk_slot, t_slot, s_slot : float64 slots ``(G, k)``, ``(G, k, d)``,
-        ``(G, k or 1, d, d)`` (full and tied) or ``(G, k, d, 1)`` (diagonal)
+        ``(G, k, d, d)`` (upper triangle)
     g_lo, g_hi : int
         The groups to process.
 
     Notes
     -----
     Zero responsibilities are skipped, so one-hot (hard) assignments cost one
-    component per row.  Thread-safe for disjoint group ranges: per-group
-    slots.
+    component per row.  One driver per covariance type (``_resp_stats_*``),
+    so that a fit compiles only the accumulation it uses.  Thread-safe for
+    disjoint group ranges: per-group slots.
     """
     n_samples, n_features = X.shape
-    n_components = resp.shape[1]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    no_ll = np.empty((nk_slot.shape[0], 0))
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot, no_ll)
-        mc = min(chunk_size, n_samples)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        dt = np.empty((n_features, mc + ROW_PAD))
-        rt = np.empty((n_features, mc + ROW_PAD))
-        dr = np.empty((mc, n_features))
+        ptr, rows, vals, rowsum = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        dr = np.empty((min(chunk_size, n_samples), n_features))
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
-            if kind == 0:
-                _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
-                                 nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
-            elif kind == 1:
-                _transpose_chunk(X, start, stop, xt)
-                _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift[0],
-                                 nk_slot[g], t_slot[g], s_slot[g, 0], dt, rt)
-            else:
-                _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
-                                 nk_slot[g], t_slot[g], s_slot[g, :, :, 0])
+            _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
+                             nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
+
+
+def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
+                        g_lo, g_hi):
+    """:func:`_resp_stats_full_py` for a tied covariance: ``shift`` (d,), ``s_slot`` (G, d, d)."""
+    n_samples, n_features = X.shape
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for g in range(g_lo, g_hi):
+        ptr, rows, vals, _ = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        mc = min(chunk_size, n_samples)
+        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
+        dt = np.empty((n_features, mc + ROW_PAD))
+        rt = np.empty((n_features, mc + ROW_PAD))
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+            _transpose_chunk(X, start, stop, xt)
+            _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
+                             nk_slot[g], t_slot[g], s_slot[g], dt, rt)
+
+
+def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
+                        g_lo, g_hi):
+    """:func:`_resp_stats_full_py` for diagonal statistics: ``s_slot`` (G, k, d)."""
+    n_samples = X.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for g in range(g_lo, g_hi):
+        ptr, rows, vals, _ = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+            _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
+                             nk_slot[g], t_slot[g], s_slot[g])
+
+
+@jit()
+def _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot):
+    """Clear slot ``g``; list scratch for chunks of ``resp``: ptr, rows, vals, rowsum."""
+    nk_slot[g] = 0.0
+    t_slot[g] = 0.0
+    s_slot[g] = 0.0
+    n_components = resp.shape[1]
+    m = min(chunk_size, resp.shape[0])
+    return (np.empty(n_components + 1, dtype=np.int64),
+            np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1),
+            np.empty(m))
 
 
 # ---------------------------------------------------------------------------
@@ -1285,12 +1291,19 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
         mc = min(chunk_size, n_samples)
         xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        no_dist = lse[:0]
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _transpose_chunk(X, start, stop, xt)
-            _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                        prune, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse, rowsum,
-                        dx, acc, maha)
+            if prune:
+                _transpose_chunk(X, start, stop, xt)
+                _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
+                            pair_c, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse,
+                            rowsum, dx, acc, maha)
+            else:
+                for k in range(n_components):
+                    _exact_full(X, start, kmax, 0, m, False, means, prec_chol, k, log_norm[k],
+                                lp[k], dx, acc, maha, no_dist)
+                _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, rowsum, lse)
             _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
                                  out_score, out_label)
 
@@ -1442,7 +1455,9 @@ _DRIVERS = {
     "em_stats_full": _em_stats_full_py,
     "em_stats_tied": _em_stats_tied_py,
     "em_stats_diag": _em_stats_diag_py,
-    "resp_stats": _resp_stats_py,
+    "resp_stats_full": _resp_stats_full_py,
+    "resp_stats_tied": _resp_stats_tied_py,
+    "resp_stats_diag": _resp_stats_diag_py,
     "point_full": _point_full_py,
     "point_tied": _point_tied_py,
     "point_diag": _point_diag_py,
@@ -1453,7 +1468,6 @@ _DRIVERS = {
 
 #: name -> dispatcher.  Drivers take the range of groups (or chunks) to
 #: process last; :func:`fastgmm._parallel.run_groups` shares them between
-#: threads, and the caller folds the slots with ``fold`` / ``fold_stats``.
+#: threads, and the caller folds the slots with ``fold``.
 KERNELS = {name: jit()(fn) for name, fn in _DRIVERS.items()}
 KERNELS["fold"] = _fold
-KERNELS["fold_stats"] = _fold_stats

@@ -527,8 +527,16 @@ class RowHints:
 
 
 _NO_HINT = np.empty(0, dtype=np.int32)
-#: Log-likelihood slots and accumulator of statistics that carry none.
-_NO_LL = np.empty((1, 0))
+
+
+def _fold_slots(slots: tuple, n_used: int, accs: tuple) -> None:
+    """``acc += slot[0] + ... + slot[n_used - 1]``, in that order, for each pair.
+
+    The accumulators are C-contiguous (their flat views are written).
+    """
+    fold = KERNELS["fold"]
+    for slot, acc in zip(slots, accs, strict=True):
+        fold(slot.reshape(slot.shape[0], -1), n_used, acc.reshape(-1))
 
 
 def _weights_args(w, lo, hi):
@@ -591,7 +599,7 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         n_groups = -(-(hi - lo) // (cs * group))
         run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
                    n_groups, parallel)
-        KERNELS["fold_stats"](*slots, n_groups, nk, t, s, ll)
+        _fold_slots(slots, n_groups, (nk, t, s, ll))
     if ctype == "full" and hints is not None:
         hints.valid = True
     weight = float(n) if w is None else float(w.sum())
@@ -615,31 +623,26 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     n, d = X.shape
     k = n_components
     ctype = covariance_type
-    kind = ("full", "tied", "diag").index(KERNEL_TYPE[ctype])
     ws = StatsWorkspace(ctype, k, d, n_samples=n)
-    # One kernel for every type: s is (k, d, d), (1, d, d) or (k, d, 1).
-    s_shape = ((k, d, d), (1, d, d), (k, d, 1))[kind]
-    s_slot = ws.s_slot.reshape((ws.n_slots,) + s_shape)
-    nk, t, s = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape)
-    kern = KERNELS["resp_stats"]
-    shift_c = np.ascontiguousarray(np.reshape(shift, (-1, d)), dtype=X.dtype)
+    nk, t, s = (np.zeros(shape) for shape in ws.shapes)
+    kern = KERNELS["resp_stats_" + KERNEL_TYPE[ctype]]
+    shift_c = np.ascontiguousarray(np.reshape(shift, (d,) if ctype == "tied" else (k, d)),
+                                   dtype=X.dtype)
     cs = ws.chunk_size
     group = _config.chunks_per_group(n, cs)
     # Rows per call: also bounded so that one block of responsibilities
     # stays within the slot budget (memory independent of n).
     rows_cap = max(cs, _config.SLOT_BUDGET_BYTES // (8 * k))
     step = max(group * cs, min(ws.rows_per_call(group), rows_cap) // (group * cs) * group * cs)
+    slots = (ws.nk_slot, ws.t_slot, ws.s_slot)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
         n_groups = -(-(hi - lo) // (cs * group))
         run_groups(kern, (X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)),
-                          shift_c, kind, cs, group, ws.nk_slot, ws.t_slot, s_slot),
-                   n_groups, parallel)
-        KERNELS["fold_stats"](ws.nk_slot, ws.t_slot, s_slot, _NO_LL, n_groups, nk, t, s,
-                              _NO_LL[0])
+                          shift_c, cs, group, *slots), n_groups, parallel)
+        _fold_slots(slots, n_groups, (nk, t, s))
     weight = float(n) if w is None else float(w.sum())
-    s = s.reshape(ws.shapes[2])
     return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
                      _symmetrize_upper(s, ctype), 0.0, weight, n)
 
