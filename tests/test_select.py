@@ -265,7 +265,7 @@ def test_large_data_path_matches_one_thread():
     # Above the serial threshold the cells run in turn with parallel kernels
     # (or at once with serial ones); the statistics are summed per fixed-size
     # chunk, so the bits are those of one thread either way.
-    X = make_mixture("diag", 2, 700, 2, seed=4)
+    X = make_mixture("diag", 2, 2100, 2, seed=4)
     assert X.shape[0] >= fastgmm._config.SERIAL_THRESHOLD
     kw = dict(n_components=(1, 2, 3), covariance_types=("full", "diag"), random_state=3)
     a = select(X, n_threads=2, **kw)
