@@ -6,8 +6,6 @@ cache, the fastmath flags and the error model are decided here once.
 
 from __future__ import annotations
 
-import numba
-
 # Conservative fastmath: reassociation lets LLVM vectorise reductions and
 # contraction forms FMAs, but ``nnan``/``ninf`` are left out on purpose so that
 # ``-inf`` keeps its meaning inside log-sum-exp.
@@ -73,6 +71,8 @@ def jit(inline: bool = False):
         Inline the function into its callers at the Numba IR level (tiny
         scalar helpers used inside loops that must vectorise).
     """
+    import numba
+
     return numba.njit(
         cache=True,
         nogil=True,

@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numba
 import numpy as np
 
-from . import _config, _stats
+from . import _config, _parallel, _stats
 from ._stats import (GaussianParams, RowHints, StatsWorkspace, SuffStats, compute_stats,
                      kernel_inputs)
 from ._validation import ConvergenceWarning
@@ -75,6 +74,8 @@ def thread_limit(n_threads: int | None):
     Values above the number of threads Numba started with are clipped to it.
     Both settings are restored afterwards.
     """
+    import numba
+
     old = numba.get_num_threads()
     n = old if n_threads is None else max(1, min(int(n_threads),
                                                  numba.config.NUMBA_NUM_THREADS))
@@ -137,7 +138,7 @@ class ArraySource:
                 or ws.shapes[1] != (params.n_components, params.n_features)):
             ws = self._workspace = StatsWorkspace(
                 params.covariance_type, params.n_components, params.n_features,
-                numba.get_num_threads(), self.X.shape[0])
+                _parallel.n_threads(), self.X.shape[0])
             self._hints = RowHints(self.X.shape[0])
         return compute_stats(self.X, self.sample_weight, params, ws, self.parallel,
                              kernel_inputs(params, self.X.dtype), self._hints)

@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from . import _config
-from ._kernels import KERNELS
-from ._parallel import run_groups
+from ._parallel import kernel, run_groups
 from ._stats import GaussianParams, resp_stats
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -61,7 +60,7 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
     centers = np.empty((n_clusters, d), dtype=X.dtype)
     centers[0] = X[rng.choice(n, p=p0)]
     closest = np.full(n, np.inf)
-    run_groups(KERNELS["update_min_dist"], (X, centers[0], closest, cs), n_chunks, parallel)
+    run_groups(kernel("update_min_dist"), (X, centers[0], closest, cs), n_chunks, parallel)
     n_trials = 2 + int(math.log(n_clusters))
     slot = np.empty((n_chunks, n_trials))
     for j in range(1, n_clusters):
@@ -77,12 +76,12 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
             idx = np.minimum(idx, n - 1)
         cand = np.ascontiguousarray(X[idx])
         pot = np.zeros(n_trials)
-        run_groups(KERNELS["candidate_potential"], (X, wa, weighted, cand, closest, cs, slot),
+        run_groups(kernel("candidate_potential"), (X, wa, weighted, cand, closest, cs, slot),
                    n_chunks, parallel)
-        KERNELS["fold"](slot, n_chunks, pot)
+        kernel("fold")(slot, n_chunks, pot)
         best = int(np.argmin(pot))
         centers[j] = cand[best]
-        run_groups(KERNELS["update_min_dist"], (X, centers[j], closest, cs), n_chunks, parallel)
+        run_groups(kernel("update_min_dist"), (X, centers[j], closest, cs), n_chunks, parallel)
     return centers
 
 
@@ -146,13 +145,13 @@ class _LloydStep:
         centre) and ``sum w`` per cluster, folded in chunk order.
         """
         sum_slot, count_slot = self.slots
-        run_groups(KERNELS["lloyd_step"],
+        run_groups(kernel("lloyd_step"),
                    (*self.args, centers, labels, _config.CHUNK_SIZE, *self.slots),
                    self.n_chunks, self.parallel)
         k, d = sum_slot.shape[1:]
         sums, counts = np.zeros(k * d), np.zeros(k)
-        KERNELS["fold"](sum_slot.reshape(self.n_chunks, k * d), self.n_chunks, sums)
-        KERNELS["fold"](count_slot, self.n_chunks, counts)
+        kernel("fold")(sum_slot.reshape(self.n_chunks, k * d), self.n_chunks, sums)
+        kernel("fold")(count_slot, self.n_chunks, counts)
         return sums.reshape(k, d), counts
 
 

@@ -26,14 +26,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 
-import numba
-
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
     """The shared pool of helper threads (one fewer than Numba may use)."""
+    import numba
+
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -55,7 +55,20 @@ if hasattr(os, "register_at_fork"):
 
 def n_threads() -> int:
     """Threads a parallel kernel call of the calling thread may use."""
+    import numba
+
     return numba.get_num_threads()
+
+
+def kernel(name: str) -> Callable:
+    """The compiled kernel ``name`` (see :data:`fastgmm._kernels.KERNELS`).
+
+    :mod:`fastgmm._kernels`, and Numba with it (0.4 s), are imported on the
+    first call, so that ``import fastgmm`` stays cheap.
+    """
+    from ._kernels import KERNELS
+
+    return KERNELS[name]
 
 
 def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> None:

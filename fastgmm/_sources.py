@@ -23,10 +23,9 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-import numba
 import numpy as np
 
-from . import _config
+from . import _config, _parallel
 from ._em import use_parallel
 from ._stats import GaussianParams, StatsWorkspace, SuffStats, compute_stats, kernel_inputs
 from ._validation import check_array
@@ -101,7 +100,7 @@ class _BlockSource:
         order, so the result does not depend on timing or thread count.
         """
         ws = StatsWorkspace(params.covariance_type, params.n_components,
-                            params.n_features, numba.get_num_threads())
+                            params.n_features, _parallel.n_threads())
         inputs = kernel_inputs(params, self.dtype)
         total = None
         for xb, wb, _ in self._blocks():

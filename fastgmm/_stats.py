@@ -16,8 +16,7 @@ import functools
 import numpy as np
 
 from . import _config
-from ._kernels import KERNELS
-from ._parallel import run_groups
+from ._parallel import kernel, run_groups
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -534,7 +533,7 @@ def _fold_slots(slots: tuple, n_used: int, accs: tuple) -> None:
 
     The accumulators are C-contiguous (their flat views are written).
     """
-    fold = KERNELS["fold"]
+    fold = kernel("fold")
     for slot, acc in zip(slots, accs, strict=True):
         fold(slot.reshape(slot.shape[0], -1), n_used, acc.reshape(-1))
 
@@ -582,7 +581,7 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     t = np.zeros(t_shape)
     s = np.zeros(s_shape)
     ll = np.zeros(2)
-    kern = KERNELS["em_stats_" + KERNEL_TYPE[ctype]]
+    kern = kernel("em_stats_" + KERNEL_TYPE[ctype])
     n = X.shape[0]
     cs = workspace.chunk_size
     group = _config.chunks_per_group(n, cs)
@@ -625,7 +624,7 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     ctype = covariance_type
     ws = StatsWorkspace(ctype, k, d, n_samples=n)
     nk, t, s = (np.zeros(shape) for shape in ws.shapes)
-    kern = KERNELS["resp_stats_" + KERNEL_TYPE[ctype]]
+    kern = kernel("resp_stats_" + KERNEL_TYPE[ctype])
     shift_c = np.ascontiguousarray(np.reshape(shift, (d,) if ctype == "tied" else (k, d)),
                                    dtype=X.dtype)
     cs = ws.chunk_size
@@ -690,7 +689,7 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_score = np.empty(n if score else 0, dtype=out_dtype)
     out_label = np.empty(n if labels else 0, dtype=np.int64)
     _, args = kernel_inputs(params, X.dtype)
-    kern = KERNELS["point_" + KERNEL_TYPE[params.covariance_type]]
+    kern = kernel("point_" + KERNEL_TYPE[params.covariance_type])
     cs = _config.chunk_size(params.covariance_type)
     group = _config.chunks_per_group(n, cs)
     run_groups(kern, (X, *args, cs, group, resp, out_2d, out_score, out_label),

@@ -143,3 +143,19 @@ def test_other_bad_inputs():
         fastgmm.GaussianMixture(2).fit(X, sample_weight=[1, 2, 3])
     with pytest.raises(ValueError, match="negative"):
         fastgmm.GaussianMixture(2).fit(X, sample_weight=-np.ones(len(X)))
+
+
+def test_import_loads_neither_numba_nor_scipy_until_needed():
+    """``import fastgmm`` stays cheap: Numba (0.4 s) and scipy load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastgmm\n"
+            "print(sorted(m for m in ('numba', 'scipy', 'fastgmm._kernels') if m in sys.modules))\n"
+            "import numpy as np\n"
+            "fastgmm.fit(np.random.default_rng(0).normal(size=(200, 2)), 2, random_state=0)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "True"
