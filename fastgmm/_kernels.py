@@ -804,7 +804,15 @@ def _list_scratch(n_components, m):
 
 
 @jit()
-def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr, rr):
+def _accumulate_scratch(X, m):
+    """Scratch of :func:`_accumulate_full`: dr, rr, sl."""
+    n_features = X.shape[1]
+    return (np.empty((m, n_features), dtype=X.dtype), np.empty(m, dtype=X.dtype),
+            np.empty((n_features + 1, n_features), dtype=X.dtype))
+
+
+@jit()
+def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr, rr, sl):
     """Add listed responsibilities of a chunk to full-covariance statistics.
 
     Parameters
@@ -817,16 +825,23 @@ def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr
     t : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)``
     s : ndarray (k, d, d) float64, updated (whole matrix; callers read the
         upper triangle): ``sum r w (x - shift_k)(x - shift_k)^T``
-    dr : ndarray (>= m, d) float64, scratch
-    rr : ndarray (>= m,) float64, scratch
+    dr : ndarray (>= m, d), dtype of X, scratch
+    rr : ndarray (>= m,), dtype of X, scratch
+    sl : ndarray (d + 1, d), dtype of X, scratch
 
     Notes
     -----
     Each component's rows are gathered (contiguous rows of ``X``), then
-    added as rank-one updates four rows at a time: full rows of ``s[k]``
-    vectorise, and each load and store of ``s[k]`` serves four rows.  Arrays
-    are indexed, never sliced, inside the loops: a slice costs an atomic
-    reference count, which threads sharing ``X`` would contend for.
+    added as rank-one updates four rows at a time: full rows of ``sl``
+    vectorise, and each load and store serves four rows.  (Rows cut to the
+    upper triangle, even in whole groups of four, were 10-25 % slower: the
+    shorter rows fall out of LLVM's vector loop into its remainder loops.)
+    One chunk's sums for a component (at most a chunk of rows) are formed in
+    the dtype of ``X`` in ``sl`` -- twice the lanes per vector for float32
+    input, 1.15-1.3x faster there -- and added to the float64 statistics
+    once per chunk, so that across chunks everything is summed in float64.
+    Arrays are indexed, never sliced, inside the loops: a slice costs an
+    atomic reference count, which threads sharing ``X`` would contend for.
     """
     n_features = X.shape[1]
     n_components = shift.shape[0]
@@ -846,6 +861,9 @@ def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr
             for e in range(n_features):
                 dr[j, e] = X[start + i, e] - shift[k, e]
         nk[k] += total
+        for e in range(n_features + 1):
+            for f in range(n_features):
+                sl[e, f] = 0
         j = 0
         while j + 4 <= cnt:
             r1, r2, r3, r4 = rr[j], rr[j + 1], rr[j + 2], rr[j + 3]
@@ -854,27 +872,31 @@ def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr
                 a2 = r2 * dr[j + 1, e]
                 a3 = r3 * dr[j + 2, e]
                 a4 = r4 * dr[j + 3, e]
-                t[k, e] += (a1 + a2) + (a3 + a4)
+                sl[n_features, e] += (a1 + a2) + (a3 + a4)
                 for f in range(n_features):
-                    s[k, e, f] += ((a1 * dr[j, f] + a2 * dr[j + 1, f])
-                                   + (a3 * dr[j + 2, f] + a4 * dr[j + 3, f]))
+                    sl[e, f] += ((a1 * dr[j, f] + a2 * dr[j + 1, f])
+                                 + (a3 * dr[j + 2, f] + a4 * dr[j + 3, f]))
             j += 4
         if j + 2 <= cnt:
             r1, r2 = rr[j], rr[j + 1]
             for e in range(n_features):
                 a1 = r1 * dr[j, e]
                 a2 = r2 * dr[j + 1, e]
-                t[k, e] += a1 + a2
+                sl[n_features, e] += a1 + a2
                 for f in range(n_features):
-                    s[k, e, f] += a1 * dr[j, f] + a2 * dr[j + 1, f]
+                    sl[e, f] += a1 * dr[j, f] + a2 * dr[j + 1, f]
             j += 2
         if j < cnt:
             r1 = rr[j]
             for e in range(n_features):
                 a1 = r1 * dr[j, e]
-                t[k, e] += a1
+                sl[n_features, e] += a1
                 for f in range(n_features):
-                    s[k, e, f] += a1 * dr[j, f]
+                    sl[e, f] += a1 * dr[j, f]
+        for e in range(n_features):
+            t[k, e] += sl[n_features, e]
+            for f in range(n_features):
+                s[k, e, f] += sl[e, f]
 
 
 @jit()
@@ -1061,7 +1083,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
         mc = min(chunk_size, n_samples)
         xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
         lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        dr = np.empty((mc, n_features))
+        dr, rr, sl = _accumulate_scratch(X, mc)
         hinted = use_hint and pair_w.shape[0] > 0
         pair_k = np.empty(mc * (n_components - 1) + 1 if hinted else 0, dtype=np.int64)
         pair_i = np.empty_like(pair_k)
@@ -1084,7 +1106,7 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
                     hint[start + i] = kmax[i]
             _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
             _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
-                             nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
+                             nk_slot[g], t_slot[g], s_slot[g], dr, rr, sl)
 
 
 def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
@@ -1175,13 +1197,13 @@ def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot,
     n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals, rowsum = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
-        dr = np.empty((min(chunk_size, n_samples), n_features))
+        ptr, rows, vals = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        dr, rr, sl = _accumulate_scratch(X, min(chunk_size, n_samples))
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
             _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
-                             nk_slot[g], t_slot[g], s_slot[g], dr, rowsum)
+                             nk_slot[g], t_slot[g], s_slot[g], dr, rr, sl)
 
 
 def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
@@ -1190,7 +1212,7 @@ def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot,
     n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals, _ = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        ptr, rows, vals = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
         mc = min(chunk_size, n_samples)
         xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
         dt = np.empty((n_features, mc + ROW_PAD))
@@ -1209,7 +1231,7 @@ def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot,
     n_samples = X.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals, _ = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        ptr, rows, vals = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
             _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
@@ -1219,15 +1241,14 @@ def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot,
 
 @jit()
 def _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot):
-    """Clear slot ``g``; list scratch for chunks of ``resp``: ptr, rows, vals, rowsum."""
+    """Clear slot ``g``; list scratch for chunks of ``resp``: ptr, rows, vals."""
     nk_slot[g] = 0.0
     t_slot[g] = 0.0
     s_slot[g] = 0.0
     n_components = resp.shape[1]
     m = min(chunk_size, resp.shape[0])
     return (np.empty(n_components + 1, dtype=np.int64),
-            np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1),
-            np.empty(m))
+            np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1))
 
 
 # ---------------------------------------------------------------------------
