@@ -6,10 +6,10 @@ the six log-transformed spending columns (440 rows):
 
 ``select``
     :func:`fastgmm.select` with its defaults: for data this small, the cells
-    and their restarts one after another on one thread, serial kernels.
+    and their restarts one after another, kernels on one thread.
 ``select, concurrent``
     :func:`fastgmm.select` with ``concurrent=True``: the cells at once on
-    ``n_threads`` Python threads (default: all of Numba's), serial kernels.
+    ``n_threads`` Python threads (default: all of Numba's), kernels on one thread each.
 ``fastgmm loop``
     The loop a user writes by hand: one ``fastgmm.GaussianMixture`` fit after
     another, then its ``bic``, with the estimator's default threads (for small
