@@ -194,7 +194,7 @@ def tiny(with_sklearn, repeat=20):
     return best
 
 
-def thread_scaling(n, iters, repeat=3):
+def thread_scaling(n, iters, repeat=5):
     X, means0 = make_problem(n, 16, 16)
     init = start_params("full", means0)
     makers = {}
