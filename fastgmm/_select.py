@@ -4,11 +4,11 @@
 ``n_components x covariance_types`` and scores every cell with BIC, AIC and
 ICL.  How the cells share the machine:
 
-* large data (where the parallel kernels pay, see
+* large data (where sharing rows between threads pays, see
   :func:`fastgmm._em.use_parallel`): the cells run one after another and each
-  fit's kernels use ``n_threads`` Numba threads;
-* small data: the cells and their restarts run one after another on one
-  thread with the serial kernels.  Running them at once on Python threads
+  fit's kernels use ``n_threads`` threads;
+* small data: the cells and their restarts run one after another, their
+  kernels on one thread.  Running them at once on Python threads
   (``concurrent=True``) did not shorten the 440-row wholesale grid on the
   development machine: at that size the Python part of each EM iteration
   (M-step, bookkeeping), which holds the GIL, takes longer than the kernel,
@@ -239,9 +239,9 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         Numba's current setting).  The returned models keep ``n_threads`` as
         their own parameter.
     concurrent : bool, default=False
-        Fit up to ``n_threads`` cells at once on Python threads, each with the
-        serial kernels (which release the GIL), the most expensive cells
-        first.  Results are identical either way.  See the module notes for
+        Fit up to ``n_threads`` cells at once on Python threads, each with its
+        kernels on its own thread (they release the GIL), the most expensive
+        cells first.  Results are identical either way.  See the module notes for
         when this pays.
     **params
         Any other :class:`~fastgmm.GaussianMixture` parameter (``tol``,
