@@ -92,11 +92,16 @@ def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> 
         return
     # Guided hand-out: each block is the remaining groups over twice the
     # threads, so blocks shrink towards the end and the threads finish
-    # within about one group of each other, while there are few calls
-    # (each costs tens of microseconds) and a thread that is slow (or shared
-    # with another fit) leaves its share to the others.
+    # within about one group of each other, while there are few calls (a
+    # call costs a few microseconds, waking a helper 50-100) and a thread
+    # that is slow (or shared with another fit) leaves its share to the
+    # others.
     lock = threading.Lock()
     state = {"next": 0}
+
+    def stop() -> None:
+        with lock:
+            state["next"] = n_groups  # the others stop after their block
 
     def work() -> None:
         while True:
@@ -105,15 +110,18 @@ def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> 
                 if lo >= n_groups:
                     return
                 state["next"] = hi = lo + max(1, (n_groups - lo) // (2 * threads))
-            kernel(*args, lo, hi)
+            try:
+                kernel(*args, lo, hi)
+            except BaseException:
+                stop()
+                raise
 
     pool = _executor()
     futures = [pool.submit(work) for _ in range(threads - 1)]
     try:
         work()
     except BaseException:
-        with lock:
-            state["next"] = n_groups  # let the helpers stop after their block
+        stop()
         raise
     finally:
         # Helpers not started yet (the pool was busy with another fit) have

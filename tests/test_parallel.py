@@ -85,6 +85,29 @@ def test_a_failing_block_raises_after_the_others_stopped(fail_at):
     assert len(rec.calls) == n_done  # nothing still running in the background
 
 
+class FailsOnHelper(Recorder):
+    """Fails on the first block a helper thread runs; the calling thread's blocks succeed."""
+
+    def __init__(self, delay):
+        super().__init__(delay=delay)
+        self.caller = threading.get_ident()
+
+    def __call__(self, tag, lo, hi):
+        if threading.get_ident() != self.caller:
+            raise ValueError("kernel failed")
+        super().__call__(tag, lo, hi)
+
+
+@needs_two_threads
+def test_a_failing_helper_stops_the_calling_thread_too():
+    rec = FailsOnHelper(delay=0.02)
+    with _em.thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
+        run_groups(rec, ("args",), 32, parallel=True)
+    # Without the stop, the calling thread would run every group the helper
+    # did not take (24 or more of 32).
+    assert sum(hi - lo for lo, hi, _ in rec.calls) < 20
+
+
 @needs_two_threads
 def test_many_callers_at_once():
     recs = [Recorder(delay=0.001) for _ in range(6)]
