@@ -692,6 +692,41 @@ def _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm,
 
 
 @jit()
+def _lists_from_labels(labels, start, m, ptr, rows, vals):
+    """Lists of hard assignments: row ``i`` in component ``labels[start + i]``, value 1.
+
+    The same lists as :func:`_lists_from_resp` on the one-hot matrix (rows
+    ascending within each component), without forming it.
+    """
+    n_components = ptr.shape[0] - 1
+    for k in range(n_components + 1):
+        ptr[k] = 0
+    for i in range(m):
+        ptr[labels[start + i] + 1] += 1
+    for k in range(n_components):
+        ptr[k + 1] += ptr[k]
+    # Fill each bucket from its end, rows descending, so that they ascend;
+    # ptr[k + 1] then holds the start of bucket k.
+    for i in range(m - 1, -1, -1):
+        k1 = labels[start + i] + 1
+        ptr[k1] -= 1
+        rows[ptr[k1]] = i
+        vals[ptr[k1]] = 1.0
+    for k in range(n_components):
+        ptr[k] = ptr[k + 1]
+    ptr[n_components] = m
+
+
+@jit()
+def _resp_lists(resp, labels, start, stop, ptr, rows, vals):
+    """Lists of a chunk's given responsibilities: hard ``labels`` unless empty, else ``resp``."""
+    if labels.shape[0] > 0:
+        _lists_from_labels(labels, start, stop - start, ptr, rows, vals)
+    else:
+        _lists_from_resp(resp[start:stop], stop - start, ptr, rows, vals)
+
+
+@jit()
 def _lists_from_resp(resp, m, ptr, rows, vals):
     """Lists of the non-zero entries of given responsibilities ``resp`` (>= m, k)."""
     n_components = resp.shape[1]
@@ -1175,12 +1210,14 @@ def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_si
 # ---------------------------------------------------------------------------
 
 
-def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
-                        g_lo, g_hi):
-    """Statistics of full covariances for given responsibilities ``resp`` (n, k).
+def _resp_stats_full_py(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
+                        s_slot, g_lo, g_hi):
+    """Statistics of full covariances for given responsibilities.
 
     Parameters
     ----------
+    resp : ndarray (n, k) float64, or (0, k) when ``labels`` is given
+    labels : ndarray (n,) int64 hard assignments, or length 0 (use ``resp``)
     shift : ndarray (k, d), dtype of X
     nk_slot, t_slot, s_slot : float64 slots ``(G, k)``, ``(G, k, d)``,
         ``(G, k, d, d)`` (upper triangle)
@@ -1197,56 +1234,57 @@ def _resp_stats_full_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot,
     n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        ptr, rows, vals = _resp_scratch(g, resp.shape[1], min(chunk_size, n_samples),
+                                        nk_slot, t_slot, s_slot)
         dr, rr, sl = _accumulate_scratch(X, min(chunk_size, n_samples))
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+            _resp_lists(resp, labels, start, stop, ptr, rows, vals)
             _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
                              nk_slot[g], t_slot[g], s_slot[g], dr, rr, sl)
 
 
-def _resp_stats_tied_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
-                        g_lo, g_hi):
+def _resp_stats_tied_py(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
+                        s_slot, g_lo, g_hi):
     """:func:`_resp_stats_full_py` for a tied covariance: ``shift`` (d,), ``s_slot`` (G, d, d)."""
     n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        ptr, rows, vals = _resp_scratch(g, resp.shape[1], min(chunk_size, n_samples),
+                                        nk_slot, t_slot, s_slot)
         mc = min(chunk_size, n_samples)
         xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
         dt = np.empty((n_features, mc + ROW_PAD))
         rt = np.empty((n_features, mc + ROW_PAD))
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+            _resp_lists(resp, labels, start, stop, ptr, rows, vals)
             _transpose_chunk(X, start, stop, xt)
             _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
                              nk_slot[g], t_slot[g], s_slot[g], dt, rt)
 
 
-def _resp_stats_diag_py(X, w, weighted, resp, shift, chunk_size, group, nk_slot, t_slot, s_slot,
-                        g_lo, g_hi):
+def _resp_stats_diag_py(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
+                        s_slot, g_lo, g_hi):
     """:func:`_resp_stats_full_py` for diagonal statistics: ``s_slot`` (G, k, d)."""
     n_samples = X.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals = _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot)
+        ptr, rows, vals = _resp_scratch(g, resp.shape[1], min(chunk_size, n_samples),
+                                        nk_slot, t_slot, s_slot)
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_from_resp(resp[start:stop], m, ptr, rows, vals)
+            _resp_lists(resp, labels, start, stop, ptr, rows, vals)
             _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
                              nk_slot[g], t_slot[g], s_slot[g])
 
 
 @jit()
-def _resp_scratch(g, resp, chunk_size, nk_slot, t_slot, s_slot):
-    """Clear slot ``g``; list scratch for chunks of ``resp``: ptr, rows, vals."""
+def _resp_scratch(g, n_components, m, nk_slot, t_slot, s_slot):
+    """Clear slot ``g``; list scratch for chunks of ``m`` rows: ptr, rows, vals."""
     nk_slot[g] = 0.0
     t_slot[g] = 0.0
     s_slot[g] = 0.0
-    n_components = resp.shape[1]
-    m = min(chunk_size, resp.shape[0])
     return (np.empty(n_components + 1, dtype=np.int64),
             np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1))
 

@@ -615,16 +615,19 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
 
 
 def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: int,
-               shift: np.ndarray, covariance_type: str, parallel: bool = True) -> SuffStats:
+               shift: np.ndarray, covariance_type: str, parallel: bool = True,
+               labels: np.ndarray | None = None) -> SuffStats:
     """Statistics for given responsibilities (initialisation).
 
     Parameters
     ----------
-    resp_block : callable
+    resp_block : callable or None
         ``resp_block(lo, hi)`` returns the ``(hi - lo, k)`` float64
         responsibilities of rows ``lo:hi``; only one block is held at a time,
-        so memory stays bounded whatever ``n``.
+        so memory stays bounded whatever ``n``.  None when ``labels`` is given.
     shift : ndarray, (k, d) or (d,) for tied, float64
+    labels : ndarray (n,) int64, optional
+        Hard assignments (one-hot responsibilities, never formed).
     """
     n, d = X.shape
     k = n_components
@@ -638,15 +641,20 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     group = _config.chunks_per_group(n, cs)
     # Rows per call: also bounded so that one block of responsibilities
     # stays within the slot budget (memory independent of n).
-    rows_cap = max(cs, _config.SLOT_BUDGET_BYTES // (8 * k))
+    rows_cap = max(cs, _config.SLOT_BUDGET_BYTES // (8 * k)) if labels is None else n
     step = max(group * cs, min(ws.rows_per_call(group), rows_cap) // (group * cs) * group * cs)
     slots = (ws.nk_slot, ws.t_slot, ws.s_slot)
+    no_resp, no_labels = np.empty((0, k)), np.empty(0, dtype=np.int64)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = _weights_args(w, lo, hi)
+        if labels is None:
+            given = (np.ascontiguousarray(resp_block(lo, hi), dtype=np.float64), no_labels)
+        else:
+            given = (no_resp, np.ascontiguousarray(labels[lo:hi], dtype=np.int64))
         n_groups = -(-(hi - lo) // (cs * group))
-        run_groups(kern, (X[lo:hi], wb, weighted, np.ascontiguousarray(resp_block(lo, hi)),
-                          shift_c, cs, group, *slots), n_groups, parallel)
+        run_groups(kern, (X[lo:hi], wb, weighted, *given, shift_c, cs, group, *slots),
+                   n_groups, parallel)
         _fold_slots(slots, n_groups, (nk, t, s))
     weight = float(n) if w is None else float(w.sum())
     return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,

@@ -6,7 +6,7 @@ from conftest import ATOL, RTOL
 from naive import e_step, m_step, random_params, weighted_log_prob
 from scipy.special import logsumexp
 
-from fastgmm._stats import GaussianParams, compute_stats, point_outputs
+from fastgmm._stats import GaussianParams, compute_stats, point_outputs, resp_stats
 
 SHAPES = [  # (n, d, k): edge cases included
     (700, 3, 4),
@@ -222,3 +222,27 @@ def test_rows_with_no_finite_density_get_uniform_responsibilities(covariance_typ
         assert stats.log_likelihood == -np.inf
         np.testing.assert_allclose(stats.nk.sum(), n, rtol=1e-12)
         np.testing.assert_allclose(stats.nk, ref_resp.sum(axis=0) + 2.0 / k, rtol=1e-6)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n", [5, 3000])
+def test_hard_labels_give_the_one_hot_statistics(covariance_type, weighted, n):
+    """Statistics from labels (no one-hot matrix) equal those of the one-hot
+    responsibilities, bit for bit, and numpy's weighted moments."""
+    k, d = 4, 3
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, d)) * 2 + 5
+    labels = rng.integers(0, k, n)
+    labels[:k] = np.arange(k)  # every component present
+    sw = rng.uniform(0.5, 2.0, n) if weighted else None
+    onehot = np.eye(k)[labels]
+    shift = np.zeros(d) if covariance_type == "tied" else rng.normal(size=(k, d))
+    a = resp_stats(X, sw, None, k, shift, covariance_type, n > 1000, labels=labels)
+    b = resp_stats(X, sw, lambda lo, hi: onehot[lo:hi], k, shift, covariance_type, n > 1000)
+    for name in ("nk", "t", "s"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    ref_w, ref_means, ref_cov = m_step(X, onehot, covariance_type, 1e-6, sw)
+    new = a.m_step(1e-6)
+    np.testing.assert_allclose(new.weights, ref_w, rtol=1e-12)
+    np.testing.assert_allclose(new.means, ref_means, rtol=1e-12)
+    np.testing.assert_allclose(new.covariances, ref_cov, rtol=1e-10, atol=1e-11)
