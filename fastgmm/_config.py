@@ -43,6 +43,12 @@ def chunks_per_group(n_samples: int, chunk_rows: int = CHUNK_SIZE) -> int:
     n_chunks = -(-int(n_samples) // chunk_rows)
     return max(1, min(MAX_CHUNKS_PER_GROUP, n_chunks // 32))
 
+
+def n_groups(n_rows: int, chunk_rows: int, group: int) -> int:
+    """Groups of ``group`` chunks of ``chunk_rows`` rows that cover ``n_rows`` rows."""
+    return -(-int(n_rows) // (chunk_rows * group))
+
+
 #: Below this many rows kernels run on the calling thread alone: handing
 #: work to a helper thread costs 50-100 us, more than it saves there
 #: (measured, diagonal, d = k = 4, per iteration: 2000 rows 0.26 ms alone vs

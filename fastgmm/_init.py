@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from . import _config
-from ._parallel import kernel, run_groups
+from ._parallel import fold_slots, kernel, run_groups
 from ._stats import GaussianParams, resp_stats
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -78,7 +78,7 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
         pot = np.zeros(n_trials)
         run_groups(kernel("candidate_potential"), (X, wa, weighted, cand, closest, cs, slot),
                    n_chunks, parallel)
-        kernel("fold")(slot, n_chunks, pot)
+        fold_slots((slot,), n_chunks, (pot,))
         best = int(np.argmin(pot))
         centers[j] = cand[best]
         run_groups(kernel("update_min_dist"), (X, centers[j], closest, cs), n_chunks, parallel)
@@ -159,11 +159,9 @@ class _LloydStep:
         run_groups(kernel("lloyd_step"),
                    (*self.args, centers, labels, _config.CHUNK_SIZE, *self.slots),
                    self.n_chunks, self.parallel)
-        k, d = sum_slot.shape[1:]
-        sums, counts = np.zeros(k * d), np.zeros(k)
-        kernel("fold")(sum_slot.reshape(self.n_chunks, k * d), self.n_chunks, sums)
-        kernel("fold")(count_slot, self.n_chunks, counts)
-        return sums.reshape(k, d), counts
+        sums, counts = np.zeros(sum_slot.shape[1:]), np.zeros(count_slot.shape[1:])
+        fold_slots(self.slots, self.n_chunks, (sums, counts))
+        return sums, counts
 
 
 def _assign_to_seeds(X, w, seeds, parallel) -> np.ndarray:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -71,12 +71,12 @@ def kernel(name: str) -> Callable:
     return KERNELS[name]
 
 
-def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> None:
-    """Call ``kernel(*args, lo, hi)`` over blocks ``[lo, hi)`` covering ``range(n_groups)``.
+def run_groups(fn: Callable, args: tuple, n_groups: int, parallel: bool) -> None:
+    """Call ``fn(*args, lo, hi)`` over blocks ``[lo, hi)`` covering ``range(n_groups)``.
 
     Parameters
     ----------
-    kernel : compiled kernel
+    fn : compiled kernel
         Must process groups ``lo`` to ``hi - 1`` with no shared writes
         between groups (slots or output rows of its own per group).
     args : tuple
@@ -88,7 +88,7 @@ def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> 
     """
     threads = min(n_threads(), n_groups) if parallel else 1
     if threads <= 1:
-        kernel(*args, 0, n_groups)
+        fn(*args, 0, n_groups)
         return
     # Guided hand-out: each block is the remaining groups over twice the
     # threads, so blocks shrink towards the end and the threads finish
@@ -111,7 +111,7 @@ def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> 
                     return
                 state["next"] = hi = lo + max(1, (n_groups - lo) // (2 * threads))
             try:
-                kernel(*args, lo, hi)
+                fn(*args, lo, hi)
             except BaseException:
                 stop()
                 raise
@@ -131,3 +131,15 @@ def run_groups(kernel: Callable, args: tuple, n_groups: int, parallel: bool) -> 
             f.exception()
     for f in running:
         f.result()
+
+
+def fold_slots(slots: tuple, n_used: int, accs: tuple) -> None:
+    """``acc += slot[0] + ... + slot[n_used - 1]``, in that order, for each pair.
+
+    The fixed-order sum of the per-group (or per-chunk) slots that
+    :func:`run_groups` had written.  The accumulators must be C-contiguous
+    (their flat views are written).
+    """
+    fold = kernel("fold")
+    for slot, acc in zip(slots, accs, strict=True):
+        fold(slot.reshape(slot.shape[0], -1), n_used, acc.reshape(-1))

@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from . import _config
-from ._parallel import kernel, run_groups
+from ._parallel import fold_slots, kernel, run_groups
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -535,16 +535,6 @@ class RowHints:
 _NO_HINT = np.empty(0, dtype=np.int32)
 
 
-def _fold_slots(slots: tuple, n_used: int, accs: tuple) -> None:
-    """``acc += slot[0] + ... + slot[n_used - 1]``, in that order, for each pair.
-
-    The accumulators are C-contiguous (their flat views are written).
-    """
-    fold = kernel("fold")
-    for slot, acc in zip(slots, accs, strict=True):
-        fold(slot.reshape(slot.shape[0], -1), n_used, acc.reshape(-1))
-
-
 def _weights_args(w, lo, hi):
     if w is None:
         return _EMPTY_W, False
@@ -602,10 +592,10 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         extra = ()
         if ctype == "full":
             extra = (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
-        n_groups = -(-(hi - lo) // (cs * group))
+        n_groups = _config.n_groups(hi - lo, cs, group)
         run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
                    n_groups, parallel)
-        _fold_slots(slots, n_groups, (nk, t, s, ll))
+        fold_slots(slots, n_groups, (nk, t, s, ll))
     if ctype == "full" and hints is not None:
         hints.valid = True
     weight = float(n) if w is None else float(w.sum())
@@ -652,10 +642,10 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
             given = (np.ascontiguousarray(resp_block(lo, hi), dtype=np.float64), no_labels)
         else:
             given = (no_resp, np.ascontiguousarray(labels[lo:hi], dtype=np.int64))
-        n_groups = -(-(hi - lo) // (cs * group))
+        n_groups = _config.n_groups(hi - lo, cs, group)
         run_groups(kern, (X[lo:hi], wb, weighted, *given, shift_c, cs, group, *slots),
                    n_groups, parallel)
-        _fold_slots(slots, n_groups, (nk, t, s))
+        fold_slots(slots, n_groups, (nk, t, s))
     weight = float(n) if w is None else float(w.sum())
     return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
                      _symmetrize_upper(s, ctype), 0.0, weight, n)
@@ -708,7 +698,7 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     cs = _config.chunk_size(params.covariance_type)
     group = _config.chunks_per_group(n, cs)
     run_groups(kern, (X, *args, cs, group, resp, out_2d, out_score, out_label),
-               -(-n // (cs * group)), parallel)
+               _config.n_groups(n, cs, group), parallel)
     out = {}
     if resp:
         out["resp"] = out_2d
