@@ -39,7 +39,8 @@ from matplotlib.figure import Figure
 import fastgmm
 from fastgmm import plotting
 from fastgmm._init import kmeans
-from fastgmm.datasets import Table, load_wholesale
+from fastgmm._table import Table
+from fastgmm.datasets import load_wholesale
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -92,7 +93,7 @@ def best_kmeans(Z, k, n_init, seed):
     rng = np.random.RandomState(seed)
     best = None
     for _ in range(n_init):
-        centers, labels = kmeans(np.ascontiguousarray(Z), None, k, rng, parallel=False)
+        centers, labels = kmeans(np.ascontiguousarray(Z), None, k, rng)
         inertia = float(((Z - centers[labels]) ** 2).sum())
         if best is None or inertia < best[0]:
             best = (inertia, labels)

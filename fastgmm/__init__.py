@@ -7,11 +7,17 @@
 
 from ._em import IterationInfo
 from ._estimator import GaussianMixture, fit
+from ._exceptions import (
+    ConvergenceWarning,
+    DegenerateCovarianceError,
+    DegenerateDataWarning,
+    NotFittedError,
+)
+from ._params import GaussianParams
 from ._sources import IterableSource, MemmapSource
-from ._stats import DegenerateCovarianceError, GaussianParams, SuffStats
-from ._validation import ConvergenceWarning, DegenerateDataWarning, NotFittedError
+from ._stats import SuffStats
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 # Imported on first use, so that ``import fastgmm`` stays cheap (the command
 # line and every new process pay for it): name -> (module, attribute or None).

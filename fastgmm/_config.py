@@ -14,17 +14,16 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 #: Rows per chunk: the unit of the per-chunk kernels (their scratch fits L2).
 CHUNK_SIZE = 256
 
-#: Rows per chunk of the full-covariance E-step.  Its exact densities run
-#: over the rows of one component at a time; longer runs amortise the loop
-#: set-up, and its scratch does not grow with ``k`` like the dense types'.
-#: Measured (n = 4e5, d = k = 16, one thread): 1024 rows 1.16-1.30x faster
-#: than 256; the diagonal type is indifferent and the tied one 12 % slower.
+#: Rows per chunk of the full-covariance E-step: its exact densities run over
+#: the rows of one component at a time, longer runs amortise the loop set-up,
+#: and its scratch does not grow with ``k`` as the dense types' does.
 FULL_CHUNK_SIZE = 1024
 
 
 def chunk_size(covariance_type: str) -> int:
     """Rows per chunk of the E-step and per-point kernels of a covariance type."""
     return FULL_CHUNK_SIZE if covariance_type == "full" else CHUNK_SIZE
+
 
 #: At most this many consecutive chunks share one statistics slot.
 MAX_CHUNKS_PER_GROUP = 16
@@ -49,10 +48,8 @@ def n_groups(n_rows: int, chunk_rows: int, group: int) -> int:
     return -(-int(n_rows) // (chunk_rows * group))
 
 
-#: Below this many rows kernels run on the calling thread alone: handing
-#: work to a helper thread costs 50-100 us, more than it saves there
-#: (measured, diagonal, d = k = 4, per iteration: 2000 rows 0.26 ms alone vs
-#: 0.41 ms on two threads; 5000 rows 0.80 vs 0.65).
+#: Below this many rows a kernel call runs on the calling thread alone:
+#: waking a helper thread would cost more than it saves.
 SERIAL_THRESHOLD = 16 * CHUNK_SIZE
 
 #: k-means initialisation runs on a uniform sample of at most this many rows.
@@ -62,7 +59,7 @@ INIT_MAX_SAMPLES = 100_000
 SEED_MAX_SAMPLES = 16_384
 
 #: Out-of-core sources keep per-row hints of the full-covariance E-step (one
-#: int32 per row, 1.5x faster E-steps) up to this many bytes: 32M rows.
+#: int32 per row) up to this many bytes (32M rows), so memory stays bounded.
 HINT_BUDGET_BYTES = 2**27
 
 #: Bytes of per-chunk statistics slots kept in flight during one kernel call.

@@ -23,9 +23,17 @@ from functools import reduce
 
 import numpy as np
 
-from ._em import use_parallel
-from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _draw_seed
-from ._stats import GaussianParams, SuffStats, compute_stats, point_outputs
+from ._compute import compute_stats, point_outputs
+from ._parallel import numba_threads
+from ._params import GaussianParams, covariance_shape
+from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _Source, draw_seed, uniform_rows
+from ._stats import SuffStats
+from ._validation import (
+    check_weight_shape,
+    check_weight_values,
+    compute_dtype,
+    weight_sum_error,
+)
 
 
 def _import_dask():
@@ -43,17 +51,14 @@ def _as_rows_array(X, name: str = "X"):
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), got "
                          f"shape {X.shape}")
-    if X.dtype.kind not in "biuf":
-        kind = "complex" if X.dtype.kind == "c" else "non-numeric"
-        raise TypeError(f"{name} has {kind} dtype {X.dtype}; fastgmm needs real numbers")
+    dtype = compute_dtype(X.dtype, name)
     if any(np.isnan(c) for c in X.chunks[0]):
         X = X.compute_chunk_sizes()
     if X.shape[1] == 0:
         raise ValueError(f"{name} has 0 features; at least one is required")
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
-    dtype = np.float32 if X.dtype == np.float32 else np.float64
-    if X.dtype != dtype or not X.dtype.isnative:
+    if X.dtype != dtype:
         X = X.astype(dtype)
     return X
 
@@ -63,12 +68,11 @@ def _as_rows_array(X, name: str = "X"):
 # ---------------------------------------------------------------------------
 
 
-def _block_stats(xb, wb, params: GaussianParams, parallel) -> SuffStats:
+def _block_stats(xb, wb, params: GaussianParams, n_threads: int | None) -> SuffStats:
     xb = np.ascontiguousarray(xb)
-    if parallel is None:
-        parallel = use_parallel(xb.shape[0])
     wb = None if wb is None else np.ascontiguousarray(wb, dtype=np.float64)
-    return compute_stats(xb, wb, params, None, bool(parallel))
+    with numba_threads(n_threads):
+        return compute_stats(xb, wb, params)
 
 
 def _sum_stats(*parts: SuffStats) -> SuffStats:
@@ -76,23 +80,19 @@ def _sum_stats(*parts: SuffStats) -> SuffStats:
 
 
 def _check_block_task(xb, wb):
-    """``(all finite, weights ok, total weight, rows of positive weight)``."""
+    """``(X all finite, weights all finite, weights all >= 0, total weight)``."""
     finite = bool(np.isfinite(xb).all())
     if wb is None:
-        return finite, True, float(xb.shape[0]), int(xb.shape[0])
-    ok = bool(np.isfinite(wb).all() and (wb >= 0).all())
-    return finite, ok, float(wb.sum()), int(np.count_nonzero(wb))
+        return finite, True, True, float(xb.shape[0])
+    return finite, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), float(wb.sum())
 
 
-def _point_block(xb, params: GaussianParams, what: str, parallel):
+def _point_block(xb, params: GaussianParams, what: str):
     xb = np.ascontiguousarray(xb)
     if not np.isfinite(xb).all():
         raise ValueError("X contains NaN or infinity; remove or impute non-finite values "
                          "first")
-    if parallel is None:
-        parallel = use_parallel(xb.shape[0])
-    key = {"labels": "labels", "resp": "resp", "score": "score"}[what]
-    return point_outputs(xb, params, parallel=bool(parallel), **{key: True})[key]
+    return point_outputs(xb, params, **{what: True})[what]
 
 
 # ---------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def _point_block(xb, params: GaussianParams, what: str, parallel):
 # ---------------------------------------------------------------------------
 
 
-class DaskSource:
+class DaskSource(_Source):
     """A Dask array as a data source for the EM loop.
 
     Parameters
@@ -114,9 +114,9 @@ class DaskSource:
         Rows drawn uniformly (without replacement) and brought to the client
         for the initialisation; all rows when there are no more.
     parallel : bool, default=False
-        Share the rows of each block between threads inside each task.  Off
-        by default: Dask already runs blocks in parallel, one per worker
-        thread.
+        Let each task share its block's rows between Numba threads.  Off by
+        default (one thread per task), since Dask already runs blocks in
+        parallel, one per worker thread.
     split_every : int, default=8
         Fan-in of the tree that adds the blocks' statistics.
 
@@ -143,12 +143,9 @@ class DaskSource:
                 if arr.dtype.kind not in "biuf":
                     raise TypeError("sample_weight must be real numbers, got dtype "
                                     f"{arr.dtype}")
-                if arr.shape != (n,):
-                    raise ValueError(f"sample_weight has shape {arr.shape}, expected ({n},)")
+                check_weight_shape(arr.shape, n)
                 sample_weight = da.from_array(arr, chunks=(X.chunks[0],))
-            if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
-                raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected "
-                                 f"({n},)")
+            check_weight_shape(sample_weight.shape, n)
             if sample_weight.dtype.kind not in "biuf":
                 raise TypeError("sample_weight must be real numbers, got dtype "
                                 f"{sample_weight.dtype}")
@@ -163,6 +160,7 @@ class DaskSource:
         self.dtype = np.dtype(X.dtype)
         self.init_sample_size = int(init_sample_size)
         self.parallel = bool(parallel)
+        self._task_threads = None if self.parallel else 1
         self.split_every = int(split_every)
         self._x_blocks = list(X.to_delayed().ravel())
         self._w_blocks = (None if w is None else list(w.to_delayed().ravel()))
@@ -189,11 +187,9 @@ class DaskSource:
             raise ValueError("X contains NaN or infinity; remove or impute non-finite "
                              "values first")
         if self.sample_weight is not None:
-            if not all(r[1] for r in results):
-                raise ValueError("sample_weight contains NaN, infinity or negative values")
-            if not sum(r[2] for r in results) > 0:
-                raise ValueError("sample_weight sums to zero")
-        self.n_positive = sum(r[3] for r in results)
+            check_weight_values(all(r[1] for r in results), all(r[2] for r in results))
+            if not sum(r[3] for r in results) > 0:
+                raise weight_sum_error()
         self._validated = True
 
     def stats(self, params: GaussianParams) -> SuffStats:
@@ -205,7 +201,7 @@ class DaskSource:
         params_task = dask.delayed(params, traverse=False)
         block = dask.delayed(_block_stats, pure=True)
         parts = [block(xb, None if self._w_blocks is None else self._w_blocks[i],
-                       params_task, self.parallel)
+                       params_task, self._task_threads)
                  for i, xb in enumerate(self._x_blocks)]
         add = dask.delayed(_sum_stats, pure=True)
         while len(parts) > 1:
@@ -229,8 +225,7 @@ class DaskSource:
         if m == n:
             xs, ws = self.X, self.sample_weight
         else:
-            gen = np.random.default_rng(_draw_seed(rng))
-            idx = np.sort(gen.choice(n, size=m, replace=False))
+            idx = uniform_rows(n, m, draw_seed(rng))
             xs = self.X[idx]
             ws = None if self.sample_weight is None else self.sample_weight[idx]
         if ws is None:
@@ -245,7 +240,7 @@ class DaskSource:
 # ---------------------------------------------------------------------------
 
 
-def lazy_point(X, params: GaussianParams, what: str, n_features: int, parallel=None):
+def lazy_point(X, params: GaussianParams, what: str, n_features: int):
     """Lazy per-row outputs of a Dask array, one task per block of rows.
 
     Parameters
@@ -255,8 +250,6 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int, parallel=N
     what : {'labels', 'resp', 'score'}
     n_features : int
         The fitted number of features.
-    parallel : bool, optional
-        Parallel kernels inside tasks; default: by block size.
 
     Returns
     -------
@@ -270,10 +263,10 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int, parallel=N
     # ``meta`` spares Dask a trial call of the kernel on an empty block.
     if what == "resp":
         k = params.n_components
-        return X.map_blocks(_point_block, params, what, parallel, dtype=X.dtype,
+        return X.map_blocks(_point_block, params, what, dtype=X.dtype,
                             chunks=(X.chunks[0], (k,)), meta=np.empty((0, k), X.dtype))
     dtype = np.dtype(np.int64) if what == "labels" else X.dtype
-    return X.map_blocks(_point_block, params, what, parallel, dtype=dtype, drop_axis=1,
+    return X.map_blocks(_point_block, params, what, dtype=dtype, drop_axis=1,
                         meta=np.empty((0,), dtype))
 
 
@@ -289,12 +282,11 @@ def warm_up(covariance_types=("full",)) -> None:
     covariance_types : sequence of str, default=('full',)
         The kernels to load: statistics and per-point outputs, float64.
     """
-    from ._stats import GaussianParams
-
     X = np.random.default_rng(0).normal(size=(2048, 2))
     for ctype in covariance_types:
-        cov = {"full": np.stack([np.eye(2)] * 2), "tied": np.eye(2),
-               "diag": np.ones((2, 2)), "spherical": np.ones(2)}[ctype]
+        shape = covariance_shape(ctype, 2, 2)
+        cov = (np.ones(shape) if ctype in ("diag", "spherical")
+               else np.broadcast_to(np.eye(2), shape).copy())
         params = GaussianParams.from_covariances(ctype, np.full(2, 0.5), X[:2].copy(), cov)
-        compute_stats(X, None, params, None, parallel=True)
-        point_outputs(X, params, resp=True, score=True, labels=True, parallel=True)
+        compute_stats(X, None, params)
+        point_outputs(X, params, resp=True, score=True, labels=True)

@@ -21,9 +21,10 @@ M-step call it).  When nothing is degenerate it returns exactly what
   the run, so one collapse is reported once;
 * re-seeds an empty component at the worst-explained sample (lowest log
   density under the healthy components) with the pooled covariance of the
-  healthy components and weight ``1 / n_components``, when the data are in
-  memory; without data access (statistics only, e.g. a chunked source) it
-  splits the heaviest component in two along its principal axis instead
+  healthy components and weight ``1 / n_components``, when the data source
+  can name that sample cheaply (in memory); otherwise (statistics only,
+  e.g. a chunked source) it splits the heaviest component in two along its
+  principal axis instead
   (moment-matched halves: means ``mu +- sqrt(2 / pi) sigma v``, variance
   ``(1 - 2 / pi) sigma^2`` along ``v``).  A component is re-seeded at most
   :data:`MAX_RESEEDS` times per run; after that it is left empty (weight
@@ -35,26 +36,20 @@ and the repair; ``'ignore'`` repairs silently; ``'raise'`` raises
 :class:`~fastgmm.DegenerateCovarianceError` instead of repairing.
 
 Only the statistics are needed for every repair but the worst-point re-seed,
-so the same object serves in-memory, out-of-core and distributed sources.
+for which the repair asks the data source (``source.worst_explained``), so
+the same object serves in-memory, out-of-core and distributed sources.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 
 import numpy as np
 
-from ._em import use_parallel
-from ._stats import (
-    _NK_EPS,
-    DegenerateCovarianceError,
-    GaussianParams,
-    SuffStats,
-    point_outputs,
-)
-from ._validation import DegenerateDataWarning
+from ._exceptions import DegenerateCovarianceError, DegenerateDataWarning
+from ._params import GaussianParams
+from ._stats import SuffStats, add_to_diagonal
 
 #: Accepted values of the estimator's ``on_degenerate`` parameter.
 ON_DEGENERATE = ("warn", "raise", "ignore")
@@ -81,8 +76,8 @@ _HALF_SHIFT = math.sqrt(2.0 / math.pi)  # mean of a half-normal, in sigmas
 _HALF_VAR = 1.0 - 2.0 / math.pi  # its variance, in sigma^2
 
 
-class _RunState(threading.local):
-    """Per-thread memory of one EM run (restarts may run on several threads)."""
+class _RunState:
+    """Memory of one EM run: extra regularisation and re-seed counts per component."""
 
     def __init__(self):
         self.last_iteration = -1
@@ -104,40 +99,28 @@ class DegenerateRepair:
         naming the component, the iteration and the repair; ``'ignore'``:
         repair silently; ``'raise'``: raise
         :class:`~fastgmm.DegenerateCovarianceError` instead.
-    X : ndarray of shape (n_samples, n_features), optional
-        The validated training data (C-contiguous float32/float64), used only
-        to find the worst-explained sample when an empty component is
-        re-seeded.  Without it, empty components are filled by splitting the
-        heaviest component.
-    sample_weight : ndarray of shape (n_samples,), optional
-        Rows of zero weight are never chosen as seeds.
-    parallel : bool, optional
-        Kernels used to score the rows; default: chosen from the data size
-        at each call (the choice the EM loop makes).
-    dtype : numpy dtype, optional
-        Dtype the kernels compute in (default: that of ``X``, else float64);
-        sets how close to singular a covariance may be.
+    source : data source, optional
+        Asked for the worst-explained rows (``source.worst_explained``) when
+        an empty component is re-seeded; where it has none to offer (or no
+        source is given), empty components are filled by splitting the
+        heaviest component.  Its ``dtype`` (the kernels' compute dtype,
+        float64 without a source) sets how close to singular a covariance
+        may be.
 
     Notes
     -----
-    The object may be shared by restarts running on several Python threads:
-    the memory of a run (extra regularisation, re-seed counts) is kept per
-    thread and reset when the iteration number goes back, i.e. when the
-    thread starts a new run.  Repairs are deterministic.
+    The memory of a run (extra regularisation, re-seed counts) is reset when
+    the iteration number goes back, i.e. when a new run starts.  Repairs are
+    deterministic.
     """
 
-    def __init__(self, on_degenerate: str = "warn", X: np.ndarray | None = None,
-                 sample_weight: np.ndarray | None = None, parallel: bool | None = None,
-                 dtype=None):
+    def __init__(self, on_degenerate: str = "warn", source=None):
         if on_degenerate not in ON_DEGENERATE:
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {on_degenerate!r}")
         self.on_degenerate = on_degenerate
-        self.X = X
-        self.sample_weight = sample_weight
-        self.parallel = parallel
-        if dtype is None:
-            dtype = np.float64 if X is None else X.dtype
+        self.source = source
+        dtype = np.float64 if source is None else source.dtype
         self.eps = float(np.finfo(np.dtype(dtype)).eps)
         self._state = _RunState()
 
@@ -205,7 +188,7 @@ class DegenerateRepair:
     def _repair(self, stats: SuffStats, reg_covar: float, empty: np.ndarray,
                 state: _RunState) -> tuple[GaussianParams, list[str]]:
         ctype = stats.covariance_type
-        weights, means, raw = raw_moments(stats)
+        weights, means, raw = stats.moments()
         k = weights.shape[0]
         healthy = ~empty
         events: list[str] = []
@@ -215,7 +198,7 @@ class DegenerateRepair:
         if ctype == "tied":
             extra, grown = _regularise(raw, ctype, reg_covar, state.extra[0], base, self.eps)
             state.extra[0] = extra
-            cov = _add_diagonal(raw, ctype, reg_covar + extra)
+            cov = add_to_diagonal(raw, ctype, reg_covar + extra)
             if grown:
                 events.append("the tied covariance was not positive definite, or singular "
                               "to rounding; its diagonal regularisation was raised by "
@@ -228,7 +211,7 @@ class DegenerateRepair:
                 extra, grown = _regularise(raw[j], ctype, reg_covar, state.extra[j], base,
                                            self.eps)
                 state.extra[j] = extra
-                cov[j] = _add_diagonal(raw[j], ctype, reg_covar + extra)
+                cov[j] = add_to_diagonal(raw[j], ctype, reg_covar + extra)
                 if grown:
                     events.append(f"component {j} collapsed (covariance not positive "
                                   "definite, or singular to rounding); its diagonal "
@@ -247,40 +230,34 @@ class DegenerateRepair:
                     events.append(f"component {int(j)} is empty again after {MAX_RESEEDS} "
                                   "re-seeds and was left empty with the pooled covariance")
             if reseed:
-                if self.X is not None:
-                    events += self._reseed_worst(weights, means, cov, healthy, reseed, ctype)
-                else:
-                    events += _split_heaviest(weights, means, cov, healthy, reseed, ctype)
+                events += (self._reseed_worst(weights, means, cov, healthy, reseed, ctype)
+                           or _split_heaviest(weights, means, cov, healthy, reseed, ctype))
                 state.reseeds[reseed] += 1
             weights = weights / weights.sum()
         return GaussianParams.from_covariances(ctype, weights, means, cov), events
 
     def _reseed_worst(self, weights, means, cov, healthy, reseed, ctype) -> list[str]:
-        """Move each component of ``reseed`` to one of the worst-explained rows."""
-        X = self.X
+        """Move each component of ``reseed`` to one of the worst-explained rows.
+
+        Returns the events, or an empty list (nothing changed) when the
+        source cannot name such rows.
+        """
+        if self.source is None:
+            return []
         h_w = weights[healthy] / weights[healthy].sum()
         h_cov = cov if ctype == "tied" else cov[healthy]
         scorer = GaussianParams.from_covariances(ctype, h_w, means[healthy], h_cov)
-        parallel = use_parallel(X.shape[0]) if self.parallel is None else self.parallel
-        scores = point_outputs(X, scorer, score=True, parallel=parallel)["score"]
-        scores = scores.astype(np.float64)
-        if self.sample_weight is not None:
-            scores[self.sample_weight <= 0] = np.inf
-        eligible = scores.copy()
+        rows = self.source.worst_explained(scorer, len(reseed))
+        if rows is None:
+            return []
         events = []
         share = 1.0 / weights.shape[0]
         others = np.ones(weights.shape[0], dtype=bool)
         others[reseed] = False
         weights[others] *= (1.0 - share * len(reseed)) / weights[others].sum()
-        for j in reseed:
-            row = int(np.argmin(scores))  # a -inf score (zero density) is the worst
-            if scores[row] == np.inf:
-                # Fewer distinct eligible rows than seeds: share a seed.
-                row = int(np.argmin(eligible))
-            means[j] = X[row]
+        for j, (row, x) in zip(reseed, rows, strict=True):
+            means[j] = x
             weights[j] = share
-            # Never pick the same point twice for this iteration's seeds.
-            scores[(X == X[row]).all(axis=1)] = np.inf
             events.append(f"component {j} was empty and was re-seeded at the "
                           f"worst-explained sample (row {row}) with the pooled covariance")
         return events
@@ -299,32 +276,6 @@ def empty_components(stats: SuffStats) -> np.ndarray:
     """
     avg = stats.weight / max(stats.n_samples, 1)
     return ~(stats.nk >= EMPTY_FRACTION * avg)
-
-
-def raw_moments(stats: SuffStats):
-    """Weights, means and unregularised covariances from the statistics.
-
-    The same arithmetic as :meth:`SuffStats.m_step` up to (not including)
-    the ``reg_covar`` addition, so that adding ``reg_covar`` gives its result
-    bit for bit.
-    """
-    ctype = stats.covariance_type
-    nk = stats.nk + _NK_EPS
-    weights = nk / nk.sum()
-    off = stats.t / nk[:, None]
-    if ctype == "tied":
-        means = stats.shift[None, :] + off
-        cov = (stats.s - (stats.t.T / nk) @ stats.t) / nk.sum()
-        cov = 0.5 * (cov + cov.T)
-    elif ctype == "full":
-        means = stats.shift + off
-        cov = stats.s / nk[:, None, None] - off[:, :, None] * off[:, None, :]
-        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-    else:
-        means = stats.shift + off
-        var = stats.s / nk[:, None] - off ** 2
-        cov = var if ctype == "diag" else var.mean(axis=1)
-    return weights, means, cov
 
 
 def data_scale(stats: SuffStats) -> float:
@@ -349,15 +300,6 @@ def data_scale(stats: SuffStats) -> float:
             var = (sdiag + nk[:, None] * dc ** 2 + 2.0 * t * dc).sum(axis=0) / total
         scale = float(np.mean(np.maximum(var, 0.0)))
     return scale if np.isfinite(scale) and scale > 0 else 1.0
-
-
-def _add_diagonal(raw: np.ndarray, ctype: str, amount: float) -> np.ndarray:
-    """``raw`` (one component's covariance, or the tied one) plus ``amount`` on the diagonal."""
-    if ctype in ("full", "tied"):
-        out = raw.copy()
-        out.flat[:: out.shape[0] + 1] += amount
-        return out
-    return raw + amount
 
 
 def numerically_singular(params: GaussianParams,
@@ -408,11 +350,11 @@ def _regularise(raw, ctype, reg_covar, extra, base, eps) -> tuple[float, bool]:
 
     Returns the extra amount and whether it had to grow beyond ``extra``.
     """
-    if _is_spd(_add_diagonal(raw, ctype, reg_covar + extra), ctype, eps):
+    if _is_spd(add_to_diagonal(raw, ctype, reg_covar + extra), ctype, eps):
         return extra, False
     candidate = base
     for _ in range(_MAX_STEPS):
-        if candidate > extra and _is_spd(_add_diagonal(raw, ctype, reg_covar + candidate),
+        if candidate > extra and _is_spd(add_to_diagonal(raw, ctype, reg_covar + candidate),
                                          ctype, eps):
             return candidate, True
         candidate *= _GROWTH

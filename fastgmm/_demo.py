@@ -18,23 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._io import atomic_path
-from .datasets import Table, Wholesale, load_wholesale
+from ._params import COVARIANCE_TYPES
+from ._prep import standardize
+from ._table import Table
+from .datasets import Wholesale, load_wholesale
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 # The two ends of matplotlib's "coolwarm", darkened, so ellipses match points.
 _SEGMENT_COLORS = ("#2a3a9c", "#9c0f1f")
-
-
-def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre and scale each column by its mean and population std (ddof=0).
-
-    Returns
-    -------
-    Z, mean, std
-    """
-    mean = X.mean(axis=0)
-    std = X.std(axis=0, ddof=0)
-    return (X - mean) / std, mean, std
 
 
 def order_by_mean(means: np.ndarray, feature: int = 0) -> np.ndarray:
@@ -45,37 +35,23 @@ def order_by_mean(means: np.ndarray, feature: int = 0) -> np.ndarray:
 
 
 def criterion_curves(X: np.ndarray, ks, covariance_types=COVARIANCE_TYPES, *,
-                     n_init: int = 1, seed: int = 0,
-                     progress: Callable[[str], None] | None = None) -> dict:
+                     n_init: int = 1, seed: int = 0) -> dict:
     """BIC and AIC of a mixture per number of components and covariance type.
+
+    One :func:`fastgmm.select` grid.
 
     Returns
     -------
     dict
-        ``{"bic": {type: (ks, values)}, "aic": {type: (ks, values)}}``; a fit
-        that fails (degenerate covariance) gives NaN.
+        ``{"bic": {type: (ks, values)}, "aic": {type: (ks, values)}}``.
     """
-    from ._estimator import GaussianMixture
+    from ._select import select
 
-    ks = np.asarray(list(ks))
-    out = {"bic": {}, "aic": {}}
-    for ctype in covariance_types:
-        bic = np.full(ks.shape, np.nan)
-        aic = np.full(ks.shape, np.nan)
-        for i, k in enumerate(ks):
-            model = GaussianMixture(int(k), covariance_type=ctype, n_init=n_init,
-                                    random_state=seed, max_iter=500)
-            try:
-                model.fit(X)
-            except ValueError as exc:
-                if progress is not None:
-                    progress(f"k={k} {ctype}: fit failed ({exc})")
-                continue
-            bic[i] = model.bic(X)
-            aic[i] = model.aic(X)
-        out["bic"][ctype] = (ks, bic)
-        out["aic"][ctype] = (ks, aic)
-    return out
+    result = select(X, ks, covariance_types, n_init=n_init, random_state=seed, max_iter=500)
+    ks = np.asarray(result.n_components)
+    return {name: {ctype: (ks, result.values(name)[:, j])
+                   for j, ctype in enumerate(result.covariance_types)}
+            for name in ("bic", "aic")}
 
 
 def criterion_table(curves: dict, title: str) -> Table:
@@ -166,8 +142,7 @@ def run_demo(out_dir: str = "fastgmm_demo_output", *, quick: bool = False, seed:
     log_spend = np.log(data.spending)
     say(f"BIC and AIC for k = 1..{ks[-1]} and 4 covariance types on log spending "
         f"({4 * len(ks)} fits)")
-    curves = criterion_curves(log_spend, ks, n_init=1 if quick else 3, seed=seed,
-                              progress=say)
+    curves = criterion_curves(log_spend, ks, n_init=1 if quick else 3, seed=seed)
     bic = criterion_table(curves["bic"], "BIC on the six log-spending columns (lower is better)")
     aic = criterion_table(curves["aic"], "AIC on the six log-spending columns (lower is better)")
     best_bic, best_aic = best_of(curves["bic"]), best_of(curves["aic"])

@@ -1,147 +1,22 @@
 """The EM loop: iterations, convergence, restarts, progress and callbacks.
 
 This is the only EM loop in fastgmm.  It sees the data only through a
-*source*: an object with ``stats(params) -> SuffStats``.  In-memory arrays,
-memory maps, chunk iterators and Dask arrays differ only in their source.
+*source* (:mod:`fastgmm._sources`): in-memory arrays, memory maps, chunk
+iterators and Dask arrays differ only in their source.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import warnings
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from . import _config, _parallel, _stats
-from ._stats import (GaussianParams, RowHints, StatsWorkspace, SuffStats, compute_stats,
-                     kernel_inputs)
-from ._validation import ConvergenceWarning
-
-
-class _SingleThreadBLAS:
-    """Reference-counted "BLAS uses one thread" for the duration of fits.
-
-    The parallelism of fastgmm is Numba's; BLAS/LAPACK only ever see tiny
-    matrices (the M-step's d x d factorisations), where OpenBLAS's own thread
-    pool is pure overhead and, on a busy machine, costs 30x in wake-ups.  The
-    first caller in caps BLAS at one thread, the last one out restores it, so
-    concurrent fits from several Python threads do not undo each other.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._controller = None
-        self._limiter = None
-
-    def __enter__(self):
-        with self._lock:
-            if self._depth == 0:
-                if self._controller is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    # The controller only sees libraries loaded when it is
-                    # made: load scipy's own OpenBLAS (the M-step's) first,
-                    # or its threads would keep spinning next to Numba's
-                    # after every factorisation (measured: 2-thread E-steps
-                    # 0.12-0.17 s instead of 0.09-0.13 s at n = 1e6).
-                    _stats._linalg()
-                    self._controller = ThreadpoolController()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._depth += 1
-        return self
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0 and self._limiter is not None:
-                self._limiter.restore_original_limits()
-                self._limiter = None
-
-
-_single_thread_blas = _SingleThreadBLAS()
-
-
-@contextmanager
-def thread_limit(n_threads: int | None):
-    """Numba threads for the block (``None``: unchanged), BLAS on one thread.
-
-    Values above the number of threads Numba started with are clipped to it.
-    Both settings are restored afterwards.
-    """
-    import numba
-
-    old = numba.get_num_threads()
-    n = old if n_threads is None else max(1, min(int(n_threads),
-                                                 numba.config.NUMBA_NUM_THREADS))
-    with _single_thread_blas:
-        if n == old:
-            yield n
-            return
-        numba.set_num_threads(n)
-        try:
-            yield n
-        finally:
-            numba.set_num_threads(old)
-
-
-def use_parallel(n_samples: int) -> bool:
-    """Whether kernels over ``n_samples`` rows may share them between threads.
-
-    Small inputs run on the calling thread alone (no hand-off to the pool).
-    The compiled code and the summation order are the same either way (see
-    :mod:`fastgmm._parallel`), so results do not depend on this choice.
-    """
-    return n_samples >= _config.SERIAL_THRESHOLD
-
-
-class ArraySource:
-    """In-memory data for the EM loop.
-
-    Parameters
-    ----------
-    X : ndarray (n, d), validated, C-contiguous float32/float64
-    sample_weight : ndarray (n,) float64 or None
-    parallel : bool, optional
-        Defaults to :func:`use_parallel`.
-    """
-
-    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None,
-                 parallel: bool | None = None):
-        self.X = X
-        self.sample_weight = sample_weight
-        self.parallel = use_parallel(X.shape[0]) if parallel is None else parallel
-        self._workspace: StatsWorkspace | None = None
-        self._hints: RowHints | None = None
-
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def dtype(self):
-        return self.X.dtype
-
-    def stats(self, params: GaussianParams) -> SuffStats:
-        """Sufficient statistics of all rows under ``params``."""
-        ws = self._workspace
-        if (ws is None or ws.covariance_type != params.covariance_type
-                or ws.shapes[1] != (params.n_components, params.n_features)):
-            ws = self._workspace = StatsWorkspace(
-                params.covariance_type, params.n_components, params.n_features,
-                _parallel.n_threads(), self.X.shape[0])
-            self._hints = RowHints(self.X.shape[0])
-        return compute_stats(self.X, self.sample_weight, params, ws, self.parallel,
-                             kernel_inputs(params, self.X.dtype), self._hints)
+from ._exceptions import ConvergenceWarning
+from ._params import GaussianParams
 
 
 @dataclass
@@ -200,7 +75,7 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
 
     Parameters
     ----------
-    source : object with ``stats(params) -> SuffStats``
+    source : data source (see :mod:`fastgmm._sources`)
     params : GaussianParams
     tol, max_iter, reg_covar
         As in :class:`fastgmm.GaussianMixture`.
@@ -221,6 +96,7 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
     converged = stop = False
     n_iter = 0
     start = time.perf_counter()
+    source.start_run()
     if verbose:
         print(f"Initialization {init}", file=sys.stderr)
     for n_iter in range(1, max_iter + 1):
@@ -261,32 +137,27 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
                     stopped and not converged)
 
 
-def fit_restarts(make_source: Callable, init_fn: Callable, n_init: int,
-                 rng: np.random.RandomState, **em_kwargs) -> EMResult:
-    """Run ``n_init`` independent EM runs and keep the best lower bound.
-
-    Restarts run one after another; each uses the parallel kernels when the
-    data is large enough.  (At small n, Python threads were measured slower:
-    the M-step holds the GIL longer than the kernel runs.)
+def fit_restarts(source, initializer: Callable, n_init: int, rng: np.random.RandomState,
+                 **em_kwargs) -> EMResult:
+    """Run ``n_init`` independent EM runs over ``source`` and keep the best lower bound.
 
     Parameters
     ----------
-    make_source : callable
-        ``make_source(parallel) -> source``; ``parallel=None`` lets the source
-        decide from the data size.
-    init_fn : callable
-        ``init_fn(rng, parallel) -> GaussianParams`` for one restart.
+    source : data source (see :mod:`fastgmm._sources`)
+    initializer : callable
+        ``initializer(rng) -> GaussianParams`` for one restart (see
+        :class:`fastgmm._init.Initializer`).
     n_init : int
     rng : RandomState
-        Draws one seed per restart up front.
+        Draws one seed per restart up front, so a restart's start does not
+        depend on how the others went.
     **em_kwargs
         Passed to :func:`run_em`.
     """
     seeds = rng.randint(np.iinfo(np.int32).max, size=n_init)
     best = None
     for i in range(n_init):
-        source = make_source(None)
-        params = init_fn(np.random.RandomState(seeds[i]), source.parallel)
+        params = initializer(np.random.RandomState(seeds[i]))
         res = run_em(source, params, init=i, **em_kwargs)
         if best is None or res.lower_bound > best.lower_bound:
             best = res
@@ -294,6 +165,7 @@ def fit_restarts(make_source: Callable, init_fn: Callable, n_init: int,
 
 
 def warn_not_converged(result: EMResult, max_iter: int) -> None:
+    """Warn with :class:`~fastgmm.ConvergenceWarning` when the kept run hit ``max_iter``."""
     if not result.converged and not result.stopped and max_iter > 0:
         warnings.warn(
             "Best performing initialization did not converge after "

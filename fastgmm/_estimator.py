@@ -1,28 +1,33 @@
 """The scikit-learn-style estimator and the one-call :func:`fit`.
 
-Thin by design: it validates, picks threads and data sources, and hands the
-work to :mod:`fastgmm._init`, :mod:`fastgmm._em` and :mod:`fastgmm._stats`.
+Thin by design: it validates parameters, turns what it is given into a data
+source (:mod:`fastgmm._sources`), and hands the work to :mod:`fastgmm._init`,
+:mod:`fastgmm._em` and :mod:`fastgmm._compute`.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import _em, _sources
+from ._compute import compute_stats
 from ._degenerate import ON_DEGENERATE, DegenerateRepair
-from ._init import INIT_METHODS, initial_params
-from ._stats import COVARIANCE_TYPES, GaussianParams, SuffStats, compute_stats, point_outputs
+from ._exceptions import NotFittedError
+from ._init import INIT_METHODS, Initializer
+from ._parallel import thread_limit
+from ._params import GaussianParams, check_covariance_type, covariance_shape
+from ._stats import SuffStats
 from ._validation import (
-    NotFittedError,
-    _feature_names,
     check_array,
     check_float,
     check_int,
     check_random_state,
     check_sample_weight,
+    feature_names,
 )
 
 _FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -170,7 +175,7 @@ class GaussianMixture:
         """Constructor parameters, as scikit-learn's ``get_params``."""
         return {name: getattr(self, name) for name in self._get_param_names()}
 
-    def set_params(self, **params) -> "GaussianMixture":
+    def set_params(self, **params) -> GaussianMixture:
         """Set constructor parameters; returns ``self``."""
         valid = self._get_param_names()
         for key, value in params.items():
@@ -216,9 +221,7 @@ class GaussianMixture:
 
     def _check_params(self) -> None:
         check_int(self.n_components, "n_components", 1)
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, "
-                             f"got {self.covariance_type!r}")
+        check_covariance_type(self.covariance_type)
         check_float(self.tol, "tol", 0.0)
         check_float(self.reg_covar, "reg_covar", 0.0)
         check_int(self.max_iter, "max_iter", 0)
@@ -251,9 +254,8 @@ class GaussianMixture:
         if self.means_init is not None:
             means = _finite_array(self.means_init, "means_init", (k, d))
         if self.precisions_init is not None:
-            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
-                     "spherical": (k,)}[ctype]
-            precisions = _finite_array(self.precisions_init, "precisions_init", shape)
+            precisions = _finite_array(self.precisions_init, "precisions_init",
+                                       covariance_shape(ctype, k, d))
             if ctype in ("full", "tied"):
                 mats = precisions if ctype == "full" else precisions[None]
                 for j, p in enumerate(mats):
@@ -273,7 +275,7 @@ class GaussianMixture:
 
     def _validate_predict_X(self, X) -> np.ndarray:
         self._check_fitted()
-        names = _feature_names(X)
+        names = feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
         if names is not None and fitted_names is not None and (
                 len(names) != len(fitted_names) or not (names == fitted_names).all()):
@@ -299,7 +301,7 @@ class GaussianMixture:
     # fitting
     # ------------------------------------------------------------------
 
-    def fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+    def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
         """Estimate the model parameters with EM.
 
         Parameters
@@ -329,12 +331,39 @@ class GaussianMixture:
         self._fit(X, sample_weight)
         return self.predict(X)
 
-    def _em_kwargs(self, repair) -> dict:
-        """Keyword arguments of :func:`fastgmm._em.run_em` for this estimator."""
-        return dict(tol=float(self.tol), max_iter=int(self.max_iter),
-                    reg_covar=float(self.reg_covar), verbose=int(self.verbose),
-                    verbose_interval=int(self.verbose_interval), callback=self.callback,
-                    repair=repair)
+    def _fit(self, X, sample_weight) -> None:
+        """Validate, initialise (or warm-start), run EM, store the result."""
+        self._check_params()
+        self.__dict__.pop("_online_stats", None)
+        source = _sources.make_source(X, sample_weight)
+        source.validate()
+        k, d = self.n_components, source.n_features
+        _check_enough_rows(source.n_samples, k)
+        weights_init, means_init, precisions_init = self._check_init_arrays(d)
+        repair = DegenerateRepair(self.on_degenerate, source)
+        em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
+                         reg_covar=float(self.reg_covar), verbose=int(self.verbose),
+                         verbose_interval=int(self.verbose_interval),
+                         callback=self.callback, repair=repair)
+        warm = self._warm(d)
+        with thread_limit(self.n_threads):
+            if warm:
+                result = _em.run_em(source, self._params(),
+                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
+            else:
+                rng = check_random_state(self.random_state)
+                xs = ws = None
+                if any(v is None for v in (weights_init, means_init, precisions_init)):
+                    xs, ws = source.sample(rng)
+                    _check_positive_rows(xs, ws, k, whole=xs.shape[0] == source.n_samples)
+                initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
+                                          float(self.reg_covar), weights_init, means_init,
+                                          precisions_init, repair)
+                result = _em.fit_restarts(source, initializer, int(self.n_init), rng,
+                                          **em_kwargs)
+        # Chunk iterators learn their row count on the first pass.
+        _check_enough_rows(source.n_samples, k)
+        self._store_result(result, source)
 
     def _warm(self, n_features: int) -> bool:
         """Whether this fit continues the previous one (``warm_start``)."""
@@ -344,113 +373,17 @@ class GaussianMixture:
                              f"fitted with {self.n_features_in_}")
         return warm
 
-    def _fit(self, X, sample_weight) -> None:
-        self._check_params()
-        self.__dict__.pop("_online_stats", None)
-        source = _sources.make_source(X, sample_weight)
-        if source is not None:
-            self._fit_source(source)
-            return
-        Xa = check_array(X, min_samples=1)
-        n, d = Xa.shape
-        if n < self.n_components:
-            raise ValueError(f"X has {n} samples but n_components={self.n_components}; "
-                             "need n_samples >= n_components")
-        w = check_sample_weight(sample_weight, n)
-        if w is not None and np.count_nonzero(w) < self.n_components:
-            raise ValueError(f"only {np.count_nonzero(w)} samples have positive weight, "
-                             f"fewer than n_components={self.n_components}")
-        weights_init, means_init, precisions_init = self._check_init_arrays(d)
-        names = _feature_names(X)
-
-        em_kwargs = self._em_kwargs(DegenerateRepair(self.on_degenerate, Xa, w))
-        warm = self._warm(d)
-        with _em.thread_limit(self.n_threads):
-            if warm:
-                source = _em.ArraySource(Xa, w)
-                result = _em.run_em(source, self._params(),
-                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
-            else:
-                rng = check_random_state(self.random_state)
-
-                def init_fn(r, parallel):
-                    return initial_params(Xa, w, self.n_components, self.covariance_type,
-                                          self.init_params, r, float(self.reg_covar),
-                                          parallel, weights_init, means_init,
-                                          precisions_init, repair=em_kwargs["repair"])
-
-                result = _em.fit_restarts(lambda parallel: _em.ArraySource(Xa, w, parallel),
-                                          init_fn, int(self.n_init), rng, **em_kwargs)
-        self._set_fitted(result.params, Xa.dtype)
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(result.n_iter)
-        self.lower_bound_ = float(result.lower_bound)
-        self.lower_bounds_ = [float(v) for v in result.lower_bounds]
-        self.n_features_in_ = d
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        _em.warn_not_converged(result, int(self.max_iter))
-
-    def _fit_source(self, source) -> None:
-        """EM over a data source (memory map, chunk factory, Dask array).
-
-        The same EM loop as in memory; only the initialisation differs: it
-        runs on the source's sample of at most ``init_sample_size`` rows.
-        """
-        validate = getattr(source, "validate", None)
-        if validate is not None:
-            validate()
-        d = source.n_features
-        k = self.n_components
-        if source.n_samples is not None and source.n_samples < k:
-            raise ValueError(f"X has {source.n_samples} samples but n_components={k}; need "
-                             "n_samples >= n_components")
-        weights_init, means_init, precisions_init = self._check_init_arrays(d)
-        em_kwargs = self._em_kwargs(DegenerateRepair(self.on_degenerate, dtype=source.dtype))
-        warm = self._warm(d)
-        with _em.thread_limit(self.n_threads):
-            if warm:
-                result = _em.run_em(source, self._params(),
-                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
-            else:
-                rng = check_random_state(self.random_state)
-                if all(v is not None for v in (weights_init, means_init, precisions_init)):
-                    xs = ws = None
-                else:
-                    xs, ws = source.sample(rng)
-                    n_pos = xs.shape[0] if ws is None else int(np.count_nonzero(ws))
-                    if n_pos < k:
-                        raise ValueError(
-                            f"the initialisation sample has {n_pos} rows of positive "
-                            f"weight, fewer than n_components={k}")
-
-                def init_fn(r, parallel):
-                    if xs is None:
-                        return initial_params(None, None, k, self.covariance_type,
-                                              self.init_params, r, float(self.reg_covar),
-                                              False, weights_init, means_init,
-                                              precisions_init)
-                    return initial_params(xs, ws, k, self.covariance_type, self.init_params,
-                                          r, float(self.reg_covar),
-                                          _em.use_parallel(xs.shape[0]), weights_init,
-                                          means_init, precisions_init,
-                                          repair=em_kwargs["repair"])
-
-                result = _em.fit_restarts(lambda parallel: source, init_fn, int(self.n_init),
-                                          rng, **em_kwargs)
-        n = source.n_samples
-        if n is not None and n < k:
-            raise ValueError(f"X has {n} samples but n_components={k}; need n_samples >= "
-                             "n_components")
+    def _store_result(self, result: _em.EMResult, source) -> None:
+        """Set the fitted attributes from the kept EM run."""
         self._set_fitted(result.params, source.dtype)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
         self.lower_bound_ = float(result.lower_bound)
         self.lower_bounds_ = [float(v) for v in result.lower_bounds]
-        self.n_features_in_ = d
-        if hasattr(self, "feature_names_in_"):
+        self.n_features_in_ = source.n_features
+        if source.feature_names is not None:
+            self.feature_names_in_ = source.feature_names
+        elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         _em.warn_not_converged(result, int(self.max_iter))
 
@@ -488,11 +421,10 @@ class GaussianMixture:
         """
         Xa = self._validate_predict_X(X)
         w = check_sample_weight(sample_weight, Xa.shape[0])
-        with _em.thread_limit(self.n_threads):
-            return compute_stats(Xa, w, self._params(), None,
-                                 _em.use_parallel(Xa.shape[0]))
+        with thread_limit(self.n_threads):
+            return compute_stats(Xa, w, self._params())
 
-    def apply_stats(self, stats: SuffStats) -> "GaussianMixture":
+    def apply_stats(self, stats: SuffStats) -> GaussianMixture:
         """M-step: set the parameters from (merged) sufficient statistics.
 
         Parameters
@@ -528,7 +460,7 @@ class GaussianMixture:
         self.n_features_in_ = d
         return self
 
-    def partial_fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+    def partial_fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
         """One step of online (stepwise) EM on a batch of rows.
 
         The first call fits the batch with ordinary EM (``init_params``,
@@ -564,9 +496,8 @@ class GaussianMixture:
             self._fit(X, sample_weight)
             Xa = check_array(X)
             w = check_sample_weight(sample_weight, Xa.shape[0])
-            with _em.thread_limit(self.n_threads):
-                stats = compute_stats(Xa, w, self._params(), None,
-                                      _em.use_parallel(Xa.shape[0]))
+            with thread_limit(self.n_threads):
+                stats = compute_stats(Xa, w, self._params())
             self._online_stats = per_sample(stats)
             self.n_steps_ = 1
             return self
@@ -577,20 +508,20 @@ class GaussianMixture:
             raise ValueError("sample_weight sums to zero")
         params = self._params()
         step = getattr(self, "n_steps_", 0) if running is not None else 0
-        repair = DegenerateRepair(self.on_degenerate, Xa, w)
+        repair = DegenerateRepair(self.on_degenerate, _sources.ArraySource(Xa, w))
 
         def m_step(stats):
             return repair(stats, float(self.reg_covar), step + 1)
 
-        with _em.thread_limit(self.n_threads):
+        with thread_limit(self.n_threads):
             if running is None:
-                stats = compute_stats(Xa, w, params, None, _em.use_parallel(Xa.shape[0]))
+                stats = compute_stats(Xa, w, params)
                 running, mean_ll = per_sample(stats), stats.mean_log_likelihood
                 new = m_step(running)
             else:
                 rho = step_size(step, float(self.learning_offset), decay)
                 running, new, mean_ll = stepwise_update(
-                    running, Xa, w, params, rho, m_step, _em.use_parallel(Xa.shape[0]))
+                    running, Xa, w, params, rho, m_step)
         self.n_steps_ = step + 1
         self._online_stats = running
         self._set_fitted(new, self.means_.dtype)
@@ -602,16 +533,11 @@ class GaussianMixture:
     # ------------------------------------------------------------------
 
     def _point(self, X, **what) -> dict:
-        if _sources.is_dask_array(X):
-            from ._dask import lazy_point
-            self._check_fitted()
-            with _em.thread_limit(self.n_threads):
-                return {key: lazy_point(X, self._params(), key, self.n_features_in_)
-                        for key in what}
-        Xa = self._validate_predict_X(X)
-        with _em.thread_limit(self.n_threads):
-            return point_outputs(Xa, self._params(), parallel=_em.use_parallel(Xa.shape[0]),
-                                 **what)
+        """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
+        self._check_fitted()
+        with thread_limit(self.n_threads):
+            return _sources.per_point(X, self._params(), self.n_features_in_,
+                                      self._validate_predict_X, **what)
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,).
@@ -716,6 +642,23 @@ class GaussianMixture:
         from ._io import save
 
         save(self, path)
+
+
+def _check_enough_rows(n_samples: int | None, n_components: int) -> None:
+    """At least one row per component (``n_samples`` None: not known yet)."""
+    if n_samples is not None and n_samples < n_components:
+        raise ValueError(f"X has {n_samples} samples but n_components={n_components}; need "
+                         "n_samples >= n_components")
+
+
+def _check_positive_rows(X: np.ndarray, w: np.ndarray | None, n_components: int,
+                         whole: bool) -> None:
+    """At least one row of positive weight per component among the initialisation rows."""
+    n_pos = X.shape[0] if w is None else int(np.count_nonzero(w))
+    if n_pos < n_components:
+        where = "samples" if whole else "rows of the initialisation sample"
+        raise ValueError(f"only {n_pos} {where} have positive weight, fewer than "
+                         f"n_components={n_components}")
 
 
 def _finite_array(value, name: str, shape: tuple) -> np.ndarray:

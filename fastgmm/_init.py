@@ -7,16 +7,19 @@ import math
 import numpy as np
 
 from . import _config
-from ._parallel import fold_slots, kernel, run_groups
-from ._stats import GaussianParams, resp_stats
+from ._compute import resp_stats, weight_args
+from ._parallel import fold_slots, run_groups
+from ._params import GaussianParams
+from ._sources import uniform_rows
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
-_EMPTY_W = np.empty(0, dtype=np.float64)
 
+def _kernels():
+    """:mod:`fastgmm._kernels_kmeans`, imported on first use (it imports Numba)."""
+    from . import _kernels_kmeans
 
-def _w_args(w):
-    return (_EMPTY_W, False) if w is None else (w, True)
+    return _kernels_kmeans
 
 
 def weighted_mean_var(X: np.ndarray, w: np.ndarray | None,
@@ -42,7 +45,7 @@ def weighted_mean_var(X: np.ndarray, w: np.ndarray | None,
 
 
 def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
-                    rng: np.random.RandomState, parallel: bool = True) -> np.ndarray:
+                    rng: np.random.RandomState) -> np.ndarray:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007).
 
     Each new centre is the best of ``2 + floor(log k)`` candidates drawn with
@@ -55,12 +58,13 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
     n, d = X.shape
     cs = _config.CHUNK_SIZE
     n_chunks = (n + cs - 1) // cs
-    wa, weighted = _w_args(w)
+    wa, weighted = weight_args(w)
+    kern = _kernels()
     p0 = None if w is None else w / w.sum()
     centers = np.empty((n_clusters, d), dtype=X.dtype)
     centers[0] = X[rng.choice(n, p=p0)]
     closest = np.full(n, np.inf)
-    run_groups(kernel("update_min_dist"), (X, centers[0], closest, cs), n_chunks, parallel)
+    run_groups(kern.update_min_dist, (X, centers[0], closest, cs), n_chunks, n)
     n_trials = 2 + int(math.log(n_clusters))
     slot = np.empty((n_chunks, n_trials))
     for j in range(1, n_clusters):
@@ -76,17 +80,17 @@ def kmeans_plusplus(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
             idx = np.minimum(idx, n - 1)
         cand = np.ascontiguousarray(X[idx])
         pot = np.zeros(n_trials)
-        run_groups(kernel("candidate_potential"), (X, wa, weighted, cand, closest, cs, slot),
-                   n_chunks, parallel)
+        run_groups(kern.candidate_potential, (X, wa, weighted, cand, closest, cs, slot),
+                   n_chunks, n)
         fold_slots((slot,), n_chunks, (pot,))
         best = int(np.argmin(pot))
         centers[j] = cand[best]
-        run_groups(kernel("update_min_dist"), (X, centers[j], closest, cs), n_chunks, parallel)
+        run_groups(kern.update_min_dist, (X, centers[j], closest, cs), n_chunks, n)
     return centers
 
 
 def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
-           rng: np.random.RandomState, parallel: bool = True, max_iter: int = 100,
+           rng: np.random.RandomState, max_iter: int = 100,
            tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Lloyd iterations from k-means++ seeds.
 
@@ -107,15 +111,15 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
         rows = _uniform_rows(n, _config.SEED_MAX_SAMPLES, rng)
         ws = None if w is None else w[rows]
         if ws is None or (ws > 0).sum() >= n_clusters:
-            centers = kmeans_plusplus(X[rows], ws, n_clusters, rng, parallel)
+            centers = kmeans_plusplus(X[rows], ws, n_clusters, rng)
         else:
-            centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
+            centers = kmeans_plusplus(X, w, n_clusters, rng)
     else:
-        centers = kmeans_plusplus(X, w, n_clusters, rng, parallel)
+        centers = kmeans_plusplus(X, w, n_clusters, rng)
     _, variance = weighted_mean_var(X, w)
     threshold = tol * variance.mean()
     labels = np.empty(n, dtype=np.int64)
-    step = _LloydStep(X, w, n_clusters, parallel)
+    step = _LloydStep(X, w, n_clusters)
     for _ in range(max_iter):
         sums, counts = step(centers, labels)
         filled = counts > 0
@@ -128,26 +132,20 @@ def kmeans(X: np.ndarray, w: np.ndarray | None, n_clusters: int,
 
 
 def _uniform_rows(n: int, m: int, rng: np.random.RandomState) -> np.ndarray:
-    """``m`` distinct row indices out of ``n``, uniformly, in increasing order.
-
-    ``RandomState.choice(n, m, replace=False)`` permutes all ``n`` indices
-    (92 ms at n = 1e6 here); a generator seeded from ``rng`` (one draw) picks
-    ``m`` of them in time proportional to ``m``.
-    """
-    gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
-    return np.sort(gen.choice(n, size=m, replace=False))
+    """``m`` distinct rows out of ``n``, in increasing order, seeded by one draw from ``rng``."""
+    return uniform_rows(n, m, rng.randint(np.iinfo(np.int32).max))
 
 
 class _LloydStep:
     """One Lloyd assignment and accumulation over all rows (slots kept between calls)."""
 
-    def __init__(self, X, w, n_clusters, parallel):
+    def __init__(self, X, w, n_clusters):
         n, d = X.shape
+        self.n_rows = n
         self.n_chunks = (n + _config.CHUNK_SIZE - 1) // _config.CHUNK_SIZE
-        self.args = (X, *_w_args(w))
+        self.args = (X, *weight_args(w))
         self.slots = (np.empty((self.n_chunks, n_clusters, d)),
                       np.empty((self.n_chunks, n_clusters)))
-        self.parallel = parallel
 
     def __call__(self, centers, labels):
         """Write the nearest centre of every row into ``labels``.
@@ -156,25 +154,24 @@ class _LloydStep:
         centre) and ``sum w`` per cluster, folded in chunk order.
         """
         sum_slot, count_slot = self.slots
-        run_groups(kernel("lloyd_step"),
+        run_groups(_kernels().lloyd_step,
                    (*self.args, centers, labels, _config.CHUNK_SIZE, *self.slots),
-                   self.n_chunks, self.parallel)
+                   self.n_chunks, self.n_rows)
         sums, counts = np.zeros(sum_slot.shape[1:]), np.zeros(count_slot.shape[1:])
         fold_slots(self.slots, self.n_chunks, (sums, counts))
         return sums, counts
 
 
-def _assign_to_seeds(X, w, seeds, parallel) -> np.ndarray:
+def _assign_to_seeds(X, w, seeds) -> np.ndarray:
     """Labels of the nearest seed (one Lloyd assignment, centres unchanged)."""
     labels = np.empty(X.shape[0], dtype=np.int64)
-    _LloydStep(X, w, seeds.shape[0], parallel)(np.ascontiguousarray(seeds, dtype=X.dtype),
-                                               labels)
+    _LloydStep(X, w, seeds.shape[0])(np.ascontiguousarray(seeds, dtype=X.dtype), labels)
     return labels
 
 
 def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
                    covariance_type: str, init_params: str, rng: np.random.RandomState,
-                   reg_covar: float, parallel: bool = True, weights_init=None,
+                   reg_covar: float, weights_init=None,
                    means_init=None, precisions_init=None, repair=None) -> GaussianParams:
     """Initial mixture parameters.
 
@@ -224,22 +221,22 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
                 if ws is not None and not (ws > 0).sum() >= k:
                     Xs, ws = X, w
             if init_params == "kmeans":
-                seeds, _ = kmeans(Xs, ws, k, rng, parallel)
+                seeds, _ = kmeans(Xs, ws, k, rng)
             else:
-                seeds = kmeans_plusplus(Xs, ws, k, rng, parallel)
-            labels = _assign_to_seeds(X, w, seeds, parallel)
+                seeds = kmeans_plusplus(Xs, ws, k, rng)
+            labels = _assign_to_seeds(X, w, seeds)
             centers = seeds
         else:  # random_from_data
             eligible = np.arange(n) if w is None else np.flatnonzero(w > 0)
             if eligible.size < k:
                 eligible = np.arange(n)
             seeds = X[rng.choice(eligible, size=k, replace=False)]
-            labels = _assign_to_seeds(X, w, seeds, parallel)
+            labels = _assign_to_seeds(X, w, seeds)
             centers = seeds
         resp_block = None
         centers = centers.astype(np.float64)
     shift = wmean if covariance_type == "tied" else centers
-    stats = resp_stats(X, w, resp_block, k, shift, covariance_type, parallel, labels=labels)
+    stats = resp_stats(X, w, resp_block, k, shift, covariance_type, labels=labels)
     params = stats.m_step(reg_covar) if repair is None else repair(stats, reg_covar, 0)
     if weights_init is not None:
         params.weights = np.asarray(weights_init, dtype=np.float64).copy()
@@ -249,3 +246,44 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
         params = GaussianParams.from_precisions(covariance_type, params.weights,
                                                 params.means, precisions_init)
     return params
+
+
+class Initializer:
+    """The start of every restart: ``initializer(rng) -> GaussianParams``.
+
+    Holds what does not change between restarts (the rows to initialise on,
+    the method, user-given arrays, the repair of the first M-step); each call
+    draws a new start from ``rng``.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) or None
+        The rows to initialise on (all data in memory, or a source's sample);
+        ``None`` when all three user-given arrays are set.
+    w : ndarray (n,) or None
+    n_components : int
+    covariance_type : str
+    init_params : str
+        One of :data:`INIT_METHODS`.
+    reg_covar : float
+    weights_init, means_init, precisions_init : ndarray or None
+        Validated user-given arrays.
+    repair : callable, optional
+        Replaces the first M-step (see :func:`initial_params`).
+    """
+
+    def __init__(self, X, w, n_components: int, covariance_type: str, init_params: str,
+                 reg_covar: float, weights_init=None, means_init=None, precisions_init=None,
+                 repair=None):
+        self.X, self.w = X, w
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.init_params = init_params
+        self.reg_covar = reg_covar
+        self.given = (weights_init, means_init, precisions_init)
+        self.repair = repair
+
+    def __call__(self, rng: np.random.RandomState) -> GaussianParams:
+        return initial_params(self.X, self.w, self.n_components, self.covariance_type,
+                              self.init_params, rng, self.reg_covar, *self.given,
+                              repair=self.repair)

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import NotFittedError
+from ._exceptions import NotFittedError
 
 __all__ = ["FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "save"]
 

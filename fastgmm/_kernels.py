@@ -1530,3 +1530,11 @@ _DRIVERS = {
 #: threads, and the caller folds the slots with ``fold``.
 KERNELS = {name: jit()(fn) for name, fn in _DRIVERS.items()}
 KERNELS["fold"] = _fold
+
+EM_STATS = {t: KERNELS["em_stats_" + f] for t, f in
+            (("full", "full"), ("tied", "tied"), ("diag", "diag"), ("spherical", "diag"))}
+RESP_STATS = {t: KERNELS["resp_stats_" + f] for t, f in
+              (("full", "full"), ("tied", "tied"), ("diag", "diag"), ("spherical", "diag"))}
+POINT = {t: KERNELS["point_" + f] for t, f in
+         (("full", "full"), ("tied", "tied"), ("diag", "diag"), ("spherical", "diag"))}
+fold = _fold

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._stats import GaussianParams, SuffStats, compute_stats
+from ._compute import compute_stats
+from ._params import GaussianParams
+from ._stats import SuffStats
 
 
 def step_size(t: int, learning_offset: float, learning_decay: float) -> float:
@@ -35,7 +37,7 @@ def per_sample(stats: SuffStats) -> SuffStats:
 
 
 def stepwise_update(running: SuffStats, X, w, params: GaussianParams, rho: float,
-                    m_step: Callable[[SuffStats], GaussianParams], parallel: bool):
+                    m_step: Callable[[SuffStats], GaussianParams]):
     """One stepwise-EM update on a batch.
 
     Parameters
@@ -50,7 +52,6 @@ def stepwise_update(running: SuffStats, X, w, params: GaussianParams, rho: float
         Step size in ``(0, 1]``.
     m_step : callable
         ``m_step(stats) -> GaussianParams`` (with degenerate-component repair).
-    parallel : bool
 
     Returns
     -------
@@ -61,7 +62,7 @@ def stepwise_update(running: SuffStats, X, w, params: GaussianParams, rho: float
     batch_log_likelihood : float
         Mean log-likelihood of the batch under ``params`` (before the update).
     """
-    batch = compute_stats(X, w, params, None, parallel)
+    batch = compute_stats(X, w, params)
     mean_ll = batch.mean_log_likelihood
     blended = running.recenter(batch.shift).scale(1.0 - rho) + per_sample(batch).scale(rho)
     return blended, m_step(blended), mean_ll

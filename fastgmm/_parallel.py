@@ -16,15 +16,21 @@ from several Python threads at once and after ``fork``.
 
 The number of threads is Numba's (:func:`numba.get_num_threads`, which
 ``numba.set_num_threads`` and the ``n_threads`` arguments of fastgmm set per
-calling thread).
+calling thread; :func:`thread_limit` sets it for a block).  Whether a call is
+shared between threads at all is decided here alone, from the number of rows
+it covers (:data:`fastgmm._config.SERIAL_THRESHOLD`): results never depend on
+that choice, only the time does.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from . import _config
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -60,18 +66,7 @@ def n_threads() -> int:
     return numba.get_num_threads()
 
 
-def kernel(name: str) -> Callable:
-    """The compiled kernel ``name`` (see :data:`fastgmm._kernels.KERNELS`).
-
-    :mod:`fastgmm._kernels`, and Numba with it (0.4 s), are imported on the
-    first call, so that ``import fastgmm`` stays cheap.
-    """
-    from ._kernels import KERNELS
-
-    return KERNELS[name]
-
-
-def run_groups(fn: Callable, args: tuple, n_groups: int, parallel: bool) -> None:
+def run_groups(fn: Callable, args: tuple, n_groups: int, n_rows: int) -> None:
     """Call ``fn(*args, lo, hi)`` over blocks ``[lo, hi)`` covering ``range(n_groups)``.
 
     Parameters
@@ -82,18 +77,19 @@ def run_groups(fn: Callable, args: tuple, n_groups: int, parallel: bool) -> None
     args : tuple
         The kernel's arguments before the group range.
     n_groups : int
-    parallel : bool
-        Share the groups between up to :func:`n_threads` threads; otherwise
-        (small inputs) one call on the calling thread.
+    n_rows : int
+        Rows the groups cover.  From :data:`fastgmm._config.SERIAL_THRESHOLD`
+        rows on, the groups are shared between up to :func:`n_threads`
+        threads; below it one call runs on the calling thread, since handing
+        work to a helper thread would cost more than it saves.
     """
-    threads = min(n_threads(), n_groups) if parallel else 1
+    threads = min(n_threads(), n_groups) if n_rows >= _config.SERIAL_THRESHOLD else 1
     if threads <= 1:
         fn(*args, 0, n_groups)
         return
     # Guided hand-out: each block is the remaining groups over twice the
     # threads, so blocks shrink towards the end and the threads finish
-    # within about one group of each other, while there are few calls (a
-    # call costs a few microseconds, waking a helper 50-100) and a thread
+    # within about one group of each other with few hand-offs, and a thread
     # that is slow (or shared with another fit) leaves its share to the
     # others.
     lock = threading.Lock()
@@ -140,6 +136,83 @@ def fold_slots(slots: tuple, n_used: int, accs: tuple) -> None:
     :func:`run_groups` had written.  The accumulators must be C-contiguous
     (their flat views are written).
     """
-    fold = kernel("fold")
+    from ._kernels import fold
+
     for slot, acc in zip(slots, accs, strict=True):
         fold(slot.reshape(slot.shape[0], -1), n_used, acc.reshape(-1))
+
+
+class _SingleThreadBLAS:
+    """Reference-counted "BLAS uses one thread" for the duration of fits.
+
+    The parallelism of fastgmm is its own; BLAS and LAPACK only see the
+    M-step's small matrices, where a BLAS thread pool is pure overhead and
+    its spinning threads compete with the kernels' for the cores.  The first
+    caller in caps BLAS at one thread and the last one out restores it, so
+    concurrent fits from several Python threads do not undo each other.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._controller = None
+        self._limiter = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    from ._params import load_lapack
+
+                    # The controller sees only the libraries loaded when it is
+                    # made, so scipy's own BLAS (the M-step's) is loaded first.
+                    load_lapack()
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_single_thread_blas = _SingleThreadBLAS()
+
+
+@contextmanager
+def thread_limit(n_threads: int | None) -> Iterator[int]:
+    """Numba threads for the block (``None``: unchanged), BLAS on one thread.
+
+    Values above the number of threads Numba started with are clipped to it.
+    Both settings are restored afterwards.
+    """
+    with _single_thread_blas, numba_threads(n_threads) as n:
+        yield n
+
+
+@contextmanager
+def numba_threads(n_threads: int | None) -> Iterator[int]:
+    """Numba threads of the calling thread for the block (``None``: unchanged).
+
+    Values above the number of threads Numba started with are clipped to it;
+    the previous setting is restored afterwards.
+    """
+    import numba
+
+    old = numba.get_num_threads()
+    n = old if n_threads is None else max(1, min(int(n_threads),
+                                                 numba.config.NUMBA_NUM_THREADS))
+    if n == old:
+        yield n
+        return
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(old)

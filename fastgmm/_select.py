@@ -2,22 +2,11 @@
 
 :func:`select` fits one :class:`~fastgmm.GaussianMixture` per cell of the grid
 ``n_components x covariance_types`` and scores every cell with BIC, AIC and
-ICL.  How the cells share the machine:
-
-* large data (where sharing rows between threads pays, see
-  :func:`fastgmm._em.use_parallel`): the cells run one after another and each
-  fit's kernels use ``n_threads`` threads;
-* small data: the cells and their restarts run one after another, their
-  kernels on one thread.  Running them at once on Python threads
-  (``concurrent=True``) did not shorten the 440-row wholesale grid on the
-  development machine: at that size the Python part of each EM iteration
-  (M-step, bookkeeping), which holds the GIL, takes longer than the kernel,
-  which releases it, so the threads mostly wait for each other and spend
-  about a third more CPU for the same wall time.  Worker processes cost more
-  to start (import and kernel loading, about 2 s each) than the whole grid.
-  ``concurrent=True`` remains available for grids whose fits are dominated by
-  the kernels (thousands of rows: two threads ran 8,800-row E-steps 1.96x as
-  fast as one).
+ICL.  The cells run one after another, each fit's kernels sharing the rows
+between threads where the data are large enough; ``concurrent=True`` instead
+fits several cells at once on Python threads, one kernel thread each, which
+pays only when the kernels (which release the GIL) dominate the fits rather
+than the M-steps and bookkeeping (which hold it).
 
 Each cell gets its seed from ``random_state`` before anything runs, so the
 result is the same whatever the scheduling, and any cell can be refitted on
@@ -34,16 +23,17 @@ from typing import Any
 import numpy as np
 from scipy.special import xlogy
 
-from . import _em
+from ._compute import point_outputs
 from ._estimator import GaussianMixture
-from ._stats import COVARIANCE_TYPES, point_outputs
+from ._exceptions import ConvergenceWarning
+from ._parallel import thread_limit
+from ._params import COVARIANCE_TYPES
 from ._validation import (
-    ConvergenceWarning,
-    _feature_names,
     check_array,
     check_int,
     check_random_state,
     check_sample_weight,
+    feature_names,
 )
 
 __all__ = ["CRITERIA", "SelectionResult", "select"]
@@ -314,7 +304,7 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         raise TypeError(f"unknown GaussianMixture parameter(s) {unknown}")
 
     Xa = check_array(X, min_samples=1)
-    names = _feature_names(X)
+    names = feature_names(X)
     n, d = Xa.shape
     w = check_sample_weight(sample_weight, n)
     n_pos = n if w is None else int(np.count_nonzero(w))
@@ -327,21 +317,19 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     seeds = {k: int(s) for k, s in zip(ks, drawn, strict=True)}
     cells = [(ctype, k) for ctype in types for k in ks]
 
-    with _em.thread_limit(n_threads) as threads:
+    with thread_limit(n_threads) as threads:
         pooled = bool(concurrent) and threads > 1 and len(cells) > 1
-        # One thread per fit unless the parallel kernels pay: with n_threads
-        # > 1 the estimator would run small-data restarts on Python threads,
-        # which measured no faster than one after another (module notes).
-        one_thread = pooled or not _em.use_parallel(n)
+        # Pooled cells run their kernels on one thread each.
+        cell_threads = 1 if pooled else n_threads
 
         def fit_cell(cell):
             ctype, k = cell
             model = GaussianMixture(k, covariance_type=ctype, n_init=n_init,
-                                    random_state=seeds[k],
-                                    n_threads=1 if one_thread else n_threads, **params)
+                                    random_state=seeds[k], n_threads=cell_threads, **params)
             try:
                 model.fit(Xa, sample_weight=w)
-                scores = _score(model, Xa, w, parallel=not one_thread)
+                with thread_limit(cell_threads):
+                    scores = _score(model, Xa, w)
             except Exception as exc:
                 if hasattr(exc, "add_note"):
                     exc.add_note(f"(fastgmm.select: while fitting covariance_type={ctype!r}, "
@@ -385,8 +373,8 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     return SelectionResult(crit, records, models, ks, types)
 
 
-def _score(model: GaussianMixture, X: np.ndarray, w: np.ndarray | None,
-           parallel: bool) -> tuple[float, float, float]:
+def _score(model: GaussianMixture, X: np.ndarray,
+           w: np.ndarray | None) -> tuple[float, float, float]:
     """Total (weighted) log-likelihood, responsibility entropy and total weight.
 
     One pass over ``X`` in blocks of rows.  The log-likelihood is summed as
@@ -400,8 +388,7 @@ def _score(model: GaussianMixture, X: np.ndarray, w: np.ndarray | None,
     entropy = 0.0
     for lo in range(0, n, _SCORE_BLOCK_ROWS):
         hi = min(lo + _SCORE_BLOCK_ROWS, n)
-        out = point_outputs(X[lo:hi], params, resp=True, score=True,
-                            parallel=parallel and _em.use_parallel(hi - lo))
+        out = point_outputs(X[lo:hi], params, resp=True, score=True)
         scores = out["score"].astype(np.float64)
         # xlogy gives 0 log 0 = 0: a point certain of its component adds nothing.
         row_entropy = -xlogy(out["resp"], out["resp"]).sum(axis=1, dtype=np.float64)

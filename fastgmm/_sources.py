@@ -1,18 +1,32 @@
-"""Data sources for the EM loop that do not hold the data in memory.
+"""Data sources: everything the EM loop knows about the data.
 
-The EM loop (:func:`fastgmm._em.run_em`) sees data only through a *source*:
-an object with ``stats(params) -> SuffStats``.  The sources here read their
-rows block by block and add up the blocks' statistics, so memory stays
-bounded by one block whatever the number of rows:
+The EM loop (:func:`fastgmm._em.run_em`), the initialisation and the repair
+of degenerate components see the data only through a *source*, an object
+with:
 
-* :class:`MemmapSource`: a ``.npy`` file or an :class:`numpy.memmap`.
-* :class:`IterableSource`: a callable returning a fresh iterator of chunks
-  on every call (one pass over the data per call).
+``n_samples``, ``n_features``, ``dtype``, ``feature_names``
+    Rows (``None`` while unknown), columns, the compute dtype (float32 or
+    float64), and column names when the data carried them.
+``validate()``
+    Checks the data once (values, weights); a pass over it where needed.
+``start_run()``
+    Forgets what earlier passes left behind to save work (per-row hints),
+    so that each EM run gives the same bits whatever ran before it.
+``stats(params) -> SuffStats``
+    The sufficient statistics of all rows under ``params``: one pass.
+``sample(rng) -> (X_sample, w_sample)``
+    Rows for the initialisation: a uniform sample of at most
+    ``init_sample_size`` rows (all rows, in order, when there are no more).
+``worst_explained(params, count)``
+    The ``count`` rows of lowest density under ``params`` (for re-seeding
+    empty components), or ``None`` where finding them would cost a pass
+    the source cannot afford.
 
-Initialisation (k-means and the like) needs rows in memory.  Every source
-therefore offers ``sample(rng)``: a uniform sample of at most
-``init_sample_size`` rows (all rows, in order, when there are no more), on
-which the initial parameters are estimated before EM runs over all rows.
+:class:`ArraySource` holds an in-memory array; :class:`MemmapSource` and
+:class:`IterableSource` read their rows block by block and add up the
+blocks' statistics, so memory stays bounded by one block whatever the
+number of rows; :class:`fastgmm._dask.DaskSource` maps the blocks of a Dask
+array.  :func:`make_source` picks the source for what the user passed.
 """
 
 from __future__ import annotations
@@ -26,56 +40,37 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from . import _config, _parallel
-from ._em import use_parallel
-from ._stats import (GaussianParams, RowHints, StatsWorkspace, SuffStats, compute_stats,
-                     kernel_inputs)
-from ._validation import check_array
+from ._compute import RowHints, StatsWorkspace, compute_stats, kernel_inputs, point_outputs
+from ._params import GaussianParams
+from ._stats import SuffStats
+from ._validation import (
+    check_array,
+    check_sample_weight,
+    check_weight_block,
+    check_weight_shape,
+    compute_dtype,
+    feature_names,
+    weight_sum_error,
+)
 
 #: Bytes of one block of rows read from a memory map (the default block size).
 DEFAULT_BLOCK_BYTES = 32 * 2**20
 
 #: Rows the initialisation sees at most (a uniform sample of the data).
-DEFAULT_INIT_SAMPLE_SIZE = 100_000
-
-_PAGE = mmap.PAGESIZE
+DEFAULT_INIT_SAMPLE_SIZE = _config.INIT_MAX_SAMPLES
 
 
-def _target_dtype(dtype: np.dtype) -> np.dtype:
-    """float32 stays float32; every other real dtype is computed in float64."""
-    if dtype.kind not in "biuf":
-        kind = "complex" if dtype.kind == "c" else "non-numeric"
-        raise TypeError(f"X has {kind} dtype {dtype}; fastgmm needs real numbers")
-    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+def uniform_rows(n: int, m: int, seed: int) -> np.ndarray:
+    """``m`` distinct row indices out of ``n``, uniformly, in increasing order.
+
+    Drawn by a generator seeded with ``seed``, in time proportional to
+    ``m`` rather than ``n``.
+    """
+    gen = np.random.default_rng(seed)
+    return np.sort(gen.choice(n, size=m, replace=False))
 
 
-def _check_block(xb: np.ndarray, dtype: np.dtype, start: int, name: str = "X") -> np.ndarray:
-    """Native-order, C-contiguous block in ``dtype``; rejects NaN and infinity."""
-    out = np.ascontiguousarray(xb, dtype=dtype.newbyteorder("=")).view(np.ndarray)
-    finite = np.isfinite(out)
-    if not finite.all():
-        row = start + int(np.argmin(finite.all(axis=1)))
-        what = "NaN" if np.isnan(out).any() else "infinity"
-        raise ValueError(f"{name} contains {what} (row {row}); remove or impute non-finite "
-                         "values first")
-    return out
-
-
-def _check_weight_block(wb, n_rows: int, start: int) -> np.ndarray:
-    w = np.asarray(wb)
-    if w.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must be real numbers, got dtype {w.dtype}")
-    if w.ndim != 1 or w.shape[0] != n_rows:
-        raise ValueError(f"sample_weight for rows {start}..{start + n_rows - 1} has shape "
-                         f"{w.shape}, expected ({n_rows},)")
-    w = np.array(w, dtype=np.float64)
-    if not np.isfinite(w).all():
-        raise ValueError("sample_weight contains NaN or infinity")
-    if (w < 0).any():
-        raise ValueError("sample_weight contains negative values")
-    return w
-
-
-def _draw_seed(rng) -> int:
+def draw_seed(rng: np.random.RandomState) -> int:
     """A seed drawn from a *copy* of ``rng``: sampling leaves ``rng`` untouched.
 
     Initialisation then consumes ``rng`` exactly as an in-memory fit would,
@@ -85,10 +80,122 @@ def _draw_seed(rng) -> int:
     return int(copy.deepcopy(rng).randint(np.iinfo(np.int32).max))
 
 
-class _BlockSource:
-    """Statistics as the sum of per-block statistics (shared by all sources)."""
+def _check_block(xb: np.ndarray, dtype: np.dtype, start: int, name: str = "X") -> np.ndarray:
+    """Native-order, C-contiguous block in ``dtype``; rejects NaN and infinity."""
+    out = np.ascontiguousarray(xb, dtype=dtype).view(np.ndarray)
+    finite = np.isfinite(out)
+    if not finite.all():
+        row = start + int(np.argmin(finite.all(axis=1)))
+        what = "NaN" if np.isnan(out).any() else "infinity"
+        raise ValueError(f"{name} contains {what} (row {row}); remove or impute non-finite "
+                         "values first")
+    return out
 
-    parallel: bool
+
+class _Source:
+    """What every source shares: no column names, nothing to validate, no reseed rows."""
+
+    feature_names: np.ndarray | None = None
+
+    def validate(self) -> None:
+        """Nothing to check beyond what the constructor checked."""
+
+    def start_run(self) -> None:
+        """Drop the per-row hints of earlier passes (they only save work)."""
+        hints = getattr(self, "_hints", None)
+        if hints is not None:
+            hints.valid = False
+
+    def worst_explained(self, params: GaussianParams, count: int):
+        """``None``: finding the worst-explained rows would cost a pass over the data."""
+        return None
+
+
+# ---------------------------------------------------------------------------
+# In-memory arrays
+# ---------------------------------------------------------------------------
+
+
+class ArraySource(_Source):
+    """In-memory data for the EM loop.
+
+    Parameters
+    ----------
+    X : ndarray (n, d), validated, C-contiguous float32/float64
+    sample_weight : ndarray (n,) float64 or None, validated
+    feature_names : ndarray of str, optional
+        Column names of the data the user passed.
+    """
+
+    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None,
+                 feature_names: np.ndarray | None = None):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.feature_names = feature_names
+        self._workspace: StatsWorkspace | None = None
+        self._hints: RowHints | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    def stats(self, params: GaussianParams) -> SuffStats:
+        """Sufficient statistics of all rows under ``params``.
+
+        The slots and the per-row hints of the full-covariance E-step are
+        kept between calls with parameters of the same shape.
+        """
+        ws = self._workspace
+        if (ws is None or ws.covariance_type != params.covariance_type
+                or ws.shapes[1] != (params.n_components, params.n_features)):
+            ws = self._workspace = StatsWorkspace(
+                params.covariance_type, params.n_components, params.n_features,
+                _parallel.n_threads(), self.X.shape[0])
+            self._hints = RowHints(self.X.shape[0])
+        return compute_stats(self.X, self.sample_weight, params, ws,
+                             kernel_inputs(params, self.X.dtype), self._hints)
+
+    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+        """All rows: the initialisation subsamples them itself where it pays."""
+        return self.X, self.sample_weight
+
+    def worst_explained(self, params: GaussianParams, count: int) -> list[tuple[int, np.ndarray]]:
+        """``count`` rows of lowest density under ``params``, distinct where possible.
+
+        Rows of zero weight are never chosen; once a row is chosen, every row
+        equal to it is passed over, unless fewer distinct rows remain than
+        asked for (then seeds are shared).
+
+        Returns
+        -------
+        list of (row index, row)
+        """
+        X = self.X
+        scores = point_outputs(X, params, score=True)["score"].astype(np.float64)
+        if self.sample_weight is not None:
+            scores[self.sample_weight <= 0] = np.inf
+        eligible = scores.copy()
+        chosen = []
+        for _ in range(count):
+            row = int(np.argmin(scores))  # a -inf score (zero density) is the worst
+            if scores[row] == np.inf:
+                row = int(np.argmin(eligible))
+            chosen.append((row, X[row]))
+            scores[(X == X[row]).all(axis=1)] = np.inf
+        return chosen
+
+
+class _BlockSource(_Source):
+    """Statistics as the sum of per-block statistics (out-of-core sources)."""
+
     dtype: np.dtype
     #: Whether every pass yields the same rows in the same order, starting at
     #: the row index each block comes with (then per-row hints can be kept).
@@ -129,7 +236,7 @@ class _BlockSource:
         hints = self._row_hints(params)
         total = None
         for xb, wb, lo in self._blocks():
-            part = compute_stats(xb, wb, params, ws, self.parallel, inputs,
+            part = compute_stats(xb, wb, params, ws, inputs,
                                  None if hints is None else hints.rows(lo, xb.shape[0]))
             total = part if total is None else total + part
         if total is None:
@@ -154,8 +261,8 @@ class MemmapSource(_BlockSource):
     cache), so the resident memory stays bounded by about one block whatever
     the file size.  For full covariances the most probable component of each
     row is kept between iterations (one int32 per row, at most 128 MiB: up
-    to 32M rows; none beyond), which makes the later E-steps about 1.5x
-    faster; results do not depend on it.
+    to 32M rows; none beyond), which makes the later E-steps faster; results
+    do not depend on it.
 
     Parameters
     ----------
@@ -170,8 +277,6 @@ class MemmapSource(_BlockSource):
     init_sample_size : int, default=100_000
         Rows drawn uniformly (without replacement) for the initialisation;
         all rows, in order, when there are no more.
-    parallel : bool, optional
-        Use the parallel kernels; default: when a block is large enough.
 
     Notes
     -----
@@ -185,8 +290,7 @@ class MemmapSource(_BlockSource):
     _same_rows_each_pass = True
 
     def __init__(self, X, sample_weight=None, *, block_size: int | None = None,
-                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
-                 parallel: bool | None = None):
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE):
         if isinstance(X, (str, os.PathLike)):
             path = os.fspath(X)
             if not path.endswith(".npy"):
@@ -208,11 +312,9 @@ class MemmapSource(_BlockSource):
             raise ValueError(f"X has shape {X.shape}; at least one sample and one feature "
                              "are required")
         self.X = X
-        self.dtype = _target_dtype(X.dtype)
+        self.dtype = compute_dtype(X.dtype)
         if sample_weight is not None:
-            shape = np.shape(sample_weight)
-            if shape != (n,):
-                raise ValueError(f"sample_weight has shape {shape}, expected ({n},)")
+            check_weight_shape(np.shape(sample_weight), n)
         self.sample_weight = sample_weight
         if block_size is None:
             block_size = DEFAULT_BLOCK_BYTES // (8 * d)
@@ -225,8 +327,6 @@ class MemmapSource(_BlockSource):
             raise ValueError("init_sample_size must be a positive integer, got "
                              f"{init_sample_size!r}")
         self.init_sample_size = int(init_sample_size)
-        self.parallel = (use_parallel(min(n, self.block_size)) if parallel is None
-                         else bool(parallel))
         self._validated = False
         self._maps = [m for m in (_mmap_of(X), _mmap_of(sample_weight)) if m is not None]
 
@@ -247,11 +347,11 @@ class MemmapSource(_BlockSource):
         if check:
             xb = _check_block(xb, self.dtype, lo)
         else:
-            xb = np.ascontiguousarray(xb, dtype=self.dtype.newbyteorder("=")).view(np.ndarray)
+            xb = np.ascontiguousarray(xb, dtype=self.dtype).view(np.ndarray)
         wb = None
         if self.sample_weight is not None:
             wb = self.sample_weight[lo:hi]
-            wb = (_check_weight_block(wb, hi - lo, lo) if check
+            wb = (check_weight_block(wb, hi - lo, lo) if check
                   else np.array(wb, dtype=np.float64))
         return xb, wb
 
@@ -272,7 +372,7 @@ class MemmapSource(_BlockSource):
             self._release()
         if check:
             if self.sample_weight is not None and not total_w > 0:
-                raise ValueError("sample_weight sums to zero")
+                raise weight_sum_error()
             self._validated = True
 
     def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
@@ -293,8 +393,7 @@ class MemmapSource(_BlockSource):
         if m == n:
             idx = None
         else:
-            gen = np.random.default_rng(_draw_seed(rng))
-            idx = np.sort(gen.choice(n, size=m, replace=False))
+            idx = uniform_rows(n, m, draw_seed(rng))
         xs = np.empty((m, self.n_features), dtype=self.dtype)
         ws = None if self.sample_weight is None else np.empty(m)
         filled = 0
@@ -359,8 +458,6 @@ class IterableSource(_BlockSource):
     init_sample_size : int, default=100_000
         Size of the uniform reservoir sample used for initialisation (one
         extra pass); all rows, in order, when there are no more.
-    parallel : bool, optional
-        Use the parallel kernels; default: per chunk, when it is large enough.
 
     Notes
     -----
@@ -370,8 +467,7 @@ class IterableSource(_BlockSource):
     """
 
     def __init__(self, chunks: Callable[[], Iterable], *,
-                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
-                 parallel: bool | None = None):
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE):
         if not callable(chunks):
             raise TypeError(f"chunks must be a callable returning an iterator of arrays, "
                             f"got {type(chunks).__name__}")
@@ -380,8 +476,6 @@ class IterableSource(_BlockSource):
                              f"{init_sample_size!r}")
         self.chunks = chunks
         self.init_sample_size = int(init_sample_size)
-        self._parallel = parallel
-        self.parallel = bool(parallel) if parallel is not None else True
         self.dtype: np.dtype | None = None
         self._n_features: int | None = None
         self._n_samples: int | None = None
@@ -435,7 +529,7 @@ class IterableSource(_BlockSource):
                 raise ValueError(f"chunk {i} {'has' if weighted else 'lacks'} sample weights "
                                  f"unlike earlier chunks; give weights for all chunks or none")
             if weighted:
-                wc = _check_weight_block(wc, rows, n)
+                wc = check_weight_block(wc, rows, n)
                 total_w += float(wc.sum())
             if rows == 0:
                 continue
@@ -446,7 +540,7 @@ class IterableSource(_BlockSource):
         if n == 0:
             raise ValueError("the chunk factory yielded no rows")
         if self._weighted and not total_w > 0:
-            raise ValueError("sample_weight sums to zero")
+            raise weight_sum_error()
         if self._n_samples is None:
             self._n_samples = n
         elif n != self._n_samples:
@@ -455,10 +549,7 @@ class IterableSource(_BlockSource):
                              "on every call")
 
     def _blocks(self):
-        for xc, wc, lo in self._iter_chunks():
-            if self._parallel is None:
-                self.parallel = use_parallel(xc.shape[0])
-            yield xc, wc, lo
+        return self._iter_chunks()
 
     def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
         """A uniform reservoir sample of rows (one pass over the chunks).
@@ -474,7 +565,7 @@ class IterableSource(_BlockSource):
         w_sample : ndarray (m,) or None
         """
         size = self.init_sample_size
-        gen = np.random.default_rng(_draw_seed(rng))
+        gen = np.random.default_rng(draw_seed(rng))
         res_x = res_w = None
         filled = 0
         for xc, wc, lo in self._iter_chunks():
@@ -524,11 +615,13 @@ def is_source(obj) -> bool:
 
 
 def make_source(X, sample_weight=None):
-    """The source for ``X`` when it is not an in-memory array, else ``None``.
+    """The source for what the user passed as ``X`` (validated).
 
-    ``str``/``os.PathLike`` (``.npy``) and :class:`numpy.memmap` give a
-    :class:`MemmapSource`, a callable an :class:`IterableSource`, a Dask
-    array a :class:`fastgmm._dask.DaskSource`; a source is returned as is.
+    An array-like gives an :class:`ArraySource` (validated by
+    :func:`~fastgmm._validation.check_array`), ``str``/``os.PathLike``
+    (``.npy``) and :class:`numpy.memmap` a :class:`MemmapSource`, a callable
+    an :class:`IterableSource`, a Dask array a
+    :class:`fastgmm._dask.DaskSource`; a source is returned as is.
     """
     if is_source(X):
         if sample_weight is not None:
@@ -545,4 +638,19 @@ def make_source(X, sample_weight=None):
             raise ValueError("sample_weight cannot be given with a chunk factory; yield "
                              "(X_chunk, weight_chunk) tuples instead")
         return IterableSource(X)
-    return None
+    Xa = check_array(X)
+    return ArraySource(Xa, check_sample_weight(sample_weight, Xa.shape[0]), feature_names(X))
+
+
+def per_point(X, params: GaussianParams, n_features: int, validate: Callable, **what) -> dict:
+    """Per-point outputs (``labels``, ``resp``, ``score``) for what the user passed.
+
+    A Dask array gives lazy Dask arrays, one task per block of rows; anything
+    else goes through ``validate`` (which returns a checked array) and
+    :func:`fastgmm._compute.point_outputs`.
+    """
+    if is_dask_array(X):
+        from ._dask import lazy_point
+
+        return {key: lazy_point(X, params, key, n_features) for key in what}
+    return point_outputs(validate(X), params, **what)

@@ -7,19 +7,27 @@ import numbers
 import numpy as np
 
 
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a method that needs a fitted model is called before ``fit``."""
+def compute_dtype(dtype, name: str = "X") -> np.dtype:
+    """The dtype fastgmm computes in for data of ``dtype``.
+
+    Any float32 (either byte order) stays float32; every other real numeric
+    dtype (integers, booleans, float16, float64) is computed in float64.
+
+    Raises
+    ------
+    TypeError
+        Complex or non-numeric dtypes.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {dtype}; fastgmm needs real numbers")
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{name} has non-numeric dtype {dtype}; fastgmm needs real numbers")
+    is_f32 = dtype.kind == "f" and dtype.itemsize == 4
+    return np.dtype(np.float32 if is_f32 else np.float64)
 
 
-class ConvergenceWarning(UserWarning):
-    """The best EM run stopped at ``max_iter`` before meeting ``tol``."""
-
-
-class DegenerateDataWarning(UserWarning):
-    """EM met a degenerate component and repaired it (see ``on_degenerate``)."""
-
-
-def _feature_names(X) -> np.ndarray | None:
+def feature_names(X) -> np.ndarray | None:
     cols = getattr(X, "columns", None)
     if cols is None or not hasattr(X, "iloc"):
         return None
@@ -34,7 +42,8 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     """Validate a data matrix and return a C-contiguous float32/float64 array.
 
     float32 stays float32 (when ``allow_float32``); every other real numeric
-    dtype (integers, booleans, float16, big-endian floats) becomes float64.
+    dtype (integers, booleans, float16, float64 in any byte order) becomes
+    native float64.
     The input is never modified: a copy is made whenever conversion is needed.
 
     Raises
@@ -57,19 +66,13 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists, odd objects
         raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from None
-    kind = arr.dtype.kind
-    if kind == "c":
-        raise TypeError(f"{name} has complex dtype {arr.dtype}; fastgmm needs real numbers")
-    if kind not in "biuf":
-        if kind == "O":
-            try:
-                arr = arr.astype(np.float64)
-            except (TypeError, ValueError):
-                raise TypeError(f"{name} has dtype object with non-numeric entries; "
-                                "fastgmm needs real numbers") from None
-        else:
-            raise TypeError(f"{name} has non-numeric dtype {arr.dtype}; "
-                            "fastgmm needs real numbers")
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} has dtype object with non-numeric entries; "
+                            "fastgmm needs real numbers") from None
+    target = compute_dtype(arr.dtype, name)
     if arr.ndim != 2:
         hint = (" Reshape with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) "
                 "for a single sample.") if arr.ndim == 1 else ""
@@ -83,12 +86,9 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     if n_features is not None and d != n_features:
         raise ValueError(f"{name} has {d} features, but the model was fitted with "
                          f"{n_features} features")
-    # Any float32, big-endian included, stays float32.
-    is_f32 = arr.dtype.kind == "f" and arr.dtype.itemsize == 4
-    target = np.float32 if (is_f32 and allow_float32) else np.float64
-    out = np.ascontiguousarray(arr, dtype=np.dtype(target).newbyteorder("="))
-    if out.dtype.byteorder not in ("=", "|"):
-        out = out.astype(out.dtype.newbyteorder("="))
+    if not allow_float32:
+        target = np.dtype(np.float64)
+    out = np.ascontiguousarray(arr, dtype=target)  # native byte order
     if not out.flags.writeable:
         # Numba types a read-only array differently and would compile every
         # kernel again for it (tens of seconds); a private copy avoids that.
@@ -102,31 +102,62 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
 def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
     """Validate sample weights: 1-D, length ``n_samples``, finite, >= 0, sum > 0.
 
-    Returns ``None`` for ``None`` (all weights one), else a new float64 array.
+    Returns ``None`` for ``None`` (all weights one), else a new float64 array;
+    a scalar weight is repeated ``n_samples`` times.
     """
     if sample_weight is None:
         return None
-    try:
-        w = np.asarray(sample_weight)
-    except Exception as exc:
-        raise TypeError(f"sample_weight could not be converted to an array: {exc}") from None
+    w = _weight_array(sample_weight)
+    if w.ndim == 0:
+        w = np.full(n_samples, w)
+    w = check_weight_block(w, n_samples)
+    if not w.sum() > 0:
+        raise weight_sum_error()
+    return w
+
+
+def check_weight_block(sample_weight, n_rows: int, start: int | None = None) -> np.ndarray:
+    """Validate the weights of ``n_rows`` rows (a whole data set, or rows from ``start``).
+
+    Returns a new float64 array: 1-D, finite and non-negative.
+    """
+    w = _weight_array(sample_weight)
     if w.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must be real numbers, got dtype {w.dtype}")
-    if w.ndim == 0:
-        w = np.full(n_samples, float(w))
-    if w.ndim != 1:
-        raise ValueError(f"sample_weight must be 1-dimensional, got shape {w.shape}")
-    if w.shape[0] != n_samples:
-        raise ValueError(f"sample_weight has {w.shape[0]} entries but X has "
-                         f"{n_samples} samples")
+    check_weight_shape(w.shape, n_rows, start)
     w = np.array(w, dtype=np.float64)  # always a private copy
-    if not np.isfinite(w).all():
-        raise ValueError("sample_weight contains NaN or infinity")
-    if (w < 0).any():
-        raise ValueError("sample_weight contains negative values")
-    if not w.sum() > 0:
-        raise ValueError("sample_weight sums to zero; at least one weight must be positive")
+    check_weight_values(np.isfinite(w).all(), (w >= 0).all())
     return w
+
+
+def _weight_array(sample_weight) -> np.ndarray:
+    try:
+        return np.asarray(sample_weight)
+    except Exception as exc:  # ragged lists, odd objects
+        raise TypeError(f"sample_weight could not be converted to an array: {exc}") from None
+
+
+def check_weight_shape(shape: tuple, n_rows: int, start: int | None = None) -> None:
+    """Raise unless ``shape`` is ``(n_rows,)``: the rows of X, or ``n_rows`` rows from ``start``."""
+    if len(shape) != 1:
+        raise ValueError(f"sample_weight must be 1-dimensional, got shape {shape}")
+    if shape[0] != n_rows:
+        rows = "" if start is None else f" (rows {start}..{start + n_rows - 1})"
+        raise ValueError(f"sample_weight has {shape[0]} entries but X has {n_rows} "
+                         f"samples{rows}")
+
+
+def check_weight_values(all_finite: bool, all_non_negative: bool) -> None:
+    """Raise the error for weights that are not all finite, or not all non-negative."""
+    if not all_finite:
+        raise ValueError("sample_weight contains NaN or infinity")
+    if not all_non_negative:
+        raise ValueError("sample_weight contains negative values")
+
+
+def weight_sum_error() -> ValueError:
+    """The error for weights that sum to zero (every row would be ignored)."""
+    return ValueError("sample_weight sums to zero; at least one weight must be positive")
 
 
 def check_int(value, name: str, minimum: int, allow_none: bool = False):

@@ -36,9 +36,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._params import COVARIANCE_TYPES
+
 __all__ = ["main"]
 
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _OUTPUT_SUFFIXES = (".csv", ".npy")
 
 
@@ -376,12 +377,13 @@ def _cmd_fit(args) -> int:
     extra_arrays = {}
     center = scale = None
     if args.standardize:
-        center, scale = Z.mean(axis=0), Z.std(axis=0, ddof=0)
-        flat = np.flatnonzero(scale == 0)
-        if flat.size:
-            raise CLIError(f"--standardize: column {columns[flat[0]]!r} is constant")
+        from ._prep import standardize
+
+        try:
+            Z, center, scale = standardize(Z, columns)
+        except ValueError as exc:
+            raise CLIError(f"--standardize: {exc}") from None
         extra_arrays = {"center": center, "scale": scale}
-        Z = (Z - center) / scale
 
     if args.k == "auto":
         args.k, args.seed = _choose_k(args, Z, weights)
@@ -449,7 +451,7 @@ def _choose_k(args, Z: np.ndarray, weights) -> tuple[int, int]:
 
 
 def _print_components(model, columns, prep, center, scale) -> None:
-    from .datasets import Table
+    from ._table import Table
 
     means = np.asarray(model.means_, dtype=np.float64)
     if prep.get("standardize"):
@@ -608,7 +610,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA")
     p.add_argument("--k", type=_k_value, required=True,
                    help="number of components, or 'auto' to choose k in 1..9 by BIC")
-    p.add_argument("--covariance", choices=_COVARIANCE_TYPES, default="full",
+    p.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
                    help="covariance type (default full)")
     p.add_argument("--columns", metavar="a,b,...",
                    help="comma-separated feature columns (default: all but the weight column)")

@@ -73,6 +73,6 @@ def test_asv_check_passes():
 
 
 def test_compare_script_quick_runs():
-    r = subprocess.run([sys.executable, "asv_bench/compare.py", "--help"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "bench_scripts/compare.py", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--quick" in r.stdout

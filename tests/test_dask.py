@@ -201,7 +201,7 @@ def test_dask_input_errors(client):
     with pytest.raises(ValueError, match="negative"):
         fastgmm.GaussianMixture(3).fit(da.from_array(X, chunks=(1000, 3)),
                                        sample_weight=-np.ones(X.shape[0]))
-    with pytest.raises(ValueError, match="sample_weight has shape"):
+    with pytest.raises(ValueError, match="sample_weight has 5 entries but X has"):
         fastgmm.GaussianMixture(3).fit(da.from_array(X, chunks=(1000, 3)),
                                        sample_weight=np.ones(5))
     with pytest.raises(TypeError, match="dask.array.Array"):

@@ -14,8 +14,9 @@ import pytest
 import tomllib
 
 from fastgmm import datasets
-from fastgmm._demo import standardize
-from fastgmm.datasets import Table, load_wholesale
+from fastgmm._prep import standardize
+from fastgmm._table import Table
+from fastgmm.datasets import load_wholesale
 
 ROOT = Path(__file__).resolve().parents[1]
 SHA256 = "d0213b7d856bc7f98f2f52a86bedb5cb57d5b8e19959605e75bd4532d4ee0896"

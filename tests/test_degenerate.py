@@ -16,8 +16,10 @@ from scipy.special import logsumexp
 import fastgmm
 from fastgmm import DegenerateCovarianceError, DegenerateDataWarning
 from fastgmm._degenerate import MAX_RESEEDS, DegenerateRepair
-from fastgmm._em import ArraySource, run_em
-from fastgmm._stats import GaussianParams, compute_stats
+from fastgmm._compute import compute_stats
+from fastgmm._em import run_em
+from fastgmm._params import GaussianParams
+from fastgmm._sources import ArraySource
 
 WHERE = re.compile(r"at (initialisation|EM iteration \d+): ")
 
@@ -348,7 +350,7 @@ def test_repair_is_bitwise_noop_on_healthy_data(covariance_type):
     p0 = GaussianParams.from_covariances(covariance_type, w0, m0, cov0)
     kw = dict(tol=0.0, max_iter=6, reg_covar=1e-6)
     plain = run_em(ArraySource(X), p0, **kw)
-    repaired = run_em(ArraySource(X), p0, repair=DegenerateRepair("raise", X), **kw)
+    repaired = run_em(ArraySource(X), p0, repair=DegenerateRepair("raise", ArraySource(X)), **kw)
     for a, b in zip((plain.params.weights, plain.params.means, plain.params.covariances),
                     (repaired.params.weights, repaired.params.means,
                      repaired.params.covariances), strict=True):
@@ -360,9 +362,9 @@ def test_reseed_limit_then_left_empty():
     """A component that keeps emptying is re-seeded MAX_RESEEDS times, then left."""
     X, w0, m0 = _three_clusters()
     stuck = GaussianParams.from_covariances("diag", w0, m0, np.ones((3, 2)))
-    stats = compute_stats(X, None, stuck, parallel=False)
+    stats = compute_stats(X, None, stuck)
     assert stats.nk[2] == 0.0
-    repair = DegenerateRepair("warn", X)
+    repair = DegenerateRepair("warn", ArraySource(X))
     for it in range(1, MAX_RESEEDS + 1):
         with pytest.warns(DegenerateDataWarning, match=rf"iteration {it}: component 2 was "
                                                        "empty and was re-seeded"):
@@ -429,10 +431,10 @@ def test_more_seeds_than_distinct_rows_share_a_seed():
     means = np.array([[1.0, 0.5], [1e4, 0.0], [-1e4, 0.0], [0.0, 1e4]])
     params = GaussianParams.from_covariances("full", np.full(4, 0.25), means,
                                              np.stack([np.eye(2)] * 4))
-    stats = compute_stats(X, None, params, parallel=False)
+    stats = compute_stats(X, None, params)
     assert (stats.nk[1:] == 0).all()
     with pytest.warns(DegenerateDataWarning) as rec:
-        p = DegenerateRepair("warn", X)(stats, 1e-6, 1)
+        p = DegenerateRepair("warn", ArraySource(X))(stats, 1e-6, 1)
     message = str(rec[0].message)
     for j in (1, 2, 3):
         assert f"component {j} was empty and was re-seeded" in message

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastgmm
-from fastgmm import _config, _em
+from fastgmm import _config
 
 FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
 N_LARGE = 2 * _config.SERIAL_THRESHOLD  # large enough for the parallel kernels
@@ -52,7 +52,7 @@ def test_same_random_state_same_bits_across_runs(covariance_type):
 def test_one_and_two_threads_give_the_same_bits(covariance_type, dtype, weighted):
     X = _data(N_LARGE + 37, 1, dtype)  # a ragged last chunk
     w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(X)) if weighted else None
-    assert _em.use_parallel(len(X))  # the two-thread fit shares rows between threads
+    assert len(X) >= _config.SERIAL_THRESHOLD  # the two-thread fit shares rows
     one = _fit(X, w, covariance_type=covariance_type, n_init=2, n_threads=1)
     two = _fit(X, w, covariance_type=covariance_type, n_init=2, n_threads=2)
     _assert_bitwise(one, two)
@@ -61,7 +61,7 @@ def test_one_and_two_threads_give_the_same_bits(covariance_type, dtype, weighted
 
 @needs_two_threads
 def test_repairs_are_deterministic_across_threads():
-    """Degenerate data with concurrent restarts (small data) and parallel kernels (large)."""
+    """Degenerate data, on one thread (small data) and shared between threads (large)."""
     rng = np.random.default_rng(3)
     small = np.repeat(rng.normal(size=(3, 2)) * 5, 10, axis=0)  # 3 distinct points, k=5
     large = np.r_[np.repeat(small, 40, axis=0), rng.normal(size=(800, 2)) * 1e-9]
@@ -92,7 +92,7 @@ def test_concurrent_fits_from_a_thread_pool_match_sequential_fits():
     sequential = [job(i) for i in range(4)]
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(job, range(4)))
-    assert _em.use_parallel(N_LARGE * 2)
+    assert N_LARGE * 2 >= _config.SERIAL_THRESHOLD
     for (m1, p1, s1), (m2, p2, s2) in zip(sequential, concurrent, strict=True):
         _assert_bitwise(m1, m2)
         np.testing.assert_array_equal(p1, p2)

@@ -270,7 +270,7 @@ def test_memmap_validation_errors(tmp_path):
     with pytest.raises(ValueError, match="2-dimensional"):
         fastgmm.GaussianMixture(2).fit(tmp_path / "one_d.npy")
     np.save(tmp_path / "x.npy", X)
-    with pytest.raises(ValueError, match="sample_weight has shape"):
+    with pytest.raises(ValueError, match="sample_weight has 3 entries but X has"):
         fastgmm.GaussianMixture(2).fit(tmp_path / "x.npy", sample_weight=np.ones(3))
     w = np.ones(X.shape[0])
     w[7] = -1

@@ -12,8 +12,10 @@ import time
 import numba
 import pytest
 
-from fastgmm import _em
-from fastgmm._parallel import run_groups
+from fastgmm._config import SERIAL_THRESHOLD
+from fastgmm._parallel import run_groups, thread_limit
+
+BIG = SERIAL_THRESHOLD  # rows worth sharing between threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,28 +49,28 @@ def _covered(calls, n):
 @pytest.mark.parametrize("n_groups", [1, 2, 7, 64, 257])
 def test_every_group_runs_exactly_once(n_groups):
     rec = Recorder()
-    run_groups(rec, ("args",), n_groups, parallel=True)
+    run_groups(rec, ("args",), n_groups, BIG)
     assert _covered(rec.calls, n_groups)
 
 
-def test_serial_is_one_call_on_the_calling_thread():
+def test_few_rows_are_one_call_on_the_calling_thread():
     rec = Recorder()
-    run_groups(rec, ("args",), 40, parallel=False)
+    run_groups(rec, ("args",), 40, BIG - 1)
     assert rec.calls == [(0, 40, threading.get_ident())]
 
 
 def test_one_thread_runs_on_the_calling_thread():
     rec = Recorder()
-    with _em.thread_limit(1):
-        run_groups(rec, ("args",), 40, parallel=True)
+    with thread_limit(1):
+        run_groups(rec, ("args",), 40, BIG)
     assert rec.calls == [(0, 40, threading.get_ident())]
 
 
 @needs_two_threads
 def test_two_threads_share_the_groups():
     rec = Recorder(delay=0.01)
-    with _em.thread_limit(2):
-        run_groups(rec, ("args",), 32, parallel=True)
+    with thread_limit(2):
+        run_groups(rec, ("args",), 32, BIG)
     assert _covered(rec.calls, 32)
     assert len({t for _, _, t in rec.calls}) == 2
     assert len(rec.calls) > 2  # handed out in blocks, not one half each
@@ -78,8 +80,8 @@ def test_two_threads_share_the_groups():
 @pytest.mark.parametrize("fail_at", [0, 31])
 def test_a_failing_block_raises_after_the_others_stopped(fail_at):
     rec = Recorder(delay=0.005, fail_at=fail_at)
-    with _em.thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
-        run_groups(rec, ("args",), 32, parallel=True)
+    with thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
+        run_groups(rec, ("args",), 32, BIG)
     n_done = len(rec.calls)
     time.sleep(0.05)
     assert len(rec.calls) == n_done  # nothing still running in the background
@@ -101,8 +103,8 @@ class FailsOnHelper(Recorder):
 @needs_two_threads
 def test_a_failing_helper_stops_the_calling_thread_too():
     rec = FailsOnHelper(delay=0.02)
-    with _em.thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
-        run_groups(rec, ("args",), 32, parallel=True)
+    with thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
+        run_groups(rec, ("args",), 32, BIG)
     # Without the stop, the calling thread would run every group the helper
     # did not take (24 or more of 32).
     assert sum(hi - lo for lo, hi, _ in rec.calls) < 20
@@ -113,8 +115,8 @@ def test_many_callers_at_once():
     recs = [Recorder(delay=0.001) for _ in range(6)]
 
     def job(rec):
-        with _em.thread_limit(2):
-            run_groups(rec, ("args",), 50, parallel=True)
+        with thread_limit(2):
+            run_groups(rec, ("args",), 50, BIG)
 
     threads = [threading.Thread(target=job, args=(r,)) for r in recs]
     for t in threads:

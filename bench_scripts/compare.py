@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python asv_bench/compare.py            # full sizes (n = 1e6; several minutes)
-    python asv_bench/compare.py --quick    # smaller sizes, for a smoke run
+    python bench_scripts/compare.py            # full sizes (n = 1e6; several minutes)
+    python bench_scripts/compare.py --quick    # smaller sizes, for a smoke run
 
 Prints the machine's dense GEMM rate, then per case the seconds per EM
 iteration of fastgmm and of scikit-learn started from the same parameters,
@@ -25,10 +25,11 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "asv_bench"))
+
+from benchmarks.common import make_problem, start_params  # noqa: E402  (same seeded data)
 
 import fastgmm  # noqa: E402
-from benchmarks.common import make_problem, start_params  # noqa: E402  (same seeded data)
 
 try:
     import psutil

@@ -20,7 +20,7 @@ whole file when the machine has memory to spare for it, else on a
 
 Usage::
 
-    python benchmarks/bench_out_of_core.py [--gb 2.2] [--iters 3] [--dir /tmp]
+    python bench_scripts/bench_out_of_core.py [--gb 2.2] [--iters 3] [--dir /tmp]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ times.  ``tests/test_online.py`` asserts the same gap on the same data.
 
 Usage::
 
-    python benchmarks/bench_online.py [--n 1000000] [--batch 10000]
+    python bench_scripts/bench_online.py [--n 1000000] [--batch 10000]
 """
 
 from __future__ import annotations

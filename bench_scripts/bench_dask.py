@@ -12,7 +12,7 @@ thread.  Reports the median seconds per iteration of each, their ratio
 
 Usage::
 
-    python benchmarks/bench_dask.py [--n 10000000] [--iters 4] [--rounds 2]
+    python bench_scripts/bench_dask.py [--n 10000000] [--iters 4] [--rounds 2]
 """
 
 from __future__ import annotations

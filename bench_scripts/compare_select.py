@@ -5,15 +5,14 @@ grid (k = 1..9 x the four covariance types, ``n_init`` restarts per cell) on
 the six log-transformed spending columns (440 rows):
 
 ``select``
-    :func:`fastgmm.select` with its defaults: for data this small, the cells
-    and their restarts one after another, kernels on one thread.
+    :func:`fastgmm.select` with its defaults: the cells and their restarts
+    one after another (for data this small, each kernel call on one thread).
 ``select, concurrent``
     :func:`fastgmm.select` with ``concurrent=True``: the cells at once on
     ``n_threads`` Python threads (default: all of Numba's), kernels on one thread each.
 ``fastgmm loop``
     The loop a user writes by hand: one ``fastgmm.GaussianMixture`` fit after
-    another, then its ``bic``, with the estimator's default threads (for small
-    data it runs each fit's restarts on Python threads).
+    another, then its ``bic``, with the estimator's default threads.
 ``scikit-learn loop``
     The same loop with ``sklearn.mixture.GaussianMixture`` (same ``n_init``,
     ``tol``, ``max_iter``, ``reg_covar`` defaults and seeds).
@@ -28,7 +27,7 @@ the CPU time other processes used meanwhile (from ``/proc/stat``, Linux only)
 as a measure of the disturbance.  The JIT is warmed up first.  Run from the
 repository root::
 
-    python asv_bench/compare_select.py --repeat 5
+    python bench_scripts/compare_select.py --repeat 5
 """
 
 from __future__ import annotations
@@ -49,17 +48,12 @@ sys.path.insert(0, str(ROOT))
 
 import fastgmm  # noqa: E402
 
-SHARED_CSV = Path("/work/shared/data/wholesale_customers.csv")
 TYPES = ("full", "tied", "diag", "spherical")
 
 
 def load_spending() -> np.ndarray:
     """The six spending columns, log-transformed, shape (440, 6)."""
-    datasets = getattr(fastgmm, "datasets", None)
-    if datasets is not None and hasattr(datasets, "load_wholesale"):
-        spending = datasets.load_wholesale().spending
-    else:
-        spending = np.loadtxt(SHARED_CSV, delimiter=",", skiprows=1)[:, 2:]
+    spending = fastgmm.datasets.load_wholesale().spending
     return np.log(np.asarray(spending, dtype=np.float64))
 
 

@@ -1,0 +1,336 @@
+"""The only caller of the compiled kernels: their inputs, workspaces and outputs.
+
+Everything between :class:`~fastgmm._params.GaussianParams` and a kernel
+call lives here: the arrays the kernels read (means and precision factors in
+the data's dtype, the pruning bounds of the full kernel), the per-group
+statistics slots, the per-row hints kept between iterations, and the three
+entry points: :func:`compute_stats` (the fused E-step), :func:`resp_stats`
+(statistics of given responsibilities, for initialisation) and
+:func:`point_outputs` (predict, predict_proba, score_samples).  The kernels
+module, and Numba with it, is imported on the first call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _config
+from ._parallel import fold_slots, run_groups
+from ._params import GaussianParams, _linalg
+from ._stats import SuffStats, stats_shapes
+
+
+def _kernels():
+    """:mod:`fastgmm._kernels`, imported on first use (it imports Numba)."""
+    from . import _kernels
+
+    return _kernels
+
+
+def kernel_inputs(params: GaussianParams, dtype) -> tuple:
+    """Arrays the kernels need for ``params``, in the compute dtype.
+
+    Returns a tuple ``(shift, args)``: the shift of the statistics and the
+    parameter arguments of the ``em_stats_*`` and ``point_*`` kernels (the
+    spherical type uses the diagonal kernels with one precision per component).
+    """
+    ctype = params.covariance_type
+    log_norm = params.log_norm()
+    means = np.ascontiguousarray(params.means, dtype=dtype)
+    pc = params.precisions_cholesky
+    if ctype == "tied":
+        shift64 = params.weights @ params.means
+        shift = np.ascontiguousarray(shift64, dtype=dtype)
+        proj = np.ascontiguousarray((params.means - shift64) @ pc, dtype=dtype)
+        return shift64, (shift, proj, np.ascontiguousarray(pc, dtype=dtype), log_norm)
+    if ctype == "full":
+        prec = np.ascontiguousarray(pc, dtype=dtype)
+        return params.means.copy(), (means, prec, log_norm, _precision_floor(pc),
+                                     *_pair_bounds(params.means, pc, dtype))
+    # Diagonal and spherical share one kernel; a spherical factor is (k, 1).
+    prec = np.ascontiguousarray(pc.reshape(params.n_components, -1), dtype=dtype)
+    return params.means.copy(), (means, prec, log_norm, ctype == "spherical")
+
+
+def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
+    """Lower bounds of the smallest eigenvalue of each ``U U^T``, shape (k,).
+
+    The smallest singular value of ``U`` squared, shrunk by one part in a
+    thousand so that rounding can never make the pruning bound of the full
+    kernel too tight.
+    """
+    sv = np.linalg.svd(prec_chol, compute_uv=False)
+    return np.ascontiguousarray(np.maximum(sv[:, -1], 0.0) ** 2 * 0.999)
+
+
+#: Pair bounds are built when ``k^2 d^2`` stays below this: they cost about
+#: that many flops per iteration and ``k^2 d`` values of memory.
+PAIR_BOUND_BUDGET = 2e7
+
+
+def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
+    """Bounds along the lines between means, for pruning the full kernel.
+
+    For the unit vector ``v`` from ``mu_j`` to ``mu_b`` and ``s = v^T
+    Sigma_j v``, Cauchy-Schwarz gives ``sqrt(maha_j(x)) >= v . (x - mu_j) /
+    sqrt(s) = w . (x - mu_b) + c`` with ``w = v / sqrt(s)`` and ``c = ||mu_b -
+    mu_j|| / sqrt(s)``.
+
+    Returns
+    -------
+    w : ndarray (k, k, d) in ``dtype``; ``w[b, j]`` for the pair ``(b, j)``
+        (zero where ``b == j`` or the means coincide)
+    c : ndarray (2, k, k) float64
+        ``c[0, b, j] = c`` and ``c[1, b, j] >= |w[b, j]|``.  Both arrays are
+        empty when ``k < 2`` or the problem is over :data:`PAIR_BOUND_BUDGET`.
+    """
+    k, d = means.shape
+    if k < 2 or float(k * d) ** 2 > PAIR_BOUND_BUDGET:
+        return np.empty((0, 0, d), dtype=dtype), np.empty((2, 0, 0))
+    diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
+    dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
+    live = dist > 0
+    v = diff / np.where(live, dist, 1.0)[..., None]
+    s = np.empty((k, k))
+    solve = _linalg().solve_triangular
+    for j in range(k):
+        z = solve(prec_chol[j], v[:, j, :].T, lower=False)  # U_j^{-1} v
+        s[:, j] = np.einsum("db,db->b", z, z)
+    live &= s > 0
+    scale = np.where(live, 1.0 / np.sqrt(np.where(live, s, 1.0)), 0.0)
+    w = v * scale[..., None]
+    # |w| = scale (v is a unit vector), enlarged by one part in a thousand so
+    # that rounding of w in the data's dtype cannot make the bound too tight.
+    c = np.stack([dist * scale, scale * 1.001])
+    return np.ascontiguousarray(w, dtype=dtype), c
+
+
+class StatsWorkspace:
+    """Per-group slot buffers, allocated once per fit and reused.
+
+    Parameters
+    ----------
+    covariance_type : str
+    n_components, n_features : int
+    n_threads : int
+        Only sizes the number of groups in flight; results do not depend on it.
+    n_samples : int, optional
+        The most rows one call will see: no more slots than their groups need.
+    """
+
+    def __init__(self, covariance_type: str, n_components: int, n_features: int,
+                 n_threads: int = 1, n_samples: int | None = None):
+        nk_shape, t_shape, s_shape = stats_shapes(covariance_type, n_components, n_features)
+        per_chunk = 8 * (n_components + int(np.prod(t_shape)) + int(np.prod(s_shape)) + 2)
+        g = max(4 * max(n_threads, 1), _config.SLOT_BUDGET_BYTES // per_chunk)
+        self.chunk_size = _config.chunk_size(covariance_type)
+        if n_samples is not None:
+            rows = _config.chunks_per_group(n_samples, self.chunk_size) * self.chunk_size
+            g = min(g, max(1, -(-int(n_samples) // rows)))
+        self.n_slots = int(g)
+        self.covariance_type = covariance_type
+        self.shapes = (nk_shape, t_shape, s_shape)
+        self.nk_slot = np.empty((self.n_slots,) + nk_shape)
+        self.t_slot = np.empty((self.n_slots,) + t_shape)
+        self.s_slot = np.empty((self.n_slots,) + s_shape)
+        self.ll_slot = np.empty((self.n_slots, 2))
+
+    def rows_per_call(self, group: int) -> int:
+        """Rows one kernel call covers with ``group`` chunks per slot."""
+        return self.n_slots * group * self.chunk_size
+
+
+class RowHints:
+    """Each row's most probable component at the last E-step over the same rows.
+
+    Kept by in-memory sources between iterations: the full-covariance kernel
+    then starts each row from that component instead of bounding every
+    (row, component) pair.  Results do not depend on the hints.
+    """
+
+    def __init__(self, n_samples: int):
+        self.best = np.zeros(n_samples, dtype=np.int32)
+        self.valid = False
+
+    def rows(self, start: int, n_rows: int) -> RowHints:
+        """The hints of rows ``start .. start + n_rows - 1`` (a view, same validity)."""
+        view = RowHints.__new__(RowHints)
+        view.best = self.best[start:start + n_rows]
+        view.valid = self.valid
+        return view
+
+
+_NO_HINT = np.empty(0, dtype=np.int32)
+_EMPTY_W = np.empty(0, dtype=np.float64)
+
+
+def weight_args(w: np.ndarray | None, lo: int = 0, hi: int | None = None) -> tuple:
+    """The ``(w, weighted)`` kernel arguments for rows ``lo:hi`` (``w`` None: all ones)."""
+    if w is None:
+        return _EMPTY_W, False
+    return w[lo:hi], True
+
+
+def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
+                  workspace: StatsWorkspace | None = None, inputs: tuple | None = None,
+                  hints: RowHints | None = None) -> SuffStats:
+    """Fused E-step over ``X``: statistics and log-likelihood for ``params``.
+
+    Parameters
+    ----------
+    X : ndarray (n, d), float32 or float64, C-contiguous (validated by caller)
+    w : ndarray (n,) float64 or None
+    params : GaussianParams
+    workspace : StatsWorkspace, optional
+    inputs : tuple, optional
+        Precomputed :func:`kernel_inputs` for ``params`` and ``X.dtype``.
+    hints : RowHints, optional
+        Hints for the rows of ``X`` (full covariances only; read and updated).
+
+    Returns
+    -------
+    SuffStats
+    """
+    ctype = params.covariance_type
+    k, d = params.n_components, params.n_features
+    if workspace is None:
+        workspace = StatsWorkspace(ctype, k, d, n_samples=X.shape[0])
+    if inputs is None:
+        inputs = kernel_inputs(params, X.dtype)
+    shift, args = inputs
+    nk_shape, t_shape, s_shape = workspace.shapes
+    nk = np.zeros(nk_shape)
+    t = np.zeros(t_shape)
+    s = np.zeros(s_shape)
+    ll = np.zeros(2)
+    kern = _kernels().EM_STATS[ctype]
+    n = X.shape[0]
+    cs = workspace.chunk_size
+    group = _config.chunks_per_group(n, cs)
+    step = workspace.rows_per_call(group)
+    slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot)
+    if ctype == "full":
+        use_hint = hints is not None and hints.valid
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        wb, weighted = weight_args(w, lo, hi)
+        extra = ()
+        if ctype == "full":
+            extra = (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
+        n_groups = _config.n_groups(hi - lo, cs, group)
+        run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
+                   n_groups, hi - lo)
+        fold_slots(slots, n_groups, (nk, t, s, ll))
+    if ctype == "full" and hints is not None:
+        hints.valid = True
+    weight = float(n) if w is None else float(w.sum())
+    log_lik = ll[0] if ll[1] == 0 else -np.inf
+    return SuffStats(ctype, shift, nk, t, _symmetrize_upper(s, ctype), float(log_lik),
+                     weight, n)
+
+
+def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: int,
+               shift: np.ndarray, covariance_type: str,
+               labels: np.ndarray | None = None) -> SuffStats:
+    """Statistics for given responsibilities (initialisation).
+
+    Parameters
+    ----------
+    resp_block : callable or None
+        ``resp_block(lo, hi)`` returns the ``(hi - lo, k)`` float64
+        responsibilities of rows ``lo:hi``; only one block is held at a time,
+        so memory stays bounded whatever ``n``.  None when ``labels`` is given.
+    shift : ndarray, (k, d) or (d,) for tied, float64
+    labels : ndarray (n,) int64, optional
+        Hard assignments (one-hot responsibilities, never formed).
+    """
+    n, d = X.shape
+    k = n_components
+    ctype = covariance_type
+    ws = StatsWorkspace(ctype, k, d, n_samples=n)
+    nk, t, s = (np.zeros(shape) for shape in ws.shapes)
+    kern = _kernels().RESP_STATS[ctype]
+    shift_c = np.ascontiguousarray(np.reshape(shift, (d,) if ctype == "tied" else (k, d)),
+                                   dtype=X.dtype)
+    cs = ws.chunk_size
+    group = _config.chunks_per_group(n, cs)
+    # Rows per call: also bounded so that one block of responsibilities
+    # stays within the slot budget (memory independent of n).
+    rows_cap = max(cs, _config.SLOT_BUDGET_BYTES // (8 * k)) if labels is None else n
+    step = max(group * cs, min(ws.rows_per_call(group), rows_cap) // (group * cs) * group * cs)
+    slots = (ws.nk_slot, ws.t_slot, ws.s_slot)
+    no_resp, no_labels = np.empty((0, k)), np.empty(0, dtype=np.int64)
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        wb, weighted = weight_args(w, lo, hi)
+        if labels is None:
+            given = (np.ascontiguousarray(resp_block(lo, hi), dtype=np.float64), no_labels)
+        else:
+            given = (no_resp, np.ascontiguousarray(labels[lo:hi], dtype=np.int64))
+        n_groups = _config.n_groups(hi - lo, cs, group)
+        run_groups(kern, (X[lo:hi], wb, weighted, *given, shift_c, cs, group, *slots),
+                   n_groups, hi - lo)
+        fold_slots(slots, n_groups, (nk, t, s))
+    weight = float(n) if w is None else float(w.sum())
+    return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
+                     _symmetrize_upper(s, ctype), 0.0, weight, n)
+
+
+def _symmetrize_upper(s: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Copy the accumulated upper triangle onto the lower one."""
+    if covariance_type not in ("full", "tied"):
+        return s
+    # One gather of the upper triangle, because two np.triu build a mask on
+    # every call; ``+ 0.0`` keeps the bits of ``triu(s) + triu(s, 1).T``
+    # (-0.0 becomes 0.0).
+    d = s.shape[-1]
+    out = s.reshape(-1, d * d).take(_upper_gather(d), axis=1).reshape(s.shape)
+    out += 0.0
+    return out
+
+
+_UPPER_GATHER: dict = {}
+
+
+def _upper_gather(d: int) -> np.ndarray:
+    """Flat index of entry ``(min(i, j), max(i, j))`` for every ``(i, j)`` of a d x d matrix."""
+    idx = _UPPER_GATHER.get(d)
+    if idx is None:
+        i, j = np.indices((d, d))
+        idx = _UPPER_GATHER[d] = (np.minimum(i, j) * d + np.maximum(i, j)).ravel()
+    return idx
+
+
+def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
+                  log_prob: bool = False, score: bool = False, labels: bool = False,
+                  out_dtype=None):
+    """Per-point outputs for ``X`` under ``params``, chunk by chunk.
+
+    Returns a dict with the requested entries among ``'resp'`` (n, k),
+    ``'log_prob'`` (n, k) (weighted log densities), ``'score'`` (n,) and
+    ``'labels'`` (n,).  Only the outputs themselves are allocated.
+    """
+    if resp and log_prob:
+        raise ValueError("ask for resp or log_prob, not both")  # internal misuse
+    n = X.shape[0]
+    k = params.n_components
+    out_dtype = X.dtype if out_dtype is None else out_dtype
+    out_2d = np.empty((n, k) if (resp or log_prob) else (0, k), dtype=out_dtype)
+    out_score = np.empty(n if score else 0, dtype=out_dtype)
+    out_label = np.empty(n if labels else 0, dtype=np.int64)
+    _, args = kernel_inputs(params, X.dtype)
+    kern = _kernels().POINT[params.covariance_type]
+    cs = _config.chunk_size(params.covariance_type)
+    group = _config.chunks_per_group(n, cs)
+    run_groups(kern, (X, *args, cs, group, resp, out_2d, out_score, out_label),
+               _config.n_groups(n, cs, group), n)
+    out = {}
+    if resp:
+        out["resp"] = out_2d
+    if log_prob:
+        out["log_prob"] = out_2d
+    if score:
+        out["score"] = out_score
+    if labels:
+        out["labels"] = out_label
+    return out
