@@ -7,12 +7,7 @@
 
 from ._em import IterationInfo
 from ._estimator import GaussianMixture, fit
-from ._exceptions import (
-    ConvergenceWarning,
-    DegenerateCovarianceError,
-    DegenerateDataWarning,
-    NotFittedError,
-)
+from ._exceptions import DegenerateCovarianceError, DegenerateDataWarning
 from ._params import GaussianParams
 from ._sources import IterableSource, MemmapSource
 from ._stats import SuffStats
@@ -22,6 +17,8 @@ __version__ = "0.2.0.dev0"
 # Imported on first use, so that ``import fastgmm`` stays cheap (the command
 # line and every new process pay for it): name -> (module, attribute or None).
 _LAZY = {
+    "ConvergenceWarning": ("._exceptions", "ConvergenceWarning"),
+    "NotFittedError": ("._exceptions", "NotFittedError"),
     "DaskSource": ("._dask", "DaskSource"),
     "ModelFileError": ("._io", "ModelFileError"),
     "load": ("._io", "load"),

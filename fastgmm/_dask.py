@@ -258,8 +258,8 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int):
     """
     X = _as_rows_array(X)
     if X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with "
-                         f"{n_features} features")
+        raise ValueError(f"X has {X.shape[1]} features, but the model is expecting "
+                         f"{n_features} features as input")
     # ``meta`` spares Dask a trial call of the kernel on an empty block.
     if what == "resp":
         k = params.n_components

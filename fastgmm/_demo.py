@@ -35,10 +35,10 @@ def order_by_mean(means: np.ndarray, feature: int = 0) -> np.ndarray:
 
 
 def criterion_curves(X: np.ndarray, ks, covariance_types=COVARIANCE_TYPES, *,
-                     n_init: int = 1, seed: int = 0) -> dict:
+                     n_init: int = 1, seed: int = 0, verbose: int = 0) -> dict:
     """BIC and AIC of a mixture per number of components and covariance type.
 
-    One :func:`fastgmm.select` grid.
+    One :func:`fastgmm.select` grid (``verbose`` as there).
 
     Returns
     -------
@@ -47,7 +47,8 @@ def criterion_curves(X: np.ndarray, ks, covariance_types=COVARIANCE_TYPES, *,
     """
     from ._select import select
 
-    result = select(X, ks, covariance_types, n_init=n_init, random_state=seed, max_iter=500)
+    result = select(X, ks, covariance_types, n_init=n_init, random_state=seed, max_iter=500,
+                    verbose=verbose)
     ks = np.asarray(result.n_components)
     return {name: {ctype: (ks, result.values(name)[:, j])
                    for j, ctype in enumerate(result.covariance_types)}
@@ -142,7 +143,8 @@ def run_demo(out_dir: str = "fastgmm_demo_output", *, quick: bool = False, seed:
     log_spend = np.log(data.spending)
     say(f"BIC and AIC for k = 1..{ks[-1]} and 4 covariance types on log spending "
         f"({4 * len(ks)} fits)")
-    curves = criterion_curves(log_spend, ks, n_init=1 if quick else 3, seed=seed)
+    curves = criterion_curves(log_spend, ks, n_init=1 if quick else 3, seed=seed,
+                              verbose=int(progress is not None))
     bic = criterion_table(curves["bic"], "BIC on the six log-spending columns (lower is better)")
     aic = criterion_table(curves["aic"], "AIC on the six log-spending columns (lower is better)")
     best_bic, best_aic = best_of(curves["bic"]), best_of(curves["aic"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._exceptions import ConvergenceWarning
+from . import _exceptions
 from ._params import GaussianParams
 
 
@@ -164,11 +164,16 @@ def fit_restarts(source, initializer: Callable, n_init: int, rng: np.random.Rand
     return best
 
 
+#: Start of the warning text of :func:`warn_not_converged`, for filters that
+#: must not import scikit-learn by naming the warning class.
+NOT_CONVERGED_MESSAGE = "Best performing initialization did not converge"
+
+
 def warn_not_converged(result: EMResult, max_iter: int) -> None:
     """Warn with :class:`~fastgmm.ConvergenceWarning` when the kept run hit ``max_iter``."""
     if not result.converged and not result.stopped and max_iter > 0:
         warnings.warn(
-            "Best performing initialization did not converge after "
+            f"{NOT_CONVERGED_MESSAGE} after "
             f"{result.n_iter} iterations. Try different init parameters, or increase "
-            "max_iter, tol, or check for degenerate data.", ConvergenceWarning,
+            "max_iter, tol, or check for degenerate data.", _exceptions.ConvergenceWarning,
             stacklevel=3)

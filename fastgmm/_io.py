@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ._exceptions import NotFittedError
+from . import _exceptions
 
 __all__ = ["FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "save"]
 
@@ -183,7 +183,7 @@ def save(model, path, *, extra: dict | None = None,
     if not isinstance(model, GaussianMixture):
         raise TypeError(f"model must be a fastgmm.GaussianMixture, got {type(model).__name__}")
     if not model.__sklearn_is_fitted__():
-        raise NotFittedError("cannot save an unfitted GaussianMixture; call fit first")
+        raise _exceptions.NotFittedError("cannot save an unfitted GaussianMixture; call fit first")
 
     arrays: dict[str, np.ndarray] = {}
     params: dict[str, Any] = {}

@@ -15,6 +15,9 @@ its own from the seed the result records.
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +26,9 @@ from typing import Any
 import numpy as np
 from scipy.special import xlogy
 
+from . import _em, _exceptions
 from ._compute import point_outputs
 from ._estimator import GaussianMixture
-from ._exceptions import ConvergenceWarning
 from ._parallel import thread_limit
 from ._params import COVARIANCE_TYPES
 from ._validation import (
@@ -194,7 +197,7 @@ class SelectionResult:
 def select(X, n_components: Iterable[int] = range(1, 10),
            covariance_types: Iterable[str] | str = COVARIANCE_TYPES, criterion: str = "bic",
            *, n_init: int = 1, sample_weight=None, random_state=None,
-           n_threads: int | None = None, concurrent: bool = False,
+           n_threads: int | None = None, concurrent: bool = False, verbose: int = 0,
            **params: Any) -> SelectionResult:
     """Fit a grid of Gaussian mixtures and pick the best by BIC, AIC or ICL.
 
@@ -233,6 +236,11 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         kernels on its own thread (they release the GIL), the most expensive
         cells first.  Results are identical either way.  See the module notes for
         when this pays.
+    verbose : int, default=0
+        1 prints a line on stderr as each cell finishes: cells done out of
+        the grid, the cell and its criterion, whether it converged, the
+        elapsed time and the best cell so far.  2 also prints each fit's EM
+        progress (the cells get ``verbose=1``).
     **params
         Any other :class:`~fastgmm.GaussianMixture` parameter (``tol``,
         ``reg_covar``, ``max_iter``, ``init_params``, ``on_degenerate``, ...),
@@ -295,6 +303,7 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     check_int(n_threads, "n_threads", 1, allow_none=True)
     if not isinstance(concurrent, (bool, np.bool_)):
         raise TypeError(f"concurrent must be a bool, got {concurrent!r}")
+    verbose = check_int(verbose, "verbose", 0)
     clash = sorted(set(params) & set(_GRID_PARAMS))
     if clash:
         raise TypeError(f"select() sets {clash} itself; pass n_init, random_state and "
@@ -322,14 +331,17 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         # Pooled cells run their kernels on one thread each.
         cell_threads = 1 if pooled else n_threads
 
+        progress = _Progress(len(cells), crit) if verbose else None
+
         def fit_cell(cell):
             ctype, k = cell
             model = GaussianMixture(k, covariance_type=ctype, n_init=n_init,
-                                    random_state=seeds[k], n_threads=cell_threads, **params)
+                                    random_state=seeds[k], n_threads=cell_threads,
+                                    **({"verbose": 1} if verbose >= 2 else {}), **params)
             try:
                 model.fit(Xa, sample_weight=w)
                 with thread_limit(cell_threads):
-                    scores = _score(model, Xa, w)
+                    record = _record(model, *_score(model, Xa, w), seeds[k])
             except Exception as exc:
                 if hasattr(exc, "add_note"):
                     exc.add_note(f"(fastgmm.select: while fitting covariance_type={ctype!r}, "
@@ -338,11 +350,13 @@ def select(X, n_components: Iterable[int] = range(1, 10),
             model.set_params(n_threads=n_threads)
             if names is not None:
                 model.feature_names_in_ = names
-            return model, scores
+            if progress is not None:
+                progress.cell_done(record)
+            return model, record
 
         with warnings.catch_warnings():
             # One summary below instead of a warning per cell.
-            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            warnings.filterwarnings("ignore", message=_em.NOT_CONVERGED_MESSAGE)
             if pooled:
                 # Longest cells first, so that no long fit starts last.
                 order = sorted(cells, key=lambda c: -_cost(c, d))
@@ -351,26 +365,56 @@ def select(X, n_components: Iterable[int] = range(1, 10),
             else:
                 done = {cell: fit_cell(cell) for cell in cells}
 
-    records, models = [], {}
-    for cell in cells:
-        model, (log_lik, entropy, total_weight) = done[cell]
-        ctype, k = cell
-        p = model._n_parameters()
-        bic = -2.0 * log_lik + p * np.log(total_weight)
-        records.append({
-            "covariance_type": ctype, "n_components": k, "bic": float(bic),
-            "aic": float(-2.0 * log_lik + 2.0 * p), "icl": float(bic + 2.0 * entropy),
-            "log_likelihood": float(log_lik), "entropy": float(entropy), "n_parameters": p,
-            "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
-            "seed": seeds[k]})
-        models[cell] = model
+    models = {cell: done[cell][0] for cell in cells}
+    records = [done[cell][1] for cell in cells]
     failed = [(r["covariance_type"], r["n_components"]) for r in records if not r["converged"]]
     if failed and int(params.get("max_iter", 100)) > 0:
         listed = ", ".join(f"{c}/k={k}" for c, k in failed)
         warnings.warn(f"{len(failed)} of {len(cells)} cells did not converge (best restart): "
                       f"{listed}. Increase max_iter or tol, or check the data.",
-                      ConvergenceWarning, stacklevel=2)
+                      _exceptions.ConvergenceWarning, stacklevel=2)
     return SelectionResult(crit, records, models, ks, types)
+
+
+def _record(model: GaussianMixture, log_lik: float, entropy: float, total_weight: float,
+            seed: int) -> dict:
+    """One row of ``criteria_``: the criteria of a fitted cell (see :func:`select`)."""
+    p = model._n_parameters()
+    bic = -2.0 * log_lik + p * np.log(total_weight)
+    return {"covariance_type": model.covariance_type, "n_components": model.n_components,
+            "bic": float(bic), "aic": float(-2.0 * log_lik + 2.0 * p),
+            "icl": float(bic + 2.0 * entropy), "log_likelihood": float(log_lik),
+            "entropy": float(entropy), "n_parameters": p,
+            "converged": bool(model.converged_), "n_iter": int(model.n_iter_), "seed": seed}
+
+
+class _Progress:
+    """One stderr line per finished cell (``select(verbose=1)``); safe from pool threads."""
+
+    def __init__(self, n_cells: int, criterion: str):
+        self.n_cells = n_cells
+        self.criterion = criterion
+        self.done = 0
+        self.best: dict | None = None
+        self.start = time.perf_counter()
+        self.lock = threading.Lock()
+
+    def cell_done(self, record: dict) -> None:
+        crit = self.criterion
+        with self.lock:
+            self.done += 1
+            if self.best is None or (record[crit], record["n_parameters"]) < (
+                    self.best[crit], self.best["n_parameters"]):
+                self.best = record
+            best = self.best
+            state = ("converged" if record["converged"] else "did not converge") + \
+                f" in {record['n_iter']} iterations"
+            print(f"select: {self.done}/{self.n_cells} cells  "
+                  f"{record['covariance_type']} k={record['n_components']}: "
+                  f"{crit.upper()} {record[crit]:.2f} ({state})  "
+                  f"{time.perf_counter() - self.start:.1f} s  best so far: "
+                  f"{best['covariance_type']} k={best['n_components']} "
+                  f"{crit.upper()} {best[crit]:.2f}", file=sys.stderr, flush=True)
 
 
 def _score(model: GaussianMixture, X: np.ndarray,

@@ -15,12 +15,15 @@ def compute_dtype(dtype, name: str = "X") -> np.dtype:
 
     Raises
     ------
+    ValueError
+        Complex dtypes (as scikit-learn raises).
     TypeError
-        Complex or non-numeric dtypes.
+        Non-numeric dtypes.
     """
     dtype = np.dtype(dtype)
     if dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {dtype}; fastgmm needs real numbers")
+        raise ValueError(f"Complex data not supported: {name} has complex dtype {dtype}; "
+                         "fastgmm needs real numbers")
     if dtype.kind not in "biuf":
         raise TypeError(f"{name} has non-numeric dtype {dtype}; fastgmm needs real numbers")
     is_f32 = dtype.kind == "f" and dtype.itemsize == 4
@@ -38,7 +41,7 @@ def feature_names(X) -> np.ndarray | None:
 
 
 def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None,
-                allow_float32: bool = True) -> np.ndarray:
+                allow_float32: bool = True, estimator: str = "the model") -> np.ndarray:
     """Validate a data matrix and return a C-contiguous float32/float64 array.
 
     float32 stays float32 (when ``allow_float32``); every other real numeric
@@ -46,13 +49,32 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     native float64.
     The input is never modified: a copy is made whenever conversion is needed.
 
+    The error texts contain those of scikit-learn's own validation
+    ("Reshape your data", "0 feature(s) (shape=...) while a minimum of 1 is
+    required", "X has 1 features, but ... is expecting 2 features as input",
+    "Complex data not supported"), which its estimator checks and its users
+    match on.
+
+    Parameters
+    ----------
+    X : array-like
+    name : str
+        How ``X`` is called in messages.
+    min_samples : int
+    n_features : int, optional
+        The number of features the model was fitted with.
+    allow_float32 : bool
+    estimator : str
+        The class name, for the message of a feature-count mismatch.
+
     Raises
     ------
     TypeError
-        Non-numeric, complex or object data.
+        Non-numeric or object data.
     ValueError
-        Wrong number of dimensions, too few samples, zero features, NaN or
-        infinite values, or a feature count other than ``n_features``.
+        Complex data, wrong number of dimensions, too few samples, zero
+        features, NaN or infinite values, or a feature count other than
+        ``n_features``.
     """
     if X is None:
         raise TypeError(f"{name} is None; expected an array of shape (n_samples, n_features)")
@@ -69,23 +91,24 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     if arr.dtype.kind == "O":
         try:
             arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} has dtype object with non-numeric entries; "
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} has dtype object with non-numeric entries ({exc}); "
                             "fastgmm needs real numbers") from None
     target = compute_dtype(arr.dtype, name)
     if arr.ndim != 2:
-        hint = (" Reshape with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) "
-                "for a single sample.") if arr.ndim == 1 else ""
+        hint = (" Reshape your data with X.reshape(-1, 1) for a single feature or "
+                "X.reshape(1, -1) for a single sample.") if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), "
                          f"got {arr.ndim} dimension(s) with shape {arr.shape}.{hint}")
     n, d = arr.shape
     if d == 0:
-        raise ValueError(f"{name} has 0 features; at least one is required")
+        raise ValueError(f"{name} has 0 features: found array with 0 feature(s) "
+                         f"(shape={arr.shape}) while a minimum of 1 is required.")
     if n < min_samples:
         raise ValueError(f"{name} has {n} sample(s); at least {min_samples} required")
     if n_features is not None and d != n_features:
-        raise ValueError(f"{name} has {d} features, but the model was fitted with "
-                         f"{n_features} features")
+        raise ValueError(f"{name} has {d} features, but {estimator} is expecting "
+                         f"{n_features} features as input")
     if not allow_float32:
         target = np.dtype(np.float64)
     out = np.ascontiguousarray(arr, dtype=target)  # native byte order

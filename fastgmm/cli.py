@@ -435,7 +435,7 @@ def _choose_k(args, Z: np.ndarray, weights) -> tuple[int, int]:
         warnings.simplefilter("always")
         result = select(Z, ks, (args.covariance,), "bic", n_init=args.n_init,
                         sample_weight=weights, random_state=args.seed,
-                        max_iter=args.max_iter)
+                        max_iter=args.max_iter, verbose=0 if args.quiet else 1)
     for w in caught:
         print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
     best = result.best_params_["n_components"]

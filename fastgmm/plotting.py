@@ -65,7 +65,7 @@ def _mixture_parts(model):
         return model.covariance_type, np.asarray(model.means, np.float64), \
             np.asarray(model.covariances, np.float64)
     if hasattr(model, "fit"):
-        from ._exceptions import NotFittedError
+        from ._exceptions import NotFittedError  # made on first use
 
         raise NotFittedError("the model is not fitted yet; call fit before plotting it")
     raise TypeError("model must be a fitted GaussianMixture or GaussianParams, "

@@ -108,7 +108,7 @@ def test_inputs_are_not_modified():
     (np.zeros((0, 2)), ValueError, "0 sample"),
     (np.zeros((5, 0)), ValueError, "0 features"),
     (np.array([["a", "b"]] * 5), TypeError, "non-numeric"),
-    (np.ones((5, 2), dtype=complex), TypeError, "complex"),
+    (np.ones((5, 2), dtype=complex), ValueError, "complex"),
 ])
 def test_bad_X_raises_clear_errors(bad, exc, match):
     with pytest.raises(exc, match=match):

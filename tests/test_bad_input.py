@@ -64,7 +64,8 @@ BAD_X = {
     "strings": (np.array([["a", "b"]] * 10), TypeError, r"X has non-numeric dtype"),
     "object": (np.array([[1.0, "a"]] * 10, dtype=object), TypeError,
                r"X has dtype object with non-numeric"),
-    "complex": (np.ones((10, 2), dtype=complex), TypeError, r"X has complex dtype"),
+    "complex": (np.ones((10, 2), dtype=complex), ValueError,
+                r"Complex data not supported: X has complex dtype"),
     "none": (None, TypeError, r"X is None"),
     "ragged": ([[1.0, 2.0], [3.0]], TypeError, r"X could not be converted"),
     "sparse": (scipy.sparse.csr_matrix(np.ones((10, 2))), TypeError, r"X is a sparse matrix"),
@@ -113,7 +114,8 @@ def test_bad_X_at_fitted_entry_points(model, entry, case):
 @pytest.mark.parametrize("entry", sorted(FITTED_ENTRIES))
 def test_wrong_n_features_after_fit(model, entry):
     snap = _snapshot(model)
-    with pytest.raises(ValueError, match=r"X has 3 features, but the model was fitted with 2"):
+    with pytest.raises(ValueError,
+                       match=r"X has 3 features, but GaussianMixture is expecting 2 features"):
         FITTED_ENTRIES[entry](model, np.ones((6, 3)))
     _assert_unchanged(model, snap)
 
