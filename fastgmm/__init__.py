@@ -1,8 +1,12 @@
 """fastgmm: Gaussian mixture models fitted by EM with Numba kernels.
 
->>> import fastgmm
->>> model = fastgmm.fit(X, n_components=3)          # doctest: +SKIP
->>> labels = model.predict(X)                        # doctest: +SKIP
+>>> import numpy as np, fastgmm
+>>> rng = np.random.default_rng(0)
+>>> X = np.r_[rng.normal(size=(500, 2)), rng.normal(size=(500, 2)) + 8.0]
+>>> model = fastgmm.fit(X, n_components=2, random_state=0)
+>>> labels = model.predict(X)
+>>> sorted(np.bincount(labels).tolist())
+[500, 500]
 """
 
 from ._em import IterationInfo

@@ -464,7 +464,13 @@ def load(path):
 
     Examples
     --------
-    >>> model.save("model.npz")                    # doctest: +SKIP
-    >>> same = fastgmm.load("model.npz")           # doctest: +SKIP
+    >>> import os, tempfile, numpy as np, fastgmm
+    >>> X = np.random.default_rng(0).normal(size=(200, 3))
+    >>> model = fastgmm.fit(X, n_components=2, random_state=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> model.save(path)
+    >>> same = fastgmm.load(path)
+    >>> np.array_equal(same.means_, model.means_) and same.get_params() == model.get_params()
+    True
     """
     return read(path).model

@@ -4,10 +4,16 @@ matplotlib is an optional dependency (``pip install "fastgmm[plot]"``); it
 is imported only when a function here is called.  Every function draws on
 the axis it is given (default: the current pyplot axis) and returns it.
 
->>> import matplotlib.pyplot as plt                          # doctest: +SKIP
->>> from fastgmm import plotting                             # doctest: +SKIP
->>> ax = plotting.plot_soft_assignments(X, model.predict_proba(X))  # doctest: +SKIP
->>> plotting.plot_ellipses(model, ax=ax)                     # doctest: +SKIP
+>>> import numpy as np, fastgmm
+>>> from matplotlib.figure import Figure
+>>> from fastgmm import plotting
+>>> X = np.random.default_rng(0).normal(size=(300, 2))
+>>> model = fastgmm.fit(X, n_components=2, random_state=0)
+>>> ax = Figure().subplots()
+>>> ax = plotting.plot_soft_assignments(X, model.predict_proba(X), ax=ax)
+>>> ax = plotting.plot_ellipses(model, ax=ax)
+>>> len(ax.patches)      # one ellipse per component and standard deviation
+4
 """
 
 from __future__ import annotations
