@@ -111,12 +111,26 @@ class _Source:
         return None
 
 
+class _ArrayShape:
+    """Rows and columns of a source that holds its data as an array ``X``."""
+
+    X: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+
 # ---------------------------------------------------------------------------
 # In-memory arrays
 # ---------------------------------------------------------------------------
 
 
-class ArraySource(_Source):
+class ArraySource(_ArrayShape, _Source):
     """In-memory data for the EM loop.
 
     Parameters
@@ -134,14 +148,6 @@ class ArraySource(_Source):
         self.feature_names = feature_names
         self._workspace: StatsWorkspace | None = None
         self._hints: RowHints | None = None
-
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
 
     @property
     def dtype(self):
@@ -251,7 +257,7 @@ class _BlockSource(_Source):
 # ---------------------------------------------------------------------------
 
 
-class MemmapSource(_BlockSource):
+class MemmapSource(_ArrayShape, _BlockSource):
     """Rows of a ``.npy`` file or an :class:`numpy.memmap`, read block by block.
 
     Each EM iteration reads the rows in blocks of ``block_size``, computes
@@ -329,14 +335,6 @@ class MemmapSource(_BlockSource):
         self.init_sample_size = int(init_sample_size)
         self._validated = False
         self._maps = [m for m in (_mmap_of(X), _mmap_of(sample_weight)) if m is not None]
-
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
 
     def _release(self) -> None:
         for mm in self._maps:
