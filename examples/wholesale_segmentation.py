@@ -120,17 +120,19 @@ def relabel_by(values, labels, k):
 
 
 def print_profile(title, labels, k, spend, names, channel):
-    """Size, share, mean spending and channel mix of each segment, as a text table."""
+    """Size, share, mean spending and channel mix of each segment, one column per segment."""
     channels = channel_names()                 # {1: 'Horeca', 2: 'Retail'}
+    members = [labels == s for s in range(k)]
+    rows = [("customers", [f"{m.sum():,}" for m in members]),
+            ("share", [f"{m.mean():.1%}" for m in members])]
+    rows += [(name, [f"{spend[m, j].mean():,.0f}" for m in members])
+             for j, name in enumerate(names)]
+    rows += [(f"% {name}", [f"{np.mean(channel[m] == code):.0%}" for m in members])
+             for code, name in channels.items()]
     print(title)
-    print(f"{'segment':>7} {'customers':>9} {'share':>6}"
-          + "".join(f"{name[:10]:>11}" for name in names)
-          + "".join(f"{'% ' + name:>9}" for name in channels.values()))
-    for s in range(k):
-        members = labels == s
-        print(f"{s:>7} {members.sum():>9} {members.mean():>6.1%}"
-              + "".join(f"{v:>11,.0f}" for v in spend[members].mean(axis=0))
-              + "".join(f"{np.mean(channel[members] == code):>9.0%}" for code in channels))
+    print(f"{'':<18}" + "".join(f"{'segment ' + str(s):>11}" for s in range(k)))
+    for label, cells in rows:
+        print(f"{label:<18}" + "".join(f"{c:>11}" for c in cells))
     print()
 
 

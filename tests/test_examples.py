@@ -202,9 +202,19 @@ def test_wholesale_example(wholesale):
     head = lines.index("BIC on log spending (lower is better)") + 1
     assert lines[head].split() == ["k", "full", "tied", "diag", "spherical"]
     assert [ln.split()[0] for ln in lines[head + 1:head + 9]] == [str(k) for k in range(1, 9)]
-    # Profile rows: the customers column adds up to all 440.
+    # Profiles: one column per segment; the customers add up to all 440, and
+    # the segment means of each category average back to its overall mean.
     start = lines.index("Two segments from Grocery and Milk (mean annual spending, m.u.)")
-    assert sum(int(ln.split()[1]) for ln in lines[start + 2:start + 4]) == 440
+    assert lines[start + 1].split() == ["segment", "0", "segment", "1"]
+    rows = {ln[:18].strip(): ln[18:].split() for ln in lines[start + 2:start + 12]}
+    counts = np.array([int(v.replace(",", "")) for v in rows["customers"]])
+    assert counts.sum() == 440
+    spend = env["spend"]
+    for j, name in enumerate(env["names"]):
+        means = np.array([float(v.replace(",", "")) for v in rows[name]])
+        assert counts @ means / 440 == pytest.approx(spend[:, j].mean(), abs=0.5)
+    for name in ("% Horeca", "% Retail"):
+        assert len(rows[name]) == 2 and all(v.endswith("%") for v in rows[name])
 
 
 def test_model_selection_example(run):
