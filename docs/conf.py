@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 
 import fastgmm
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sphinxext"))
 
 # -- Project -----------------------------------------------------------------
 
@@ -86,7 +89,7 @@ sphinx_gallery_conf = {
     # keeps its historical name, without the plot_ prefix).
     "filename_pattern": r"\.py$",
     "ignore_pattern": r"(__init__|conftest)\.py$",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.LessonOrder",
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,

@@ -24,6 +24,7 @@ import fastgmm
 from fastgmm import plotting
 
 SEED = 0
+# sphinx_gallery_thumbnail_number = 4
 
 # %%
 # Step 1: data from a known mixture

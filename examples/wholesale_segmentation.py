@@ -34,6 +34,7 @@ from fastgmm import plotting
 from fastgmm.datasets import channel_names, load_wholesale
 
 SEED = 0
+# sphinx_gallery_thumbnail_number = 3
 
 
 def standardize(X):
