@@ -71,7 +71,7 @@ ax.legend()
 
 n_batches = 300
 angles = np.linspace(0, np.pi, n_batches)
-path = np.column_stack([1 + 5 * np.sin(angles), 6 * np.cos(angles)])  # the moving centre
+path = np.column_stack([1 + 7 * np.sin(angles), 7 * np.cos(angles)])  # the moving centre
 
 
 def drifting(t):
@@ -88,22 +88,26 @@ for t in range(n_batches):
     batch = first if t == 0 else drifting(t)
     for decay, model in models.items():
         model.partial_fit(batch)
-        # The component that follows the moving centre: the one nearest to it.
-        nearest = np.argmin(((model.means_ - path[t]) ** 2).sum(axis=1))
-        tracks[decay].append(model.means_[nearest].copy())
+        if t == 0:  # the component fitted to the moving cluster at the start
+            moving = np.argmin(((model.means_ - path[0]) ** 2).sum(axis=1))
+            tracks[decay] = (moving, [])
+        tracks[decay][1].append(model.means_[tracks[decay][0]].copy())
+tracks = {decay: np.array(track) for decay, (_, track) in tracks.items()}
 
 for decay, track in tracks.items():
-    lag = np.sqrt(((np.array(track) - path) ** 2).sum(axis=1))
+    lag = np.sqrt(((track - path) ** 2).sum(axis=1))
     print(f"learning_decay={decay}: mean distance to the moving centre over the last "
           f"100 batches {lag[-100:].mean():.2f}")
 
-fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
-ax.plot(path[:, 0], path[:, 1], color="black", linewidth=3, alpha=0.3,
+fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
+ax.plot(path[:, 0], path[:, 1], color="black", linewidth=4, alpha=0.25,
         label="true centre of the moving component")
-for decay, style in zip(tracks, ("C0", "C3"), strict=True):
-    track = np.array(tracks[decay])
-    ax.plot(track[:, 0], track[:, 1], color=style, label=f"learning_decay = {decay}")
+for decay, colour in zip(tracks, ("C0", "C3"), strict=True):
+    ax.plot(tracks[decay][:, 0], tracks[decay][:, 1], color=colour,
+            label=f"its estimate, learning_decay = {decay}")
 ax.plot(*path[-1], marker="*", markersize=14, color="black", linestyle="none",
-        label="where it ends")
-ax.set(xlabel="x1", ylabel="x2", title="Following a drifting component", aspect="equal")
-ax.legend(fontsize="small", loc="lower left")
+        label="where the centre ends")
+ax.plot(*means[:2].T, marker="+", markersize=12, color="0.4", linestyle="none",
+        label="the two fixed components")
+ax.set(xlabel="x1", ylabel="x2", title="Following a drifting component", xlim=(-8, 9))
+ax.legend(fontsize="small", loc="center left")

@@ -133,9 +133,13 @@ for b in range(len(edges) - 1):
               f"{confidence[members].mean():>16.3f} {correct[members].mean():>14.3f}")
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
-points = left.scatter(X[:, 0], X[:, 1], c=confidence, cmap="magma", vmin=1 / 3, vmax=1, s=8)
+unsure = confidence < 0.99
+left.scatter(X[~unsure, 0], X[~unsure, 1], color="0.8", s=6, label="at least 99 % sure")
+points = left.scatter(X[unsure, 0], X[unsure, 1], c=confidence[unsure], cmap="plasma",
+                      vmin=1 / 3, vmax=0.99, s=12, label="less sure")
 fig.colorbar(points, ax=left, label="largest probability")
-left.set(title="The mixture's confidence in each label", xlabel="x1", ylabel="x2")
+left.set(title="Where the mixture is unsure of the label", xlabel="x1", ylabel="x2")
+left.legend(fontsize="small", loc="upper left")
 mean_conf = [confidence[which == b].mean() for b in range(len(edges) - 1) if np.any(which == b)]
 share = [correct[which == b].mean() for b in range(len(edges) - 1) if np.any(which == b)]
 right.plot([1 / 3, 1], [1 / 3, 1], color="0.5", linestyle="--", label="as often as it says")

@@ -251,7 +251,7 @@ def test_online_example(run):
     held_out, batch_em = env["held_out"], env["batch_em"]
     assert env["online"].n_steps_ == 200
     assert env["scores"][-1] == pytest.approx(batch_em.score(held_out), abs=0.01)
-    lag = {decay: np.sqrt(((np.array(track) - env["path"]) ** 2).sum(axis=1))[-100:].mean()
+    lag = {decay: np.sqrt(((track - env["path"]) ** 2).sum(axis=1))[-100:].mean()
            for decay, track in env["tracks"].items()}
     assert lag[0.3] < lag[0.9]                            # a faster decay follows the drift
 
