@@ -1,44 +1,106 @@
-"""The wholesale segmentation example runs (quick settings) and writes valid PNGs."""
+"""The gallery examples run, leave no files behind, and compute what they claim.
 
-import importlib.util
+Each example in ``examples/`` is run once, as sphinx-gallery runs it (a
+script named ``__main__``, matplotlib without a display), from an empty
+working folder.  The helpers they write out in NumPy (k-means, the adjusted
+Rand index) are checked against scikit-learn, and each example's results
+against an independent computation: the in-memory fit for the out-of-core
+ones, batch EM for online EM, the true labels for the clusterings.
+"""
+
+import os
+import runpy
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
-from matplotlib.image import imread  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "wholesale_segmentation.py"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXAMPLES = ROOT / "examples"
+
+
+def _run(name: str, workdir: str) -> tuple[dict, str, int, tuple]:
+    """Globals, stdout, number of figures and files left behind of one example run."""
+    import contextlib
+    import io
+
+    before = sorted(p.name for p in EXAMPLES.iterdir())
+    out = io.StringIO()
+    old = os.getcwd()
+    os.chdir(workdir)
+    plt.close("all")
+    try:
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("error")           # an example must not warn
+            env = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+        n_figures = len(plt.get_fignums())
+        for num in plt.get_fignums():
+            fig = plt.figure(num)
+            assert any(ax.has_data() for ax in fig.axes), f"{name}: figure {num} is empty"
+    finally:
+        plt.close("all")
+        os.chdir(old)
+    left = tuple(sorted(os.listdir(workdir)))
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == before, f"{name} wrote into examples/"
+    return env, out.getvalue(), n_figures, left
 
 
 @pytest.fixture(scope="module")
-def example():
-    spec = importlib.util.spec_from_file_location("wholesale_segmentation", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run(tmp_path_factory):
+    """``run(name)``: the example's results, from one run per test module."""
+    done = {}
+
+    def run_example(name):
+        if name not in done:
+            workdir = tmp_path_factory.mktemp(name.removesuffix(".py"))
+            done[name] = _run(name, str(workdir))
+        return done[name]
+    return run_example
+
+
+@pytest.fixture(scope="module")
+def wholesale(run):
+    return run("wholesale_segmentation.py")
+
+
+def test_every_example_is_tested():
+    scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert scripts == sorted(["wholesale_segmentation.py", "plot_model_selection.py",
+                              "plot_out_of_core_and_dask.py", "plot_online_em.py",
+                              "plot_soft_vs_hard.py"])
+    assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
+
+
+# ---------------------------------------------------------------------------
+# Helpers written out in the examples, against scikit-learn
+# ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_adjusted_rand_index_matches_sklearn(example, seed):
+def test_adjusted_rand_index_matches_sklearn(wholesale, seed):
     metrics = pytest.importorskip("sklearn.metrics")
+    ari = wholesale[0]["adjusted_rand_index"]
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 300))
     a = rng.integers(0, int(rng.integers(1, 6)), n)
     # b: a noisy copy of a with other label names, so the index is far from 0
     b = np.where(rng.uniform(size=n) < 0.3, rng.integers(0, 4, n), a * 7 + 3)
-    assert example.adjusted_rand_index(a, b) == pytest.approx(
-        metrics.adjusted_rand_score(a, b), abs=1e-12)
+    assert ari(a, b) == pytest.approx(metrics.adjusted_rand_score(a, b), abs=1e-12)
     shuffled = rng.permutation(a)      # unrelated to a: index near 0, maybe negative
-    assert example.adjusted_rand_index(a, shuffled) == pytest.approx(
-        metrics.adjusted_rand_score(a, shuffled), abs=1e-12)
+    assert ari(a, shuffled) == pytest.approx(metrics.adjusted_rand_score(a, shuffled),
+                                             abs=1e-12)
 
 
-def test_adjusted_rand_index_edge_cases(example):
+def test_adjusted_rand_index_edge_cases(wholesale):
     metrics = pytest.importorskip("sklearn.metrics")
+    ari = wholesale[0]["adjusted_rand_index"]
     cases = [([0, 0, 1, 1], [1, 1, 0, 0]),       # same partition, renamed
              ([0, 0, 0, 0], [0, 0, 0, 0]),       # one cluster each
              ([0, 1, 2, 3], [0, 1, 2, 3]),       # all singletons
@@ -46,39 +108,167 @@ def test_adjusted_rand_index_edge_cases(example):
              ([0, 0, 1, 2], [0, 1, 1, 1]),
              (["a", "b", "a"], [2, 2, 2])]
     for a, b in cases:
-        assert example.adjusted_rand_index(a, b) == pytest.approx(
-            metrics.adjusted_rand_score(a, b), abs=1e-12), (a, b)
+        assert ari(a, b) == pytest.approx(metrics.adjusted_rand_score(a, b), abs=1e-12), (a, b)
     with pytest.raises(ValueError, match="equal length"):
-        example.adjusted_rand_index([0, 1], [0, 1, 1])
+        ari([0, 1], [0, 1, 1])
 
 
-def test_example_runs_and_writes_pngs(example, tmp_path, capsys):
-    out = tmp_path / "out"
-    written = example.main(["--quick", "--out", str(out)])
-    printed = capsys.readouterr().out
-    names = ["1_grocery_vs_milk.png", "2_gmm_vs_kmeans.png", "3_soft_assignments.png",
-             "4_bic_aic.png"]
-    assert [Path(p).name for p in written] == names
-    assert sorted(p.name for p in out.iterdir()) == names
-    for name in names:
-        raw = (out / name).read_bytes()
-        assert len(raw) > 5_000 and raw[:8] == PNG_SIGNATURE
-        img = imread(out / name)
-        assert img.ndim == 3 and min(img.shape[:2]) > 200
-        assert img[..., :3].std() > 0.05
-    for title in ("Agreement of the two-segment solutions", "GMM vs k-means",
-                  "BIC on log spending", "AIC on log spending", "BIC chooses k = ",
-                  "Two segments from Grocery and Milk", "% Horeca"):
-        assert title in printed
-    # The BIC table covers k = 1..4 (quick) for all four covariance types.
+def test_short_adjusted_rand_index_agrees(wholesale, run):
+    metrics = pytest.importorskip("sklearn.metrics")
+    short = run("plot_soft_vs_hard.py")[0]["adjusted_rand_index"]
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        a, b = rng.integers(0, 4, 200), rng.integers(0, 3, 200)
+        assert short(a, b) == pytest.approx(metrics.adjusted_rand_score(a, b), abs=1e-12)
+
+
+def _blobs(seed, k=3, n=600, d=2):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(k, d))
+    z = rng.integers(0, k, n)
+    return centres[z] + rng.normal(size=(n, d))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kmeans_matches_sklearn(wholesale, run, seed):
+    cluster = pytest.importorskip("sklearn.cluster")
+    metrics = pytest.importorskip("sklearn.metrics")
+    env = wholesale[0]
+    X = _blobs(seed)
+    labels, centres = env["kmeans"](X, 3, seed=seed)
+    ref = cluster.KMeans(3, n_init=10, random_state=seed).fit(X)
+    assert metrics.adjusted_rand_score(labels, ref.labels_) == 1.0
+    # Same partition; scikit-learn stops on a tolerance, so its inertia may
+    # be a little above the exact fixed point's.
+    inertia = ((X - centres[labels]) ** 2).sum()
+    assert inertia <= ref.inertia_ * (1 + 1e-12)
+    assert inertia == pytest.approx(ref.inertia_, rel=1e-3)
+    # Lloyd's fixed point: every row is nearest to its own centre, every
+    # centre is the mean of its rows.
+    assert np.array_equal(env["squared_distances"](X, centres).argmin(axis=1), labels)
+    for j in range(3):
+        np.testing.assert_allclose(centres[j], X[labels == j].mean(axis=0), rtol=1e-12)
+    # The copy in the soft-vs-hard example is the same algorithm.
+    short = run("plot_soft_vs_hard.py")[0]["kmeans"]
+    assert np.array_equal(short(X, 3, seed=seed), labels)
+
+
+def test_kmeans_on_the_wholesale_data_matches_sklearn(wholesale):
+    cluster = pytest.importorskip("sklearn.cluster")
+    env = wholesale[0]
+    Z = env["Z"]
+    labels, centres = env["kmeans"](Z, 2, n_init=10, seed=0)
+    ref = cluster.KMeans(2, n_init=10, random_state=0).fit(Z)
+    assert ((Z - centres[labels]) ** 2).sum() <= ref.inertia_ * (1 + 1e-9)
+
+
+def test_standardize_uses_population_std(wholesale):
+    X = np.array([[1.0, 10.0], [2.0, 20.0], [4.0, 60.0]])
+    Z, mean, std = wholesale[0]["standardize"](X)
+    np.testing.assert_allclose(std, np.sqrt(((X - X.mean(0)) ** 2).mean(0)))
+    np.testing.assert_allclose(Z.std(axis=0, ddof=0), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Each example's results
+# ---------------------------------------------------------------------------
+
+
+def test_wholesale_example(wholesale):
+    metrics = pytest.importorskip("sklearn.metrics")
+    env, printed, n_figures, left = wholesale
+    assert left == () and n_figures == 4
+    for pair, (a, b) in {"GMM vs k-means": ("gmm_labels", "km_labels"),
+                         "GMM vs Channel": ("gmm_labels", "channel"),
+                         "k-means vs Channel": ("km_labels", "channel")}.items():
+        assert env["agreement"][pair] == pytest.approx(
+            metrics.adjusted_rand_score(env[a], env[b]), abs=1e-12)
+    # The grid covers k = 1..8 and the four covariance types, and its choice
+    # is the lowest BIC, which equals the chosen model's own bic().
+    result = env["result"]
+    assert result.n_components == tuple(range(1, 9))
+    assert result.covariance_types == ("full", "tied", "diag", "spherical")
+    bic = result.values("bic")
+    assert result.best_score_ == bic.min()
+    assert result.best_model_.bic(env["log_spend"]) == pytest.approx(bic.min(), rel=1e-12)
+    # The segment with more grocery spending is the retail one.
+    retail = env["channel"] == 2
+    assert env["gmm_labels"][retail].mean() > env["gmm_labels"][~retail].mean()
+    for heading in ("Agreement of the two-segment solutions", "BIC on log spending",
+                    "AIC on log spending", "BIC chooses k = ", "% Horeca", "% Retail",
+                    "Two segments from Grocery and Milk"):
+        assert heading in printed
     lines = printed.splitlines()
     head = lines.index("BIC on log spending (lower is better)") + 1
     assert lines[head].split() == ["k", "full", "tied", "diag", "spherical"]
-    assert [ln.split()[0] for ln in lines[head + 2:head + 6]] == ["1", "2", "3", "4"]
+    assert [ln.split()[0] for ln in lines[head + 1:head + 9]] == [str(k) for k in range(1, 9)]
+    # Profiles: one column per segment; the customers add up to all 440, and
+    # the segment means of each category average back to its overall mean.
+    start = lines.index("Two segments from Grocery and Milk (mean annual spending, m.u.)")
+    assert lines[start + 1].split() == ["segment", "0", "segment", "1"]
+    rows = {ln[:18].strip(): ln[18:].split() for ln in lines[start + 2:start + 12]}
+    counts = np.array([int(v.replace(",", "")) for v in rows["customers"]])
+    assert counts.sum() == 440
+    spend = env["spend"]
+    for j, name in enumerate(env["names"]):
+        means = np.array([float(v.replace(",", "")) for v in rows[name]])
+        assert counts @ means / 440 == pytest.approx(spend[:, j].mean(), abs=0.5)
+    for name in ("% Horeca", "% Retail"):
+        assert len(rows[name]) == 2 and all(v.endswith("%") for v in rows[name])
 
 
-def test_example_standardises_with_population_std(example):
-    X = np.array([[1.0, 10.0], [2.0, 20.0], [4.0, 60.0]])
-    Z, mean, std = example.standardize(X)
-    np.testing.assert_allclose(std, np.sqrt(((X - X.mean(0)) ** 2).mean(0)))
-    np.testing.assert_allclose(Z.std(axis=0, ddof=0), 1.0)
+def test_model_selection_example(run):
+    env, printed, n_figures, left = run("plot_model_selection.py")
+    assert left == () and n_figures == 4
+    result = env["result"]
+    bic, icl = result.values("bic"), result.values("icl")
+    assert np.all(icl >= bic - 1e-9)                      # ICL = BIC + 2 x entropy
+    # BIC recovers the five components of the data as full covariances; ICL
+    # merges the two that overlap.
+    assert result.best_params_ == {"n_components": 5, "covariance_type": "full"}
+    assert env["icl_model"].n_components < 5
+    assert "BIC prefers k = 5, full covariances" in printed
+
+
+def test_out_of_core_example(run):
+    env, printed, n_figures, left = run("plot_out_of_core_and_dask.py")
+    assert left == () and n_figures == 1
+    assert not Path(env["path"]).exists()                  # the temporary folder is gone
+    gap = env["largest_gap"]
+    reference = env["in_memory"]
+    for name in ("from_file", "streamed", "on_dask"):
+        assert gap(reference, env[name]) < 1e-10, name
+        assert env[name].n_iter_ == reference.n_iter_
+    bounds = np.array(env["bounds"])
+    assert np.all(np.diff(bounds) > -1e-9)                # EM never goes down
+    assert bounds[-1] == pytest.approx(reference.lower_bound_, abs=2e-3)
+    assert env["counts"].sum() == len(env["X"])
+
+
+def test_online_example(run):
+    env, printed, n_figures, left = run("plot_online_em.py")
+    assert left == () and n_figures == 2
+    held_out, batch_em = env["held_out"], env["batch_em"]
+    assert env["online"].n_steps_ == 200
+    assert env["scores"][-1] == pytest.approx(batch_em.score(held_out), abs=0.01)
+    lag = {decay: np.sqrt(((track - env["path"]) ** 2).sum(axis=1))[-100:].mean()
+           for decay, track in env["tracks"].items()}
+    assert lag[0.3] < lag[0.9]                            # a faster decay follows the drift
+
+
+def test_soft_vs_hard_example(run):
+    metrics = pytest.importorskip("sklearn.metrics")
+    env, printed, n_figures, left = run("plot_soft_vs_hard.py")
+    assert left == () and n_figures == 2
+    truth = env["truth"]
+    gmm_score = metrics.adjusted_rand_score(truth, env["gmm_labels"])
+    km_score = metrics.adjusted_rand_score(truth, env["km_labels"])
+    assert gmm_score > km_score + 0.1
+    np.testing.assert_allclose(env["proba"].sum(axis=1), 1.0, rtol=1e-12)
+    # Calibration: in every well-filled confidence group, the share of
+    # correct labels is close to the mean confidence.
+    which, confidence, correct = env["which"], env["confidence"], env["correct"]
+    for b in np.unique(which):
+        members = which == b
+        if members.sum() >= 100:
+            assert abs(correct[members].mean() - confidence[members].mean()) < 0.1
