@@ -1,25 +1,54 @@
-"""Bad input, exhaustively, at every public entry point.
+"""Bad input, exhaustively, at every public entry point: the one home for bad input.
 
 Each case must raise a clear ``ValueError``/``TypeError`` (or the not-fitted
-error) whose message names the argument, leave the caller's arrays and a
-fitted model untouched, and never crash the interpreter.
+error, or ``ModelFileError`` for a damaged model file) whose message names the
+argument, leave the caller's arrays, files and a fitted model untouched, and
+never crash the interpreter; the command line answers with exit status 2 and
+one line on stderr.  Grouped by entry point: the estimator's data, weights
+and parameters; its other methods; select; statistics; out-of-core sources;
+model files; the command line; plots; the bundled data.
 """
 
 import contextlib
 import io
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 import scipy.sparse
+from conftest import (
+    CLI_BAD,
+    FITTED,
+    STREAM_CENTERS,
+    STREAM_SCALES,
+    TWO_BLOBS,
+    dask_blobs,
+    file_metadata,
+    new_axes,
+    npz_members,
+    three_blobs,
+    with_metadata,
+    write_members,
+)
+from naive import make_blobs
 
 import fastgmm
-from fastgmm import GaussianMixture, NotFittedError
+from fastgmm import (
+    GaussianMixture,
+    IterableSource,
+    MemmapSource,
+    ModelFileError,
+    NotFittedError,
+    cli,
+    plotting,
+    select,
+)
+from fastgmm._io import FORMAT_VERSION
 
 _rng = np.random.default_rng(0)
 X = np.r_[_rng.normal(size=(30, 2)), _rng.normal(size=(30, 2)) + 5.0]
-FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +75,7 @@ def _assert_same(value, copy):
 
 
 # ---------------------------------------------------------------------------
-# X
+# GaussianMixture and fastgmm.fit: X
 # ---------------------------------------------------------------------------
 
 BAD_X = {
@@ -136,6 +165,52 @@ def test_dataframe_with_other_column_names(model):
     named = GaussianMixture(2, random_state=0).fit(pd.DataFrame(X, columns=["a", "b"]))
     with pytest.raises(ValueError, match=r"feature names that differ"):
         named.predict(pd.DataFrame(X, columns=["b", "a"]))
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (np.array([[1.0, np.nan]] * 5), ValueError, "NaN"),
+    (np.array([[1.0, np.inf]] * 5), ValueError, "infinity"),
+    (np.arange(5.0), ValueError, "2-dimensional"),
+    (np.zeros((2, 2, 2)), ValueError, "2-dimensional"),
+    (np.zeros((0, 2)), ValueError, "0 sample"),
+    (np.zeros((5, 0)), ValueError, "0 features"),
+    (np.array([["a", "b"]] * 5), TypeError, "non-numeric"),
+    (np.ones((5, 2), dtype=complex), TypeError, "complex"),
+])
+def test_bad_X_raises_clear_errors(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        fastgmm.GaussianMixture(1).fit(bad)
+
+
+def test_other_bad_inputs():
+    X = TWO_BLOBS
+    with pytest.raises(ValueError, match="n_components"):
+        fastgmm.GaussianMixture(5).fit(X[:3])
+    with pytest.raises(fastgmm.NotFittedError, match="not fitted"):
+        fastgmm.GaussianMixture(2).predict(X)
+    g = fastgmm.fit(X, 2, random_state=0)
+    with pytest.raises(ValueError, match="3 features.*2 features"):
+        g.predict(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="covariance_type"):
+        fastgmm.GaussianMixture(2, covariance_type="banana").fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        fastgmm.GaussianMixture(0).fit(X)
+    with pytest.raises(TypeError, match="n_init"):
+        fastgmm.GaussianMixture(2, n_init=1.5).fit(X)
+    with pytest.raises(ValueError, match="reg_covar"):
+        fastgmm.GaussianMixture(2, reg_covar=-1).fit(X)
+    with pytest.raises(ValueError, match="init_params"):
+        fastgmm.GaussianMixture(2, init_params="nope").fit(X)
+    with pytest.raises(ValueError, match="means_init has shape"):
+        fastgmm.GaussianMixture(2, means_init=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match="weights_init must sum to 1"):
+        fastgmm.GaussianMixture(2, weights_init=[0.2, 0.2]).fit(X)
+    with pytest.raises(ValueError, match="positive definite"):
+        fastgmm.GaussianMixture(2, precisions_init=np.stack([np.eye(2), -np.eye(2)])).fit(X)
+    with pytest.raises(ValueError, match="sample_weight has 3 entries"):
+        fastgmm.GaussianMixture(2).fit(X, sample_weight=[1, 2, 3])
+    with pytest.raises(ValueError, match="negative"):
+        fastgmm.GaussianMixture(2).fit(X, sample_weight=-np.ones(len(X)))
 
 
 # ---------------------------------------------------------------------------
@@ -273,15 +348,6 @@ def test_unknown_parameters():
         fastgmm.fit(X, 2, banana=1)
 
 
-def test_select_bad_arguments():
-    with pytest.raises(ValueError, match=r"n_components"):
-        fastgmm.select(X, n_components=[0])
-    with pytest.raises(ValueError, match=r"criterion"):
-        fastgmm.select(X, n_components=[1], criterion="foo")
-    with pytest.raises(ValueError, match=r"covariance_type"):
-        fastgmm.select(X, n_components=[1], covariance_types="banana")
-
-
 # ---------------------------------------------------------------------------
 # Calls before fit, and other method arguments
 # ---------------------------------------------------------------------------
@@ -328,8 +394,177 @@ def test_apply_stats_bad_statistics(model):
     _assert_unchanged(model, snap)
 
 
+def test_apply_stats_errors():
+    X = three_blobs()
+    model = fastgmm.GaussianMixture(3, random_state=0).fit(X)
+    with pytest.raises(TypeError, match="SuffStats"):
+        model.apply_stats({"nk": 1})
+    diag = fastgmm.GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    with pytest.raises(ValueError, match="covariance_type"):
+        model.apply_stats(diag.suff_stats(X))
+    other = fastgmm.GaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="components"):
+        model.apply_stats(other.suff_stats(X))
+    with pytest.raises(ValueError, match="features"):
+        model.suff_stats(X[:, :2])
+
+
+def test_partial_fit_bad_batches_and_parameters():
+    """After two stepwise updates, a batch with other features or weights summing to
+    zero is refused; so are a decay above 1 and a negative offset on a first call.
+    """
+    X1 = make_blobs(200, STREAM_CENTERS, STREAM_SCALES, seed=3)
+    X2 = make_blobs(100, STREAM_CENTERS, STREAM_SCALES, seed=4)
+    a = GaussianMixture(3, random_state=0).partial_fit(X1)
+    counts = np.random.default_rng(4).integers(1, 4, size=X2.shape[0])
+    a.partial_fit(X2, sample_weight=counts)
+    with pytest.raises(ValueError, match="features"):
+        a.partial_fit(X2[:, :1])
+    with pytest.raises(ValueError, match="learning_decay must be <= 1"):
+        GaussianMixture(3, learning_decay=1.5).partial_fit(X1)
+    with pytest.raises(ValueError, match="learning_offset"):
+        GaussianMixture(3, learning_offset=-1.0).partial_fit(X1)
+    with pytest.raises(ValueError, match="sums to zero"):
+        a.partial_fit(X2, sample_weight=np.zeros(X2.shape[0]))
+
+
 # ---------------------------------------------------------------------------
-# Model files and the command line
+# fastgmm.select
+# ---------------------------------------------------------------------------
+
+def test_select_bad_arguments():
+    with pytest.raises(ValueError, match=r"n_components"):
+        fastgmm.select(X, n_components=[0])
+    with pytest.raises(ValueError, match=r"criterion"):
+        fastgmm.select(X, n_components=[1], criterion="foo")
+    with pytest.raises(ValueError, match=r"covariance_type"):
+        fastgmm.select(X, n_components=[1], covariance_types="banana")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(n_components=5), TypeError, "n_components must be an iterable"),
+    (dict(n_components=[]), ValueError, "n_components is empty"),
+    (dict(n_components=[1, 2, 2]), ValueError, "repeated"),
+    (dict(n_components=[0, 1]), ValueError, "n_components must be >= 1"),
+    (dict(n_components=[1.5]), TypeError, "n_components must be an integer"),
+    (dict(covariance_types=("full", "banana")), ValueError, "covariance_types must be among"),
+    (dict(covariance_types=()), ValueError, "covariance_types is empty"),
+    (dict(criterion="mdl"), ValueError, "criterion must be one of"),
+    (dict(n_init=0), ValueError, "n_init must be >= 1"),
+    (dict(n_threads=0), ValueError, "n_threads must be >= 1"),
+    (dict(concurrent="yes"), TypeError, "concurrent must be a bool"),
+    (dict(covariance_type="full"), TypeError, "sets \\['covariance_type'\\] itself"),
+    (dict(colour="red"), TypeError, "unknown GaussianMixture parameter"),
+    (dict(tol=-1.0), ValueError, "tol"),
+    (dict(n_components=range(1, 31)), ValueError, "n_components goes up to 30"),
+])
+def test_bad_arguments_raise(kwargs, error, match):
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(error, match=match):
+        select(X, **kwargs)
+
+
+def test_bad_data_raise():
+    with pytest.raises(ValueError, match="contains NaN"):
+        select(np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]), (1,))
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    w = np.zeros(10)
+    w[:2] = 1.0
+    with pytest.raises(ValueError, match="only 2 samples of positive weight"):
+        select(X, (1, 3), sample_weight=w)
+
+
+# ---------------------------------------------------------------------------
+# Out-of-core sources: memory maps, chunk factories, Dask arrays
+# ---------------------------------------------------------------------------
+
+def test_memmap_validation_errors(tmp_path):
+    X = three_blobs()
+    bad = X.copy()
+    bad[1234, 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match=r"NaN \(row 1234\)"):
+        fastgmm.GaussianMixture(2).fit(MemmapSource(tmp_path / "bad.npy", block_size=256))
+    with pytest.raises(ValueError, match="not a .npy file"):
+        fastgmm.GaussianMixture(2).fit(str(tmp_path / "x.csv"))
+    with pytest.raises(ValueError, match="no such .npy file"):
+        fastgmm.GaussianMixture(2).fit(tmp_path / "missing.npy")
+    np.save(tmp_path / "one_d.npy", X[:, 0])
+    with pytest.raises(ValueError, match="2-dimensional"):
+        fastgmm.GaussianMixture(2).fit(tmp_path / "one_d.npy")
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match="sample_weight has 3 entries but X has"):
+        fastgmm.GaussianMixture(2).fit(tmp_path / "x.npy", sample_weight=np.ones(3))
+    w = np.ones(X.shape[0])
+    w[7] = -1
+    with pytest.raises(ValueError, match="negative"):
+        fastgmm.GaussianMixture(2).fit(tmp_path / "x.npy", sample_weight=w)
+    with pytest.raises(ValueError, match="block_size"):
+        MemmapSource(tmp_path / "x.npy", block_size=0)
+    with pytest.raises(ValueError, match="n_components"):
+        fastgmm.GaussianMixture(3).fit(MemmapSource(np.load(tmp_path / "x.npy",
+                                                            mmap_mode="r")[:2]))
+    with pytest.raises(ValueError, match="to the data source itself"):
+        fastgmm.GaussianMixture(2).fit(MemmapSource(tmp_path / "x.npy"), sample_weight=w)
+
+
+def test_chunk_factory_errors():
+    X = three_blobs()
+    with pytest.raises(TypeError, match="chunks must be a callable"):
+        IterableSource(X)
+    calls = []
+
+    def shrinking():
+        calls.append(1)
+        return iter([X[: X.shape[0] - len(calls)]])
+
+    with pytest.raises(ValueError, match="same data on every call"):
+        fastgmm.GaussianMixture(2, max_iter=5).fit(shrinking)
+    with pytest.raises(ValueError, match="chunk 1 has 2 features"):
+        fastgmm.GaussianMixture(2).fit(lambda: iter([X, X[:, :2]]))
+    with pytest.raises(ValueError, match="chunk 0 contains NaN"):
+        fastgmm.GaussianMixture(2).fit(lambda: iter([np.full((5, 2), np.nan)]))
+    with pytest.raises(ValueError, match="no rows"):
+        fastgmm.GaussianMixture(2).fit(lambda: iter([]))
+    with pytest.raises(TypeError, match="must return an iterable"):
+        fastgmm.GaussianMixture(2).fit(lambda: 3)
+    with pytest.raises(ValueError, match="sample weights unlike earlier chunks"):
+        fastgmm.GaussianMixture(2).fit(lambda: iter([X, (X, np.ones(len(X)))]))
+    with pytest.raises(ValueError, match="chunk factory"):
+        fastgmm.GaussianMixture(2).fit(lambda: iter([X]), sample_weight=np.ones(len(X)))
+
+
+def test_dask_input_errors(dask_client):
+    import dask.array as da
+
+    from fastgmm import DaskSource
+
+    X = dask_blobs()
+    model = fastgmm.GaussianMixture(3, random_state=0).fit(X)
+    bad = X.copy()
+    bad[17, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        fastgmm.GaussianMixture(3).fit(da.from_array(bad, chunks=(1000, 3)))
+    with pytest.raises(ValueError, match="2-dimensional"):
+        fastgmm.GaussianMixture(3).fit(da.ones((10, 2, 2)))
+    with pytest.raises(ValueError, match="features"):
+        model.predict(da.from_array(X[:, :2], chunks=(1000, 2)))
+    with pytest.raises(ValueError, match="negative"):
+        fastgmm.GaussianMixture(3).fit(da.from_array(X, chunks=(1000, 3)),
+                                       sample_weight=-np.ones(X.shape[0]))
+    with pytest.raises(ValueError, match="sample_weight has 5 entries but X has"):
+        fastgmm.GaussianMixture(3).fit(da.from_array(X, chunks=(1000, 3)),
+                                       sample_weight=np.ones(5))
+    with pytest.raises(TypeError, match="dask.array.Array"):
+        DaskSource(X)
+    # Column chunks are merged; float32 stays float32, integers become float64.
+    src = DaskSource(da.from_array(X.astype(np.float32), chunks=(900, 1)))
+    assert src.dtype == np.float32 and src.X.chunks[1] == (3,)
+    assert DaskSource(da.from_array(X.astype(np.int16), chunks=900)).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------
+# Model files: save and load
 # ---------------------------------------------------------------------------
 
 class _Trap:
@@ -361,6 +596,142 @@ def test_load_bad_files(tmp_path, model):
         fastgmm.load(3)
     assert issubclass(fastgmm.ModelFileError, ValueError)
 
+
+def test_save_refuses_unfitted_and_foreign_objects(tmp_path):
+    with pytest.raises(fastgmm.NotFittedError):
+        fastgmm.GaussianMixture(2).save(tmp_path / "x.npz")
+    with pytest.raises(TypeError, match="GaussianMixture"):
+        fastgmm._io.save(object(), tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_save_leaves_nothing_behind(tmp_path, saved):
+    model, _, _ = saved
+    path = tmp_path / "keep.npz"
+    path.write_bytes(b"previous content")
+    with pytest.raises(TypeError, match="JSON"):
+        fastgmm._io.save(model, path, extra={"bad": object()})
+    assert path.read_bytes() == b"previous content"
+    assert os.listdir(tmp_path) == ["keep.npz"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastgmm.load(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_truncated_file(tmp_path, saved, keep):
+    raw = saved[2].read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(raw[:int(len(raw) * keep)])
+    with pytest.raises(ModelFileError, match="not a fastgmm model file|damaged or truncated"):
+        fastgmm.load(path)
+
+
+def test_flipped_byte_is_detected(tmp_path, saved):
+    raw = bytearray(saved[2].read_bytes())
+    members = npz_members(saved[2])
+    # Flip a byte inside the stored means (past the .npy header): the zip CRC
+    # or the recorded digest must notice.
+    target = members["means_"].tobytes()[:16]
+    at = bytes(raw).index(target) + 3
+    raw[at] ^= 0x40
+    path = tmp_path / "flip.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="damaged|integrity"):
+        fastgmm.load(path)
+
+
+def test_not_a_model_file(tmp_path):
+    text = tmp_path / "data.csv"
+    text.write_text("a,b\n1,2\n")
+    with pytest.raises(ModelFileError, match="not a fastgmm model file"):
+        fastgmm.load(text)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.arange(3))
+    with pytest.raises(ModelFileError, match="no metadata"):
+        fastgmm.load(other)
+
+
+def test_edited_array_is_detected(tmp_path, saved):
+    members = npz_members(saved[2])
+    members["means_"] = members["means_"] + 1.0
+    path = tmp_path / "edited.npz"
+    write_members(path, members)
+    with pytest.raises(ModelFileError, match="integrity check.*means_"):
+        fastgmm.load(path)
+
+
+def _edited_metadata_file(path, saved, edit, redigest=True):
+    """The saved model file with its metadata changed by ``edit(meta)``, written to
+    ``path``; the metadata digest is recomputed unless ``redigest`` is False.
+    """
+    members = npz_members(saved[2])
+    meta = file_metadata(members)
+    edit(meta)
+    write_members(path, with_metadata(members, meta, redigest=redigest))
+    return path
+
+
+def test_edited_metadata_is_detected(tmp_path, saved):
+    path = _edited_metadata_file(tmp_path / "meta.npz", saved,
+                                 lambda meta: meta.update(covariance_type="diag"),
+                                 redigest=False)
+    with pytest.raises(ModelFileError, match="integrity check"):
+        fastgmm.load(path)
+
+
+def test_inconsistent_content_is_rejected_even_with_fresh_digests(tmp_path, saved):
+    path = _edited_metadata_file(tmp_path / "inconsistent.npz", saved,
+                                 lambda meta: meta.update(covariance_type="diag"))
+    # The shapes say full.
+    with pytest.raises(ModelFileError, match=r"not a valid model: covariances_ has shape"):
+        fastgmm.load(path)
+
+
+def test_added_member_is_detected(tmp_path, saved):
+    members = npz_members(saved[2])
+    members["surprise"] = np.zeros(2)
+    path = tmp_path / "added.npz"
+    write_members(path, members)
+    with pytest.raises(ModelFileError, match="added"):
+        fastgmm.load(path)
+
+
+def test_future_version_is_refused(tmp_path, saved):
+    path = _edited_metadata_file(
+        tmp_path / "future.npz", saved,
+        lambda meta: meta.update(format_version=FORMAT_VERSION + 1, fastgmm_version="9.0.0"))
+    with pytest.raises(ModelFileError,
+                       match=r"format version 2 \(written by fastgmm 9\.0\.0\).*Upgrade"):
+        fastgmm.load(path)
+
+
+def test_pickled_member_is_refused(tmp_path, saved):
+    members = npz_members(saved[2])
+    path = tmp_path / "pickled.npz"
+    buf = io.BytesIO()
+    np.savez(buf, **members, evil=np.array([{"a": 1}], dtype=object))
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(ModelFileError, match="pickled"):
+        fastgmm.load(path)
+
+
+def test_odd_attribute_names_are_refused(tmp_path, saved):
+    path = _edited_metadata_file(tmp_path / "attr.npz", saved,
+                                 lambda meta: meta["attributes"].update(__class__="str"))
+    with pytest.raises(ModelFileError, match="'__class__' is not a fitted-attribute name"):
+        fastgmm.load(path)
+    path = _edited_metadata_file(tmp_path / "attr.npz", saved,
+                                 lambda meta: meta["attributes"].update(n_features_in_=5))
+    with pytest.raises(ModelFileError, match="n_features_in_=5"):
+        fastgmm.load(path)
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
 
 def _cli(argv):
     from fastgmm import cli
@@ -396,3 +767,139 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path):
         assert needle in lines[0], (needle, err)
         assert "Traceback" not in err
     assert not os.path.exists(out)
+
+
+# Bad inputs run in this process through cli.main (same code path as the
+# separate processes of conftest.CLI_BAD, no interpreter start-up).
+BAD_IN_PROCESS = {
+    "empty_cell": (["fit", "holes.csv", "--k", "2", "--out", "bad4.npz"], "bad4.npz"),
+    "log_of_zero": (["fit", "zeros.csv", "--k", "1", "--log", "--out", "bad7.npz"],
+                    "bad7.npz"),
+    "future_model": (["info", "future.npz"], None),
+    "not_a_model": (["info", "w.csv"], None),
+    "missing_model": (["predict", "nothere.npz", "w.csv", "--out", "bad10.csv"],
+                      "bad10.csv"),
+    "bad_output_suffix": (["predict", "m.npz", "w.csv", "--out", "bad11.txt"], "bad11.txt"),
+    "missing_k": (["fit", "w.csv", "--out", "bad12.npz"], "bad12.npz"),
+    "bad_k": (["fit", "w.csv", "--k", "0", "--out", "bad13.npz"], "bad13.npz"),
+    "no_command": ([], None),
+    "ragged_csv": (["fit", "ragged.csv", "--k", "1", "--out", "bad14.npz"], "bad14.npz"),
+    "negative_weight": (["fit", "x.npy", "--k", "1", "--columns", "0", "--sample-weight",
+                         "1", "--out", "bad15.npz"], "bad15.npz"),
+}
+
+BAD_MESSAGES = {
+    "missing_data": r"fastgmm fit: error: missing\.csv: no such file",
+    "unknown_column": r"unknown column 'Nope'; the columns are Channel, Region, Fresh",
+    "non_numeric_column": r"column 'name' is not numeric \(data row 1 holds 'anne'\)",
+    "empty_cell": r"column 'b' has a missing value in data row 2",
+    "nan_in_npy": r"column '1' is NaN \(a missing value\) in data row 3",
+    "k_above_rows": r"--k 5 is larger than the number of data rows \(3\)",
+    "log_of_zero": r"--log needs positive values, but column 'y' is 0 in data row 2",
+    "truncated_model": r"fastgmm predict: error: truncated\.npz is damaged or truncated",
+    "tampered_model": r"tampered\.npz failed its integrity check",
+    "future_model": r"model format version 2 .*Upgrade fastgmm",
+    "not_a_model": r"w\.csv is not a fastgmm model file",
+    "missing_model": r"nothere\.npz: no such file",
+    "bad_output_suffix": r"must end in \.csv or \.npy",
+    "missing_k": r"fastgmm: error: the following arguments are required: --k",
+    "no_command": r"fastgmm: error: choose a command",
+    "bad_k": r"argument --k: expected a positive integer( or 'auto')?, got '?0'?",
+    "ragged_csv": r"data row 2 has 1 field but the file has 2 columns",
+    "k_neither_integer_nor_auto": r"argument --k: .*positive integer or 'auto'",
+    "negative_weight": r"--sample-weight column '1' has negative values",
+}
+
+
+def _check_one_line_error(name, status, stdout, stderr, folder, out):
+    assert status == 2, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert re.search(BAD_MESSAGES[name], lines[0]), lines[0]
+    if out is not None:
+        assert not (folder / out).exists()
+
+
+@pytest.mark.parametrize("name", list(CLI_BAD))
+def test_bad_input_exits_2_with_one_line(cli_ws, name):
+    d, res = cli_ws
+    proc = res[f"bad_{name}"]
+    _check_one_line_error(name, proc.returncode, proc.stdout, proc.stderr, d, CLI_BAD[name][1])
+
+
+@pytest.mark.parametrize("name", list(BAD_IN_PROCESS))
+def test_more_bad_input_exits_2_with_one_line(cli_ws, name, monkeypatch, capsys):
+    d, _ = cli_ws
+    monkeypatch.chdir(d)
+    args, out = BAD_IN_PROCESS[name]
+    status = cli.main(args)
+    captured = capsys.readouterr()
+    _check_one_line_error(name, status, captured.out, captured.err, d, out)
+
+
+# ---------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------
+
+def test_ellipse_argument_errors(plot_models):
+    pytest.importorskip("matplotlib")
+    _, fitted = plot_models
+    model = fitted["full"]
+    with pytest.raises(ValueError, match="dims"):
+        plotting.plot_ellipses(model, ax=new_axes(), dims=(0, 0))
+    with pytest.raises(ValueError, match="dims"):
+        plotting.plot_ellipses(model, ax=new_axes(), dims=(0, 3))
+    with pytest.raises(ValueError, match="n_std"):
+        plotting.plot_ellipses(model, ax=new_axes(), n_std=(1, -2))
+    with pytest.raises(ValueError, match="colors"):
+        plotting.plot_ellipses(model, ax=new_axes(), colors=["red"])
+    with pytest.raises(fastgmm.NotFittedError):
+        plotting.plot_ellipses(fastgmm.GaussianMixture(2), ax=new_axes())
+    with pytest.raises(TypeError, match="GaussianMixture"):
+        plotting.plot_ellipses(np.eye(2), ax=new_axes())
+
+
+def test_criterion_argument_errors():
+    pytest.importorskip("matplotlib")
+    with pytest.raises(TypeError, match="mapping"):
+        plotting.plot_criterion([1, 2, 3], ax=new_axes())
+    with pytest.raises(ValueError, match="equal"):
+        plotting.plot_criterion({"full": ([1, 2], [1.0])}, ax=new_axes())
+    with pytest.raises(ValueError, match="empty"):
+        plotting.plot_criterion({}, ax=new_axes())
+    with pytest.raises(TypeError, match="pair"):
+        plotting.plot_criterion({"full": 3}, ax=new_axes())
+
+
+def test_soft_assignment_argument_errors(plot_models):
+    pytest.importorskip("matplotlib")
+    X, _ = plot_models
+    p = np.full(len(X), 0.5)
+    with pytest.raises(ValueError, match="rows"):
+        plotting.plot_soft_assignments(X, p[:-1], ax=new_axes())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        plotting.plot_soft_assignments(X, p + 1.0, ax=new_axes())
+    with pytest.raises(ValueError, match="component"):
+        plotting.plot_soft_assignments(X, np.column_stack([p, p]), ax=new_axes(), component=2)
+    with pytest.raises(ValueError, match="2-dimensional"):
+        plotting.plot_soft_assignments(X[:, 0], p, ax=new_axes())
+
+
+# ---------------------------------------------------------------------------
+# The bundled data
+# ---------------------------------------------------------------------------
+
+def test_segment_profile_rejects_bad_labels(wholesale):
+    with pytest.raises(ValueError, match=r"shape \(440,\)"):
+        wholesale.segment_profile(np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        wholesale.segment_profile(np.full(440, 2), n_segments=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        wholesale.segment_profile(np.full(440, -1), n_segments=1)
+    with pytest.raises(TypeError, match="integers"):
+        wholesale.segment_profile(np.full(440, 0.5))
+    labels = np.zeros(440)
+    labels[:10] = 1.0
+    assert wholesale.segment_profile(labels).column("customers") == [430, 10]

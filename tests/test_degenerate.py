@@ -1,4 +1,4 @@
-"""Degenerate data: empty and collapsed components are repaired, reported, or raised.
+"""fastgmm._degenerate: empty and collapsed components are repaired, reported, or raised.
 
 References are computed with numpy/scipy (``naive``) from the same parameters,
 never with the repair code under test.
@@ -10,13 +10,13 @@ import warnings
 
 import numpy as np
 import pytest
-from naive import e_step, full_covariances, m_step, weighted_log_prob
+from naive import e_step, full_covariances, m_step, unit_covariances, weighted_log_prob
 from scipy.special import logsumexp
 
 import fastgmm
 from fastgmm import DegenerateCovarianceError, DegenerateDataWarning
-from fastgmm._degenerate import MAX_RESEEDS, DegenerateRepair
 from fastgmm._compute import compute_stats
+from fastgmm._degenerate import MAX_RESEEDS, DegenerateRepair
 from fastgmm._em import run_em
 from fastgmm._params import GaussianParams
 from fastgmm._sources import ArraySource
@@ -186,12 +186,9 @@ def _three_clusters():
 
 
 def _user_init(ctype, w0, m0):
-    k, d = m0.shape
-    prec = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d),
-            "diag": np.ones((k, d)), "spherical": np.ones(k)}[ctype]
-    cov = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d),
-           "diag": np.ones((k, d)), "spherical": np.ones(k)}[ctype]
-    return prec, cov
+    """Unit precisions and the equal unit covariances for ``k`` components in ``d``."""
+    unit = unit_covariances(ctype, *m0.shape)
+    return unit, unit.copy()
 
 
 @pytest.mark.parametrize("weighted", [False, True])

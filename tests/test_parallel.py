@@ -1,4 +1,4 @@
-"""Sharing row groups between threads (fastgmm._parallel.run_groups)."""
+"""fastgmm._parallel: sharing row groups between threads, folding slots, thread limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import time
 
 import numba
 import pytest
+from conftest import TWO_BLOBS
 
+import fastgmm
 from fastgmm._config import SERIAL_THRESHOLD
 from fastgmm._parallel import run_groups, thread_limit
 
@@ -148,3 +150,47 @@ def test_a_forked_child_can_fit_after_the_parent_did():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "OK" in out.stdout
+
+
+# ---------------------------------------------------------------------------
+# Thread limits: Numba's threads and BLAS's
+# ---------------------------------------------------------------------------
+
+
+
+
+def test_n_threads_is_restored():
+    X = TWO_BLOBS
+    before = numba.get_num_threads()
+    g = fastgmm.GaussianMixture(2, n_threads=1, random_state=0).fit(X)
+    assert numba.get_num_threads() == before
+    g.predict(X)
+    assert numba.get_num_threads() == before
+
+
+def test_blas_runs_on_one_thread_during_fits_and_is_restored():
+    # BLAS only sees the M-step's d x d factorisations; its idle threads
+    # would otherwise spin next to Numba's after every call.  scipy's own
+    # OpenBLAS is loaded lazily (on the first M-step): it must be limited
+    # too.  A fresh interpreter, so that nothing has loaded scipy before.
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, fastgmm
+from threadpoolctl import threadpool_info
+def blas():
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+seen = []
+X = np.random.default_rng(0).normal(size=(3000, 3))
+fastgmm.GaussianMixture(2, covariance_type="full", random_state=0,
+                        callback=lambda info: seen.append(blas())).fit(X)
+during = {v for s in seen for v in s.values()}
+after = blas()
+print(during, len(seen[-1]), len(after), max(after.values()))
+assert during == {1}, seen
+assert len(seen[-1]) == len(after)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

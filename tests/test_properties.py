@@ -9,15 +9,16 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from naive import unit_covariances
 
 import fastgmm
 from fastgmm import ConvergenceWarning, DegenerateDataWarning
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
-COV_TYPES = ("full", "tied", "diag", "spherical")
 
 
 @st.composite
@@ -27,7 +28,7 @@ def problems(draw):
     d = draw(st.integers(1, 3))
     n_per = draw(st.integers(8, 30))
     seed = draw(st.integers(0, 2 ** 31 - 1))
-    ctype = draw(st.sampled_from(COV_TYPES))
+    ctype = draw(st.sampled_from(COVARIANCE_TYPES))
     weighted = draw(st.booleans())
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=6.0, size=(k, d))
@@ -42,8 +43,7 @@ def _user_init(X, k, ctype, rng):
     """Initial parameters independent of row order: rows picked, unit precisions."""
     d = X.shape[1]
     means = X[rng.choice(len(X), size=k, replace=False)].copy()
-    prec = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d), "diag": np.ones((k, d)),
-            "spherical": np.ones(k)}[ctype]
+    prec = unit_covariances(ctype, k, d)
     return np.full(k, 1.0 / k), means, prec
 
 

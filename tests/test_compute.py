@@ -1,12 +1,17 @@
-"""Kernels against scipy references (tests/naive.py), float64 and float32."""
+"""fastgmm._compute: kernel inputs, statistics and per-point outputs against scipy.
+
+The compiled kernels are reached only through ``_compute`` (compute_stats,
+resp_stats, point_outputs, kernel_inputs), in float64 and float32; every
+expected value comes from numpy/scipy (tests/naive.py).
+"""
 
 import numpy as np
 import pytest
-from conftest import ATOL, RTOL
+from conftest import ATOL, RTOL, kernel_problem
 from naive import e_step, m_step, random_params, weighted_log_prob
 from scipy.special import logsumexp
 
-from fastgmm._compute import compute_stats, point_outputs, resp_stats
+from fastgmm._compute import RowHints, compute_stats, point_outputs, resp_stats
 from fastgmm._parallel import thread_limit
 from fastgmm._params import GaussianParams
 
@@ -19,19 +24,12 @@ SHAPES = [  # (n, d, k): edge cases included
 ]
 
 
-def _setup(ctype, n, d, k, dtype, seed=0):
-    w, means, cov = random_params(ctype, k, d, seed)
-    rng = np.random.default_rng(seed + 1)
-    X = (rng.normal(size=(n, d)) * 1.5 + means[rng.integers(0, k, n)]).astype(dtype)
-    return X, GaussianParams.from_covariances(ctype, w, means, cov), (w, means, cov)
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("n_threads", [2, 1])
 def test_point_outputs_match_scipy(covariance_type, dtype, shape, n_threads):
     n, d, k = shape
-    X, params, (w, means, cov) = _setup(covariance_type, n, d, k, dtype)
+    X, params, (w, means, cov) = kernel_problem(covariance_type, n, d, k, dtype)
     ref_lp = weighted_log_prob(X, w, means, cov, covariance_type)
     ref_resp, ref_lse = e_step(X, w, means, cov, covariance_type)
     rtol, atol = RTOL[dtype], ATOL[dtype]
@@ -58,7 +56,7 @@ def test_point_outputs_match_scipy(covariance_type, dtype, shape, n_threads):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_stats_m_step_match_reference(covariance_type, dtype, shape, weighted):
     n, d, k = shape
-    X, params, (w, means, cov) = _setup(covariance_type, n, d, k, dtype, seed=3)
+    X, params, (w, means, cov) = kernel_problem(covariance_type, n, d, k, dtype, seed=3)
     sw = np.random.default_rng(5).random(n) * 3 if weighted else None
     ref_resp, ref_lse = e_step(X, w, means, cov, covariance_type)
     ref_w, ref_means, ref_cov = m_step(X, ref_resp, covariance_type, 1e-6, sw)
@@ -81,27 +79,6 @@ def test_stats_m_step_match_reference(covariance_type, dtype, shape, weighted):
         np.testing.assert_allclose(new.covariances, ref_cov, rtol=tol, atol=tol)
     else:
         np.testing.assert_allclose(new.covariances[live], ref_cov[live], rtol=tol, atol=tol)
-
-
-def test_one_and_two_threads_bitwise_equal(covariance_type):
-    X, params, _ = _setup(covariance_type, 5000, 4, 3, np.float64, seed=11)
-    with thread_limit(2):
-        a = compute_stats(X, None, params)
-    with thread_limit(1):
-        b = compute_stats(X, None, params)
-    for name in ("nk", "t", "s"):
-        assert np.array_equal(getattr(a, name), getattr(b, name))
-    assert a.log_likelihood == b.log_likelihood
-
-
-def test_stats_merge_equals_stats_of_union(covariance_type):
-    X, params, _ = _setup(covariance_type, 900, 3, 2, np.float64, seed=7)
-    whole = compute_stats(X, None, params)
-    parts = compute_stats(X[:400], None, params) + compute_stats(X[400:], None, params)
-    np.testing.assert_allclose(parts.nk, whole.nk, rtol=1e-13)
-    np.testing.assert_allclose(parts.s, whole.s, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(parts.log_likelihood, whole.log_likelihood, rtol=1e-13)
-    assert parts.n_samples == whole.n_samples == 900
 
 
 def test_log_sum_exp_far_tails_stay_finite():
@@ -155,8 +132,6 @@ def test_full_kernel_row_hints_any_guess_same_statistics(dtype, spread):
     # component and bounds the others against it.  Whatever the hints say
     # (the last iteration's labels, or nonsense), the statistics must equal
     # the dense scipy reference: the hint only sets where the search starts.
-    from fastgmm._compute import RowHints
-
     rng = np.random.default_rng(8)
     k, d, n = 7, 4, 4000
     means = rng.normal(scale=spread, size=(k, d))
@@ -207,10 +182,8 @@ def test_rows_with_no_finite_density_get_uniform_responsibilities(covariance_typ
     # -inf under every component: it must get lse = -inf and uniform
     # responsibilities (never NaN), and the other rows stay exact, with and
     # without row hints.
-    from fastgmm._compute import RowHints
-
     n, d, k = 600, 3, 4
-    X, params, (w, means, cov) = _setup(covariance_type, n, d, k, dtype, seed=13)
+    X, params, (w, means, cov) = kernel_problem(covariance_type, n, d, k, dtype, seed=13)
     far = 1e160 if dtype == np.float64 else 1e20
     X[[5, 400]] = far
     ok = np.ones(n, bool)
@@ -234,7 +207,8 @@ def test_rows_with_no_finite_density_get_uniform_responsibilities(covariance_typ
 @pytest.mark.parametrize("n", [5, 3000])
 def test_hard_labels_give_the_one_hot_statistics(covariance_type, weighted, n):
     """Statistics from labels (no one-hot matrix) equal those of the one-hot
-    responsibilities, bit for bit, and numpy's weighted moments."""
+    responsibilities, bit for bit, and numpy's weighted moments.
+    """
     k, d = 4, 3
     rng = np.random.default_rng(7)
     X = rng.normal(size=(n, d)) * 2 + 5
