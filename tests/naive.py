@@ -152,6 +152,33 @@ def suff_stats(X, resp, w, covariance_type, shift):
     return nk, t, np.stack(s)
 
 
+def nearest(X, centers):
+    """Index of the nearest centre (squared Euclidean distance) of every row."""
+    d2 = ((np.asarray(X, np.float64)[:, None, :] - np.asarray(centers, np.float64)[None]) ** 2)
+    return d2.sum(axis=2).argmin(axis=1)
+
+
+def lloyd(X, w, centers, max_iter=100):
+    """Weighted Lloyd iterations from ``centers`` until the assignment stops changing.
+
+    Returns the centres (weighted means of their rows; an empty cluster keeps
+    its centre) and the final assignment.
+    """
+    centers = np.array(centers, dtype=np.float64)
+    w = np.ones(X.shape[0]) if w is None else np.asarray(w, np.float64)
+    labels = None
+    for _ in range(max_iter):
+        new_labels = nearest(X, centers)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        for j in range(centers.shape[0]):
+            mass = w[labels == j]
+            if mass.sum() > 0:
+                centers[j] = np.average(X[labels == j], axis=0, weights=mass)
+    return centers, labels
+
+
 def random_params(covariance_type, k, d, seed=0):
     """Random valid parameters (float64) for kernel tests."""
     rng = np.random.default_rng(seed)

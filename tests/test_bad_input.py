@@ -41,6 +41,7 @@ from fastgmm import (
     MemmapSource,
     ModelFileError,
     NotFittedError,
+    SuffStats,
     cli,
     plotting,
     select,
@@ -472,6 +473,36 @@ def test_bad_data_raise():
     w[:2] = 1.0
     with pytest.raises(ValueError, match="only 2 samples of positive weight"):
         select(X, (1, 3), sample_weight=w)
+
+
+# ---------------------------------------------------------------------------
+# Sufficient statistics
+# ---------------------------------------------------------------------------
+
+def test_merging_statistics_of_other_parameters_is_refused():
+    """Statistics add up only when computed under the same parameters: another
+    covariance type, another shape or another shift is refused, as is adding
+    anything but statistics (or the 0 that ``sum`` starts from).
+    """
+    rng = np.random.default_rng(0)
+    shift = rng.normal(size=(2, 3))
+    a = SuffStats("diag", shift, np.ones(2), np.zeros((2, 3)), np.ones((2, 3)), 0.0, 2.0, 2)
+    other_type = SuffStats("spherical", shift, np.ones(2), np.zeros((2, 3)), np.ones((2, 3)))
+    other_shape = SuffStats("diag", shift[:, :2], np.ones(2), np.zeros((2, 2)),
+                            np.ones((2, 2)))
+    other_shift = SuffStats("diag", shift + 1.0, np.ones(2), np.zeros((2, 3)),
+                            np.ones((2, 3)))
+    with pytest.raises(ValueError, match="different covariance types"):
+        a + other_type
+    with pytest.raises(ValueError, match="different shapes"):
+        a + other_shape
+    with pytest.raises(ValueError, match="their shifts differ"):
+        a + other_shift
+    with pytest.raises(TypeError):
+        a + 1.0
+    with pytest.raises(TypeError):
+        1 + a
+    assert (0 + a) is a
 
 
 # ---------------------------------------------------------------------------

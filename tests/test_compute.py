@@ -8,10 +8,11 @@ expected value comes from numpy/scipy (tests/naive.py).
 import numpy as np
 import pytest
 from conftest import ATOL, RTOL, kernel_problem
-from naive import e_step, m_step, random_params, weighted_log_prob
+from naive import e_step, full_covariances, m_step, random_params, weighted_log_prob
 from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 
-from fastgmm._compute import RowHints, compute_stats, point_outputs, resp_stats
+from fastgmm._compute import RowHints, compute_stats, kernel_inputs, point_outputs, resp_stats
 from fastgmm._parallel import thread_limit
 from fastgmm._params import GaussianParams
 
@@ -226,3 +227,111 @@ def test_hard_labels_give_the_one_hot_statistics(covariance_type, weighted, n):
     np.testing.assert_allclose(new.weights, ref_w, rtol=1e-12)
     np.testing.assert_allclose(new.means, ref_means, rtol=1e-12)
     np.testing.assert_allclose(new.covariances, ref_cov, rtol=1e-10, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------
+# Kernel inputs: what the kernels read besides the data
+# ---------------------------------------------------------------------------
+
+
+def _log_norms(weights, means, full_covs):
+    """``log w_k + log N(mu_k | mu_k, Sigma_k)`` with scipy."""
+    return [np.log(w) + multivariate_normal(m, c).logpdf(m)
+            for w, m, c in zip(weights, means, full_covs, strict=True)]
+
+
+def _mahalanobis(X, means, full_covs):
+    """Squared Mahalanobis distances (n, k) with numpy's inverse."""
+    inv = np.linalg.inv(full_covs)
+    return np.stack([np.einsum("ni,ij,nj->n", X - m, p, X - m)
+                     for m, p in zip(means, inv, strict=True)], axis=1)
+
+
+def test_full_kernel_inputs_bound_the_distances_it_prunes():
+    """The full kernel's inputs against numpy/scipy.
+
+    Log norms are ``log w_k + log N(mu_k | mu_k, Sigma_k)``; the precision
+    floor lies just under the smallest eigenvalue of each precision matrix;
+    the pair bounds are ``w = v / sqrt(v' Sigma_j v)`` and ``c = |mu_b - mu_j|
+    / sqrt(v' Sigma_j v)`` for the unit vector ``v`` from ``mu_j`` to
+    ``mu_b``, and ``w . (x - mu_b) + c`` never exceeds the Mahalanobis
+    distance to ``mu_j`` (Cauchy-Schwarz), which pruning relies on.
+    """
+    k, d = 5, 4
+    w, means, cov = random_params("full", k, d, seed=3)
+    params = GaussianParams.from_covariances("full", w, means, cov)
+    shift, (m, prec, log_norm, floor, pair_w, pair_c) = kernel_inputs(params, np.float64)
+    np.testing.assert_array_equal(shift, means)
+    np.testing.assert_array_equal(m, means)
+    for j in range(k):  # U U^T is the precision matrix
+        np.testing.assert_allclose(prec[j] @ prec[j].T, np.linalg.inv(cov[j]), rtol=1e-10)
+    np.testing.assert_allclose(log_norm, _log_norms(w, means, cov), rtol=1e-12)
+    smallest = np.array([np.linalg.eigvalsh(p)[0] for p in np.linalg.inv(cov)])
+    assert (floor <= smallest).all() and (floor >= 0.99 * smallest).all()
+
+    assert pair_w.shape == (k, k, d) and pair_c.shape == (2, k, k)
+    rng = np.random.default_rng(4)
+    X = rng.normal(scale=3.0, size=(3000, d)) + means[rng.integers(0, k, 3000)]
+    dist = np.sqrt(_mahalanobis(X, means, cov))
+    for b in range(k):
+        np.testing.assert_array_equal(pair_w[b, b], 0.0)
+        for j in range(k):
+            if b == j:
+                continue
+            v = (means[b] - means[j]) / np.linalg.norm(means[b] - means[j])
+            s = v @ cov[j] @ v
+            np.testing.assert_allclose(pair_w[b, j], v / np.sqrt(s), rtol=1e-10)
+            np.testing.assert_allclose(pair_c[0, b, j],
+                                       np.linalg.norm(means[b] - means[j]) / np.sqrt(s),
+                                       rtol=1e-10)
+            assert pair_c[1, b, j] >= np.linalg.norm(pair_w[b, j])
+            bound = (X - means[b]) @ pair_w[b, j] + pair_c[0, b, j]
+            assert (bound <= dist[:, j] * (1 + 1e-12) + 1e-12).all(), (b, j)
+            assert bound.max() > 0.5 * dist[:, j].min()  # not a vacuous bound
+
+
+def test_single_component_full_inputs_have_no_pair_bounds():
+    """With one component there is no pair to bound: the bound arrays are empty."""
+    w, means, cov = random_params("full", 1, 3, seed=5)
+    params = GaussianParams.from_covariances("full", w, means, cov)
+    _, (*_, pair_w, pair_c) = kernel_inputs(params, np.float32)
+    assert pair_w.shape == (0, 0, 3) and pair_w.dtype == np.float32
+    assert pair_c.shape == (2, 0, 0)
+
+
+@pytest.mark.parametrize("ctype", ["tied", "diag", "spherical"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dense_kernel_inputs_give_the_mahalanobis_distances(ctype, dtype):
+    """Tied, diag and spherical inputs reproduce numpy's Mahalanobis distances.
+
+    Tied: statistics about the weighted mean of the means, the means projected
+    on the precision factor ``U`` (``|(x - c) U - proj_k|^2``); diag and
+    spherical: one precision factor per feature (``(k, d)``) or per component
+    (``(k, 1)``, flagged spherical).  Log norms as scipy's densities at the
+    means.  Everything the kernels read is in the data's dtype.
+    """
+    k, d = 3, 4
+    w, means, cov = random_params(ctype, k, d, seed=6)
+    full = full_covariances(ctype, cov, k, d)
+    params = GaussianParams.from_covariances(ctype, w, means, cov)
+    shift, args = kernel_inputs(params, dtype)
+    X = np.random.default_rng(7).normal(scale=2.0, size=(50, d))
+    ref = _mahalanobis(X, means, full)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    if ctype == "tied":
+        c, proj, pc, log_norm = args
+        np.testing.assert_allclose(shift, w @ means, rtol=1e-14)
+        assert c.dtype == proj.dtype == pc.dtype == dtype
+        got = np.stack([(((X - shift) @ pc.astype(np.float64) - p) ** 2).sum(axis=1)
+                        for p in proj.astype(np.float64)], axis=1)
+    else:
+        m, prec, log_norm, spherical = args
+        np.testing.assert_array_equal(shift, means)
+        assert spherical == (ctype == "spherical")
+        assert prec.shape == ((k, 1) if spherical else (k, d)) and prec.dtype == dtype
+        assert m.dtype == dtype
+        got = np.stack([(((X - means[j]) * prec[j].astype(np.float64)) ** 2).sum(axis=1)
+                        for j in range(k)], axis=1)
+    np.testing.assert_allclose(got, ref, rtol=rtol)
+    assert log_norm.dtype == np.float64
+    np.testing.assert_allclose(log_norm, _log_norms(w, means, full), rtol=1e-12)

@@ -16,7 +16,7 @@ from naive import make_blobs, make_mixture
 
 import fastgmm
 from fastgmm import _config, select
-from fastgmm._compute import compute_stats
+from fastgmm._compute import StatsWorkspace, compute_stats
 from fastgmm._parallel import thread_limit
 
 N_LARGE = 2 * _config.SERIAL_THRESHOLD  # large enough for the parallel kernels
@@ -114,6 +114,23 @@ def test_one_and_two_threads_bitwise_equal(covariance_type):
     assert a.log_likelihood == b.log_likelihood
 
 
+def test_workspace_size_changes_no_bit_of_the_statistics(covariance_type, monkeypatch):
+    """A workspace sized for one thread and a tiny slot budget (many kernel calls of
+    a few groups each) gives the statistics of a workspace sized for all rows
+    (one call), bit for bit: slots are folded in row order either way.
+    """
+    X, params, _ = kernel_problem(covariance_type, 20000, 3, 4, np.float64, seed=12)
+    k, d = params.n_components, params.n_features
+    whole = StatsWorkspace(covariance_type, k, d, n_samples=X.shape[0])
+    monkeypatch.setattr(_config, "SLOT_BUDGET_BYTES", 1)
+    small = StatsWorkspace(covariance_type, k, d, n_threads=1)
+    group = _config.chunks_per_group(X.shape[0], whole.chunk_size)
+    assert 4 * small.rows_per_call(group) <= X.shape[0] <= whole.rows_per_call(group)
+    a = compute_stats(X, None, params, whole)
+    b = compute_stats(X, None, params, small)
+    for name in ("nk", "t", "s"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.log_likelihood == b.log_likelihood
 
 
 # ---------------------------------------------------------------------------

@@ -10,12 +10,13 @@ import threading
 import time
 
 import numba
+import numpy as np
 import pytest
 from conftest import TWO_BLOBS
 
 import fastgmm
 from fastgmm._config import SERIAL_THRESHOLD
-from fastgmm._parallel import run_groups, thread_limit
+from fastgmm._parallel import fold_slots, numba_threads, run_groups, thread_limit
 
 BIG = SERIAL_THRESHOLD  # rows worth sharing between threads
 
@@ -153,10 +154,49 @@ def test_a_forked_child_can_fit_after_the_parent_did():
 
 
 # ---------------------------------------------------------------------------
+# Folding slots
+# ---------------------------------------------------------------------------
+
+
+def test_fold_slots_adds_the_used_slots_in_order():
+    """``acc += slot[0] + ... + slot[n_used - 1]``, left to right (the same bits as
+    numpy adding them one after another), for accumulators of any shape; slots
+    past ``n_used`` are never read.
+    """
+    rng = np.random.default_rng(0)
+    slots = (rng.normal(size=(9, 3, 2, 2)) * 10.0 ** rng.integers(-8, 8, size=(9, 3, 2, 2)),
+             rng.normal(size=(9, 5)))
+    accs = (rng.normal(size=(3, 2, 2)), rng.normal(size=5))
+    expected = [a.copy() for a in accs]
+    for c in range(6):
+        expected = [e + s[c] for e, s in zip(expected, slots, strict=True)]
+    for s in slots:
+        s[6:] = np.nan
+    fold_slots(slots, 6, accs)
+    for got, want in zip(accs, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------
 # Thread limits: Numba's threads and BLAS's
 # ---------------------------------------------------------------------------
 
 
+def test_numba_threads_clips_to_the_started_threads_and_restores():
+    """A limit above the threads Numba started with is clipped to them; the previous
+    setting comes back after the block, also when it raises.
+    """
+    before = numba.get_num_threads()
+    most = numba.config.NUMBA_NUM_THREADS
+    with numba_threads(10 * most) as n:
+        assert n == most == numba.get_num_threads()
+    assert numba.get_num_threads() == before
+    with pytest.raises(RuntimeError), numba_threads(1) as n:
+        assert n == 1 == numba.get_num_threads()
+        raise RuntimeError
+    assert numba.get_num_threads() == before
+    with numba_threads(None) as n:
+        assert n == before
 
 
 def test_n_threads_is_restored():

@@ -22,9 +22,13 @@ from conftest import (
     rough_start,
     three_blobs,
 )
+from naive import random_params, weighted_log_prob
+from scipy.special import logsumexp
 
 import fastgmm
 from fastgmm import IterableSource, MemmapSource
+from fastgmm._params import GaussianParams
+from fastgmm._sources import ArraySource, make_source, uniform_rows
 
 # ---------------------------------------------------------------------------
 # .npy files and memory maps
@@ -287,3 +291,88 @@ def test_no_mapping_left_behind(tmp_path):
     gc.collect()
     mapped = [m.path for m in psutil.Process().memory_maps(grouped=True)]
     assert str(path) not in mapped
+
+
+# ---------------------------------------------------------------------------
+# Uniform row samples, in-memory arrays, dispatch
+# ---------------------------------------------------------------------------
+
+
+def test_uniform_rows_are_distinct_sorted_and_uniform():
+    """``uniform_rows(n, m, seed)``: m distinct indices of range(n) in increasing
+    order, the same for the same seed, each index drawn with probability m / n.
+    """
+    n, m, draws = 50, 10, 2000
+    counts = np.zeros(n)
+    for seed in range(draws):
+        rows = uniform_rows(n, m, seed)
+        assert rows.shape == (m,) and rows.min() >= 0 and rows.max() < n
+        assert (np.diff(rows) > 0).all()
+        counts[rows] += 1
+    np.testing.assert_array_equal(uniform_rows(n, m, 7), uniform_rows(n, m, 7))
+    assert not np.array_equal(uniform_rows(n, m, 7), uniform_rows(n, m, 8))
+    # Each index: binomial(2000, 0.2), mean 400 and sd 17.9; 6 sd either side.
+    expected = draws * m / n
+    assert np.abs(counts - expected).max() < 6 * np.sqrt(expected * (1 - m / n)), counts
+    np.testing.assert_array_equal(uniform_rows(n, n, 3), np.arange(n))
+
+
+def test_make_source_picks_the_source_for_each_input(tmp_path):
+    """Arrays and DataFrames give an ArraySource holding validated data; paths and
+    memory maps a MemmapSource; a chunk factory an IterableSource; a source is
+    passed through unchanged.
+    """
+    pd = pytest.importorskip("pandas")
+    X = three_blobs()[:300]
+    w = np.arange(300) % 3
+    src = make_source(np.asfortranarray(X.astype(np.int64)), w)
+    assert isinstance(src, ArraySource)
+    assert src.X.flags.c_contiguous and src.X.dtype == np.float64
+    np.testing.assert_array_equal(src.X, X.astype(np.int64))
+    assert src.sample_weight.dtype == np.float64
+    np.testing.assert_array_equal(src.sample_weight, w)
+    assert src.feature_names is None
+    framed = make_source(pd.DataFrame(X, columns=["a", "b", "c"]))
+    assert isinstance(framed, ArraySource) and list(framed.feature_names) == ["a", "b", "c"]
+    assert framed.sample_weight is None
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    for given in (path, str(path), np.load(path, mmap_mode="r")):
+        mm = make_source(given)
+        assert isinstance(mm, MemmapSource), type(given)
+        assert (mm.n_samples, mm.n_features, mm.dtype) == (300, 3, np.float64)
+
+    def chunks():
+        return iter(np.array_split(X, 4))
+
+    it = make_source(chunks)
+    assert isinstance(it, IterableSource) and it.chunks is chunks
+    assert make_source(src) is src and make_source(mm) is mm
+
+
+def test_array_source_worst_explained_rows():
+    """The rows of lowest scipy density come first; a chosen row's duplicates and
+    rows of zero weight are passed over while other rows remain.
+    """
+    k, d = 2, 2
+    w, means, cov = random_params("diag", k, d, seed=1)
+    params = GaussianParams.from_covariances("diag", w, means, cov)
+    rng = np.random.default_rng(2)
+    X = rng.normal(scale=4.0, size=(40, d))
+    X[[3, 7]] = 30.0                              # the worst row, twice
+    density = logsumexp(weighted_log_prob(X, w, means, cov, "diag"), axis=1)
+    order = [int(i) for i in np.argsort(density, kind="stable")]
+    src = ArraySource(X)
+    picked = [row for row, _ in src.worst_explained(params, 4)]
+    twin = {3: 7, 7: 3}
+    expected = []
+    for i in order:
+        if i not in expected and twin.get(i) not in expected:
+            expected.append(i)
+    assert picked == expected[:4] and picked[0] in (3, 7) and {3, 7} - set(picked)
+    for row, values in src.worst_explained(params, 2):
+        np.testing.assert_array_equal(values, X[row])
+    sw = np.ones(40)
+    sw[[3, 7]] = 0.0                              # the worst rows weigh nothing
+    weighted = [row for row, _ in ArraySource(X, sw).worst_explained(params, 2)]
+    assert weighted == [i for i in order if i not in (3, 7)][:2]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES, N_ITER, kernel_problem, model_from, rough_start, three_blobs
-from naive import e_step, em_iterations, suff_stats
+from naive import e_step, em_iterations, m_step, suff_stats
 
 import fastgmm
 from fastgmm import SuffStats
@@ -20,10 +20,60 @@ from fastgmm._compute import compute_stats
 # ---------------------------------------------------------------------------
 
 
+def _numpy_problem(ctype, offset, seed=0):
+    """Weighted rows far from the origin, soft responsibilities, shifts near the means."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(400, 3)) @ rng.normal(size=(3, 3)) + offset
+    w = rng.uniform(0.1, 2.0, size=400)
+    resp = rng.dirichlet(np.ones(4), size=400)
+    shape = (3,) if ctype == "tied" else (4, 3)
+    shift = X.mean(axis=0) + rng.normal(scale=2.0, size=shape)
+    return X, w, resp, shift
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_m_step_of_statistics_is_the_weighted_maximum_likelihood(ctype, offset):
+    """``SuffStats.m_step`` of statistics built with numpy equals numpy's weighted
+    moments of the responsibilities plus ``reg_covar`` (naive.m_step), also a
+    million units from the origin (second moments are taken about the shift).
+    """
+    X, w, resp, shift = _numpy_problem(ctype, offset)
+    nk, t, s = suff_stats(X, resp, w, ctype, shift)
+    params = SuffStats(ctype, shift, nk, t, s, 0.0, float(w.sum()), X.shape[0]).m_step(1e-4)
+    ref_w, ref_means, ref_cov = m_step(X, resp, ctype, 1e-4, w)
+    np.testing.assert_allclose(params.weights, ref_w, rtol=1e-12)
+    np.testing.assert_allclose(params.means, ref_means, rtol=1e-12, atol=1e-12)
+    rtol = 1e-7 if offset else 1e-10  # numpy's np.cov centres in one pass of its own
+    np.testing.assert_allclose(params.covariances, ref_cov, rtol=rtol)
+    weights, means, cov = SuffStats(ctype, shift, nk, t, s).moments()
+    np.testing.assert_allclose(cov, m_step(X, resp, ctype, 0.0, w)[2], rtol=rtol)
+    np.testing.assert_array_equal(weights, params.weights)
 
 
+def test_sum_merges_and_scale_multiplies(covariance_type):
+    """``sum`` of block statistics equals numpy's statistics of all rows; ``scale``
+    multiplies every statistic (and the weight) but keeps the row count.
+    """
+    X, w, resp, shift = _numpy_problem(covariance_type, 5.0, seed=1)
+    blocks = np.array_split(np.arange(X.shape[0]), 3)
+    parts = [SuffStats(covariance_type, shift, *suff_stats(X[b], resp[b], w[b],
+                                                           covariance_type, shift),
+                       float(b.size), float(w[b].sum()), b.size) for b in blocks]
+    total = sum(parts)
+    nk, t, s = suff_stats(X, resp, w, covariance_type, shift)
+    np.testing.assert_allclose(total.nk, nk, rtol=1e-12)
+    np.testing.assert_allclose(total.t, t, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(total.s, s, rtol=1e-12)
+    assert (total.log_likelihood, total.n_samples) == (float(X.shape[0]), X.shape[0])
+    assert total.weight == pytest.approx(w.sum(), rel=1e-14)
+    half = total.scale(0.5)
+    for name in ("nk", "t", "s"):
+        np.testing.assert_array_equal(getattr(half, name), 0.5 * getattr(total, name))
+    assert (half.log_likelihood, half.weight) == (0.5 * total.log_likelihood,
+                                                  0.5 * total.weight)
+    assert half.n_samples == total.n_samples
+    assert half.mean_log_likelihood == pytest.approx(total.mean_log_likelihood, rel=1e-15)
 
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)

@@ -9,9 +9,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_same_bits
+from conftest import assert_same_bits, model_from, rough_start
+from naive import em_iterations, make_blobs, n_parameters, weighted_log_prob
+from scipy.special import logsumexp
 
 import fastgmm
+from fastgmm._validation import check_array, check_sample_weight
 
 
 def _fit_params(X, sample_weight=None, k=2):
@@ -106,3 +109,50 @@ def test_integer_input_becomes_float64(blobs):
     Xi = np.round(blobs * 10).astype(np.int32)
     g = fastgmm.GaussianMixture(2, random_state=0).fit(Xi)
     assert g.means_.dtype == np.float64
+
+
+def test_check_array_and_weights_convert_without_touching_the_input():
+    """Accepted inputs come back C-contiguous, native, writeable and float64 (float32
+    kept), equal to numpy's conversion; the caller's array is never the result.
+    """
+    f32 = _FLOAT.astype(">f4")
+    out = check_array(f32)
+    assert out.dtype == np.float32 and out.dtype.isnative and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, f32.astype(np.float32))
+    ro = _readonly(_FLOAT)
+    out = check_array(ro)
+    assert out.flags.writeable and out is not ro
+    np.testing.assert_array_equal(out, _FLOAT)
+    assert check_array(_FLOAT, allow_float32=False).dtype == np.float64
+    w = np.arange(1, 121, dtype=np.int32)
+    got = check_sample_weight(w, 120)
+    assert got.dtype == np.float64 and got is not w
+    np.testing.assert_array_equal(got, w)
+    assert check_sample_weight(None, 120) is None
+
+
+def test_scalar_sample_weight_weighs_every_row():
+    """A scalar ``sample_weight`` is that weight on every row: the same EM iterates as
+    numpy/scipy EM with constant weights, and information criteria that count the
+    total weight as the number of samples.
+    """
+    X = make_blobs(150, [(0.0, 0.0), (5.0, 1.0), (1.0, 6.0)], [1.0, 0.6, 1.4], seed=3)
+    start = rough_start("full", X, seed=3)
+    model = model_from("full", start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
+        model.fit(X, sample_weight=2.5)
+    w = np.full(X.shape[0], 2.5)
+    weights, means, cov, bounds = em_iterations(X, *start, "full", len(model.lower_bounds_),
+                                                1e-6, w)
+    np.testing.assert_allclose(model.weights_, weights, rtol=1e-8)
+    np.testing.assert_allclose(model.means_, means, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(model.covariances_, cov, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(model.lower_bounds_, bounds, rtol=1e-10)
+    ll = 2.5 * logsumexp(weighted_log_prob(X, model.weights_, model.means_,
+                                           model.covariances_, "full"), axis=1).sum()
+    p = n_parameters("full", 3, 2)
+    assert model.bic(X, sample_weight=2.5) == pytest.approx(
+        -2 * ll + p * np.log(2.5 * X.shape[0]), rel=1e-10)
+    assert model.score(X, sample_weight=2.5) == pytest.approx(ll / (2.5 * X.shape[0]),
+                                                              rel=1e-10)
