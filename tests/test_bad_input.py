@@ -122,6 +122,9 @@ FITTED_ENTRIES = {
 @pytest.mark.parametrize("case", sorted(BAD_X))
 @pytest.mark.parametrize("entry", sorted(FIT_ENTRIES))
 def test_bad_X_at_fitting_entry_points(entry, case):
+    """Every fitting entry point refuses each bad X with a message naming it, and leaves the
+    array untouched.
+    """
     value, exc, match = BAD_X[case]
     before = _copy(value)
     with pytest.raises(exc, match=match):
@@ -132,6 +135,9 @@ def test_bad_X_at_fitting_entry_points(entry, case):
 @pytest.mark.parametrize("case", sorted(BAD_X))
 @pytest.mark.parametrize("entry", sorted(FITTED_ENTRIES))
 def test_bad_X_at_fitted_entry_points(model, entry, case):
+    """Every method of a fitted model refuses each bad X, leaving the array and the model
+    untouched.
+    """
     value, exc, match = BAD_X[case]
     before, snap = _copy(value), _snapshot(model)
     with pytest.raises(exc, match=match):
@@ -142,6 +148,9 @@ def test_bad_X_at_fitted_entry_points(model, entry, case):
 
 @pytest.mark.parametrize("entry", sorted(FITTED_ENTRIES))
 def test_wrong_n_features_after_fit(model, entry):
+    """Every method of a fitted model refuses X with another number of features, saying both
+    counts.
+    """
     snap = _snapshot(model)
     with pytest.raises(ValueError, match=r"X has 3 features, but the model was fitted with 2"):
         FITTED_ENTRIES[entry](model, np.ones((6, 3)))
@@ -149,12 +158,14 @@ def test_wrong_n_features_after_fit(model, entry):
 
 
 def test_wrong_n_features_with_warm_start(model):
+    """A warm start refuses X with another number of features."""
     warm = GaussianMixture(2, warm_start=True, random_state=0).fit(X)
     with pytest.raises(ValueError, match=r"warm_start: X has 3 features.*fitted with 2"):
         warm.fit(np.ones((10, 3)))
 
 
 def test_too_few_samples_for_components():
+    """Fewer rows than components are refused by fit and partial_fit."""
     with pytest.raises(ValueError, match=r"X has 2 samples but n_components=3"):
         GaussianMixture(3).fit(X[:2])
     with pytest.raises(ValueError, match=r"X has 2 samples but n_components=3"):
@@ -162,6 +173,7 @@ def test_too_few_samples_for_components():
 
 
 def test_dataframe_with_other_column_names(model):
+    """Predicting on a DataFrame whose names differ from those of the fit is refused."""
     pd = pytest.importorskip("pandas")
     named = GaussianMixture(2, random_state=0).fit(pd.DataFrame(X, columns=["a", "b"]))
     with pytest.raises(ValueError, match=r"feature names that differ"):
@@ -179,11 +191,17 @@ def test_dataframe_with_other_column_names(model):
     (np.ones((5, 2), dtype=complex), TypeError, "complex"),
 ])
 def test_bad_X_raises_clear_errors(bad, exc, match):
+    """``fit`` refuses non-finite, misshapen, empty, non-numeric and complex X with the error type
+    and message of each.
+    """
     with pytest.raises(exc, match=match):
         fastgmm.GaussianMixture(1).fit(bad)
 
 
 def test_other_bad_inputs():
+    """Too few rows, calls before fit, other feature counts, bad parameters, bad user-given
+    arrays and bad weights each raise a clear error.
+    """
     X = TWO_BLOBS
     with pytest.raises(ValueError, match="n_components"):
         fastgmm.GaussianMixture(5).fit(X[:3])
@@ -250,6 +268,9 @@ W_ENTRIES = {
 @pytest.mark.parametrize("case", sorted(BAD_W))
 @pytest.mark.parametrize("entry", sorted(W_ENTRIES))
 def test_bad_sample_weight(model, entry, case):
+    """Every entry point taking weights refuses each bad weight array, leaving the weights, X and
+    the fitted model untouched.
+    """
     value, exc, match = BAD_W[case]
     before, snap, x_before = _copy(value), _snapshot(model), X.copy()
     with pytest.raises(exc, match=match):
@@ -260,6 +281,7 @@ def test_bad_sample_weight(model, entry, case):
 
 
 def test_fewer_positive_weights_than_components():
+    """Fewer rows of positive weight than components are refused."""
     w = np.r_[1.0, np.zeros(N - 1)]
     with pytest.raises(ValueError, match=r"only 1 samples have positive weight.*n_components=2"):
         GaussianMixture(2).fit(X, sample_weight=w)
@@ -306,6 +328,9 @@ def _param_id(p):
 
 @pytest.mark.parametrize("param", BAD_PARAMS, ids=[_param_id(p) for p in BAD_PARAMS])
 def test_bad_parameter_values_and_types(param):
+    """Each bad constructor value or type is refused, naming the parameter, by fit, fastgmm.fit
+    and a fit after set_params.
+    """
     name, value = param
     kw = {"n_components": 2, name: value}
     with pytest.raises((ValueError, TypeError), match=name):
@@ -328,6 +353,9 @@ def test_bad_parameter_values_and_types(param):
     ("spherical", np.array([1.0, -1.0]), r"precisions_init must be positive"),
 ])
 def test_bad_precisions_init_per_covariance_type(ctype, bad, match):
+    """precisions_init of the wrong shape, not symmetric or not positive definite is refused for
+    each covariance type.
+    """
     with pytest.raises(ValueError, match=match):
         GaussianMixture(2, covariance_type=ctype, precisions_init=bad).fit(X)
 
@@ -338,11 +366,15 @@ def test_bad_precisions_init_per_covariance_type(ctype, bad, match):
                                          ("learning_decay", -0.5), ("learning_decay", 2.0),
                                          ("learning_decay", "x")])
 def test_bad_online_parameters(name, value):
+    """partial_fit refuses a negative, non-finite or non-numeric learning_offset and a
+    non-numeric learning_decay or one outside [0, 1].
+    """
     with pytest.raises((ValueError, TypeError), match=name):
         GaussianMixture(2, **{name: value}).partial_fit(X)
 
 
 def test_unknown_parameters():
+    """Unknown parameter names are refused by set_params and fastgmm.fit."""
     with pytest.raises(ValueError, match=r"invalid parameter 'banana'"):
         GaussianMixture(2).set_params(banana=1)
     with pytest.raises(TypeError, match=r"banana"):
@@ -356,11 +388,15 @@ def test_unknown_parameters():
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score",
                                     "bic", "aic", "suff_stats"])
 def test_methods_before_fit(method):
+    """Every method that needs a fitted model raises NotFittedError before fit."""
     with pytest.raises(NotFittedError, match="not fitted"):
         getattr(GaussianMixture(2), method)(X)
 
 
 def test_sample_and_save_before_fit(tmp_path):
+    """``sample`` and save before fit raise NotFittedError (a ValueError and an AttributeError), and
+    no file is written.
+    """
     with pytest.raises(NotFittedError, match="not fitted"):
         GaussianMixture(2).sample(3)
     with pytest.raises(NotFittedError, match="unfitted"):
@@ -373,16 +409,21 @@ def test_sample_and_save_before_fit(tmp_path):
 @pytest.mark.parametrize("n, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
                                     ("3", TypeError), (None, TypeError)])
 def test_sample_bad_n_samples(model, n, exc):
+    """``sample`` refuses a non-positive or non-integer number of samples."""
     with pytest.raises(exc, match="n_samples"):
         model.sample(n)
 
 
 def test_sample_bad_random_state(model):
+    """``sample`` refuses a random_state that is not a seed or generator."""
     with pytest.raises(TypeError, match="random_state"):
         model.sample(3, random_state="x")
 
 
 def test_apply_stats_bad_statistics(model):
+    """apply_stats refuses non-statistics, another number of components and another covariance
+    type, leaving the model untouched.
+    """
     snap = _snapshot(model)
     with pytest.raises(TypeError, match=r"stats must be a fastgmm.SuffStats"):
         model.apply_stats(1)
@@ -396,6 +437,9 @@ def test_apply_stats_bad_statistics(model):
 
 
 def test_apply_stats_errors():
+    """apply_stats and suff_stats refuse statistics or data of another type, component count or
+    feature count.
+    """
     X = three_blobs()
     model = fastgmm.GaussianMixture(3, random_state=0).fit(X)
     with pytest.raises(TypeError, match="SuffStats"):
@@ -434,6 +478,9 @@ def test_partial_fit_bad_batches_and_parameters():
 # ---------------------------------------------------------------------------
 
 def test_select_bad_arguments():
+    """``select`` refuses n_components below 1, an unknown criterion and an unknown covariance
+    type.
+    """
     with pytest.raises(ValueError, match=r"n_components"):
         fastgmm.select(X, n_components=[0])
     with pytest.raises(ValueError, match=r"criterion"):
@@ -460,12 +507,14 @@ def test_select_bad_arguments():
     (dict(n_components=range(1, 31)), ValueError, "n_components goes up to 30"),
 ])
 def test_bad_arguments_raise(kwargs, error, match):
+    """Each bad select argument raises the error type and message it should."""
     X = np.random.default_rng(0).normal(size=(20, 2))
     with pytest.raises(error, match=match):
         select(X, **kwargs)
 
 
 def test_bad_data_raise():
+    """``select`` refuses NaN and fewer rows of positive weight than the largest n_components."""
     with pytest.raises(ValueError, match="contains NaN"):
         select(np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]), (1,))
     X = np.random.default_rng(0).normal(size=(10, 2))
@@ -510,6 +559,10 @@ def test_merging_statistics_of_other_parameters_is_refused():
 # ---------------------------------------------------------------------------
 
 def test_memmap_validation_errors(tmp_path):
+    """Memory maps and .npy paths refuse non-finite rows (naming the row), other files, missing
+    files, 1-D arrays, bad weights, bad block sizes, too few rows, and weights given beside a
+    source.
+    """
     X = three_blobs()
     bad = X.copy()
     bad[1234, 1] = np.nan
@@ -540,6 +593,9 @@ def test_memmap_validation_errors(tmp_path):
 
 
 def test_chunk_factory_errors():
+    """Chunk factories refuse non-callables, changing data, chunks of other widths or with NaN,
+    no rows, non-iterables, mixed weighting, and weights given to fit.
+    """
     X = three_blobs()
     with pytest.raises(TypeError, match="chunks must be a callable"):
         IterableSource(X)
@@ -566,6 +622,9 @@ def test_chunk_factory_errors():
 
 
 def test_dask_input_errors(dask_client):
+    """Dask input refuses non-finite values (found on the workers), other shapes and feature
+    counts, and bad weights; DaskSource wants a Dask array and merges column chunks.
+    """
     import dask.array as da
 
     from fastgmm import DaskSource
@@ -609,6 +668,9 @@ class _Trap:
 
 
 def test_load_bad_files(tmp_path, model):
+    """``load`` refuses missing, non-model and pickled files (never unpickling one) and non-path
+    arguments.
+    """
     with pytest.raises(FileNotFoundError):
         fastgmm.load(tmp_path / "missing.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a model")
@@ -629,6 +691,7 @@ def test_load_bad_files(tmp_path, model):
 
 
 def test_save_refuses_unfitted_and_foreign_objects(tmp_path):
+    """``save`` refuses an unfitted model and a non-model, writing nothing."""
     with pytest.raises(fastgmm.NotFittedError):
         fastgmm.GaussianMixture(2).save(tmp_path / "x.npz")
     with pytest.raises(TypeError, match="GaussianMixture"):
@@ -637,6 +700,9 @@ def test_save_refuses_unfitted_and_foreign_objects(tmp_path):
 
 
 def test_failed_save_leaves_nothing_behind(tmp_path, saved):
+    """A save that fails half-way (extra metadata not JSON) keeps the previous file and leaves no
+    temporary one.
+    """
     model, _, _ = saved
     path = tmp_path / "keep.npz"
     path.write_bytes(b"previous content")
@@ -647,12 +713,14 @@ def test_failed_save_leaves_nothing_behind(tmp_path, saved):
 
 
 def test_missing_file(tmp_path):
+    """Loading a missing file raises FileNotFoundError."""
     with pytest.raises(FileNotFoundError):
         fastgmm.load(tmp_path / "nope.npz")
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
 def test_truncated_file(tmp_path, saved, keep):
+    """A file cut anywhere is refused as damaged or not a model file."""
     raw = saved[2].read_bytes()
     path = tmp_path / "cut.npz"
     path.write_bytes(raw[:int(len(raw) * keep)])
@@ -661,6 +729,9 @@ def test_truncated_file(tmp_path, saved, keep):
 
 
 def test_flipped_byte_is_detected(tmp_path, saved):
+    """One flipped byte in the stored means is detected by the ZIP checksum or the recorded
+    digest.
+    """
     raw = bytearray(saved[2].read_bytes())
     members = npz_members(saved[2])
     # Flip a byte inside the stored means (past the .npy header): the zip CRC
@@ -675,6 +746,7 @@ def test_flipped_byte_is_detected(tmp_path, saved):
 
 
 def test_not_a_model_file(tmp_path):
+    """A text file and an .npz without metadata are refused."""
     text = tmp_path / "data.csv"
     text.write_text("a,b\n1,2\n")
     with pytest.raises(ModelFileError, match="not a fastgmm model file"):
@@ -686,6 +758,7 @@ def test_not_a_model_file(tmp_path):
 
 
 def test_edited_array_is_detected(tmp_path, saved):
+    """An edited array fails the integrity check, naming the array."""
     members = npz_members(saved[2])
     members["means_"] = members["means_"] + 1.0
     path = tmp_path / "edited.npz"
@@ -706,6 +779,7 @@ def _edited_metadata_file(path, saved, edit, redigest=True):
 
 
 def test_edited_metadata_is_detected(tmp_path, saved):
+    """Edited metadata fails the integrity check."""
     path = _edited_metadata_file(tmp_path / "meta.npz", saved,
                                  lambda meta: meta.update(covariance_type="diag"),
                                  redigest=False)
@@ -714,6 +788,7 @@ def test_edited_metadata_is_detected(tmp_path, saved):
 
 
 def test_inconsistent_content_is_rejected_even_with_fresh_digests(tmp_path, saved):
+    """Metadata inconsistent with the arrays is refused even with recomputed digests."""
     path = _edited_metadata_file(tmp_path / "inconsistent.npz", saved,
                                  lambda meta: meta.update(covariance_type="diag"))
     # The shapes say full.
@@ -722,6 +797,7 @@ def test_inconsistent_content_is_rejected_even_with_fresh_digests(tmp_path, save
 
 
 def test_added_member_is_detected(tmp_path, saved):
+    """A member added to the file is refused."""
     members = npz_members(saved[2])
     members["surprise"] = np.zeros(2)
     path = tmp_path / "added.npz"
@@ -731,6 +807,7 @@ def test_added_member_is_detected(tmp_path, saved):
 
 
 def test_future_version_is_refused(tmp_path, saved):
+    """A file of a later format version is refused, naming the version that wrote it."""
     path = _edited_metadata_file(
         tmp_path / "future.npz", saved,
         lambda meta: meta.update(format_version=FORMAT_VERSION + 1, fastgmm_version="9.0.0"))
@@ -740,6 +817,7 @@ def test_future_version_is_refused(tmp_path, saved):
 
 
 def test_pickled_member_is_refused(tmp_path, saved):
+    """A member that needs pickle is refused."""
     members = npz_members(saved[2])
     path = tmp_path / "pickled.npz"
     buf = io.BytesIO()
@@ -750,6 +828,9 @@ def test_pickled_member_is_refused(tmp_path, saved):
 
 
 def test_odd_attribute_names_are_refused(tmp_path, saved):
+    """Metadata attributes that are not fitted-attribute names, or that contradict the arrays,
+    are refused.
+    """
     path = _edited_metadata_file(tmp_path / "attr.npz", saved,
                                  lambda meta: meta["attributes"].update(__class__="str"))
     with pytest.raises(ModelFileError, match="'__class__' is not a fitted-attribute name"):
@@ -774,6 +855,9 @@ def _cli(argv):
 
 
 def test_cli_bad_input_is_one_line_and_status_2(tmp_path):
+    """Missing files, NaN, bad --k and --covariance values and non-model files exit 2 with one
+    error line and no output file.
+    """
     good = tmp_path / "x.csv"
     np.savetxt(good, X, delimiter=",", header="a,b", comments="")
     holes = X.copy()
@@ -855,6 +939,9 @@ def _check_one_line_error(name, status, stdout, stderr, folder, out):
 
 @pytest.mark.parametrize("name", list(CLI_BAD))
 def test_bad_input_exits_2_with_one_line(cli_ws, name):
+    """Each bad input of conftest.CLI_BAD, run as a process, exits 2 with the expected single
+    stderr line, no stdout, no output file.
+    """
     d, res = cli_ws
     proc = res[f"bad_{name}"]
     _check_one_line_error(name, proc.returncode, proc.stdout, proc.stderr, d, CLI_BAD[name][1])
@@ -862,6 +949,9 @@ def test_bad_input_exits_2_with_one_line(cli_ws, name):
 
 @pytest.mark.parametrize("name", list(BAD_IN_PROCESS))
 def test_more_bad_input_exits_2_with_one_line(cli_ws, name, monkeypatch, capsys):
+    """Each bad input run through cli.main exits 2 with the expected single stderr line, no
+    stdout, no output file.
+    """
     d, _ = cli_ws
     monkeypatch.chdir(d)
     args, out = BAD_IN_PROCESS[name]
@@ -875,6 +965,9 @@ def test_more_bad_input_exits_2_with_one_line(cli_ws, name, monkeypatch, capsys)
 # ---------------------------------------------------------------------------
 
 def test_ellipse_argument_errors(plot_models):
+    """plot_ellipses refuses bad dims, negative radii, too few colours, unfitted models and non-
+    models.
+    """
     pytest.importorskip("matplotlib")
     _, fitted = plot_models
     model = fitted["full"]
@@ -893,6 +986,7 @@ def test_ellipse_argument_errors(plot_models):
 
 
 def test_criterion_argument_errors():
+    """plot_criterion refuses non-mappings, unequal curves, nothing to plot and non-pairs."""
     pytest.importorskip("matplotlib")
     with pytest.raises(TypeError, match="mapping"):
         plotting.plot_criterion([1, 2, 3], ax=new_axes())
@@ -905,6 +999,9 @@ def test_criterion_argument_errors():
 
 
 def test_soft_assignment_argument_errors(plot_models):
+    """plot_soft_assignments refuses probabilities of other lengths or outside [0, 1], a missing
+    component and 1-D X.
+    """
     pytest.importorskip("matplotlib")
     X, _ = plot_models
     p = np.full(len(X), 0.5)
@@ -923,6 +1020,9 @@ def test_soft_assignment_argument_errors(plot_models):
 # ---------------------------------------------------------------------------
 
 def test_segment_profile_rejects_bad_labels(wholesale):
+    """segment_profile refuses labels of another shape, out of range or non-integer, and accepts
+    integer-valued floats.
+    """
     with pytest.raises(ValueError, match=r"shape \(440,\)"):
         wholesale.segment_profile(np.zeros(10, dtype=int))
     with pytest.raises(ValueError, match=r"\[0, 2\)"):

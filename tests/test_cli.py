@@ -36,6 +36,7 @@ def _prep(d):
 
 
 def test_console_script_is_declared():
+    """pyproject.toml declares the fastgmm console script and it names a callable."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["project"]["scripts"]["fastgmm"] == "fastgmm.cli:main"
     module, func = config["project"]["scripts"]["fastgmm"].split(":")
@@ -43,6 +44,9 @@ def test_console_script_is_declared():
 
 
 def test_fit_writes_model_with_its_preprocessing(cli_ws):
+    """``fit`` stores the columns, log and standardisation (numpy's centre and scale) with a model
+    equal to fitting the numpy-preprocessed data, and reports it.
+    """
     d, res = cli_ws
     proc = _ok(res["fit"])
     logs, center, scale = _prep(d)
@@ -68,6 +72,9 @@ def test_fit_writes_model_with_its_preprocessing(cli_ws):
 
 
 def test_fit_reports_progress_on_stderr(cli_ws):
+    """``fit`` reports the data read and every iteration's log-likelihood, change and time on
+    stderr.
+    """
     _, res = cli_ws
     lines = res["fit"].stderr.splitlines()
     assert lines[0].startswith("fit: 440 rows x 3 columns from w.csv")
@@ -78,6 +85,9 @@ def test_fit_reports_progress_on_stderr(cli_ws):
 
 
 def test_quiet_weighted_fit_from_npy(cli_ws):
+    """--quiet prints nothing on stderr; --sample-weight names the weight column, and the model
+    equals the in-process weighted fit.
+    """
     d, res = cli_ws
     proc = _ok(res["fit_npy"])
     assert proc.stderr == ""
@@ -95,6 +105,7 @@ def test_quiet_weighted_fit_from_npy(cli_ws):
 
 @pytest.mark.skipif(not HAVE_PARQUET, reason="Parquet input needs pandas and pyarrow")
 def test_fit_from_parquet(cli_ws):
+    """A Parquet file gives the model of the same columns fitted in process."""
     d, res = cli_ws
     _ok(res["fit_parquet"])
     X = np.load(d / "x.npy")
@@ -104,6 +115,9 @@ def test_fit_from_parquet(cli_ws):
 
 
 def test_predict_applies_the_stored_preprocessing(cli_ws):
+    """``predict`` writes the labels of the stored preprocessing applied again (numpy) and counts
+    the rows per component.
+    """
     d, res = cli_ws
     proc = _ok(res["predict"])
     logs, center, scale = _prep(d)
@@ -119,6 +133,7 @@ def test_predict_applies_the_stored_preprocessing(cli_ws):
 
 
 def test_predict_proba_to_npy(cli_ws):
+    """``predict`` --proba writes the responsibilities of the preprocessed rows to .npy."""
     d, res = cli_ws
     _ok(res["predict_proba"])
     logs, center, scale = _prep(d)
@@ -130,6 +145,9 @@ def test_predict_proba_to_npy(cli_ws):
 
 
 def test_sample_is_in_the_original_units(cli_ws):
+    """``sample`` undoes the standardisation and the log, writing the model's draws in the original
+    units with their components.
+    """
     d, res = cli_ws
     proc = _ok(res["sample"])
     mf = read(d / "m.npz")
@@ -144,6 +162,9 @@ def test_sample_is_in_the_original_units(cli_ws):
 
 
 def test_info(cli_ws):
+    """``info`` prints the format, version, shape, covariance type, dtype, features and
+    preprocessing of a model file.
+    """
     _, res = cli_ws
     out = _ok(res["info"]).stdout
     assert f"format: fastgmm.GaussianMixture version 1 (written by fastgmm " \
@@ -154,6 +175,9 @@ def test_info(cli_ws):
 
 
 def test_demo_writes_pngs_and_prints_the_segment_table(cli_ws):
+    """``demo`` writes two non-blank PNGs and a segment table whose size-weighted means give the
+    CSV's column means.
+    """
     from matplotlib.image import imread
 
     d, res = cli_ws
@@ -187,6 +211,7 @@ def test_demo_writes_pngs_and_prints_the_segment_table(cli_ws):
 
 
 def test_no_temporary_files_anywhere(cli_ws):
+    """No command leaves a temporary file behind."""
     d, _ = cli_ws
     assert [p.name for p in d.iterdir() if p.name.startswith(".")] == []
 
@@ -212,6 +237,9 @@ def test_failed_write_leaves_the_old_file_intact(cli_ws, tmp_path, monkeypatch, 
 
 
 def test_demo_without_matplotlib_still_prints_the_tables(tmp_path, monkeypatch, capsys):
+    """Without matplotlib demo prints its tables, says why the plots were skipped and writes
+    nothing.
+    """
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.pyplot"):
         monkeypatch.setitem(sys.modules, name, None)
     status = cli.main(["demo", "--quick", "--out", str(tmp_path / "demo")])
@@ -224,6 +252,9 @@ def test_demo_without_matplotlib_still_prints_the_tables(tmp_path, monkeypatch, 
 
 
 def test_cli_fit_k_auto(tmp_path):
+    """``fit`` --k auto chooses by BIC the number of components select chooses, saves that cell and
+    prints its BIC.
+    """
     X = make_mixture("full", 3, 60, 2, seed=21)
     np.savetxt(tmp_path / "blobs.csv", X, delimiter=",", header="x,y", comments="")
     proc = run_cli(["fit", "blobs.csv", "--k", "auto", "--seed", "0", "--n-init", "2",

@@ -29,6 +29,9 @@ SHAPES = [  # (n, d, k): edge cases included
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("n_threads", [2, 1])
 def test_point_outputs_match_scipy(covariance_type, dtype, shape, n_threads):
+    """Weighted log densities, log densities, labels and responsibilities equal scipy's for every
+    covariance type, dtype, shape and thread count.
+    """
     n, d, k = shape
     X, params, (w, means, cov) = kernel_problem(covariance_type, n, d, k, dtype)
     ref_lp = weighted_log_prob(X, w, means, cov, covariance_type)
@@ -56,6 +59,9 @@ def test_point_outputs_match_scipy(covariance_type, dtype, shape, n_threads):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_stats_m_step_match_reference(covariance_type, dtype, shape, weighted):
+    """The fused E-step's log-likelihood, total weight and M-step equal numpy/scipy EM, weighted
+    or not, in float64 and float32.
+    """
     n, d, k = shape
     X, params, (w, means, cov) = kernel_problem(covariance_type, n, d, k, dtype, seed=3)
     sw = np.random.default_rng(5).random(n) * 3 if weighted else None
@@ -83,6 +89,9 @@ def test_stats_m_step_match_reference(covariance_type, dtype, shape, weighted):
 
 
 def test_log_sum_exp_far_tails_stay_finite():
+    """Points 1e3 standard deviations from every component keep exact log densities and finite
+    responsibilities (log domain throughout).
+    """
     # Points ~1e3 standard deviations from every component: densities
     # underflow in linear space but the log-domain kernel keeps them exact.
     X = np.array([[1e3, -1e3], [0.0, 0.0]])
@@ -99,6 +108,9 @@ def test_log_sum_exp_far_tails_stay_finite():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_full_kernel_pruning_on_separated_clusters(dtype):
+    """With almost every (row, component) pair pruned, the full kernel still gives scipy's
+    responsibilities, scores, labels and M-step.
+    """
     # Six clusters 30 units apart in 5-D: almost every (row, component) pair
     # is pruned by the eigenvalue bound, and the results must still equal the
     # dense reference (a pruned entry can only ever have had a responsibility
@@ -129,6 +141,9 @@ def test_full_kernel_pruning_on_separated_clusters(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("spread", [30.0, 3.0])
 def test_full_kernel_row_hints_any_guess_same_statistics(dtype, spread):
+    """Row hints only choose where the search starts: last labels, random or constant hints all
+    give the dense reference statistics.
+    """
     # With row hints the full kernel starts each row from the hinted
     # component and bounds the others against it.  Whatever the hints say
     # (the last iteration's labels, or nonsense), the statistics must equal
@@ -165,6 +180,7 @@ def test_full_kernel_row_hints_any_guess_same_statistics(dtype, spread):
 
 @pytest.mark.parametrize("d", [4, 6, 7, 9, 12, 17])
 def test_full_log_prob_every_remainder_of_the_triangle(d):
+    """The blocked triangular product gives scipy's log densities for every remainder of d."""
     # The triangular product runs two output and four input features per
     # pass, with remainders depending on d: every case against scipy.
     rng = np.random.default_rng(d)
@@ -179,6 +195,9 @@ def test_full_log_prob_every_remainder_of_the_triangle(d):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rows_with_no_finite_density_get_uniform_responsibilities(covariance_type, dtype):
+    """A row whose distance overflows gets score -inf and uniform responsibilities, never NaN,
+    and the other rows stay exact, with and without hints.
+    """
     # A row so far out that its squared distance overflows has log density
     # -inf under every component: it must get lse = -inf and uniform
     # responsibilities (never NaN), and the other rows stay exact, with and

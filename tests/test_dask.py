@@ -30,6 +30,9 @@ import fastgmm
 
 @pytest.mark.parametrize("ctype", ["full", "diag"])
 def test_fit_on_the_cluster_equals_in_memory(dask_client, ctype):
+    """A fit of a persisted Dask array on two worker processes gives the in-memory fit to 1e-10
+    and numpy/scipy EM.
+    """
     X = dask_blobs()
     Xd = da.from_array(X, chunks=(700, 3)).persist()
     init = rough_start(ctype, X)
@@ -43,6 +46,9 @@ def test_fit_on_the_cluster_equals_in_memory(dask_client, ctype):
 
 
 def test_weighted_fit_and_default_init_on_the_cluster(dask_client):
+    """Dask weights give weighted numpy/scipy EM; with the default initialisation, Dask data and
+    numpy weights give the in-memory fit.
+    """
     X = dask_blobs(seed=1)
     w = np.random.default_rng(1).uniform(0.0, 2.0, size=X.shape[0])
     Xd = da.from_array(X, chunks=(1000, 3))
@@ -60,6 +66,9 @@ def test_weighted_fit_and_default_init_on_the_cluster(dask_client):
 
 
 def test_killing_a_worker_mid_fit_still_completes_with_the_same_parameters(dask_client):
+    """Killing a worker in the middle of a fit still gives the in-memory parameters, and the
+    nanny restarts the worker.
+    """
     X = dask_blobs(seed=2)
     init = rough_start("full", X, seed=2)
     ref = fit_quiet(model_from("full", init), X)
@@ -82,6 +91,9 @@ def test_killing_a_worker_mid_fit_still_completes_with_the_same_parameters(dask_
 
 
 def test_prediction_is_lazy_and_blockwise(dask_client):
+    """predict, predict_proba and score_samples of a Dask array are Dask arrays chunked like its
+    rows, equal to scipy's answers when computed.
+    """
     X = dask_blobs(seed=3)
     model = fastgmm.GaussianMixture(3, random_state=0).fit(X)
     Xd = da.from_array(X, chunks=(1000, 3))
@@ -100,6 +112,7 @@ def test_prediction_is_lazy_and_blockwise(dask_client):
 
 
 def test_prediction_computes_nothing_until_asked():
+    """Prediction on a Dask array reads no block until computed, then each block once."""
     calls = []
 
     def block(x):

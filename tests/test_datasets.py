@@ -31,12 +31,14 @@ def _csv_rows():
 
 
 def test_bundled_file_is_the_documented_one():
+    """The bundled CSV has the documented size and SHA-256 digest."""
     raw = resources.files("fastgmm").joinpath("data", "wholesale_customers.csv").read_bytes()
     assert len(raw) == 14580
     assert hashlib.sha256(raw).hexdigest() == SHA256
 
 
 def test_attribution_ships_with_the_data(wholesale):
+    """The DOI, licence, authors and source address ship with the data and its description."""
     text = resources.files("fastgmm").joinpath("data", "README.md").read_text()
     for fact in ("10.24432/C5030X", "CC BY 4.0", "Cardoso", "292",
                  "https://archive.ics.uci.edu/dataset/292/wholesale+customers"):
@@ -46,12 +48,14 @@ def test_attribution_ships_with_the_data(wholesale):
 
 
 def test_package_data_is_declared():
+    """pyproject.toml ships the data's CSV and README with the package."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["fastgmm"]
     assert "data/*.csv" in patterns and "data/*.md" in patterns
 
 
 def test_values_match_the_csv(wholesale):
+    """The loaded table is the CSV's header and integers, its first row as documented."""
     header, rows = _csv_rows()
     assert wholesale.columns == tuple(header)
     assert wholesale.data.shape == (440, 8)
@@ -61,6 +65,9 @@ def test_values_match_the_csv(wholesale):
 
 
 def test_documented_statistics(wholesale):
+    """Column extremes, means, standard deviations and category counts are those the data README
+    documents.
+    """
     milk, grocery = wholesale.col("Milk"), wholesale.col("Grocery")
     # The data README's reference table.
     assert (milk.min(), milk.max(), grocery.min(), grocery.max()) == (55, 73498, 3, 92780)
@@ -74,6 +81,9 @@ def test_documented_statistics(wholesale):
 
 
 def test_standardize_uses_population_std(wholesale):
+    """``standardize`` divides by the population (ddof=0) standard deviation, giving the documented
+    first row.
+    """
     X = np.column_stack([wholesale.col("Grocery"), wholesale.col("Milk")]).astype(float)
     Z, mean, std = standardize(X)
     # Documented standardised (ddof=0) first row.
@@ -83,6 +93,7 @@ def test_standardize_uses_population_std(wholesale):
 
 
 def test_spending_drops_channel_and_region(wholesale):
+    """The spending columns are the six last ones, as float64."""
     assert wholesale.spending_columns == ("Fresh", "Milk", "Grocery", "Frozen",
                                      "Detergents_Paper", "Delicassen")
     np.testing.assert_array_equal(wholesale.spending, wholesale.data[:, 2:].astype(float))
@@ -90,6 +101,7 @@ def test_spending_drops_channel_and_region(wholesale):
 
 
 def test_data_cannot_be_modified_in_place(wholesale):
+    """The table is read-only, columns are copies, and an unknown column name is refused."""
     with pytest.raises(ValueError):
         wholesale.data[0, 0] = 99
     col = wholesale.col("Milk")
@@ -100,6 +112,7 @@ def test_data_cannot_be_modified_in_place(wholesale):
 
 
 def test_frame_matches_data(wholesale):
+    """The DataFrame holds the same columns and values."""
     pd = pytest.importorskip("pandas")
     frame = wholesale.frame()
     assert isinstance(frame, pd.DataFrame)
@@ -108,6 +121,9 @@ def test_frame_matches_data(wholesale):
 
 
 def test_segment_profile_against_pandas(wholesale):
+    """The segment profile's sizes, shares, mean spending and channel shares equal pandas' group-
+    by, an empty segment printing dashes.
+    """
     pytest.importorskip("pandas")
     labels = np.random.default_rng(0).integers(0, 3, size=440)
     labels[labels == 2] = 3          # segment 2 left empty on purpose
@@ -135,6 +151,9 @@ def test_segment_profile_against_pandas(wholesale):
 
 
 def test_table_layout():
+    """Tables print a title, a header and right-aligned formatted numbers, dashes for missing
+    values.
+    """
     t = Table(("name", "value", "share"), (("a", 1.5, 0.25), ("bbbb", None, 1.0)),
               {"share": ".0%"}, "Title")
     lines = str(t).splitlines()
@@ -148,5 +167,6 @@ def test_table_layout():
 
 
 def test_code_lookups():
+    """Channel and region codes map to their documented names."""
     assert datasets.channel_names() == {1: "Horeca", 2: "Retail"}
     assert datasets.region_names() == {1: "Lisbon", 2: "Oporto", 3: "Other"}

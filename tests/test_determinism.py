@@ -41,6 +41,9 @@ def _fit(X, sample_weight=None, **kw):
 
 
 def test_same_random_state_same_bits_across_runs(covariance_type):
+    """Two fits with the same integer random_state on rows shared between threads give identical
+    bits: every fitted array, lower bound and iteration count.
+    """
     X = _data(N_LARGE, 0)
     assert_same_bits(_fit(X, covariance_type=covariance_type, n_init=2),
                     _fit(X, covariance_type=covariance_type, n_init=2))
@@ -49,6 +52,9 @@ def test_same_random_state_same_bits_across_runs(covariance_type):
 @needs_two_threads
 @pytest.mark.parametrize("dtype, weighted", [(np.float64, False), (np.float32, True)])
 def test_one_and_two_threads_give_the_same_bits(covariance_type, dtype, weighted):
+    """One and two Numba threads give identical fits and responsibilities, float64 and weighted
+    float32, with a ragged last chunk.
+    """
     X = _data(N_LARGE + 37, 1, dtype)  # a ragged last chunk
     w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(X)) if weighted else None
     assert len(X) >= _config.SERIAL_THRESHOLD  # the two-thread fit shares rows
@@ -81,6 +87,9 @@ def test_repairs_are_deterministic_across_threads():
 
 
 def test_concurrent_fits_from_a_thread_pool_match_sequential_fits():
+    """Four fits running at once from Python threads give the bits, labels and log densities of
+    the same fits run one after another.
+    """
     datasets = [_data(N_LARGE * 2, seed) for seed in range(4)]
     kinds = ["full", "diag", "tied", "spherical"]
 
@@ -104,6 +113,9 @@ def test_concurrent_fits_from_a_thread_pool_match_sequential_fits():
 
 
 def test_one_and_two_threads_bitwise_equal(covariance_type):
+    """compute_stats on one and on two threads gives the same statistics and log-likelihood, bit
+    for bit.
+    """
     X, params, _ = kernel_problem(covariance_type, 5000, 4, 3, np.float64, seed=11)
     with thread_limit(2):
         a = compute_stats(X, None, params)
@@ -139,6 +151,9 @@ def test_workspace_size_changes_no_bit_of_the_statistics(covariance_type, monkey
 
 
 def test_same_random_state_same_bits(covariance_type, blobs):
+    """On small data (kernels on the calling thread) two fits with the same random_state give
+    identical parameters.
+    """
     fits = [fastgmm.GaussianMixture(3, covariance_type=covariance_type, n_init=2,
                                     random_state=11).fit(blobs) for _ in range(2)]
     for name in ("weights_", "means_", "covariances_"):
@@ -146,6 +161,9 @@ def test_same_random_state_same_bits(covariance_type, blobs):
 
 
 def test_one_or_two_threads_same_bits(covariance_type):
+    """Fits with n_threads=1 and n_threads=2 give identical parameters, precision factors and
+    lower bounds.
+    """
     X = make_blobs(1500, BLOB_CENTERS, [1.0, 0.6, 1.4], seed=9)  # parallel kernels
     fits = [fastgmm.GaussianMixture(3, covariance_type=covariance_type, n_init=2,
                                     random_state=4, n_threads=t).fit(X) for t in (1, 2)]
@@ -169,6 +187,9 @@ def _same_models(a, b) -> bool:
 
 
 def test_reproducible_with_random_state_whatever_the_threads():
+    """``select`` gives the same criteria, models and recorded seeds on one thread, two threads and
+    concurrent cells, and for an equal RandomState.
+    """
     mixture = make_mixture("full", 3, 80, 2, seed=11)
     kw = dict(n_components=(1, 2, 3), covariance_types=("full", "tied", "spherical"),
               n_init=2, random_state=42)
@@ -186,6 +207,9 @@ def test_reproducible_with_random_state_whatever_the_threads():
 
 
 def test_large_data_path_matches_one_thread():
+    """Above the serial threshold select gives the bits of one thread, sequential or concurrent,
+    and still picks the true number of components.
+    """
     # Above the serial threshold the cells run in turn with parallel kernels
     # (or at once with serial ones); the statistics are summed per fixed-size
     # chunk, so the bits are those of one thread either way.

@@ -13,6 +13,9 @@ import fastgmm
 
 
 def test_lower_bound_never_decreases(covariance_type, blobs):
+    """Without regularisation the lower bound of 30 EM iterations never decreases (beyond round-
+    off).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
         g = fastgmm.GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0,
@@ -24,6 +27,10 @@ def test_lower_bound_never_decreases(covariance_type, blobs):
 
 
 def test_fitted_model_invariants(covariance_type, blobs):
+    """Responsibilities on the simplex, score the mean of score_samples, symmetric positive
+    definite covariances whose precision factors invert them, and fit_predict equal to the
+    argmax of predict_proba.
+    """
     g = fastgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=1).fit(blobs)
     resp = g.predict_proba(blobs)
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=1e-12)
@@ -56,6 +63,7 @@ def test_fitted_model_invariants(covariance_type, blobs):
 
 
 def test_n_init_keeps_the_best_restart(blobs):
+    """Of five differing restarts the one with the highest final lower bound is kept."""
     finals = {}
 
     def record(info):
@@ -69,6 +77,7 @@ def test_n_init_keeps_the_best_restart(blobs):
 
 
 def test_recovers_known_mixture():
+    """30000 draws from a known mixture give back its weights, means and covariances."""
     rng = np.random.default_rng(42)
     true_w = np.array([0.5, 0.3, 0.2])
     true_m = np.array([[0.0, 0.0], [4.0, 4.0], [-4.0, 5.0]])
@@ -89,6 +98,9 @@ def test_recovers_known_mixture():
 
 
 def test_shifted_accumulation_far_from_origin(covariance_type):
+    """Clusters 1e6 from the origin get numpy's biased per-cluster covariances to 1e-6 for every
+    covariance type (statistics about a shift).
+    """
     # Unit-variance clusters offset by 1e6: raw E[xx^T] - mu mu^T would lose
     # about 12 of the 16 digits here.  With clusters 40 sigma apart the
     # responsibilities are 0/1 to double precision, so the EM fixed point is
@@ -119,6 +131,9 @@ def test_shifted_accumulation_far_from_origin(covariance_type):
 
 
 def test_integer_weights_equal_repeated_rows(covariance_type, blobs):
+    """Integer weights give the iterates, lower bounds, score, BIC and AIC of rows repeated that
+    many times.
+    """
     reps = np.random.default_rng(5).integers(0, 4, size=blobs.shape[0])
     X_rep = np.repeat(blobs, reps, axis=0)
     init = fastgmm.GaussianMixture(3, covariance_type=covariance_type, max_iter=1,
@@ -142,6 +157,7 @@ def test_integer_weights_equal_repeated_rows(covariance_type, blobs):
 
 
 def test_float32_stays_float32_and_matches_float64(covariance_type, blobs):
+    """float32 data gives float32 parameters and outputs, within 1e-3 of the float64 fit."""
     g64 = fastgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0,
                                   tol=1e-8, max_iter=300).fit(blobs)
     g32 = fastgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0,
@@ -158,6 +174,9 @@ def test_float32_stays_float32_and_matches_float64(covariance_type, blobs):
 
 
 def test_warm_start_continues(blobs):
+    """Two warm-started fits of two iterations continue each other: the history and means of one
+    cold fit of four.
+    """
     g = fastgmm.GaussianMixture(3, warm_start=True, max_iter=2, tol=0, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
@@ -173,11 +192,15 @@ def test_warm_start_continues(blobs):
 
 
 def test_not_converged_warns(blobs):
+    """Stopping at max_iter short of tol warns with ConvergenceWarning."""
     with pytest.warns(fastgmm.ConvergenceWarning, match="did not converge"):
         fastgmm.GaussianMixture(3, max_iter=1, tol=1e-12, random_state=0).fit(blobs)
 
 
 def test_verbose_and_callback(blobs, capsys):
+    """verbose=2 prints every iteration; the callback sees each IterationInfo with the current
+    parameters and stops the run by returning True.
+    """
     seen = []
     g = fastgmm.GaussianMixture(3, verbose=2, random_state=0, tol=0, max_iter=50,
                                 callback=lambda info: seen.append(info) or len(seen) >= 3)
@@ -192,6 +215,9 @@ def test_verbose_and_callback(blobs, capsys):
 
 @pytest.mark.parametrize("init_params", ["kmeans", "random"])
 def test_fit_holds_no_array_proportional_to_n_times_k(init_params):
+    """A whole fit, initialisation included, never holds an (n, k) array: Python-side peak memory
+    stays under half of one.
+    """
     # Python-side allocations (numpy buffers, which tracemalloc sees) of a
     # whole fit, initialisation included, stay a fraction of X: no (n, k)
     # responsibility matrix and no block of it larger than the slot budget.

@@ -18,6 +18,9 @@ X = TWO_BLOBS
 
 
 def test_fit_front_door_returns_fitted_estimator():
+    """fastgmm.fit returns a fitted, converged GaussianMixture with the asked parameters and a
+    consistent lower-bound history.
+    """
     g = fastgmm.fit(X, n_components=2, covariance_type="diag", random_state=0)
     assert isinstance(g, fastgmm.GaussianMixture)
     assert g.n_components == 2 and g.covariance_type == "diag"
@@ -26,6 +29,9 @@ def test_fit_front_door_returns_fitted_estimator():
 
 
 def test_get_set_params_and_repr():
+    """get_params and set_params follow scikit-learn (unknown names refused) and the repr shows
+    the changed parameters.
+    """
     g = fastgmm.GaussianMixture(3, covariance_type="tied", tol=1e-4)
     p = g.get_params()
     assert p["n_components"] == 3 and p["covariance_type"] == "tied" and p["tol"] == 1e-4
@@ -36,6 +42,9 @@ def test_get_set_params_and_repr():
 
 
 def test_sample_shapes_and_distribution():
+    """Samples have the fitted means, covariances and weights (20000 draws), and the same
+    random_state gives the same draws.
+    """
     g = fastgmm.fit(X, 2, random_state=0)
     S, y = g.sample(20000, random_state=1)
     assert S.shape == (20000, 2) and y.shape == (20000,)
@@ -49,6 +58,7 @@ def test_sample_shapes_and_distribution():
 
 
 def test_bic_aic_definitions():
+    """BIC and AIC are -2 log L + p log n and -2 log L + 2 p with p counted by hand."""
     g = fastgmm.fit(X, 2, random_state=0)
     n, d = X.shape
     p = 2 * d * (d + 1) / 2 + 2 * d + 1
@@ -58,6 +68,9 @@ def test_bic_aic_definitions():
 
 
 def test_dataframe_feature_names():
+    """A DataFrame's column names are kept, predictions equal those of the bare array, and other
+    names are refused.
+    """
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame(X, columns=["a", "b"])
     g = fastgmm.fit(df, 2, random_state=0)
@@ -68,6 +81,9 @@ def test_dataframe_feature_names():
 
 
 def test_scikit_learn_clone_pipeline_gridsearch():
+    """The estimator clones, runs in a Pipeline and is tuned by GridSearchCV like a scikit-learn
+    estimator.
+    """
     sk_base = pytest.importorskip("sklearn.base")
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
@@ -87,6 +103,7 @@ def test_scikit_learn_clone_pipeline_gridsearch():
 
 
 def test_inputs_are_not_modified():
+    """Fitting and predicting leave X, the weights and means_init untouched."""
     Xc = X.copy()
     w = np.ones(len(X))
     wc = w.copy()
@@ -147,6 +164,9 @@ def _two_clusters(n, offset, seed=0):
 @pytest.mark.parametrize("dtype, offset, rtol", [(np.float64, 1e8, 1e-6),
                                                  (np.float32, 1e4, 1e-3)])
 def test_offset_data_covariances_accurate(covariance_type, dtype, offset, rtol):
+    """Two clusters 1e8 (float64) or 1e4 (float32) from the origin get their means and
+    covariances to the accuracy the dtype allows, against numpy on exactly centred data.
+    """
     Z, _ = _two_clusters(400, offset)
     X = (Z + offset).astype(dtype)
     # Reference from the data actually fitted, centred exactly in float64
@@ -175,6 +195,9 @@ def test_offset_data_covariances_accurate(covariance_type, dtype, offset, rtol):
 
 
 def test_extremely_separated_clusters_no_nan_or_inf(covariance_type):
+    """Clusters 450 standard deviations apart give finite parameters, and points with log
+    densities near -1e5 get scipy's scores and responsibilities.
+    """
     rng = np.random.default_rng(1)
     # 450 standard deviations apart: cross log-densities near -1e5.
     X = np.r_[rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + [450.0, 0.0]]
@@ -220,6 +243,9 @@ def test_em_from_far_away_start_stays_finite(covariance_type):
 # ---------------------------------------------------------------------------
 
 def test_one_feature_matches_reference_em(covariance_type):
+    """With one feature every covariance type gives numpy/scipy EM's iterates, lower bounds and
+    shapes.
+    """
     rng = np.random.default_rng(3)
     X = np.r_[rng.normal(size=(60, 1)), rng.normal(size=(40, 1)) * 0.5 + 3.0]
     w0 = np.array([0.5, 0.5])
@@ -242,6 +268,9 @@ def test_one_feature_matches_reference_em(covariance_type):
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 def test_one_component_is_weighted_mean_and_biased_covariance(covariance_type, offset):
+    """One component is the weighted mean and biased weighted covariance (numpy), also 1e6 from
+    the origin, with scipy's mean log density as score.
+    """
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 3)) + offset
     sw = rng.uniform(0.1, 3.0, size=300)
@@ -260,6 +289,9 @@ def test_one_component_is_weighted_mean_and_biased_covariance(covariance_type, o
 
 
 def test_n_samples_equal_n_components(covariance_type):
+    """With one sample per component each component sits on its sample with weight 1/3 and only
+    reg_covar as spread.
+    """
     X = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 5.0]])
     reg = 1e-6
     model = fastgmm.GaussianMixture(3, covariance_type=covariance_type, reg_covar=reg,
@@ -277,6 +309,9 @@ def test_n_samples_equal_n_components(covariance_type):
 @pytest.mark.parametrize("scale", [1e150, 1e-150])
 @pytest.mark.parametrize("ctype", ["full", "diag"])
 def test_values_near_1e150_are_scale_equivariant(scale, ctype):
+    """Data scaled by 1e150 or 1e-150 (reg_covar scaled alike) gives the same labels, scaled
+    parameters and a lower bound shifted by -d log(scale).
+    """
     rng = np.random.default_rng(5)
     Z = np.r_[rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + [6.0, 0.0]]
     reg = 1e-6

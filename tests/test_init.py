@@ -201,6 +201,7 @@ def test_initializer_returns_the_user_arrays_when_all_three_are_given(ctype):
 
 
 def test_weighted_initialisation_uses_weights():
+    """Far rows of zero weight do not pull k-means (nor the fit) towards them."""
     # Rows of zero weight must not influence k-means either.
     X = make_blobs(200, [(0.0, 0.0), (8.0, 0.0)], [1.0, 1.0], seed=1)
     outliers = np.full((50, 2), 100.0)
@@ -211,6 +212,7 @@ def test_weighted_initialisation_uses_weights():
 
 
 def test_user_init_partial(blobs):
+    """Given means alone, the initial parameters keep them exactly."""
     means = np.array(BLOB_CENTERS)
     g = fastgmm.GaussianMixture(3, means_init=means, max_iter=0, random_state=0)
     g.fit(blobs)
@@ -220,6 +222,7 @@ def test_user_init_partial(blobs):
 
 @pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_every_init_method_finds_the_clusters(init, blobs):
+    """Every init_params value leads EM to the three generating centres."""
     # Uniform random responsibilities start every mean at the global mean, so
     # EM needs a tight tol to break the symmetry; the others start near it.
     g = fastgmm.GaussianMixture(3, init_params=init, n_init=3, max_iter=1000, tol=1e-9,

@@ -27,6 +27,9 @@ from fastgmm._io import FORMAT_VERSION, read
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_round_trip_is_exact(tmp_path, covariance_type, dtype):
+    """Saving and loading keeps every fitted array byte for byte, every scalar attribute and
+    parameter, and the predictions, for every covariance type and dtype.
+    """
     model, X = fit_io_model(covariance_type, dtype, tol=1e-4, reg_covar=1e-5, n_init=2)
     path = tmp_path / "m.npz"
     model.save(path)
@@ -58,6 +61,9 @@ def test_loaded_model_density_matches_scipy(saved):
 
 
 def test_file_needs_no_pickle_and_documents_itself(saved):
+    """The file is a ZIP that numpy reads without pickle, with metadata naming the format,
+    versions, shapes and every array member.
+    """
     model, _, path = saved
     assert zipfile.is_zipfile(path)
     members = npz_members(path)          # plain numpy, allow_pickle=False
@@ -75,6 +81,9 @@ def test_file_needs_no_pickle_and_documents_itself(saved):
 
 
 def test_feature_names_and_array_params_round_trip(tmp_path):
+    """Feature names and array-valued parameters survive the round trip, and the loaded model
+    still enforces the names.
+    """
     pd = pytest.importorskip("pandas")
     X = io_data()
     frame = pd.DataFrame(X, columns=["alpha", "beta", "gamma"])
@@ -93,6 +102,9 @@ def test_feature_names_and_array_params_round_trip(tmp_path):
 
 
 def test_unsavable_params_load_as_defaults(tmp_path):
+    """A callback and a RandomState are listed as not saved and load as their defaults; the
+    parameters still load.
+    """
     model, X = fit_io_model("diag", callback=lambda info: False,
                     random_state=np.random.RandomState(0))
     path = tmp_path / "cb.npz"
@@ -105,6 +117,7 @@ def test_unsavable_params_load_as_defaults(tmp_path):
 
 
 def test_pickle_round_trip():
+    """Fitted and unfitted models pickle and unpickle to the same parameters and predictions."""
     model, X = fit_io_model("tied")
     clone = pickle.loads(pickle.dumps(model))
     for name in FITTED:
@@ -116,6 +129,7 @@ def test_pickle_round_trip():
 
 
 def test_save_does_not_touch_the_model(saved, tmp_path):
+    """Saving leaves every fitted array of the model byte for byte as it was."""
     model, _, _ = saved
     before = {name: getattr(model, name).copy() for name in FITTED}
     model.save(tmp_path / "again.npz")
@@ -124,6 +138,7 @@ def test_save_does_not_touch_the_model(saved, tmp_path):
 
 
 def test_extra_metadata_and_arrays(tmp_path, saved):
+    """Extra metadata and arrays stored beside the model read back unchanged."""
     model, _, _ = saved
     path = tmp_path / "extra.npz"
     fastgmm._io.save(model, path, extra={"note": "hello", "n": 3},

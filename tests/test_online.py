@@ -18,6 +18,7 @@ import fastgmm
 
 
 def test_step_size_schedule():
+    """rho_t = (t + offset) ** -decay, and a decay of 0 is a constant step of 1."""
     from fastgmm._online import step_size
     assert step_size(1, 10.0, 0.6) == pytest.approx(11.0 ** -0.6, rel=1e-15)
     assert step_size(90, 10.0, 0.6) == pytest.approx(0.01 ** 0.6, rel=1e-15)
@@ -32,6 +33,7 @@ def _mixture_logpdf(X, model):
 
 
 def test_first_call_fits_the_first_batch():
+    """The first partial_fit is an ordinary fit of the first batch."""
     X = make_blobs(300, CENTERS, SCALES, seed=1)
     online = fastgmm.GaussianMixture(3, random_state=0).partial_fit(X)
     batch = fastgmm.GaussianMixture(3, random_state=0).fit(X)
@@ -76,6 +78,9 @@ def test_second_call_is_one_stepwise_update(ctype):
 
 
 def test_one_pass_over_a_million_points_is_within_one_percent_of_batch_em():
+    """One pass of 100 batches over a million points comes within 1% of batch EM's log-likelihood
+    (scipy) and recovers the generating means.
+    """
     rng = np.random.default_rng(42)
     n, batch = 1_000_000, 10_000
     labels = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
@@ -137,6 +142,9 @@ def test_weights_count_rows():
 
 
 def test_partial_fit_after_fit_continues_from_the_fitted_parameters():
+    """partial_fit after fit is one EM iteration on the batch from the fitted parameters
+    (numpy/scipy EM), and a new fit starts afresh.
+    """
     X = make_blobs(300, CENTERS, SCALES, seed=5)
     Y = make_blobs(150, CENTERS, SCALES, seed=6)
     model = fastgmm.GaussianMixture(3, random_state=0).fit(X)
@@ -156,6 +164,7 @@ def test_partial_fit_after_fit_continues_from_the_fitted_parameters():
 
 
 def test_mean_log_likelihood_helper_agrees_with_score():
+    """The scipy mean log density used as reference here equals the model's score."""
     X = make_blobs(200, CENTERS, SCALES, seed=6)
     model = fastgmm.GaussianMixture(3, random_state=0).partial_fit(X)
     assert _mixture_logpdf(X, model) == pytest.approx(model.score(X), rel=1e-10)

@@ -51,18 +51,21 @@ def _covered(calls, n):
 
 @pytest.mark.parametrize("n_groups", [1, 2, 7, 64, 257])
 def test_every_group_runs_exactly_once(n_groups):
+    """run_groups calls the kernel on blocks that cover every group exactly once."""
     rec = Recorder()
     run_groups(rec, ("args",), n_groups, BIG)
     assert _covered(rec.calls, n_groups)
 
 
 def test_few_rows_are_one_call_on_the_calling_thread():
+    """Below the serial threshold all groups run in one call on the calling thread."""
     rec = Recorder()
     run_groups(rec, ("args",), 40, BIG - 1)
     assert rec.calls == [(0, 40, threading.get_ident())]
 
 
 def test_one_thread_runs_on_the_calling_thread():
+    """With one thread all groups run in one call on the calling thread, whatever the rows."""
     rec = Recorder()
     with thread_limit(1):
         run_groups(rec, ("args",), 40, BIG)
@@ -71,6 +74,7 @@ def test_one_thread_runs_on_the_calling_thread():
 
 @needs_two_threads
 def test_two_threads_share_the_groups():
+    """Two threads both run groups, handed out in several blocks rather than one half each."""
     rec = Recorder(delay=0.01)
     with thread_limit(2):
         run_groups(rec, ("args",), 32, BIG)
@@ -82,6 +86,7 @@ def test_two_threads_share_the_groups():
 @needs_two_threads
 @pytest.mark.parametrize("fail_at", [0, 31])
 def test_a_failing_block_raises_after_the_others_stopped(fail_at):
+    """A kernel error propagates, and no block is still running once run_groups has raised."""
     rec = Recorder(delay=0.005, fail_at=fail_at)
     with thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
         run_groups(rec, ("args",), 32, BIG)
@@ -105,6 +110,7 @@ class FailsOnHelper(Recorder):
 
 @needs_two_threads
 def test_a_failing_helper_stops_the_calling_thread_too():
+    """An error on a helper thread stops the calling thread from running the remaining groups."""
     rec = FailsOnHelper(delay=0.02)
     with thread_limit(2), pytest.raises(ValueError, match="kernel failed"):
         run_groups(rec, ("args",), 32, BIG)
@@ -115,6 +121,7 @@ def test_a_failing_helper_stops_the_calling_thread_too():
 
 @needs_two_threads
 def test_many_callers_at_once():
+    """Six Python threads sharing the pool each get all their groups run exactly once."""
     recs = [Recorder(delay=0.001) for _ in range(6)]
 
     def job(rec):
@@ -200,6 +207,7 @@ def test_numba_threads_clips_to_the_started_threads_and_restores():
 
 
 def test_n_threads_is_restored():
+    """Fitting and predicting with n_threads set leave Numba's thread count as it was."""
     X = TWO_BLOBS
     before = numba.get_num_threads()
     g = fastgmm.GaussianMixture(2, n_threads=1, random_state=0).fit(X)
@@ -209,6 +217,9 @@ def test_n_threads_is_restored():
 
 
 def test_blas_runs_on_one_thread_during_fits_and_is_restored():
+    """During a fit every BLAS library (scipy's included) runs on one thread, and the limits are
+    restored afterwards.
+    """
     # BLAS only sees the M-step's d x d factorisations; its idle threads
     # would otherwise spin next to Numba's after every call.  scipy's own
     # OpenBLAS is loaded lazily (on the first M-step): it must be limited

@@ -32,6 +32,9 @@ def _ellipse_points(patch):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dims", [(0, 1), (2, 0)])
 def test_ellipses_lie_at_the_stated_mahalanobis_distance(plot_models, covariance_type, dims):
+    """Every drawn ellipse lies at the stated Mahalanobis distance of its component's marginal
+    covariance (numpy), for any pair of dimensions, with the means marked.
+    """
     _, fitted = plot_models
     model = fitted[covariance_type]
     ax = plotting.plot_ellipses(model, ax=_axes(), dims=dims, n_std=(1, 2))
@@ -53,6 +56,7 @@ def test_ellipses_lie_at_the_stated_mahalanobis_distance(plot_models, covariance
 
 
 def test_ellipses_in_transformed_units(plot_models):
+    """With scale and offset the ellipses lie at the stated distance in the transformed units."""
     _, fitted = plot_models
     model = fitted["full"]
     scale, offset = np.array([3.0, 0.5]), np.array([10.0, -1.0])
@@ -68,6 +72,7 @@ def test_ellipses_in_transformed_units(plot_models):
 
 
 def test_marginal_covariances_of_params_object(plot_models):
+    """Marginal means and covariances of a diag model are the selected entries of its parameters."""
     _, fitted = plot_models
     model = fitted["diag"]
     params = model._params()
@@ -78,6 +83,7 @@ def test_marginal_covariances_of_params_object(plot_models):
 
 
 def test_criterion_curves_plot_the_given_values():
+    """Criterion curves plot the given values, leave out NaN, and mark and label the lowest."""
     ks = np.arange(1, 6)
     curves = {"full": (ks, [50.0, 40.0, 35.0, 37.0, 45.0]),
               "diag": (ks, [60.0, np.nan, 38.0, 36.0, 34.5])}
@@ -96,6 +102,7 @@ def test_criterion_curves_plot_the_given_values():
 
 
 def test_criterion_curves_from_a_dataframe():
+    """A DataFrame gives one curve per column over its index."""
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"tied": [3.0, 2.0, 2.5], "spherical": [4.0, 3.5, 1.0]},
                          index=[2, 4, 6])
@@ -106,6 +113,9 @@ def test_criterion_curves_from_a_dataframe():
 
 
 def test_soft_assignment_scatter_colours_by_probability(plot_models):
+    """The soft-assignment scatter plots the chosen dimensions coloured by the component's
+    probability on a [0, 1] colour map, with a labelled colour bar.
+    """
     X, fitted = plot_models
     model = fitted["full"]
     proba = model.predict_proba(X)
@@ -122,6 +132,9 @@ def test_soft_assignment_scatter_colours_by_probability(plot_models):
 
 
 def test_labels_scatter(plot_models):
+    """The label scatter draws each label's rows as its own collection and refuses labels of
+    another length.
+    """
     X, fitted = plot_models
     labels = fitted["full"].predict(X)
     ax = plotting.plot_labels(X, labels, ax=_axes())
@@ -133,6 +146,7 @@ def test_labels_scatter(plot_models):
 
 
 def test_default_axis_is_pyplots_current(plot_models):
+    """Without an axis the plot draws on pyplot's current one."""
     import matplotlib.pyplot as plt
 
     X, fitted = plot_models
@@ -145,6 +159,7 @@ def test_default_axis_is_pyplots_current(plot_models):
 
 
 def test_a_plot_saves_as_png(plot_models, tmp_path):
+    """A figure with plots saves as a PNG of the stated size."""
     X, fitted = plot_models
     fig = Figure(figsize=(4, 3))
     ax = fig.subplots()
@@ -157,6 +172,7 @@ def test_a_plot_saves_as_png(plot_models, tmp_path):
 
 
 def test_missing_matplotlib_gives_a_clear_error(monkeypatch, plot_models):
+    """Without matplotlib the plots raise ImportError saying how to install it."""
     X, fitted = plot_models
     for name in ("matplotlib", "matplotlib.patches", "matplotlib.pyplot"):
         monkeypatch.setitem(sys.modules, name, None)
@@ -167,6 +183,9 @@ def test_missing_matplotlib_gives_a_clear_error(monkeypatch, plot_models):
 
 
 def test_import_fastgmm_does_not_import_matplotlib():
+    """Importing fastgmm, its plotting module and its data sets imports neither matplotlib nor
+    pandas.
+    """
     code = ("import sys, fastgmm, fastgmm.plotting, fastgmm.datasets; "
             "print('matplotlib' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -58,6 +58,9 @@ def mixture_result(mixture):
 
 
 def test_table_bic_equals_each_models_own_bic(mixture, mixture_result):
+    """Every cell's BIC, AIC and log-likelihood equal its model's own and scipy's with a hand
+    count of parameters, and the wide table holds the same numbers.
+    """
     res = mixture_result
     assert isinstance(res, SelectionResult)
     crit = res.criteria_
@@ -84,6 +87,7 @@ def test_table_bic_equals_each_models_own_bic(mixture, mixture_result):
 
 
 def test_best_model_has_lowest_criterion(mixture_result):
+    """The best parameters, model and score are those of the lowest BIC."""
     res = mixture_result
     crit = res.criteria_
     i = int(np.argmin(crit["bic"].to_numpy()))
@@ -95,6 +99,9 @@ def test_best_model_has_lowest_criterion(mixture_result):
 
 
 def test_weighted_criteria_match_weighted_reference():
+    """With sample weights the criteria and entropy equal the weighted scipy reference, and the
+    inputs are untouched.
+    """
     # Overlapping components, so that the entropy (and its weighting) matters.
     rng = np.random.default_rng(5)
     X = np.vstack([rng.normal(c, 1.0, size=(80, 2)) for c in (0.0, 2.0, 4.0)])
@@ -115,6 +122,9 @@ def test_weighted_criteria_match_weighted_reference():
 
 
 def test_icl_is_bic_plus_twice_the_entropy(mixture_result, mixture):
+    """ICL is BIC plus twice the classification entropy (scipy), so never below it, and equal to
+    it for one component.
+    """
     crit = mixture_result.criteria_
     icl, bic = crit["icl"].to_numpy(), crit["bic"].to_numpy()
     assert np.all(icl >= bic)
@@ -129,6 +139,7 @@ def test_icl_is_bic_plus_twice_the_entropy(mixture_result, mixture):
 
 
 def test_icl_penalises_overlap_more_than_bic():
+    """For two overlapping components ICL exceeds BIC by a substantial entropy."""
     # Two components 2.5 sd apart: clearly two by likelihood, but overlapping.
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(0, 1, 600), rng.normal(2.5, 1, 600)])[:, None]
@@ -146,6 +157,7 @@ def test_icl_penalises_overlap_more_than_bic():
 
 @pytest.mark.parametrize("ctype", TYPES)
 def test_recovers_number_of_components(ctype):
+    """BIC and ICL choose the true three components for data of each covariance type."""
     X = make_mixture(ctype, 3, 120, 2, seed=100 + TYPES.index(ctype))
     for criterion in ("bic", "icl"):
         res = select(X, range(1, 6), (ctype,), criterion, n_init=2, random_state=0)
@@ -154,6 +166,7 @@ def test_recovers_number_of_components(ctype):
 
 
 def test_recovers_number_of_components_over_all_types():
+    """Over all covariance types BIC chooses four full-covariance components for such data."""
     X = make_mixture("full", 4, 100, 3, seed=7)
     res = select(X, range(1, 7), TYPES, random_state=0)
     assert res.best_params_["n_components"] == 4
@@ -166,6 +179,9 @@ def test_recovers_number_of_components_over_all_types():
 
 
 def test_cell_refits_on_its_own_from_recorded_seed(mixture_result, mixture):
+    """Refitting a cell alone from the seed the result records gives the same means, covariances
+    and BIC.
+    """
     for row in mixture_result.criteria_.itertuples(index=False):
         if row.n_components not in (2, 4):
             continue
@@ -183,6 +199,7 @@ def test_cell_refits_on_its_own_from_recorded_seed(mixture_result, mixture):
 
 
 def test_structured_result_without_pandas(mixture, monkeypatch):
+    """Without pandas the tables are numpy structured arrays holding the same criteria."""
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas -> ImportError
     res = select(mixture, (1, 2), ("diag", "full"), criterion="aic", random_state=0)
     table = res.table_
@@ -200,6 +217,7 @@ def test_structured_result_without_pandas(mixture, monkeypatch):
 
 
 def test_feature_names_kept(mixture):
+    """DataFrame column names reach the selected model, which predicts on the frame."""
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(mixture, columns=["a", "b"])
     res = select(frame, (1, 2), "full", random_state=0)
@@ -208,6 +226,7 @@ def test_feature_names_kept(mixture):
 
 
 def test_plot_draws_one_curve_per_covariance_type(mixture_result):
+    """``plot`` draws one curve per covariance type with the result's values."""
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -227,6 +246,9 @@ def test_plot_draws_one_curve_per_covariance_type(mixture_result):
 
 
 def test_convergence_summarised_in_one_warning(mixture):
+    """Cells that did not converge are summarised in one ConvergenceWarning and flagged in the
+    table.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = select(mixture, (2, 3), ("full", "diag"), max_iter=1, random_state=0)
@@ -238,6 +260,7 @@ def test_convergence_summarised_in_one_warning(mixture):
 
 
 def test_cell_failure_names_the_cell():
+    """An error in one cell says which cell (covariance type and number of components)."""
     # Three distinct points repeated: a 2-D full covariance of one of them
     # is singular, and on_degenerate='raise' asks for an error, not a repair.
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 9.0]]), 10, axis=0)
@@ -253,6 +276,7 @@ def test_cell_failure_names_the_cell():
 
 
 def test_wholesale_grid_smoke():
+    """On the wholesale data the grid runs and its BIC equals scipy's reference."""
     X = np.log(fastgmm.datasets.load_wholesale().spending)
     res = select(X, (1, 2, 3), TYPES, random_state=0)
     assert res.values("bic").shape == (3, 4)

@@ -37,6 +37,9 @@ from fastgmm._sources import ArraySource, make_source, uniform_rows
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
 def test_npy_path_fit_equals_in_memory_and_numpy_em(tmp_path, ctype):
+    """A .npy file read in several blocks (a ragged last one) gives the in-memory fit to 1e-10
+    and numpy/scipy EM.
+    """
     X = three_blobs()
     path = tmp_path / "x.npy"
     np.save(path, X)
@@ -70,6 +73,9 @@ def test_npy_full_fit_keeps_row_hints_within_budget(tmp_path, monkeypatch):
 
 
 def test_memmap_and_str_path_dispatch_with_memmap_weights(tmp_path):
+    """A memory map with memory-mapped weights, and a str path, give the in-memory weighted fit
+    and numpy/scipy EM.
+    """
     X = three_blobs(seed=1)
     w = np.random.default_rng(1).uniform(0.0, 3.0, size=X.shape[0])
     np.save(tmp_path / "x.npy", X)
@@ -86,6 +92,9 @@ def test_memmap_and_str_path_dispatch_with_memmap_weights(tmp_path):
 
 
 def test_float32_and_integer_memmaps(tmp_path):
+    """A float32 file fits in float32 like the in-memory float32 data; an integer file fits in
+    float64 like numpy/scipy EM.
+    """
     X = three_blobs(seed=2)
     np.save(tmp_path / "x32.npy", X.astype(np.float32))
     np.save(tmp_path / "xint.npy", np.round(X * 10).astype(np.int32))
@@ -113,6 +122,9 @@ def test_default_init_uses_all_rows_when_they_fit_the_sample(tmp_path):
 
 
 def test_init_on_a_subsample_reaches_the_same_optimum(tmp_path):
+    """Initialising on a 300-row sample of a file reaches the optimum of the in-memory fit on
+    well-separated blobs.
+    """
     X = three_blobs(seed=4, n_per=2000)
     np.save(tmp_path / "x.npy", X)
     # tol on the lower bound does not pin the means; converge all the way.
@@ -127,6 +139,9 @@ def test_init_on_a_subsample_reaches_the_same_optimum(tmp_path):
 
 
 def test_memmap_sample_is_a_uniform_subset_and_leaves_rng_alone(tmp_path):
+    """The initialisation sample of a memory map is distinct rows, uniform over the file, the
+    same for the same seed, and consumes nothing of the caller's rng.
+    """
     X = np.arange(20000.0).reshape(-1, 2)  # row i is (2i, 2i + 1): identifiable
     np.save(tmp_path / "x.npy", X)
     src = MemmapSource(tmp_path / "x.npy", block_size=700, init_sample_size=2000)
@@ -191,6 +206,9 @@ class _PeakRSS:
 
 
 def test_memmap_fit_peak_memory_is_bounded_by_the_block(tmp_path):
+    """Fitting a 51 MB file in 0.5 MB blocks grows the resident memory by under 12 MB, while
+    touching the whole map grows it by the file size.
+    """
     n, d = 400_000, 16  # 51 MB of float64
     path = tmp_path / "big.npy"
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, d))
@@ -237,6 +255,9 @@ def _chunker(X, w=None, sizes=(301, 57, 1000, 0, 640)):
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
 def test_chunk_factory_fit_equals_in_memory(ctype):
+    """Chunks of uneven sizes (an empty one included) give the in-memory fit to 1e-10 and
+    numpy/scipy EM.
+    """
     X = three_blobs(seed=5)
     init = rough_start(ctype, X, seed=5)
     ref = fit_quiet(model_from(ctype, init), X)
@@ -246,6 +267,9 @@ def test_chunk_factory_fit_equals_in_memory(ctype):
 
 
 def test_chunk_factory_with_weights_and_default_init():
+    """Weighted chunks give weighted numpy/scipy EM, and with the default initialisation the in-
+    memory weighted fit.
+    """
     X = three_blobs(seed=6)
     w = np.random.default_rng(6).integers(0, 4, size=X.shape[0]).astype(float)
     init = rough_start("full", X, seed=6)
@@ -258,6 +282,9 @@ def test_chunk_factory_with_weights_and_default_init():
 
 
 def test_reservoir_sample_is_uniform_and_distinct():
+    """The reservoir sample of a chunk factory is distinct rows, uniform over all chunks; with
+    fewer rows than the reservoir, all rows in order.
+    """
     X = np.arange(40000.0).reshape(-1, 2)
     src = IterableSource(_chunker(X, sizes=(997, 3001, 12)), init_sample_size=1500)
     xs, _ = src.sample(np.random.RandomState(1))
@@ -274,6 +301,7 @@ def test_reservoir_sample_is_uniform_and_distinct():
 
 
 def test_callers_file_and_arrays_untouched(tmp_path):
+    """Fitting a writeable memory map changes neither the map nor the file behind it."""
     X = three_blobs()
     np.save(tmp_path / "x.npy", X)
     Xm = np.load(tmp_path / "x.npy", mmap_mode="r+")
@@ -284,6 +312,7 @@ def test_callers_file_and_arrays_untouched(tmp_path):
 
 
 def test_no_mapping_left_behind(tmp_path):
+    """After a fit from a .npy path the file is no longer mapped into the process."""
     X = three_blobs()
     path = tmp_path / "x.npy"
     np.save(path, X)

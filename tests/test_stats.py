@@ -78,6 +78,9 @@ def test_sum_merges_and_scale_multiplies(covariance_type):
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
 def test_recenter_matches_statistics_about_the_new_shift(ctype):
+    """``recenter`` gives numpy's statistics about the new shift, leaves the original alone, merges
+    with statistics about that shift, and refuses a wrong shape.
+    """
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 3)) * [1.0, 2.0, 0.5] + [100.0, -50.0, 3.0]
     w = rng.uniform(0.1, 2.0, size=500)
@@ -108,6 +111,7 @@ def test_recenter_matches_statistics_about_the_new_shift(ctype):
 
 
 def test_stats_merge_equals_stats_of_union(covariance_type):
+    """Kernel statistics of two blocks of rows add up to those of all rows."""
     X, params, _ = kernel_problem(covariance_type, 900, 3, 2, np.float64, seed=7)
     whole = compute_stats(X, None, params)
     parts = compute_stats(X[:400], None, params) + compute_stats(X[400:], None, params)
@@ -124,6 +128,9 @@ def test_stats_merge_equals_stats_of_union(covariance_type):
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
 def test_suff_stats_match_numpy(ctype):
+    """suff_stats gives the weighted statistics' definitions computed with numpy from scipy
+    responsibilities, and their log-likelihood and weight.
+    """
     X = three_blobs(seed=8)
     w = np.random.default_rng(8).uniform(0.5, 2.0, size=X.shape[0])
     model = fastgmm.GaussianMixture(3, covariance_type=ctype, random_state=0).fit(X)

@@ -57,6 +57,9 @@ LAYOUTS = {
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_input_layouts_give_same_fit_as_c_contiguous(layout):
+    """Every accepted layout and dtype fits, predicts and scores exactly like its C-contiguous
+    native array, leaving the input untouched.
+    """
     make, dtype = LAYOUTS[layout]
     X = make()
     before = np.array(X, copy=True)
@@ -73,6 +76,9 @@ def test_input_layouts_give_same_fit_as_c_contiguous(layout):
 
 @pytest.mark.parametrize("kind", ["int", "read_only", "strided", "big_endian", "list"])
 def test_sample_weight_layouts_give_same_fit(kind):
+    """Integer, read-only, strided, big-endian and list weights fit exactly like a contiguous
+    float64 array.
+    """
     base = np.r_[np.arange(1, 61), np.arange(1, 61)[::-1]] % 5 + 1
     make = {"int": lambda: base.astype(np.int32),
             "read_only": lambda: _readonly(base.astype(np.float64)),
@@ -106,6 +112,7 @@ def test_read_only_input_compiles_no_new_kernel_specialisation():
 
 
 def test_integer_input_becomes_float64(blobs):
+    """Integer data is computed, and fitted, in float64."""
     Xi = np.round(blobs * 10).astype(np.int32)
     g = fastgmm.GaussianMixture(2, random_state=0).fit(Xi)
     assert g.means_.dtype == np.float64
