@@ -192,6 +192,20 @@ class DaskSource(_Source):
                 raise weight_sum_error()
         self._validated = True
 
+    @staticmethod
+    def warm_up(covariance_types=("full",)) -> None:
+        """Load the kernels of the given covariance types in the calling process.
+
+        ``client.run(fastgmm.DaskSource.warm_up)`` runs it on every worker, so
+        that the first iteration is not slowed by loading kernels from Numba's
+        disk cache (or compiling them).
+
+        Parameters
+        ----------
+        covariance_types : sequence of str, default=('full',)
+        """
+        warm_up(covariance_types)
+
     def stats(self, params: GaussianParams) -> SuffStats:
         """Sufficient statistics of all blocks: a map and a tree reduction."""
         dask, _ = _import_dask()
@@ -273,7 +287,7 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int):
 def warm_up(covariance_types=("full",)) -> None:
     """Load the kernels of the given covariance types in this process.
 
-    Run it on every worker once, e.g. ``client.run(fastgmm._dask.warm_up)``,
+    Run it on every worker once, e.g. ``client.run(fastgmm.DaskSource.warm_up)``,
     so that the first iteration is not slowed by loading kernels from
     Numba's disk cache (or compiling them).
 

@@ -651,7 +651,8 @@ class GaussianMixture:
         """Write the fitted model to a file that :func:`fastgmm.load` reads.
 
         The format is an ``.npz`` archive with JSON metadata that needs no
-        pickle to load (see :mod:`fastgmm._io`); the file appears atomically.
+        pickle to load (the user guide's "Model files" page describes it); the
+        file appears atomically.
 
         Parameters
         ----------

@@ -134,7 +134,7 @@ class SelectionResult:
         Returns
         -------
         pandas.DataFrame or numpy structured array
-            As :attr:`table_`.
+            As :attr:`~fastgmm.SelectionResult.table_`.
         """
         values = self.values(criterion)
         pd = _pandas()

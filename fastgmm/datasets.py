@@ -107,8 +107,10 @@ class Wholesale:
 
         Returns
         -------
-        Table
-            One row per segment: ``segment``, ``customers``, ``share`` (of all
+        table
+            Prints as an aligned text table; ``.to_frame()`` gives a
+            :class:`pandas.DataFrame`, ``.column(name)`` one column.  One row
+            per segment: ``segment``, ``customers``, ``share`` (of all
             customers), the mean annual spending per category, and the
             Channel mix (share of Horeca and of Retail customers).
         """

@@ -24,7 +24,7 @@ def full_covariances(covariance_type, covariances, n_components, n_features):
 
 
 def weighted_log_prob(X, weights, means, covariances, covariance_type):
-    """log w_k + log N(x | mu_k, Sigma_k) with scipy, shape (n, k)."""
+    """The log joint ``log w_k + log N(x | mu_k, Sigma_k)`` with scipy, shape (n, k)."""
     k, d = means.shape
     full = full_covariances(covariance_type, covariances, k, d)
     X = np.asarray(X, dtype=np.float64)
@@ -81,10 +81,102 @@ def precisions(covariance_type, covariances):
 
 
 def make_blobs(n_per, centers, scales, seed=0, dtype=np.float64):
+    """``n_per`` normal rows around each centre, with one scale per centre, block by block."""
     rng = np.random.default_rng(seed)
     parts = [rng.normal(size=(n_per, len(c))) * s + np.asarray(c)
-             for c, s in zip(centers, scales)]
+             for c, s in zip(centers, scales, strict=True)]
     return np.vstack(parts).astype(dtype)
+
+
+def shuffled_blobs(n_per, centers, scales, seed=0):
+    """:func:`make_blobs` with its rows in a random order (seeded by ``seed`` too)."""
+    X = make_blobs(n_per, centers, scales, seed=seed)
+    return X[np.random.default_rng(seed).permutation(X.shape[0])]
+
+
+def make_mixture(covariance_type, k, n_per, d, seed):
+    """Well-separated components (12 units apart along the first axis) of one covariance type."""
+    rng = np.random.default_rng(seed)
+    means = np.array([[12.0 * j] + [6.0 * ((j * (e + 2)) % 3) for e in range(d - 1)]
+                      for j in range(k)])
+    shared = None
+    if covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        shared = a @ a.T / d + 0.5 * np.eye(d)
+    parts = []
+    for j in range(k):
+        if covariance_type == "full":
+            a = rng.normal(size=(d, d))
+            cov = a @ a.T / d + 0.3 * np.eye(d)
+        elif covariance_type == "tied":
+            cov = shared
+        elif covariance_type == "diag":
+            cov = np.diag(rng.uniform(0.3, 2.0, size=d))
+        else:
+            cov = rng.uniform(0.3, 2.0) * np.eye(d)
+        parts.append(rng.multivariate_normal(means[j], cov, size=n_per))
+    return np.vstack(parts)
+
+
+def unit_covariances(covariance_type, k, d):
+    """Identity covariances (equally, unit precisions) in the layout of a covariance type."""
+    return {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d), "diag": np.ones((k, d)),
+            "spherical": np.ones(k)}[covariance_type]
+
+
+def n_parameters(covariance_type, k, d):
+    """Free parameters counted by hand: k - 1 weights, k d means, covariances."""
+    cov = {"full": k * d * (d + 1) / 2, "tied": d * (d + 1) / 2, "diag": k * d,
+           "spherical": k}[covariance_type]
+    return int(k - 1 + k * d + cov)
+
+
+def suff_stats(X, resp, w, covariance_type, shift):
+    """Sufficient statistics ``(nk, t, s)`` about ``shift`` with numpy (their definition).
+
+    ``nk = sum w r``, ``t = sum w r (x - c_k)``, ``s`` the second moment about the
+    shift (full: matrices, diag/spherical: their diagonals); tied: the
+    responsibility-free scatter about one shift ``c`` of shape (d,).
+    """
+    rw = resp * w[:, None]
+    nk = rw.sum(axis=0)
+    if covariance_type == "tied":
+        dx = X - shift
+        return nk, rw.T @ dx, (dx * w[:, None]).T @ dx
+    t = np.stack([rw[:, k] @ (X - shift[k]) for k in range(len(nk))])
+    s = []
+    for k in range(len(nk)):
+        dx = X - shift[k]
+        m = (dx * rw[:, k, None]).T @ dx
+        s.append(m if covariance_type == "full" else np.diag(m))
+    return nk, t, np.stack(s)
+
+
+def nearest(X, centers):
+    """Index of the nearest centre (squared Euclidean distance) of every row."""
+    d2 = ((np.asarray(X, np.float64)[:, None, :] - np.asarray(centers, np.float64)[None]) ** 2)
+    return d2.sum(axis=2).argmin(axis=1)
+
+
+def lloyd(X, w, centers, max_iter=100):
+    """Weighted Lloyd iterations from ``centers`` until the assignment stops changing.
+
+    Returns the centres (weighted means of their rows; an empty cluster keeps
+    its centre) and the final assignment.
+    """
+    centers = np.array(centers, dtype=np.float64)
+    w = np.ones(X.shape[0]) if w is None else np.asarray(w, np.float64)
+    labels = None
+    for _ in range(max_iter):
+        new_labels = nearest(X, centers)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        for j in range(centers.shape[0]):
+            mass = w[labels == j]
+            if mass.sum() > 0:
+                centers[j] = np.average(X[labels == j], axis=0, weights=mass)
+    return centers, labels
 
 
 def random_params(covariance_type, k, d, seed=0):

@@ -37,6 +37,7 @@ def _cases(cls):
 
 
 def test_every_benchmark_method_runs(bench):
+    """Every asv benchmark method runs at quick sizes, parity trackers near zero."""
     ran = 0
     for _, cls in inspect.getmembers(bench, inspect.isclass):
         if cls.__module__ != bench.__name__:
@@ -66,6 +67,7 @@ def _asv() -> str:
 
 
 def test_asv_check_passes():
+    """``asv`` check accepts the benchmark suite."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([_asv(), "check", "--python=same"], cwd=ROOT / "asv_bench",
                        capture_output=True, text=True, timeout=300, env=env)
@@ -73,6 +75,7 @@ def test_asv_check_passes():
 
 
 def test_compare_script_quick_runs():
+    """The comparison script starts and documents --quick."""
     r = subprocess.run([sys.executable, "bench_scripts/compare.py", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--quick" in r.stdout

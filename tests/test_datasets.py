@@ -1,7 +1,9 @@
-"""The bundled wholesale-customers data and its segment profile table.
+"""fastgmm.datasets (the bundled wholesale-customers data and its segment profile),
+with fastgmm._prep (standardisation) and fastgmm._table (plain-text tables).
 
 Reference figures come from the data's documentation (row counts, column
-statistics, the file digest), not from fastgmm.
+statistics, the file digest), pandas, and hand layouts, not from fastgmm.
+Bad labels for the segment profile are tested in test_bad_input.py.
 """
 
 import csv
@@ -16,15 +18,9 @@ import tomllib
 from fastgmm import datasets
 from fastgmm._prep import standardize
 from fastgmm._table import Table
-from fastgmm.datasets import load_wholesale
 
 ROOT = Path(__file__).resolve().parents[1]
 SHA256 = "d0213b7d856bc7f98f2f52a86bedb5cb57d5b8e19959605e75bd4532d4ee0896"
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_wholesale()
 
 
 def _csv_rows():
@@ -35,37 +31,44 @@ def _csv_rows():
 
 
 def test_bundled_file_is_the_documented_one():
+    """The bundled CSV has the documented size and SHA-256 digest."""
     raw = resources.files("fastgmm").joinpath("data", "wholesale_customers.csv").read_bytes()
     assert len(raw) == 14580
     assert hashlib.sha256(raw).hexdigest() == SHA256
 
 
-def test_attribution_ships_with_the_data(data):
+def test_attribution_ships_with_the_data(wholesale):
+    """The DOI, licence, authors and source address ship with the data and its description."""
     text = resources.files("fastgmm").joinpath("data", "README.md").read_text()
     for fact in ("10.24432/C5030X", "CC BY 4.0", "Cardoso", "292",
                  "https://archive.ics.uci.edu/dataset/292/wholesale+customers"):
         assert fact in text
-        assert fact in data.descr
-    assert "10.24432/C5030X" in data.citation
+        assert fact in wholesale.descr
+    assert "10.24432/C5030X" in wholesale.citation
 
 
 def test_package_data_is_declared():
+    """pyproject.toml ships the data's CSV and README with the package."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["fastgmm"]
     assert "data/*.csv" in patterns and "data/*.md" in patterns
 
 
-def test_values_match_the_csv(data):
+def test_values_match_the_csv(wholesale):
+    """The loaded table is the CSV's header and integers, its first row as documented."""
     header, rows = _csv_rows()
-    assert data.columns == tuple(header)
-    assert data.data.shape == (440, 8)
-    assert data.data.dtype == np.int64
-    np.testing.assert_array_equal(data.data, np.array(rows))
-    assert tuple(data.data[0]) == (2, 3, 12669, 9656, 7561, 214, 2674, 1338)
+    assert wholesale.columns == tuple(header)
+    assert wholesale.data.shape == (440, 8)
+    assert wholesale.data.dtype == np.int64
+    np.testing.assert_array_equal(wholesale.data, np.array(rows))
+    assert tuple(wholesale.data[0]) == (2, 3, 12669, 9656, 7561, 214, 2674, 1338)
 
 
-def test_documented_statistics(data):
-    milk, grocery = data.col("Milk"), data.col("Grocery")
+def test_documented_statistics(wholesale):
+    """Column extremes, means, standard deviations and category counts are those the data README
+    documents.
+    """
+    milk, grocery = wholesale.col("Milk"), wholesale.col("Grocery")
     # The data README's reference table.
     assert (milk.min(), milk.max(), grocery.min(), grocery.max()) == (55, 73498, 3, 92780)
     np.testing.assert_allclose(milk.mean(), 5796.265909, atol=1e-6)
@@ -73,12 +76,15 @@ def test_documented_statistics(data):
     np.testing.assert_allclose(milk.std(ddof=0), 7371.985612, atol=1e-6)
     np.testing.assert_allclose(grocery.std(ddof=0), 9492.357638, atol=1e-6)
     np.testing.assert_allclose(grocery.std(ddof=1), 9503.162829, atol=1e-6)
-    assert np.bincount(data.channel).tolist() == [0, 298, 142]
-    assert np.bincount(data.region).tolist() == [0, 77, 47, 316]
+    assert np.bincount(wholesale.channel).tolist() == [0, 298, 142]
+    assert np.bincount(wholesale.region).tolist() == [0, 77, 47, 316]
 
 
-def test_standardize_uses_population_std(data):
-    X = np.column_stack([data.col("Grocery"), data.col("Milk")]).astype(float)
+def test_standardize_uses_population_std(wholesale):
+    """``standardize`` divides by the population (ddof=0) standard deviation, giving the documented
+    first row.
+    """
+    X = np.column_stack([wholesale.col("Grocery"), wholesale.col("Milk")]).astype(float)
     Z, mean, std = standardize(X)
     # Documented standardised (ddof=0) first row.
     np.testing.assert_allclose(Z[0], [-0.041115, 0.523568], atol=5e-7)
@@ -86,44 +92,50 @@ def test_standardize_uses_population_std(data):
     np.testing.assert_allclose(std, [9492.357638, 7371.985612], atol=1e-6)
 
 
-def test_spending_drops_channel_and_region(data):
-    assert data.spending_columns == ("Fresh", "Milk", "Grocery", "Frozen",
+def test_spending_drops_channel_and_region(wholesale):
+    """The spending columns are the six last ones, as float64."""
+    assert wholesale.spending_columns == ("Fresh", "Milk", "Grocery", "Frozen",
                                      "Detergents_Paper", "Delicassen")
-    np.testing.assert_array_equal(data.spending, data.data[:, 2:].astype(float))
-    assert data.spending.dtype == np.float64
+    np.testing.assert_array_equal(wholesale.spending, wholesale.data[:, 2:].astype(float))
+    assert wholesale.spending.dtype == np.float64
 
 
-def test_data_cannot_be_modified_in_place(data):
+def test_data_cannot_be_modified_in_place(wholesale):
+    """The table is read-only, columns are copies, and an unknown column name is refused."""
     with pytest.raises(ValueError):
-        data.data[0, 0] = 99
-    col = data.col("Milk")
+        wholesale.data[0, 0] = 99
+    col = wholesale.col("Milk")
     col[0] = -1
-    assert data.data[0, 3] == 9656
+    assert wholesale.data[0, 3] == 9656
     with pytest.raises(KeyError, match="unknown column 'milk'"):
-        data.col("milk")
+        wholesale.col("milk")
 
 
-def test_frame_matches_data(data):
+def test_frame_matches_data(wholesale):
+    """The DataFrame holds the same columns and values."""
     pd = pytest.importorskip("pandas")
-    frame = data.frame()
+    frame = wholesale.frame()
     assert isinstance(frame, pd.DataFrame)
-    assert list(frame.columns) == list(data.columns)
-    np.testing.assert_array_equal(frame.to_numpy(), data.data)
+    assert list(frame.columns) == list(wholesale.columns)
+    np.testing.assert_array_equal(frame.to_numpy(), wholesale.data)
 
 
-def test_segment_profile_against_pandas(data):
+def test_segment_profile_against_pandas(wholesale):
+    """The segment profile's sizes, shares, mean spending and channel shares equal pandas' group-
+    by, an empty segment printing dashes.
+    """
     pytest.importorskip("pandas")
     labels = np.random.default_rng(0).integers(0, 3, size=440)
     labels[labels == 2] = 3          # segment 2 left empty on purpose
-    table = data.segment_profile(labels, n_segments=4)
-    frame = data.frame().assign(segment=labels)
+    table = wholesale.segment_profile(labels, n_segments=4)
+    frame = wholesale.frame().assign(segment=labels)
     groups = frame.groupby("segment")
     assert table.column("segment") == [0, 1, 2, 3]
     sizes = groups.size()
     assert table.column("customers") == [sizes[0], sizes[1], 0, sizes[3]]
     np.testing.assert_allclose([table.column("share")[i] for i in (0, 1, 3)],
                                [sizes[i] / 440 for i in (0, 1, 3)])
-    for name in data.spending_columns:
+    for name in wholesale.spending_columns:
         got = table.column(name)
         assert got[2] is None
         np.testing.assert_allclose([got[i] for i in (0, 1, 3)],
@@ -138,21 +150,10 @@ def test_segment_profile_against_pandas(data):
     assert "-" in text.splitlines()[4]    # the empty segment prints dashes
 
 
-def test_segment_profile_rejects_bad_labels(data):
-    with pytest.raises(ValueError, match=r"shape \(440,\)"):
-        data.segment_profile(np.zeros(10, dtype=int))
-    with pytest.raises(ValueError, match=r"\[0, 2\)"):
-        data.segment_profile(np.full(440, 2), n_segments=2)
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        data.segment_profile(np.full(440, -1), n_segments=1)
-    with pytest.raises(TypeError, match="integers"):
-        data.segment_profile(np.full(440, 0.5))
-    labels = np.zeros(440)
-    labels[:10] = 1.0
-    assert data.segment_profile(labels).column("customers") == [430, 10]
-
-
 def test_table_layout():
+    """Tables print a title, a header and right-aligned formatted numbers, dashes for missing
+    values.
+    """
     t = Table(("name", "value", "share"), (("a", 1.5, 0.25), ("bbbb", None, 1.0)),
               {"share": ".0%"}, "Title")
     lines = str(t).splitlines()
@@ -166,5 +167,6 @@ def test_table_layout():
 
 
 def test_code_lookups():
+    """Channel and region codes map to their documented names."""
     assert datasets.channel_names() == {1: "Horeca", 2: "Retail"}
     assert datasets.region_names() == {1: "Lisbon", 2: "Oporto", 3: "Other"}

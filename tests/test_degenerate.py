@@ -1,4 +1,4 @@
-"""Degenerate data: empty and collapsed components are repaired, reported, or raised.
+"""fastgmm._degenerate: empty and collapsed components are repaired, reported, or raised.
 
 References are computed with numpy/scipy (``naive``) from the same parameters,
 never with the repair code under test.
@@ -10,13 +10,13 @@ import warnings
 
 import numpy as np
 import pytest
-from naive import e_step, full_covariances, m_step, weighted_log_prob
+from naive import e_step, full_covariances, m_step, unit_covariances, weighted_log_prob
 from scipy.special import logsumexp
 
 import fastgmm
 from fastgmm import DegenerateCovarianceError, DegenerateDataWarning
-from fastgmm._degenerate import MAX_RESEEDS, DegenerateRepair
 from fastgmm._compute import compute_stats
+from fastgmm._degenerate import MAX_RESEEDS, DegenerateRepair
 from fastgmm._em import run_em
 from fastgmm._params import GaussianParams
 from fastgmm._sources import ArraySource
@@ -86,6 +86,10 @@ MUST_REPAIR = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_scenarios_complete_with_warning_or_raise(scenario, covariance_type):
+    """Each degenerate scenario fits a valid mixture; 'warn' warns exactly where a repair is
+    needed, naming where and what; 'ignore' gives the same bits silently; 'raise' raises at
+    the first repair.
+    """
     X, k = SCENARIOS[scenario]
     kw = dict(covariance_type=covariance_type, reg_covar=0.0)
     model, messages = _fit(X, k, **kw)
@@ -123,6 +127,9 @@ def test_scenarios_complete_with_warning_or_raise(scenario, covariance_type):
 
 @pytest.mark.parametrize("scenario", ["duplicates", "more_components_than_points"])
 def test_peer_fails_where_fastgmm_survives(scenario):
+    """Where scikit-learn fails on an ill-defined covariance, fastgmm repairs, warns and puts
+    every component on a distinct point.
+    """
     from sklearn.mixture import GaussianMixture as SkGMM
 
     X, k = SCENARIOS[scenario]
@@ -163,6 +170,9 @@ def test_collinear_cluster_at_large_scale_default_settings():
 
 
 def test_more_components_than_points_default_reg_reseeds_at_initialisation():
+    """More components than distinct points: empty components are re-seeded at initialisation and
+    none is left dead.
+    """
     X, k = SCENARIOS["more_components_than_points"]
     model, messages = _fit(X, k)
     assert any("at initialisation" in m and "re-seeded at the worst-explained sample" in m
@@ -186,16 +196,16 @@ def _three_clusters():
 
 
 def _user_init(ctype, w0, m0):
-    k, d = m0.shape
-    prec = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d),
-            "diag": np.ones((k, d)), "spherical": np.ones(k)}[ctype]
-    cov = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d),
-           "diag": np.ones((k, d)), "spherical": np.ones(k)}[ctype]
-    return prec, cov
+    """Unit precisions and the equal unit covariances for ``k`` components in ``d``."""
+    unit = unit_covariances(ctype, *m0.shape)
+    return unit, unit.copy()
 
 
 @pytest.mark.parametrize("weighted", [False, True])
 def test_empty_component_reseeded_at_worst_explained_row(covariance_type, weighted):
+    """An empty component is re-seeded at the row of lowest scipy density (never a zero-weight
+    row) with weight 1/3 and the pooled covariance; the others are numpy's M-step.
+    """
     X, w0, m0 = _three_clusters()
     ctype = covariance_type
     prec, cov0 = _user_init(ctype, w0, m0)
@@ -257,6 +267,9 @@ def test_empty_component_reseeded_at_worst_explained_row(covariance_type, weight
 
 
 def test_empty_component_raise_mode_names_component_and_iteration():
+    """With on_degenerate='raise' an empty component raises, naming it and the iteration, and
+    leaves the model unfitted.
+    """
     X, w0, m0 = _three_clusters()
     prec, _ = _user_init("full", w0, m0)
     model = fastgmm.GaussianMixture(3, weights_init=w0, means_init=m0, precisions_init=prec,
@@ -316,6 +329,9 @@ def test_empty_component_without_data_splits_heaviest(covariance_type):
 
 @pytest.mark.parametrize("ctype", ["full", "diag", "spherical"])
 def test_collapse_during_em_raises_regularisation_once(ctype):
+    """A collapsed component gets 1e-6 of the data variance as extra regularisation, reported
+    once and kept for the run.
+    """
     rng = np.random.default_rng(5)
     point = np.array([1000.0, 1000.0])
     X = np.r_[rng.normal(size=(100, 2)), np.repeat(point[None], 20, axis=0)]
@@ -341,6 +357,7 @@ def test_collapse_during_em_raises_regularisation_once(ctype):
 
 
 def test_repair_is_bitwise_noop_on_healthy_data(covariance_type):
+    """On healthy data the repair changes no bit of the EM iterates."""
     rng = np.random.default_rng(11)
     X = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 4]
     k = 3
@@ -381,6 +398,9 @@ def test_reseed_limit_then_left_empty():
 
 
 def test_overflowing_statistics_give_a_clear_error():
+    """Statistics that overflow raise DegenerateCovarianceError naming the overflow, in 'warn'
+    and 'raise' modes.
+    """
     X = np.random.default_rng(0).normal(size=(300, 2)) * 1e155
     for mode in ("warn", "raise"):
         # k-means' own variance estimate overflows first; numpy warns about it.
@@ -427,6 +447,9 @@ def test_out_of_core_source_repairs_from_statistics_alone(tmp_path):
 
 
 def test_more_seeds_than_distinct_rows_share_a_seed():
+    """Three empty components and two distinct rows: every seed is a row, both rows are used
+    before one is reused.
+    """
     X = np.repeat(np.array([[0.0, 0.0], [3.0, 1.0]]), [6, 4], axis=0)
     means = np.array([[1.0, 0.5], [1e4, 0.0], [-1e4, 0.0], [0.0, 1e4]])
     params = GaussianParams.from_covariances("full", np.full(4, 0.25), means,

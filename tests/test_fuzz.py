@@ -164,6 +164,9 @@ def run_fuzz(seed=SEED, max_cases=MAX_CASES, max_seconds=MAX_SECONDS):
 
 
 def test_fuzz_fit_and_predict_succeed_or_raise_documented_errors():
+    """Random shapes, values, weights and parameters either fit a finite, usable model or raise a
+    documented error, never touching the input; both outcomes occur.
+    """
     n_cases, outcomes = run_fuzz()
     # The loop must have exercised both sides of the contract.
     assert outcomes["fitted"] >= 40 and outcomes["ValueError"] >= 10, outcomes

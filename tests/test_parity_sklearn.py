@@ -32,6 +32,9 @@ def _rel(a, b):
 
 
 def test_same_iterates_as_scikit_learn(covariance_type):
+    """From the same start, 15 iterations give scikit-learn's parameters, lower bounds, scores,
+    responsibilities, BIC and AIC.
+    """
     X = make_blobs(400, CENTERS, [1.0, 0.7, 1.3], seed=1)
     w0, m0, c0 = _start(covariance_type, X)
     kw = dict(n_components=3, covariance_type=covariance_type, tol=0, max_iter=15,
@@ -54,6 +57,7 @@ def test_same_iterates_as_scikit_learn(covariance_type):
 
 
 def test_weighted_em_matches_plain_scipy_em(covariance_type):
+    """Weighted EM gives the iterates and lower bounds of plain numpy/scipy weighted EM."""
     X = make_blobs(150, CENTERS, [1.0, 0.7, 1.3], seed=2)
     sw = np.random.default_rng(3).uniform(0.1, 3.0, size=X.shape[0])
     w0, m0, c0 = _start(covariance_type, X, seed=4)

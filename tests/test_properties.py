@@ -9,15 +9,16 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from naive import unit_covariances
 
 import fastgmm
 from fastgmm import ConvergenceWarning, DegenerateDataWarning
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
-COV_TYPES = ("full", "tied", "diag", "spherical")
 
 
 @st.composite
@@ -27,7 +28,7 @@ def problems(draw):
     d = draw(st.integers(1, 3))
     n_per = draw(st.integers(8, 30))
     seed = draw(st.integers(0, 2 ** 31 - 1))
-    ctype = draw(st.sampled_from(COV_TYPES))
+    ctype = draw(st.sampled_from(COVARIANCE_TYPES))
     weighted = draw(st.booleans())
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=6.0, size=(k, d))
@@ -42,8 +43,7 @@ def _user_init(X, k, ctype, rng):
     """Initial parameters independent of row order: rows picked, unit precisions."""
     d = X.shape[1]
     means = X[rng.choice(len(X), size=k, replace=False)].copy()
-    prec = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d), "diag": np.ones((k, d)),
-            "spherical": np.ones(k)}[ctype]
+    prec = unit_covariances(ctype, k, d)
     return np.full(k, 1.0 / k), means, prec
 
 
@@ -65,6 +65,9 @@ def _fit(X, w, k, ctype, init, max_iter=12, reg=1e-6):
 @SETTINGS
 @given(problems())
 def test_lower_bound_never_decreases_and_responsibilities_on_simplex(problem):
+    """EM never decreases the lower bound; responsibilities lie on the simplex, also far from the
+    data; score is the weighted mean of score_samples.
+    """
     X, w, k, ctype, rng = problem
     model = _fit(X, w, k, ctype, _user_init(X, k, ctype, rng), max_iter=25)
     lb = np.asarray(model.lower_bounds_)
@@ -81,6 +84,9 @@ def test_lower_bound_never_decreases_and_responsibilities_on_simplex(problem):
 @SETTINGS
 @given(problems(), st.integers(0, 2 ** 31 - 1))
 def test_row_permutation_leaves_parameters_unchanged(problem, perm_seed):
+    """Permuting the rows (and their weights) leaves the parameters unchanged and permutes the
+    labels.
+    """
     X, w, k, ctype, rng = problem
     init = _user_init(X, k, ctype, rng)
     perm = np.random.default_rng(perm_seed).permutation(len(X))
@@ -95,6 +101,7 @@ def test_row_permutation_leaves_parameters_unchanged(problem, perm_seed):
 @SETTINGS
 @given(problems(), st.lists(st.floats(-100.0, 100.0), min_size=3, max_size=3))
 def test_translation_moves_means_only(problem, shift):
+    """Translating data and start moves the means by the translation and changes nothing else."""
     X, w, k, ctype, rng = problem
     c = np.asarray(shift[: X.shape[1]])
     weights, means, prec = _user_init(X, k, ctype, rng)
@@ -109,6 +116,9 @@ def test_translation_moves_means_only(problem, shift):
 @SETTINGS
 @given(problems(), st.floats(-3.0, 3.0))
 def test_scaling_is_equivariant(problem, log10_scale):
+    """Scaling data, start and reg_covar scales means and covariances and shifts the lower bounds
+    by -d log(scale).
+    """
     X, w, k, ctype, rng = problem
     s = 10.0 ** log10_scale
     d = X.shape[1]

@@ -1,18 +1,140 @@
-"""Numerical edge cases: offsets, separation, tiny shapes, extreme scales, input layouts.
+"""fastgmm._estimator: the scikit-learn contract, fastgmm.fit, and numerical edge cases.
 
-References come from numpy/scipy (``naive``), never from fastgmm itself.
+References come from numpy/scipy (``naive``) and scikit-learn, never from
+fastgmm itself.
 """
 
 import warnings
 
 import numpy as np
 import pytest
-from naive import e_step, em_iterations, full_covariances
+from conftest import FITTED, TWO_BLOBS
+from naive import e_step, em_iterations, full_covariances, unit_covariances
 from scipy.stats import multivariate_normal
 
 import fastgmm
 
-FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+X = TWO_BLOBS
+
+
+def test_fit_front_door_returns_fitted_estimator():
+    """fastgmm.fit returns a fitted, converged GaussianMixture with the asked parameters and a
+    consistent lower-bound history.
+    """
+    g = fastgmm.fit(X, n_components=2, covariance_type="diag", random_state=0)
+    assert isinstance(g, fastgmm.GaussianMixture)
+    assert g.n_components == 2 and g.covariance_type == "diag"
+    assert g.converged_ and g.n_iter_ >= 1 and g.n_features_in_ == 2
+    assert len(g.lower_bounds_) == g.n_iter_ and g.lower_bound_ == g.lower_bounds_[-1]
+
+
+def test_get_set_params_and_repr():
+    """get_params and set_params follow scikit-learn (unknown names refused) and the repr shows
+    the changed parameters.
+    """
+    g = fastgmm.GaussianMixture(3, covariance_type="tied", tol=1e-4)
+    p = g.get_params()
+    assert p["n_components"] == 3 and p["covariance_type"] == "tied" and p["tol"] == 1e-4
+    assert g.set_params(n_components=4) is g and g.n_components == 4
+    with pytest.raises(ValueError, match="invalid parameter 'bogus'"):
+        g.set_params(bogus=1)
+    assert "covariance_type='tied'" in repr(g)
+
+
+def test_sample_shapes_and_distribution():
+    """Samples have the fitted means, covariances and weights (20000 draws), and the same
+    random_state gives the same draws.
+    """
+    g = fastgmm.fit(X, 2, random_state=0)
+    S, y = g.sample(20000, random_state=1)
+    assert S.shape == (20000, 2) and y.shape == (20000,)
+    for j in range(2):
+        np.testing.assert_allclose(S[y == j].mean(axis=0), g.means_[j], atol=0.05)
+        np.testing.assert_allclose(np.cov(S[y == j].T), g.covariances_[j], atol=0.06)
+    np.testing.assert_allclose(np.bincount(y) / 20000, g.weights_, atol=0.02)
+    a, _ = g.sample(5, random_state=3)
+    b, _ = g.sample(5, random_state=3)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bic_aic_definitions():
+    """BIC and AIC are -2 log L + p log n and -2 log L + 2 p with p counted by hand."""
+    g = fastgmm.fit(X, 2, random_state=0)
+    n, d = X.shape
+    p = 2 * d * (d + 1) / 2 + 2 * d + 1
+    ll = g.score_samples(X).sum()
+    assert g.bic(X) == pytest.approx(-2 * ll + p * np.log(n), rel=1e-12)
+    assert g.aic(X) == pytest.approx(-2 * ll + 2 * p, rel=1e-12)
+
+
+def test_dataframe_feature_names():
+    """A DataFrame's column names are kept, predictions equal those of the bare array, and other
+    names are refused.
+    """
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=["a", "b"])
+    g = fastgmm.fit(df, 2, random_state=0)
+    assert list(g.feature_names_in_) == ["a", "b"]
+    np.testing.assert_array_equal(g.predict(df), g.predict(X))
+    with pytest.raises(ValueError, match="feature names"):
+        g.predict(df.rename(columns={"a": "z"}))
+
+
+def test_scikit_learn_clone_pipeline_gridsearch():
+    """The estimator clones, runs in a Pipeline and is tuned by GridSearchCV like a scikit-learn
+    estimator.
+    """
+    sk_base = pytest.importorskip("sklearn.base")
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    g = fastgmm.GaussianMixture(2, covariance_type="diag", random_state=0)
+    c = sk_base.clone(g)
+    assert c.get_params() == g.get_params() and not hasattr(c, "means_")
+    pipe = make_pipeline(StandardScaler(), fastgmm.GaussianMixture(2, random_state=0))
+    labels = pipe.fit(X).predict(X)
+    assert set(labels) == {0, 1}
+    assert np.isfinite(pipe.score(X))
+    search = GridSearchCV(fastgmm.GaussianMixture(random_state=0),
+                          {"n_components": [1, 2, 3]}, cv=3)
+    search.fit(X)
+    assert search.best_params_["n_components"] in (2, 3)
+
+
+def test_inputs_are_not_modified():
+    """Fitting and predicting leave X, the weights and means_init untouched."""
+    Xc = X.copy()
+    w = np.ones(len(X))
+    wc = w.copy()
+    means = np.array([[0.0, 0.0], [6.0, 0.0]])
+    mc = means.copy()
+    g = fastgmm.GaussianMixture(2, means_init=means, random_state=0).fit(X, sample_weight=w)
+    g.predict_proba(X)
+    np.testing.assert_array_equal(X, Xc)
+    np.testing.assert_array_equal(w, wc)
+    np.testing.assert_array_equal(means, mc)
+
+
+def test_import_loads_neither_numba_nor_scipy_until_needed():
+    """``import fastgmm`` stays cheap: Numba (0.4 s) and scipy load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastgmm\n"
+            "print(sorted(m for m in ('numba', 'scipy', 'fastgmm._kernels') if m in sys.modules))\n"
+            "import numpy as np\n"
+            "fastgmm.fit(np.random.default_rng(0).normal(size=(200, 2)), 2, random_state=0)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "True"
+
+
+# ---------------------------------------------------------------------------
+# Numerical edge cases: offsets, separation, tiny shapes, extreme scales
+# ---------------------------------------------------------------------------
 
 
 def _ref_cov(X, w, ctype, reg):
@@ -42,6 +164,9 @@ def _two_clusters(n, offset, seed=0):
 @pytest.mark.parametrize("dtype, offset, rtol", [(np.float64, 1e8, 1e-6),
                                                  (np.float32, 1e4, 1e-3)])
 def test_offset_data_covariances_accurate(covariance_type, dtype, offset, rtol):
+    """Two clusters 1e8 (float64) or 1e4 (float32) from the origin get their means and
+    covariances to the accuracy the dtype allows, against numpy on exactly centred data.
+    """
     Z, _ = _two_clusters(400, offset)
     X = (Z + offset).astype(dtype)
     # Reference from the data actually fitted, centred exactly in float64
@@ -70,6 +195,9 @@ def test_offset_data_covariances_accurate(covariance_type, dtype, offset, rtol):
 
 
 def test_extremely_separated_clusters_no_nan_or_inf(covariance_type):
+    """Clusters 450 standard deviations apart give finite parameters, and points with log
+    densities near -1e5 get scipy's scores and responsibilities.
+    """
     rng = np.random.default_rng(1)
     # 450 standard deviations apart: cross log-densities near -1e5.
     X = np.r_[rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + [450.0, 0.0]]
@@ -97,8 +225,7 @@ def test_em_from_far_away_start_stays_finite(covariance_type):
     X = np.r_[rng.normal(size=(80, 2)), rng.normal(size=(80, 2)) + [8.0, 0.0]]
     k, d = 2, 2
     means0 = np.array([[1e3, 1e3], [1e3, -1e3]])
-    prec = {"full": np.stack([np.eye(d)] * k), "tied": np.eye(d), "diag": np.ones((k, d)),
-            "spherical": np.ones(k)}[covariance_type]
+    prec = unit_covariances(covariance_type, k, d)
     model = fastgmm.GaussianMixture(k, covariance_type=covariance_type,
                                     weights_init=[0.5, 0.5], means_init=means0,
                                     precisions_init=prec)
@@ -116,12 +243,14 @@ def test_em_from_far_away_start_stays_finite(covariance_type):
 # ---------------------------------------------------------------------------
 
 def test_one_feature_matches_reference_em(covariance_type):
+    """With one feature every covariance type gives numpy/scipy EM's iterates, lower bounds and
+    shapes.
+    """
     rng = np.random.default_rng(3)
     X = np.r_[rng.normal(size=(60, 1)), rng.normal(size=(40, 1)) * 0.5 + 3.0]
     w0 = np.array([0.5, 0.5])
     m0 = np.array([[-0.5], [2.0]])
-    cov0 = {"full": np.ones((2, 1, 1)), "tied": np.ones((1, 1)), "diag": np.ones((2, 1)),
-            "spherical": np.ones(2)}[covariance_type]
+    cov0 = unit_covariances(covariance_type, 2, 1)
     reg = 1e-6
     n_iter = 6
     rw, rm, rc, rb = em_iterations(X, w0, m0, cov0, covariance_type, n_iter, reg)
@@ -139,6 +268,9 @@ def test_one_feature_matches_reference_em(covariance_type):
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 def test_one_component_is_weighted_mean_and_biased_covariance(covariance_type, offset):
+    """One component is the weighted mean and biased weighted covariance (numpy), also 1e6 from
+    the origin, with scipy's mean log density as score.
+    """
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 3)) + offset
     sw = rng.uniform(0.1, 3.0, size=300)
@@ -157,6 +289,9 @@ def test_one_component_is_weighted_mean_and_biased_covariance(covariance_type, o
 
 
 def test_n_samples_equal_n_components(covariance_type):
+    """With one sample per component each component sits on its sample with weight 1/3 and only
+    reg_covar as spread.
+    """
     X = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 5.0]])
     reg = 1e-6
     model = fastgmm.GaussianMixture(3, covariance_type=covariance_type, reg_covar=reg,
@@ -174,6 +309,9 @@ def test_n_samples_equal_n_components(covariance_type):
 @pytest.mark.parametrize("scale", [1e150, 1e-150])
 @pytest.mark.parametrize("ctype", ["full", "diag"])
 def test_values_near_1e150_are_scale_equivariant(scale, ctype):
+    """Data scaled by 1e150 or 1e-150 (reg_covar scaled alike) gives the same labels, scaled
+    parameters and a lower bound shifted by -d log(scale).
+    """
     rng = np.random.default_rng(5)
     Z = np.r_[rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + [6.0, 0.0]]
     reg = 1e-6
@@ -189,103 +327,3 @@ def test_values_near_1e150_are_scale_equivariant(scale, ctype):
     assert big.lower_bound_ == pytest.approx(base.lower_bound_ - 2 * np.log(scale),
                                              rel=1e-9)
     assert np.isfinite(big.score_samples(Z * scale)).all()
-
-
-# ---------------------------------------------------------------------------
-# Input layouts and dtypes
-# ---------------------------------------------------------------------------
-
-def _fit_params(X, sample_weight=None, k=2):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fastgmm.DegenerateDataWarning)
-        m = fastgmm.GaussianMixture(k, random_state=0).fit(X, sample_weight=sample_weight)
-    return m
-
-
-def _assert_same_fit(a, b):
-    for name in FITTED:
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype
-        np.testing.assert_array_equal(x, y)
-    assert a.lower_bounds_ == b.lower_bounds_
-
-
-_rng = np.random.default_rng(6)
-_INT = np.r_[_rng.integers(0, 6, size=(60, 3)), _rng.integers(20, 26, size=(60, 3))]
-_BOOL = _rng.random((120, 3)) < np.r_[np.full((60, 1), 0.2), np.full((60, 1), 0.8)]
-_FLOAT = np.r_[_rng.normal(size=(60, 3)), _rng.normal(size=(60, 3)) + 5.0]
-
-
-def _readonly(a):
-    a = a.copy()
-    a.flags.writeable = False
-    return a
-
-
-LAYOUTS = {
-    "int64": (lambda: _INT.astype(np.int64), np.float64),
-    "int32": (lambda: _INT.astype(np.int32), np.float64),
-    "uint8": (lambda: _INT.astype(np.uint8), np.float64),
-    "bool": (lambda: _BOOL, np.float64),
-    "float16": (lambda: _FLOAT.astype(np.float16), np.float64),
-    "list": (lambda: _FLOAT.tolist(), np.float64),
-    "non_contiguous_rows": (lambda: np.repeat(_FLOAT, 2, axis=0)[::2], np.float64),
-    "non_contiguous_cols": (lambda: np.repeat(_FLOAT, 2, axis=1)[:, ::2], np.float64),
-    "fortran": (lambda: np.asfortranarray(_FLOAT), np.float64),
-    "read_only": (lambda: _readonly(_FLOAT), np.float64),
-    "big_endian_f8": (lambda: _FLOAT.astype(">f8"), np.float64),
-    "big_endian_f4": (lambda: _FLOAT.astype(">f4"), np.float32),
-    "fortran_f4": (lambda: np.asfortranarray(_FLOAT.astype(np.float32)), np.float32),
-    "read_only_f4": (lambda: _readonly(_FLOAT.astype(np.float32)), np.float32),
-    "dataframe": (lambda: __import__("pandas").DataFrame(_FLOAT), np.float64),
-}
-
-
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_input_layouts_give_same_fit_as_c_contiguous(layout):
-    make, dtype = LAYOUTS[layout]
-    X = make()
-    before = np.array(X, copy=True)
-    reference = np.ascontiguousarray(np.asarray(X), dtype=dtype)
-    assert reference.flags.c_contiguous and reference.dtype.isnative
-    got = _fit_params(X)
-    _assert_same_fit(got, _fit_params(reference))
-    np.testing.assert_array_equal(got.predict(X), got.predict(reference))
-    np.testing.assert_array_equal(got.score_samples(X), got.score_samples(reference))
-    np.testing.assert_array_equal(np.asarray(X), before)  # input untouched
-    if layout.startswith("read_only"):
-        assert not X.flags.writeable
-
-
-@pytest.mark.parametrize("kind", ["int", "read_only", "strided", "big_endian", "list"])
-def test_sample_weight_layouts_give_same_fit(kind):
-    base = np.r_[np.arange(1, 61), np.arange(1, 61)[::-1]] % 5 + 1
-    make = {"int": lambda: base.astype(np.int32),
-            "read_only": lambda: _readonly(base.astype(np.float64)),
-            "strided": lambda: np.repeat(base.astype(np.float64), 2)[::2],
-            "big_endian": lambda: base.astype(">f8"),
-            "list": lambda: base.tolist()}[kind]
-    w = make()
-    _assert_same_fit(_fit_params(_FLOAT, w),
-                     _fit_params(_FLOAT, np.ascontiguousarray(base, dtype=np.float64)))
-
-
-def test_read_only_input_compiles_no_new_kernel_specialisation():
-    """A read-only array is a distinct Numba type; it must not trigger compilation."""
-    from numba.core.registry import CPUDispatcher
-
-    from fastgmm import _kernels, _kernels_kmeans
-
-    def n_signatures():
-        kernels = {id(f): f for m in (_kernels, _kernels_kmeans) for f in vars(m).values()
-                   if isinstance(f, CPUDispatcher)}
-        return sum(len(f.signatures) for f in kernels.values())
-
-    X = _FLOAT.copy()
-    model = _fit_params(X)
-    model.predict(X)
-    before = n_signatures()
-    ro = _readonly(X)
-    _assert_same_fit(_fit_params(ro), model)
-    model.score_samples(ro)
-    assert n_signatures() == before
