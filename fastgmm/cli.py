@@ -13,8 +13,8 @@
 DATA is a CSV file, a ``.npy`` array (columns named ``0``, ``1``, ...) or,
 when pandas and pyarrow are installed, a Parquet file.  A CSV file's first
 row is a header of column names when ``--header yes`` says so, or, by
-default, when it looks like one: names only, or names above numbers in the
-next row.  A first row of numbers only is read as data (the columns are
+default, when it looks like one: names only, or each name above a number in
+the next row.  A first row of numbers only is read as data (the columns are
 named ``0``, ``1``, ... and a note on stderr says so); a first row that could
 be either is an error asking for ``--header``.  Every row counts: nothing is
 a comment.  Output files end in ``.csv`` or ``.npy``, and never replace an
@@ -165,9 +165,13 @@ def _is_number(text: str) -> bool:
     return True
 
 
+#: Cells read as a missing value (never as a column name).
+_MISSING = ("", "NA", "N/A", "NULL")
+
+
 def _cell_kind(cell: str) -> str:
     cell = cell.strip()
-    if cell == "":
+    if cell.upper() in _MISSING:
         return "empty"
     return "number" if _is_number(cell) else "name"
 
@@ -210,10 +214,10 @@ def _decide_header(path: str, first: list, second: list | None,
         return False, None  # numbers and missing values: a data row, never a header
     if all(kind == "name" for kind in kinds):
         return True, None
-    if "empty" not in kinds and second is not None and len(second) == len(first) and any(
-            kind == "name" and _cell_kind(cell) == "number"
-            for kind, cell in zip(kinds, second, strict=True)):
-        return True, None  # names above numbers
+    if "empty" not in kinds and second is not None and len(second) == len(first) and all(
+            _cell_kind(cell) == "number"
+            for kind, cell in zip(kinds, second, strict=True) if kind == "name"):
+        return True, None  # every name above a number
     shown = ",".join(first)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     raise CLIError(f"{path}: cannot tell whether the first row ({shown!r}) is a header: it "
@@ -268,7 +272,7 @@ def _csv_problem(path, delimiter, has_header, names, idx, exc) -> str:
                         f"{len(names)} columns")
             for i in idx:
                 cell = row[i].strip()
-                if cell == "" or cell.upper() in ("NA", "N/A", "NULL"):
+                if cell.upper() in _MISSING:
                     return (f"{path}: column {names[i]!r} has a missing value in data row "
                             f"{row_no}; remove or impute such rows first")
                 if not _is_number(cell):

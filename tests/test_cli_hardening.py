@@ -116,6 +116,10 @@ def test_a_missing_value_in_the_first_row_of_a_headerless_file_is_not_a_header(w
     line = _one_line_error(capsys, "fit", "nohead.csv", "--k", "2", "--quiet", "--out", "n.npz",
                            match=r"column '1' has a missing value in data row 1")
     assert "note" not in line
+    text[0] = text[0] + "NA"                               # "1.25,NA" : the same, spelt NA
+    (d / "nohead.csv").write_text("\n".join(text) + "\n")
+    _one_line_error(capsys, "predict", "model.npz", "nohead.csv", "--out", "n.csv",
+                    match=r"column '1' has a missing value in data row 1")
 
 
 def test_a_header_of_numbers_is_read_as_data_and_says_so(work, capsys):
@@ -149,6 +153,23 @@ def test_names_above_numbers_are_a_header(work, capsys):
                             "--out", "mixed.npz")
     assert status == 0 and err == "", err
     assert f"to {len(X)} rows" in out
+
+
+def test_names_above_names_are_not_taken_for_a_header(work, capsys):
+    d, X = work
+    ids = ["id"] + [f"a{i}" for i in range(1, len(X))]   # id, 2019, 2020 above a1, ...
+    rows = np.column_stack([np.zeros(len(X)), X])
+    _write_csv(d / "years_ids.csv", None, rows, first_cells=ids)
+    text = (d / "years_ids.csv").read_text().splitlines()
+    text[0] = "id,2019,2020"
+    (d / "years_ids.csv").write_text("\n".join(text) + "\n")
+    _one_line_error(capsys, "fit", "years_ids.csv", "--k", "2", "--out", "yi.npz",
+                    match=r"cannot tell whether the first row \('id,2019,2020'\) is a header")
+    status, out, err = _run(capsys, "fit", "years_ids.csv", "--k", "2", "--columns",
+                            "2019,2020", "--header", "yes", "--seed", "0", "--quiet",
+                            "--out", "yi.npz")
+    assert status == 0 and err == "", err
+    assert f"to {len(X) - 1} rows" in out
 
 
 def test_an_ambiguous_first_row_is_an_error(work, capsys):
