@@ -22,6 +22,7 @@ data in float64 and float32), the 440 x 2 case and thread scaling.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -48,6 +49,10 @@ try:
     import psutil
 except ImportError:  # pragma: no cover
     psutil = None
+
+#: Thread cap of scikit-learn's BLAS and OpenMP pools (``--sklearn-threads``);
+#: None leaves them at their defaults.
+SKLEARN_THREADS = None
 
 EXTRAS = {"tiny": "440 x 2, k = 2, default fit", "threads": "full fit on 1 and 2 threads"}
 
@@ -86,6 +91,26 @@ def thread_pools():
         pools.append(f"{what} [{os.path.basename(p.get('filepath', ''))}]: "
                      f"{p.get('num_threads')} threads")
     return "; ".join(pools) or "none loaded"
+
+
+def sklearn_threads():
+    """The context scikit-learn's fits run in: :data:`SKLEARN_THREADS` applied, or nothing."""
+    if SKLEARN_THREADS is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(SKLEARN_THREADS)
+
+
+class Capped:
+    """A scikit-learn estimator whose ``fit`` runs in :func:`sklearn_threads`."""
+
+    def __init__(self, est):
+        self.est = est
+
+    def fit(self, X):
+        with sklearn_threads():
+            return self.est.fit(X)
 
 
 def gemm_rate(dtype, n=4096, repeat=3):
@@ -210,12 +235,13 @@ def run_case(case, n, iters, gemm, with_sklearn, repeats, pause, pools_seen):
 
         def theirs(m):
             # Outside the timing: what scikit-learn's thread pools are just before its fit.
-            pools_seen.add(thread_pools())
+            with sklearn_threads():
+                pools_seen.add(thread_pools())
             # With all three inits given, init_params only decides the cheap
             # responsibilities scikit-learn computes and then overrides;
             # 'kmeans' would run a k-means inside every timed fit.
-            return SK(k, covariance_type=ctype, tol=0, max_iter=m,
-                      init_params="random_from_data", random_state=0, **init)
+            return Capped(SK(k, covariance_type=ctype, tol=0, max_iter=m,
+                             init_params="random_from_data", random_state=0, **init))
 
         makers["sklearn"], iters_of["sklearn"], rep["sklearn"] = theirs, iters[1], repeats[1]
     per_iter, notes = time_fits(makers, X, iters_of, rep, pause)
@@ -249,7 +275,7 @@ def end_to_end(case, n, repeats, with_sklearn, pause):
     if with_sklearn:
         from sklearn.mixture import GaussianMixture as SK
 
-        makers["sklearn"] = lambda: SK(k, random_state=0).fit(X)
+        makers["sklearn"] = lambda: Capped(SK(k, random_state=0)).fit(X)
         rep["sklearn"] = repeats[1]
     best, model = {name: np.inf for name in makers}, {}
     for r in range(max(rep.values())):
@@ -286,7 +312,7 @@ def tiny(with_sklearn, repeat=20):
     if with_sklearn:
         from sklearn.mixture import GaussianMixture as SK
 
-        makers.append(("sklearn", lambda: SK(2, random_state=0).fit(X)))
+        makers.append(("sklearn", lambda: Capped(SK(2, random_state=0)).fit(X)))
     for name, make in makers:
         make()
         b = np.inf
@@ -368,6 +394,10 @@ def main(argv=None):
                     help="run only this case (repeatable); --list shows the names")
     ap.add_argument("--only", default=None, help="comma-separated case names (as --family)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--sklearn-threads", type=int, default=None, metavar="N",
+                    help="cap scikit-learn's BLAS and OpenMP pools at N threads (default: "
+                         "left as they are; on a loaded machine its idle pool threads can "
+                         "dominate small fits)")
     ap.add_argument("--repeats", nargs=2, type=int, default=None, metavar=("FASTGMM", "SKLEARN"),
                     help="repeats of each timing (default 4 2, --quick 2 1); the whole "
                          "default fits take at most 3 and 2 of them")
@@ -392,6 +422,8 @@ def main(argv=None):
         divisor, iters, repeats, pause = 1, (3, 2), (4, 2), 0.3
         gemm_n, e2e_repeats, tiny_repeat, scaling_repeat = 4096, (3, 2), 20, 5
 
+    global SKLEARN_THREADS
+    SKLEARN_THREADS = args.sklearn_threads
     if args.repeats:
         repeats = tuple(max(1, r) for r in args.repeats)
         e2e_repeats = (min(repeats[0], 3), min(repeats[1], 2))
@@ -404,8 +436,9 @@ def main(argv=None):
         import scipy.linalg  # noqa: F401  (load every BLAS scikit-learn may call)
         import sklearn
         import sklearn.mixture  # noqa: F401
-        print(f"scikit-learn {sklearn.__version__}, left at its default threads; thread pools "
-              f"now: {thread_pools()}")
+        how = ("left at its default threads" if SKLEARN_THREADS is None else
+               f"its BLAS and OpenMP pools capped at {SKLEARN_THREADS} (--sklearn-threads)")
+        print(f"scikit-learn {sklearn.__version__}, {how}; thread pools now: {thread_pools()}")
     pools_seen = set()
     names = [name for name in FAMILIES if name in run]
     dtypes = {FAMILIES[name].dtype for name in names}
