@@ -204,6 +204,7 @@ def time_fits(makers, X, iters, repeat=2, pause=0.3):
 
 
 def _quiet(fit, *args):
+    """``fit(*args)`` with every warning silenced (fixed-work fits never converge)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fit(*args)
@@ -325,6 +326,7 @@ def tiny(with_sklearn, repeat=20):
 
 
 def thread_scaling(n, iters, repeat=5, pause=0.3):
+    """Seconds per iteration of a full fit on 1 and 2 Numba threads (separated data)."""
     X, means0 = make_problem(n, 16, 16)
     init = start_params("full", means0)
     makers = {}
@@ -337,6 +339,7 @@ def thread_scaling(n, iters, repeat=5, pause=0.3):
 
 
 def _fmt(x, spec):
+    """``x`` formatted by ``spec``, or a dash of the same width when it is not finite."""
     return format(x, spec) if np.isfinite(x) else format("-", f">{spec.split('.')[0]}")
 
 
@@ -357,6 +360,7 @@ def print_cases(rows_of, names):
 
 
 def print_end_to_end(rows, with_sklearn):
+    """The table of whole default fits (rows of :func:`end_to_end`)."""
     print("\nend to end, defaults (k-means init, tol 1e-3, max_iter 100), full, whole fit; "
           "s/it = fit time / EM iterations (includes the initialisation):")
     head = (f"{'case':<16} {'n':>8} {'dtype':>7} {'fastgmm s':>9} {'it':>4} {'s/it':>7} "
@@ -384,6 +388,7 @@ def print_end_to_end(rows, with_sklearn):
 
 
 def main(argv=None):
+    """Parse the arguments, then print the header, the tables and the extras selected."""
     known = {**{n: c.about for n, c in FAMILIES.items()},
              **{n: c.about for n, c in END_TO_END.items()}, **EXTRAS}
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
