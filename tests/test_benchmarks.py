@@ -8,19 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bench():
+@pytest.fixture(scope="module", params=["bench_fit", "bench_regimes"])
+def bench(request):
     os.environ["FASTGMM_BENCH_QUICK"] = "1"
     sys.path.insert(0, str(ROOT / "asv_bench"))
     try:
         import benchmarks.common
         importlib.reload(benchmarks.common)
-        mod = importlib.import_module("benchmarks.bench_fit")
+        mod = importlib.import_module(f"benchmarks.{request.param}")
         importlib.reload(mod)
         yield mod
     finally:
@@ -32,6 +33,9 @@ def _cases(cls):
     params = getattr(cls, "params", None)
     if params is None:
         return [()]
+    if getattr(cls, "param_names", None) == ["case"]:
+        # Every named problem once: each family's generator and shape must fit.
+        return [(name,) for name in params[0]]
     first = [p[0] for p in params]
     return [tuple(first)]
 
@@ -48,8 +52,10 @@ def test_every_benchmark_method_runs(bench):
             for name, fn in inspect.getmembers(obj, inspect.ismethod):
                 if name.startswith(("time_", "peakmem_", "track_")):
                     out = fn(*args)
-                    if name.startswith("track_"):
+                    if name.startswith("track_loglik_gap"):
                         assert abs(out) < 1e-6  # parity with scikit-learn
+                    elif name.startswith("track_"):
+                        assert np.isfinite(out)
                     ran += 1
                 elif name.startswith("timeraw_"):
                     code = fn(*args)
@@ -79,3 +85,42 @@ def test_compare_script_quick_runs():
     r = subprocess.run([sys.executable, "bench_scripts/compare.py", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--quick" in r.stdout
+
+
+def test_compare_script_runs_one_family():
+    # One small case end to end through the script (scikit-learn included), so
+    # that the table code and --family run, not only the argument parser.
+    r = subprocess.run([sys.executable, "bench_scripts/compare.py", "--quick",
+                        "--family", "overlap-tied-d39-k64"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("overlap-tied-d39-k64"))
+    assert "nan" not in row and "raised" not in row
+    assert "default threads" in r.stdout
+
+
+def test_compare_script_rejects_unknown_family():
+    r = subprocess.run([sys.executable, "bench_scripts/compare.py", "--family", "nope"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown case" in r.stderr
+
+
+def test_families_are_seeded_and_shaped():
+    sys.path.insert(0, str(ROOT / "asv_bench"))
+    try:
+        from benchmarks.common import END_TO_END, FAMILIES
+    finally:
+        sys.path.remove(str(ROOT / "asv_bench"))
+    for case in [*FAMILIES.values(), *END_TO_END.values()]:
+        n = case.rows(divisor=200)
+        X, means0 = case.data(n)
+        X2, means2 = case.data(n)
+        assert X.shape == (n, case.d) and X.dtype == np.dtype(case.dtype)
+        assert means0.shape == (case.k, case.d) and means0.dtype == np.float64
+        np.testing.assert_array_equal(X, X2)
+        np.testing.assert_array_equal(means0, means2)
+        if case.family != "separated":
+            # Started from distinct rows of the data themselves.
+            rows = {tuple(r) for r in X.astype(np.float64)}
+            assert all(tuple(m) in rows for m in means0)
+            assert len({tuple(m) for m in means0}) == case.k
