@@ -585,6 +585,29 @@ default='dirichlet_process'
         self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
         self.covariance_prior_ = priors.covariance
 
+    def _after_load(self) -> None:
+        """Restore what a model file stores in JSON or stacked form (:func:`fastgmm.load`)."""
+        dtype = self.means_.dtype
+        conc = np.asarray(self.weight_concentration_)
+        if conc.ndim == 2:
+            self.weight_concentration_ = (conc[0], conc[1])
+        if np.ndim(self.degrees_of_freedom_) == 0:
+            self.degrees_of_freedom_ = dtype.type(self.degrees_of_freedom_)
+
+    def save(self, path) -> None:
+        """Write the fitted model to a file that :func:`fastgmm.load` reads.
+
+        The format of :meth:`fastgmm.GaussianMixture.save`, with the
+        ``format`` ``"fastgmm.BayesianGaussianMixture"``.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        from ._io import save
+
+        save(self, path)
+
     def effective_components(self, threshold: float = EFFECTIVE_WEIGHT_THRESHOLD) -> np.ndarray:
         """Indices of the components of weight above ``threshold``, heaviest first.
 

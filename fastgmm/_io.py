@@ -56,6 +56,9 @@ __all__ = ["FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "sav
 FORMAT_VERSION = 1
 
 FORMAT_NAME = "fastgmm.GaussianMixture"
+#: The estimator class (in :mod:`fastgmm`) behind each ``format`` name.
+FORMAT_CLASSES = {FORMAT_NAME: "GaussianMixture",
+                  "fastgmm.BayesianGaussianMixture": "BayesianGaussianMixture"}
 
 _ZIP_MAGIC = b"PK\x03\x04"
 # Fitted attributes are public names with a trailing underscore.
@@ -178,12 +181,13 @@ def save(model, path, *, extra: dict | None = None,
         ``model`` is not a GaussianMixture, or ``extra`` is not JSON-serialisable.
     """
     from . import __version__
-    from ._estimator import GaussianMixture
+    from ._estimator import _MixtureBase
 
-    if not isinstance(model, GaussianMixture):
+    if not isinstance(model, _MixtureBase):
         raise TypeError(f"model must be a fastgmm.GaussianMixture, got {type(model).__name__}")
     if not model.__sklearn_is_fitted__():
-        raise _exceptions.NotFittedError("cannot save an unfitted GaussianMixture; call fit first")
+        raise _exceptions.NotFittedError(
+            f"cannot save an unfitted {type(model).__name__}; call fit first")
 
     arrays: dict[str, np.ndarray] = {}
     params: dict[str, Any] = {}
@@ -208,6 +212,8 @@ def save(model, path, *, extra: dict | None = None,
         if name == "feature_names_in_":
             feature_names = [str(v) for v in value]
             continue
+        if isinstance(value, tuple) and all(isinstance(v, np.ndarray) for v in value):
+            value = np.stack(value)  # Beta parameters; the estimator's _after_load splits them
         if isinstance(value, np.ndarray):
             if value.dtype.kind in "biuf":
                 arrays[name] = np.array(value)
@@ -227,7 +233,7 @@ def save(model, path, *, extra: dict | None = None,
 
     means = model.means_
     meta = {
-        "format": FORMAT_NAME,
+        "format": f"fastgmm.{type(model).__name__}",
         "format_version": FORMAT_VERSION,
         "fastgmm_version": __version__,
         "covariance_type": model.covariance_type,
@@ -327,8 +333,9 @@ def read(path) -> ModelFile:
         mismatch or inconsistent content), or written with a newer format
         version than this fastgmm reads.
     """
+    import fastgmm
+
     from . import __version__
-    from ._estimator import GaussianMixture
 
     path = _fspath(path)
     members = _read_members(path)
@@ -341,7 +348,7 @@ def read(path) -> ModelFile:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path} has unreadable metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+    if not isinstance(meta, dict) or meta.get("format") not in FORMAT_CLASSES:
         raise ModelFileError(f"{path} is not a fastgmm model file "
                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("format_version")
@@ -372,7 +379,7 @@ def read(path) -> ModelFile:
 
     _check_consistent(path, meta, members)
 
-    model = GaussianMixture()
+    model = getattr(fastgmm, FORMAT_CLASSES[meta["format"]])()
     valid = set(model._get_param_names())
     params = {k: v for k, v in meta.get("params", {}).items() if k in valid}
     for name, arr in members.items():
@@ -386,6 +393,8 @@ def read(path) -> ModelFile:
             setattr(model, name, arr)
     if meta.get("feature_names") is not None:
         model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+    if hasattr(model, "_after_load"):
+        model._after_load()
     extra_arrays = {name[6:]: arr for name, arr in members.items()
                     if name.startswith("extra.")}
     return ModelFile(model, meta, extra_arrays)
