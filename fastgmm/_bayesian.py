@@ -35,7 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _em, _sources
-from ._estimator import _check_enough_rows, _check_positive_rows, _finite_array, _MixtureBase
+from ._estimator import (
+    _check_enough_rows,
+    _check_positive_rows,
+    _finite_array,
+    _MixtureBase,
+    _real_array,
+)
 from ._init import Initializer, weighted_mean_var
 from ._parallel import thread_limit
 from ._params import (
@@ -533,6 +539,18 @@ default='dirichlet_process'
                       1.0 if self.mean_precision_prior is None
                       else float(self.mean_precision_prior), mean, dof, cov)
 
+    def _check_prior_params(self, d: int) -> None:
+        """Check the prior parameters that need ``n_features`` (those the data do not give)."""
+        if self.degrees_of_freedom_prior is not None:
+            dof = float(self.degrees_of_freedom_prior)
+            if not dof > d - 1.0:
+                raise ValueError(f"degrees_of_freedom_prior must be greater than {d - 1} "
+                                 f"(n_features - 1), got {dof}")
+        if self.mean_prior is not None:
+            _finite_array(self.mean_prior, "mean_prior", (d,))
+        if self.covariance_prior is not None:
+            self._check_covariance_prior(d)
+
     def _check_covariance_prior(self, d: int):
         ctype, value = self.covariance_type, self.covariance_prior
         if ctype == "spherical":
@@ -552,19 +570,50 @@ default='dirichlet_process'
     # parameters
     # ------------------------------------------------------------------
 
+    def _fitted_prior_type(self) -> str:
+        """The weight prior type of the fitted posterior (as :meth:`_fitted_covariance_type`)."""
+        return getattr(self, "_fit_prior_type", None) or self.weight_concentration_prior_type
+
     def _params(self) -> VariationalParams:
-        """The fitted posterior as float64 :class:`VariationalParams`."""
-        f64 = np.float64
-        conc = self.weight_concentration_
-        conc = np.array(np.stack(conc) if isinstance(conc, tuple) else conc, dtype=f64)
+        """The fitted posterior as float64 :class:`VariationalParams`, shapes checked.
+
+        As :meth:`fastgmm.GaussianMixture._params`: every path to a kernel
+        goes through here, so fitted attributes of inconsistent shapes are
+        refused with a ``ValueError`` before any kernel reads them.
+        """
+        ctype, arrays = self._checked_arrays()
+        k = arrays["means_"].shape[0]
+        prior_type = self._fitted_prior_type()
+        if prior_type not in PRIOR_TYPES:
+            raise ValueError(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, "
+                             f"got {prior_type!r}")
+        conc_shape = (2, k) if prior_type == "dirichlet_process" else (k,)
+        expected = {"weight_concentration_": conc_shape, "mean_precision_": (k,),
+                    "degrees_of_freedom_": () if ctype == "tied" else (k,)}
+        for name, shape in expected.items():
+            arrays[name] = _real_array(self, name)
+            if arrays[name].shape != shape:
+                raise ValueError(f"the fitted attributes are inconsistent: {name} has shape "
+                                 f"{arrays[name].shape}, but {k} components with "
+                                 f"{ctype} covariances and a {prior_type} prior need {shape}")
         return VariationalParams(
-            self.covariance_type, np.asarray(self.weights_, f64),
-            np.asarray(self.means_, f64), np.asarray(self.covariances_, f64),
-            np.asarray(self.precisions_cholesky_, f64), conc,
-            np.asarray(self.mean_precision_, f64), np.asarray(self.degrees_of_freedom_, f64),
-            self.weight_concentration_prior_type)
+            ctype, arrays["weights_"], arrays["means_"], arrays["covariances_"],
+            arrays["precisions_cholesky_"], np.array(arrays["weight_concentration_"]),
+            np.array(arrays["mean_precision_"]), np.array(arrays["degrees_of_freedom_"]),
+            prior_type)
+
+    def _check_continues(self, params: VariationalParams, what: str, remedy: str) -> None:
+        """As the base class, and the weight prior type must match the fit too."""
+        super()._check_continues(params, what, remedy)
+        if self.weight_concentration_prior_type != params.prior_type:
+            raise ValueError(f"{what}: weight_concentration_prior_type is "
+                             f"{self.weight_concentration_prior_type!r} but the model was "
+                             f"fitted with {params.prior_type!r}; {remedy}, or set "
+                             f"weight_concentration_prior_type={params.prior_type!r} again")
 
     def _set_fitted(self, params: VariationalParams, dtype) -> None:
+        self._fit_covariance_type = params.covariance_type
+        self._fit_prior_type = params.prior_type
         self.weights_ = params.weights.astype(dtype)
         self.means_ = params.means.astype(dtype)
         self.covariances_ = params.covariances.astype(dtype)
@@ -584,15 +633,6 @@ default='dirichlet_process'
         self.mean_prior_ = priors.mean
         self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
         self.covariance_prior_ = priors.covariance
-
-    def _after_load(self) -> None:
-        """Restore what a model file stores in JSON or stacked form (:func:`fastgmm.load`)."""
-        dtype = self.means_.dtype
-        conc = np.asarray(self.weight_concentration_)
-        if conc.ndim == 2:
-            self.weight_concentration_ = (conc[0], conc[1])
-        if np.ndim(self.degrees_of_freedom_) == 0:
-            self.degrees_of_freedom_ = dtype.type(self.degrees_of_freedom_)
 
     def save(self, path) -> None:
         """Write the fitted model to a file that :func:`fastgmm.load` reads.
@@ -619,9 +659,8 @@ default='dirichlet_process'
         -------
         ndarray of int
         """
-        self._check_fitted()
+        w = self._params().weights
         threshold = check_float(threshold, "threshold", 0.0)
-        w = np.asarray(self.weights_, dtype=np.float64)
         order = np.argsort(-w, kind="stable")
         return order[w[order] > threshold]
 

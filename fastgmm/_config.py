@@ -70,7 +70,10 @@ def jit(inline: bool = False):
     """Return the decorator used for every compiled kernel.
 
     Kernels are serial and release the GIL; :mod:`fastgmm._parallel` runs
-    them on several threads.
+    them on several threads.  They are cached on disk; where Numba finds no
+    writable cache folder (a read-only install and no writable home or
+    ``NUMBA_CACHE_DIR``), they are compiled in memory instead, once per
+    process, and one :class:`RuntimeWarning` says so.
 
     Parameters
     ----------
@@ -80,10 +83,33 @@ def jit(inline: bool = False):
     """
     import numba
 
-    return numba.njit(
-        cache=True,
-        nogil=True,
-        fastmath=FASTMATH,
-        error_model="numpy",
-        inline="always" if inline else "never",
-    )
+    options = dict(nogil=True, fastmath=FASTMATH, error_model="numpy",
+                   inline="always" if inline else "never")
+
+    def decorate(func):
+        if not _cache_unavailable:
+            try:
+                # Numba looks for a cache folder when the dispatcher is made.
+                return numba.njit(cache=True, **options)(func)
+            except RuntimeError as exc:
+                if "cannot cache" not in str(exc):
+                    raise
+                _no_disk_cache(exc)
+        return numba.njit(cache=False, **options)(func)
+
+    return decorate
+
+
+#: Set once Numba has found no cache folder: later kernels skip the search.
+_cache_unavailable = False
+
+
+def _no_disk_cache(exc: Exception) -> None:
+    """Remember that kernels cannot be cached on disk, and warn once."""
+    global _cache_unavailable
+    _cache_unavailable = True
+    import warnings
+
+    warnings.warn("fastgmm: Numba cannot cache compiled kernels on disk (no writable cache "
+                  "folder: set NUMBA_CACHE_DIR to a writable folder to keep them); compiling "
+                  "them in memory for this process", RuntimeWarning, stacklevel=3)

@@ -30,9 +30,9 @@ from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _Source, draw_seed, uniform_rows
 from ._stats import SuffStats
 from ._validation import (
     check_weight_shape,
+    check_weight_total,
     check_weight_values,
     compute_dtype,
-    weight_sum_error,
 )
 
 
@@ -84,7 +84,9 @@ def _check_block_task(xb, wb):
     finite = bool(np.isfinite(xb).all())
     if wb is None:
         return finite, True, True, float(xb.shape[0])
-    return finite, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), float(wb.sum())
+    with np.errstate(over="ignore"):
+        total = float(wb.sum())
+    return finite, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), total
 
 
 def _point_block(xb, params: GaussianParams, what: str):
@@ -188,8 +190,7 @@ class DaskSource(_Source):
                              "values first")
         if self.sample_weight is not None:
             check_weight_values(all(r[1] for r in results), all(r[2] for r in results))
-            if not sum(r[3] for r in results) > 0:
-                raise weight_sum_error()
+            check_weight_total(sum(r[3] for r in results))
         self._validated = True
 
     @staticmethod

@@ -8,6 +8,7 @@ source (:mod:`fastgmm._sources`), and hands the work to :mod:`fastgmm._init`,
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from ._validation import (
     check_random_state,
     check_sample_weight,
     feature_names,
+    reject_masked,
 )
 
 _FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -72,13 +74,8 @@ class _MixtureBase:
         changed = []
         for name in self._get_param_names():
             value = getattr(self, name)
-            default = defaults.get(name)
-            same = value is default or (
-                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray)
-                and value == default)
-            if not same:
-                changed.append(f"{name}={value!r}" if not isinstance(value, np.ndarray)
-                               else f"{name}=array(shape={value.shape})")
+            if not _same_value(value, defaults.get(name)):
+                changed.append(f"{name}={_short_repr(value)}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
     #: scikit-learn estimator checks that cannot pass by design, each with the
@@ -144,15 +141,89 @@ class _MixtureBase:
                 f"This {type(self).__name__} instance is not fitted yet; call 'fit' with "
                 "appropriate arguments first.")
 
-    def _validate_predict_X(self, X) -> np.ndarray:
-        self._check_fitted()
+    def _validate_predict_X(self, X, n_features: int) -> np.ndarray:
+        """``X`` checked against the fitted model (``n_features`` from :meth:`_params`)."""
         names = feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
         if names is not None and fitted_names is not None and (
                 len(names) != len(fitted_names) or not (names == fitted_names).all()):
             raise ValueError("X has feature names that differ from those seen in fit: "
                              f"{list(names)} vs {list(fitted_names)}")
-        return check_array(X, n_features=self.n_features_in_, estimator=type(self).__name__)
+        return check_array(X, n_features=n_features, estimator=type(self).__name__)
+
+    def _fitted_covariance_type(self) -> str:
+        """The covariance type of the fitted arrays.
+
+        Scikit-learn's convention is that fitted attributes describe the last
+        fit whatever ``set_params`` changed since, so predictions, scores and
+        samples use the type the arrays were fitted with rather than the
+        ``covariance_type`` parameter (which only the next fit reads).
+        """
+        return getattr(self, "_fit_covariance_type", None) or self.covariance_type
+
+    def _fitted_dtype(self) -> np.dtype:
+        """float32 for a model fitted on float32 data, else float64."""
+        is_f32 = np.asarray(self.means_).dtype == np.float32
+        return np.dtype(np.float32 if is_f32 else np.float64)
+
+    def _checked_arrays(self) -> tuple[str, dict[str, np.ndarray]]:
+        """The fitted covariance type and the Gaussian fitted arrays (float64), shapes checked.
+
+        Every path to a kernel goes through here (by way of :meth:`_params`):
+        kernels index the arrays by the shape of the means, so fitted
+        attributes that disagree in shape (set by hand, or restored by other
+        means than :func:`fastgmm.load`) must be refused before a kernel could
+        read outside them.
+
+        Raises
+        ------
+        NotFittedError
+            Not fitted.
+        ValueError
+            The fitted attributes are not real arrays of mutually consistent
+            shapes for ``n_features_in_`` and the fitted covariance type.
+        """
+        self._check_fitted()
+        ctype = self._fitted_covariance_type()
+        check_covariance_type(ctype)
+        arrays = {}
+        for name in _FITTED:
+            arrays[name] = _real_array(self, name)
+        means = arrays["means_"]
+        if means.ndim != 2 or 0 in means.shape:
+            raise ValueError(f"the fitted attributes are inconsistent: means_ has shape "
+                             f"{means.shape}, expected (n_components, n_features)")
+        k, d = means.shape
+        n_in = getattr(self, "n_features_in_", d)
+        if (isinstance(n_in, (bool, np.bool_)) or not isinstance(n_in, numbers.Integral)
+                or n_in != d):
+            raise ValueError(f"the fitted attributes are inconsistent: n_features_in_ is "
+                             f"{n_in!r} but means_ has {d} features")
+        cov_shape = covariance_shape(ctype, k, d)
+        for name, shape in (("weights_", (k,)), ("covariances_", cov_shape),
+                            ("precisions_cholesky_", cov_shape)):
+            if arrays[name].shape != shape:
+                raise ValueError(f"the fitted attributes are inconsistent: {name} has shape "
+                                 f"{arrays[name].shape}, but {ctype} covariances with means_ "
+                                 f"of shape {means.shape} need {shape}")
+        return ctype, arrays
+
+    def _check_continues(self, params: GaussianParams, what: str, remedy: str) -> None:
+        """Raise unless ``n_components`` and ``covariance_type`` still match the fit.
+
+        Continuing a fit (``warm_start``, ``partial_fit``) starts from the
+        fitted arrays, which cannot serve another number of components or
+        covariance type; an error says so instead of a silent cold start.
+        """
+        if self.covariance_type != params.covariance_type:
+            raise ValueError(f"{what}: covariance_type is {self.covariance_type!r} but the "
+                             f"model was fitted with {params.covariance_type!r} covariances; "
+                             f"{remedy}, or set covariance_type={params.covariance_type!r} "
+                             "again")
+        if self.n_components != params.n_components:
+            raise ValueError(f"{what}: n_components is {self.n_components!r} but the model "
+                             f"was fitted with {params.n_components} components; {remedy}, "
+                             f"or set n_components={params.n_components} again")
 
     # ------------------------------------------------------------------
     # fitting
@@ -191,13 +262,19 @@ class _MixtureBase:
     def _warm(self, n_features: int) -> bool:
         """Whether this fit continues the previous one (``warm_start``)."""
         warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
-        if warm and self.n_features_in_ != n_features:
-            raise ValueError(f"warm_start: X has {n_features} features, but the model was "
-                             f"fitted with {self.n_features_in_}")
+        if warm:
+            params = self._params()
+            if params.n_features != n_features:
+                raise ValueError(f"warm_start: X has {n_features} features, but the model "
+                                 f"was fitted with {params.n_features}")
+            self._check_continues(params, "warm_start",
+                                  "set warm_start=False to fit afresh")
         return warm
 
     def _store_result(self, result: _em.EMResult, source) -> None:
-        """Set the fitted attributes from the kept EM run."""
+        """Set the fitted attributes from the kept EM run (a fit starts online EM afresh)."""
+        self.__dict__.pop("_online_stats", None)
+        self.__dict__.pop("n_steps_", None)
         self._set_fitted(result.params, source.dtype)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
@@ -216,10 +293,11 @@ class _MixtureBase:
 
     def _point(self, X, **what) -> dict:
         """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
-        self._check_fitted()
+        params = self._params()
         with thread_limit(self.n_threads):
-            return _sources.per_point(X, self._params(), self.n_features_in_,
-                                      self._validate_predict_X, **what)
+            return _sources.per_point(
+                X, params, params.n_features,
+                lambda Xv: self._validate_predict_X(Xv, params.n_features), **what)
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,).
@@ -263,13 +341,12 @@ class _MixtureBase:
         y : ndarray of shape (n_samples,)
             Component of each sample, grouped by component.
         """
-        self._check_fitted()
+        p = self._params()
         n_samples = check_int(n_samples, "n_samples", 1)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        p = self._params()
         k, d = p.n_components, p.n_features
         counts = rng.multinomial(n_samples, p.weights / p.weights.sum())
-        ctype = self.covariance_type
+        ctype = p.covariance_type
         parts = []
         for j in range(k):
             z = rng.standard_normal((counts[j], d))
@@ -282,7 +359,7 @@ class _MixtureBase:
             else:
                 z = z * np.sqrt(p.covariances[j])
             parts.append(p.means[j] + z)
-        X = np.vstack(parts).astype(self.means_.dtype)
+        X = np.vstack(parts).astype(self._fitted_dtype())
         y = np.repeat(np.arange(k), counts)
         return X, y
 
@@ -324,6 +401,9 @@ class GaussianMixture(_MixtureBase):
         whatever the number of threads.
     warm_start : bool, default=False
         Start from the previous fit's parameters (one initialisation).
+        ``n_components`` and ``covariance_type`` must still be those of that
+        fit: a ``ValueError`` says so otherwise (set ``warm_start=False`` to
+        fit the new structure afresh).
     verbose : int, default=0
         1 prints progress on stderr every ``verbose_interval`` iterations;
         2 prints every iteration.
@@ -380,6 +460,15 @@ class GaussianMixture(_MixtureBase):
     (statistics are accumulated in float64 regardless); any other numeric
     input is converted to float64.
 
+    As in scikit-learn, the fitted attributes describe the last fit whatever
+    ``set_params`` changed since: ``predict``, ``score``, ``sample`` and the
+    criteria keep using the fitted components and covariance type until the
+    next ``fit``.  Continuing a fit (``warm_start``, :meth:`partial_fit`)
+    after ``n_components`` or ``covariance_type`` changed raises
+    ``ValueError``, and so does :meth:`save`.  Every call is validated
+    before any state changes, so a rejected call leaves the fitted model and
+    the running statistics of online EM as they were.
+
     ``init_params``: ``'kmeans'`` runs k-means (k-means++ seeding, Lloyd
     iterations) and starts from its hard labels; ``'k-means++'`` and
     ``'random_from_data'`` pick seeds (k-means++ or uniformly among rows) and
@@ -427,6 +516,14 @@ class GaussianMixture(_MixtureBase):
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {self.on_degenerate!r}")
 
+    def _check_online_params(self) -> float:
+        """Check ``learning_offset`` and ``learning_decay``; returns the decay."""
+        check_float(self.learning_offset, "learning_offset", 0.0)
+        decay = check_float(self.learning_decay, "learning_decay", 0.0)
+        if decay > 1.0:
+            raise ValueError(f"learning_decay must be <= 1, got {decay}")
+        return decay
+
     def _check_init_arrays(self, n_features: int):
         k, d, ctype = self.n_components, n_features, self.covariance_type
         weights = means = precisions = None
@@ -454,13 +551,16 @@ class GaussianMixture(_MixtureBase):
         return weights, means, precisions
 
     def _params(self) -> GaussianParams:
-        """The fitted parameters as float64 :class:`GaussianParams`."""
-        f64 = np.float64
-        return GaussianParams(self.covariance_type, np.asarray(self.weights_, f64),
-                              np.asarray(self.means_, f64), np.asarray(self.covariances_, f64),
-                              np.asarray(self.precisions_cholesky_, f64))
+        """The fitted parameters as float64 :class:`GaussianParams`, shapes checked.
+
+        See :meth:`_checked_arrays`.
+        """
+        ctype, arrays = self._checked_arrays()
+        return GaussianParams(ctype, arrays["weights_"], arrays["means_"],
+                              arrays["covariances_"], arrays["precisions_cholesky_"])
 
     def _set_fitted(self, params: GaussianParams, dtype) -> None:
+        self._fit_covariance_type = params.covariance_type
         self.weights_ = params.weights.astype(dtype)
         self.means_ = params.means.astype(dtype)
         self.covariances_ = params.covariances.astype(dtype)
@@ -473,8 +573,9 @@ class GaussianMixture(_MixtureBase):
 
     def _fit(self, X, sample_weight) -> None:
         """Validate, initialise (or warm-start), run EM, store the result."""
+        # Nothing is changed before the fit succeeds: a rejected fit leaves
+        # the fitted and the online-EM state as they were.
         self._check_params()
-        self.__dict__.pop("_online_stats", None)
         source = _sources.make_source(X, sample_weight)
         source.validate()
         k, d = self.n_components, source.n_features
@@ -537,10 +638,11 @@ class GaussianMixture(_MixtureBase):
         >>> np.sort(np.round(model.means_[:, 0])).tolist()
         [0.0, 6.0]
         """
-        Xa = self._validate_predict_X(X)
+        params = self._params()
+        Xa = self._validate_predict_X(X, params.n_features)
         w = check_sample_weight(sample_weight, Xa.shape[0])
         with thread_limit(self.n_threads):
-            return compute_stats(Xa, w, self._params())
+            return compute_stats(Xa, w, params)
 
     def apply_stats(self, stats: SuffStats) -> GaussianMixture:
         """M-step: set the parameters from (merged) sufficient statistics.
@@ -568,11 +670,14 @@ class GaussianMixture(_MixtureBase):
             raise ValueError(f"stats have {stats.nk.shape[0]} components, the model has "
                              f"n_components={self.n_components}")
         d = stats.t.shape[1]
-        if self.__sklearn_is_fitted__() and d != self.n_features_in_:
-            raise ValueError(f"stats have {d} features, but the model was fitted with "
-                             f"{self.n_features_in_} features")
+        dtype = np.dtype(np.float64)
+        if self.__sklearn_is_fitted__():
+            fitted = self._params()
+            if d != fitted.n_features:
+                raise ValueError(f"stats have {d} features, but the model was fitted with "
+                                 f"{fitted.n_features} features")
+            dtype = self._fitted_dtype()
         check_float(self.reg_covar, "reg_covar", 0.0)
-        dtype = self.means_.dtype if self.__sklearn_is_fitted__() else np.float64
         self._set_fitted(stats.m_step(float(self.reg_covar)), dtype)
         self.lower_bound_ = float(stats.mean_log_likelihood)
         self.n_features_in_ = d
@@ -590,6 +695,9 @@ class GaussianMixture(_MixtureBase):
         by its average, whatever its size.  ``fit`` starts afresh; calling
         ``partial_fit`` on a model fitted by ``fit`` continues from its
         parameters, the first batch providing the running statistics.
+        Batches are in-memory arrays; changing ``n_components`` or
+        ``covariance_type`` between calls raises ``ValueError`` (call ``fit``
+        to start afresh).
 
         Parameters
         ----------
@@ -605,26 +713,27 @@ class GaussianMixture(_MixtureBase):
         """
         from ._online import per_sample, step_size, stepwise_update
 
-        check_float(self.learning_offset, "learning_offset", 0.0)
-        decay = check_float(self.learning_decay, "learning_decay", 0.0)
-        if decay > 1.0:
-            raise ValueError(f"learning_decay must be <= 1, got {decay}")
+        # Everything is validated before any state changes, so a rejected
+        # batch leaves the model and its running statistics as they were.
+        self._check_params()
+        decay = self._check_online_params()
         running = getattr(self, "_online_stats", None)
         if running is None and not self.__sklearn_is_fitted__():
-            self._fit(X, sample_weight)
+            # In-memory batches only: the running statistics are computed
+            # from the very rows the first fit saw.
             Xa = check_array(X)
             w = check_sample_weight(sample_weight, Xa.shape[0])
+            self._fit(_sources.ArraySource(Xa, w, feature_names(X)), None)
             with thread_limit(self.n_threads):
                 stats = compute_stats(Xa, w, self._params())
             self._online_stats = per_sample(stats)
             self.n_steps_ = 1
             return self
-        self._check_params()
-        Xa = self._validate_predict_X(X)
-        w = check_sample_weight(sample_weight, Xa.shape[0])
-        if w is not None and not w.sum() > 0:
-            raise ValueError("sample_weight sums to zero")
         params = self._params()
+        self._check_continues(params, "partial_fit",
+                              "call fit to start afresh")
+        Xa = self._validate_predict_X(X, params.n_features)
+        w = check_sample_weight(sample_weight, Xa.shape[0])
         step = getattr(self, "n_steps_", 0) if running is not None else 0
         repair = DegenerateRepair(self.on_degenerate, _sources.ArraySource(Xa, w))
 
@@ -642,7 +751,7 @@ class GaussianMixture(_MixtureBase):
                     running, Xa, w, params, rho, m_step)
         self.n_steps_ = step + 1
         self._online_stats = running
-        self._set_fitted(new, self.means_.dtype)
+        self._set_fitted(new, self._fitted_dtype())
         self.lower_bound_ = float(mean_ll)
         return self
 
@@ -708,7 +817,46 @@ def _check_positive_rows(X: np.ndarray, w: np.ndarray | None, n_components: int,
                          f"n_components={n_components}")
 
 
+def _same_value(value, default) -> bool:
+    """Whether a parameter equals its default, for any value (arrays, frames, objects)."""
+    if value is default:
+        return True
+    if _shape(value) or _shape(default):
+        return False  # array-likes compare elementwise; they are never a default
+    try:
+        return bool(value == default)
+    except Exception:  # a value whose == does not give a truth value
+        return False
+
+
+def _shape(value) -> tuple:
+    """The shape of an array-like with at least one dimension, else ``()``."""
+    shape = getattr(value, "shape", None)
+    return shape if isinstance(shape, tuple) else ()
+
+
+def _short_repr(value) -> str:
+    """``repr`` of a parameter, arrays and frames as their type and shape."""
+    shape = _shape(value)
+    if shape:  # not numpy scalars, whose shape is ()
+        name = "array" if isinstance(value, np.ndarray) else type(value).__name__
+        return f"{name}(shape={shape})"
+    return repr(value)
+
+
+def _real_array(model, name: str) -> np.ndarray:
+    """A fitted attribute as a float64 array, refused unless real numbers."""
+    try:
+        arr = np.asarray(getattr(model, name))
+    except Exception:  # ragged lists, odd objects
+        arr = np.empty(0, dtype=object)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"the fitted attribute {name} is not a real array")
+    return arr.astype(np.float64, copy=False)
+
+
 def _finite_array(value, name: str, shape: tuple) -> np.ndarray:
+    reject_masked(value, name)
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")

@@ -24,11 +24,43 @@ The JSON metadata holds ``format`` (``"fastgmm.GaussianMixture"``),
 constructor parameters), ``params_not_saved`` (the names of those that are
 not, such as a ``callback``; they load as their defaults), ``attributes``
 (scalar and list fitted attributes: ``converged_``, ``n_iter_``,
-``lower_bound_``, ``lower_bounds_``, ``n_features_in_``), ``arrays``
+``lower_bound_``, ``lower_bounds_``, ``n_features_in_``, ``n_steps_``),
+``attributes_not_saved`` (names of other fitted attributes, not stored), ``arrays``
 (dtype, shape and SHA-256 of every array member), ``extra`` (application
 metadata) and ``sha256``, a digest of all the other metadata keys serialised
 canonically (sorted keys, no spaces).  The digests detect damaged or edited
 files; they are not a signature.
+
+A model file is untrusted data, so :func:`read` checks all of it before an
+estimator is built, and every failure is a :class:`ModelFileError` naming
+the problem:
+
+* a closed schema: exactly the keys above; only the five fitted arrays,
+  ``param.weights_init``, ``param.means_init``, ``param.precisions_init``
+  and ``extra.*`` members; only the attributes listed above (and
+  ``n_steps_``), each of its type; only the estimator's constructor
+  parameters, which must then pass the estimator's own checks and agree with
+  the arrays (``n_components``, ``covariance_type``);
+* bounded reads: each member's ``.npy`` header is read first (at most
+  10,000 bytes; an object dtype is refused as pickled), the metadata is at
+  most :data:`MAX_METADATA_BYTES`, nested at most :data:`MAX_JSON_DEPTH`
+  deep, with integers of at most :data:`MAX_INT_DIGITS` digits and no
+  repeated keys; an unlisted member is refused unread, and a listed one is
+  decompressed only once its declared size equals what its header and the
+  metadata describe;
+* every value: fitted arrays in the model's dtype, of the shapes
+  ``n_components``, ``n_features`` and ``covariance_type`` imply, finite;
+  weights positive, summing to 1 within :data:`WEIGHT_SUM_TOL`; covariances
+  symmetric (to ``CONSISTENCY_ULPS * d * eps`` relative) and positive
+  definite; precision factors upper triangular with a positive diagonal (or
+  positive), with ``U^T Sigma U = I`` within ``CONSISTENCY_ULPS * d * eps *
+  cond(Sigma)`` (``U^2 Sigma = 1`` within ``CONSISTENCY_ULPS * eps`` for
+  diag and spherical), and precisions equal to ``U U^T`` within
+  ``CONSISTENCY_ULPS * d * eps`` relative; ``eps`` is the machine epsilon of
+  the model's dtype.
+
+:func:`save` runs the same checks before writing, so it never writes a file
+that :func:`read` refuses.
 
 Floats in JSON are written with Python's shortest round-trip representation
 and arrays byte for byte, so a saved and reloaded model is identical.
@@ -39,9 +71,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import secrets
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +83,7 @@ from typing import Any
 import numpy as np
 
 from . import _exceptions
+from ._params import COVARIANCE_TYPES, covariance_shape
 
 __all__ = ["FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "save"]
 
@@ -56,14 +91,46 @@ __all__ = ["FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "sav
 FORMAT_VERSION = 1
 
 FORMAT_NAME = "fastgmm.GaussianMixture"
+
+#: The ``format`` of each estimator's files, by class name.
+FORMAT_NAMES = {"GaussianMixture": FORMAT_NAME,
+                "BayesianGaussianMixture": "fastgmm.BayesianGaussianMixture"}
 #: The estimator class (in :mod:`fastgmm`) behind each ``format`` name.
-FORMAT_CLASSES = {FORMAT_NAME: "GaussianMixture",
-                  "fastgmm.BayesianGaussianMixture": "BayesianGaussianMixture"}
+FORMAT_CLASSES = {fmt: cls for cls, fmt in FORMAT_NAMES.items()}
+
+#: Largest metadata member read, in bytes of JSON: a model's metadata is a few
+#: kilobytes plus about 20 bytes per EM iteration of ``lower_bounds_``.
+MAX_METADATA_BYTES = 64 * 2**20
+
+#: Deepest nesting of JSON arrays and objects read (a model's own is 4).
+MAX_JSON_DEPTH = 32
+
+#: Longest JSON integer read, in digits (``2**64`` has 20).
+MAX_INT_DIGITS = 20
+
+#: The component weights must sum to 1 within this.
+WEIGHT_SUM_TOL = 1e-6
+
+#: Consistency of the fitted arrays, in machine epsilons of the model's dtype
+#: (see :func:`_check_values`): room for rounding the float64 parameters to
+#: float32 and for the products that check them.
+CONSISTENCY_ULPS = 64
 
 _ZIP_MAGIC = b"PK\x03\x04"
 # Fitted attributes are public names with a trailing underscore.
 _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_")
-_REQUIRED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+_FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+# BayesianGaussianMixture also stores its posterior (in the model's dtype; the
+# Dirichlet process's Beta parameters stacked as (2, k), the degrees of
+# freedom of the tied type as a 0-d array) and its resolved priors (float64,
+# the spherical covariance prior as a 0-d array).
+_BAYESIAN_ARRAYS = ("weight_concentration_", "mean_precision_", "degrees_of_freedom_")
+_BAYESIAN_PRIOR_ARRAYS = ("mean_prior_", "covariance_prior_")
+# numpy's own limit on the header of a .npy file it reads.
+_MAX_NPY_HEADER = 10_000
+# Deflate expands at most about 1032-fold (bzip2 and lzma, which fastgmm
+# never writes, are refused beyond that too).
+_MAX_INFLATION = 1100
 
 
 class ModelFileError(ValueError):
@@ -181,13 +248,24 @@ def save(model, path, *, extra: dict | None = None,
         ``model`` is not a GaussianMixture, or ``extra`` is not JSON-serialisable.
     """
     from . import __version__
-    from ._estimator import _MixtureBase
+    from ._bayesian import BayesianGaussianMixture
+    from ._estimator import GaussianMixture
 
-    if not isinstance(model, _MixtureBase):
-        raise TypeError(f"model must be a fastgmm.GaussianMixture, got {type(model).__name__}")
+    if type(model) not in (GaussianMixture, BayesianGaussianMixture):
+        if isinstance(model, BayesianGaussianMixture):
+            cls = BayesianGaussianMixture
+        elif isinstance(model, GaussianMixture):
+            cls = GaussianMixture
+        else:
+            raise TypeError(f"model must be a fastgmm.GaussianMixture or "
+                            f"BayesianGaussianMixture, got {type(model).__name__}")
+    else:
+        cls = type(model)
     if not model.__sklearn_is_fitted__():
         raise _exceptions.NotFittedError(
-            f"cannot save an unfitted {type(model).__name__}; call fit first")
+            f"cannot save an unfitted {cls.__name__}; call fit first")
+    fmt = FORMAT_NAMES[cls.__name__]
+    schema = _SCHEMAS[fmt]
 
     arrays: dict[str, np.ndarray] = {}
     params: dict[str, Any] = {}
@@ -204,6 +282,21 @@ def save(model, path, *, extra: dict | None = None,
         else:
             not_saved.append(name)
 
+    fitted = model._params()  # shapes checked
+    if (model.covariance_type != fitted.covariance_type
+            or model.n_components != fitted.n_components):
+        raise ValueError(
+            f"cannot save: the model was fitted with {fitted.n_components} components and "
+            f"{fitted.covariance_type!r} covariances, but its parameters now say "
+            f"n_components={model.n_components!r}, covariance_type={model.covariance_type!r}"
+            "; fit it again, or set them back first")
+    prior_type = getattr(fitted, "prior_type", None)
+    if prior_type is not None and model.weight_concentration_prior_type != prior_type:
+        raise ValueError(
+            f"cannot save: the model was fitted with a {prior_type!r} weight prior, but its "
+            f"parameters now say weight_concentration_prior_type="
+            f"{model.weight_concentration_prior_type!r}; fit it again, or set it back first")
+    dtype = model._fitted_dtype()
     attributes: dict[str, Any] = {}
     attributes_not_saved: list[str] = []
     feature_names = None
@@ -211,18 +304,17 @@ def save(model, path, *, extra: dict | None = None,
         value = getattr(model, name)
         if name == "feature_names_in_":
             feature_names = [str(v) for v in value]
-            continue
-        if isinstance(value, tuple) and all(isinstance(v, np.ndarray) for v in value):
-            value = np.stack(value)  # Beta parameters; the estimator's _after_load splits them
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind in "biuf":
-                arrays[name] = np.array(value)
-            else:
+        elif name in schema.arrays:
+            arrays[name] = np.array(value, dtype=dtype)
+        elif name in schema.prior_arrays:
+            arrays[name] = np.array(value, dtype=np.float64)
+        elif name in schema.attributes:
+            try:
+                attributes[name] = _json_value(value)
+            except TypeError:
                 attributes_not_saved.append(name)
-            continue
-        try:
-            attributes[name] = _json_value(value)
-        except TypeError:
+        else:
+            # The schema is closed: other attributes are named, not stored.
             attributes_not_saved.append(name)
 
     for name, value in (extra_arrays or {}).items():
@@ -231,15 +323,14 @@ def save(model, path, *, extra: dict | None = None,
             raise TypeError(f"extra_arrays[{name!r}] must be a numeric array")
         arrays[f"extra.{name}"] = np.array(arr)
 
-    means = model.means_
     meta = {
-        "format": f"fastgmm.{type(model).__name__}",
+        "format": fmt,
         "format_version": FORMAT_VERSION,
         "fastgmm_version": __version__,
-        "covariance_type": model.covariance_type,
-        "dtype": str(means.dtype),
-        "n_components": int(means.shape[0]),
-        "n_features": int(means.shape[1]),
+        "covariance_type": fitted.covariance_type,
+        "dtype": dtype.name,
+        "n_components": fitted.n_components,
+        "n_features": fitted.n_features,
         "feature_names": feature_names,
         "params": params,
         "params_not_saved": not_saved,
@@ -252,10 +343,25 @@ def save(model, path, *, extra: dict | None = None,
     }
     try:
         _canonical(meta)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"extra metadata must be JSON-serialisable: {exc}") from None
     meta["sha256"] = _meta_digest(meta)
     payload = np.frombuffer(_canonical(meta), dtype=np.uint8)
+    if payload.size > MAX_METADATA_BYTES:
+        raise ValueError(f"cannot save: the metadata would take {payload.size} bytes, more "
+                         f"than the {MAX_METADATA_BYTES} a model file may hold")
+    try:
+        _parse_metadata(payload.tobytes())
+    except ValueError as exc:
+        raise ValueError(f"cannot save: the metadata could not be read back ({exc})") from None
+
+    # A file is written only if load would accept it, by the same checks.
+    def bad(why):
+        raise ValueError(f"cannot save: the model is not valid: {why}")
+
+    _check_metadata(meta, bad)
+    _check_values(meta, arrays, bad)
+    _build_model(meta, arrays, bad)
 
     buffer = io.BytesIO()
     np.savez(buffer, metadata=payload, **arrays)
@@ -299,30 +405,202 @@ def _atomic_write(path, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
-def _read_members(path) -> dict[str, np.ndarray]:
-    path = _fspath(path)
+def _open_archive(path: str) -> zipfile.ZipFile:
     with open(path, "rb") as f:
         head = f.read(4)
     if head != _ZIP_MAGIC:
         raise ModelFileError(f"{path} is not a fastgmm model file "
                              "(not an .npz archive)")
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise ModelFileError(f"{path} holds pickled objects; fastgmm model files never "
-                                 "do, so it was not written by fastgmm and is refused") from None
-        raise ModelFileError(f"{path} is damaged or truncated ({exc})") from None
+        return zipfile.ZipFile(path)
     except Exception as exc:
-        # zipfile, zlib and numpy report truncation, bad CRCs and bad headers
-        # with many exception types (BadZipFile, EOFError, zlib.error, ...).
+        # zipfile reports a damaged central directory with several types.
         raise ModelFileError(f"{path} is damaged or truncated "
                              f"({type(exc).__name__}: {exc})") from None
 
 
+@dataclass
+class _Member:
+    """One ``.npy`` member of the archive, known from its header alone."""
+
+    info: zipfile.ZipInfo
+    shape: tuple
+    fortran_order: bool
+    dtype: np.dtype
+    header_bytes: int
+
+    @property
+    def data_bytes(self) -> int:
+        return self.dtype.itemsize * math.prod(self.shape)
+
+
+class _Counted:
+    """A file wrapper counting the bytes read (the length of a ``.npy`` header)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.count += len(data)
+        return data
+
+
+def _members(path: str, archive: zipfile.ZipFile) -> dict[str, _Member]:
+    """Every member's ``.npy`` header: a bounded read, nothing decompressed beyond it."""
+    members: dict[str, _Member] = {}
+    for info in archive.infolist():
+        name = info.filename
+        if not name.endswith(".npy") or info.is_dir():
+            raise ModelFileError(f"{path} is not a fastgmm model file (member {name!r} is "
+                                 "not a .npy array)")
+        if name[:-4] in members:
+            raise ModelFileError(f"{path} is not a valid model: member {name!r} appears "
+                                 "twice")
+        try:
+            with archive.open(info) as raw:
+                f = _Counted(raw)
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    header = np.lib.format.read_array_header_1_0(
+                        f, max_header_size=_MAX_NPY_HEADER)
+                elif version == (2, 0):
+                    header = np.lib.format.read_array_header_2_0(
+                        f, max_header_size=_MAX_NPY_HEADER)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+        except Exception as exc:
+            # zipfile, zlib and numpy report truncation, bad CRCs and bad headers
+            # with many exception types (BadZipFile, EOFError, zlib.error, ...).
+            raise ModelFileError(f"{path} is damaged or truncated (member {name!r}: "
+                                 f"{type(exc).__name__}: {exc})") from None
+        shape, fortran_order, dtype = header
+        if dtype.hasobject:
+            raise ModelFileError(f"{path} holds pickled objects; fastgmm model files never "
+                                 "do, so it was not written by fastgmm and is refused")
+        members[name[:-4]] = _Member(info, tuple(shape), bool(fortran_order), dtype, f.count)
+    return members
+
+
+def _read_data(path: str, archive: zipfile.ZipFile, name: str, member: _Member) -> np.ndarray:
+    """The array of a member whose header and declared size were checked.
+
+    Returns a private, writeable, C-contiguous copy (read-only arrays would
+    make Numba compile every kernel again for them).
+    """
+    size = member.data_bytes
+    info = member.info
+    if info.file_size != member.header_bytes + size:
+        raise ModelFileError(f"{path} is damaged: member {name!r} declares "
+                             f"{info.file_size} bytes but its header describes "
+                             f"{member.header_bytes + size}")
+    if info.file_size > _MAX_INFLATION * info.compress_size + _MAX_NPY_HEADER:
+        raise ModelFileError(f"{path} is damaged: member {name!r} declares {info.file_size} "
+                             f"bytes from {info.compress_size} compressed, more than any "
+                             "compression gives")
+    try:
+        buf = bytearray(size)
+    except (MemoryError, OverflowError):
+        raise ModelFileError(f"{path}: member {name!r} ({size} bytes) is too large to "
+                             "read into memory") from None
+    try:
+        with archive.open(member.info) as f:
+            f.read(member.header_bytes)
+            view, got = memoryview(buf), 0
+            while got < size:
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            # Reading past the end makes zipfile check the member's CRC.
+            if got != size or f.read(1):
+                raise EOFError(f"{got} of {size} data bytes")
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"{path} is damaged or truncated (member {name!r}: "
+                             f"{type(exc).__name__}: {exc})") from None
+    arr = np.frombuffer(buf, dtype=member.dtype)
+    arr = arr.reshape(member.shape, order="F" if member.fortran_order else "C")
+    # Not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def _read_metadata(path: str, archive: zipfile.ZipFile, member: _Member | None) -> dict:
+    """Parse the metadata member: bounded size, nesting depth and integer length."""
+    if member is None:
+        raise ModelFileError(f"{path} is not a fastgmm model file (no metadata member)")
+    if member.dtype != np.uint8 or len(member.shape) != 1:
+        raise ModelFileError(f"{path} is not a fastgmm model file (bad metadata member)")
+    if member.data_bytes > MAX_METADATA_BYTES:
+        raise ModelFileError(f"{path} is not a valid model: its metadata holds "
+                             f"{member.data_bytes} bytes, more than the "
+                             f"{MAX_METADATA_BYTES} allowed")
+    raw = _read_data(path, archive, "metadata", member).tobytes()
+    try:
+        meta = _parse_metadata(raw)
+    except ValueError as exc:
+        raise ModelFileError(f"{path} has unreadable metadata ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), str) \
+            or meta["format"] not in FORMAT_CLASSES:
+        raise ModelFileError(f"{path} is not a fastgmm model file "
+                             f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    return meta
+
+
+def _parse_metadata(raw: bytes):
+    """JSON from UTF-8 bytes, refusing deep nesting, long integers and repeated keys.
+
+    Raises
+    ------
+    ValueError
+        Saying why (``UnicodeDecodeError`` and ``JSONDecodeError`` are ValueErrors).
+    """
+    text = raw.decode("utf-8")
+    try:
+        value = json.loads(text, parse_int=_parse_int, object_pairs_hook=_json_object)
+    except RecursionError:
+        # The parser guards its recursion (no crash), deeper than any limit here.
+        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    depth = _json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} allowed")
+    return value
+
+
+def _json_depth(value) -> int:
+    """Deepest nesting of lists and dicts in parsed JSON (a walk without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most "
+                         f"{MAX_INT_DIGITS} allowed)")
+    return int(text)
+
+
+def _json_object(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        keys = [k for k, _ in pairs]
+        raise ValueError(f"duplicate key {sorted({k for k in keys if keys.count(k) > 1})[0]!r}")
+    return out
+
+
 def read(path) -> ModelFile:
     """Read a model file: the estimator, its metadata and any extra arrays.
+
+    The file is treated as untrusted data: every member and value is checked
+    (see the module docstring) before an estimator is built from it.
 
     Raises
     ------
@@ -330,121 +608,437 @@ def read(path) -> ModelFile:
         ``path`` does not exist.
     ModelFileError
         Not a fastgmm model file, truncated or damaged, edited (digest
-        mismatch or inconsistent content), or written with a newer format
-        version than this fastgmm reads.
+        mismatch), not a valid model (any value or member outside the format,
+        or inconsistent), or written with a newer format version than this
+        fastgmm reads.
     """
-    import fastgmm
-
     from . import __version__
 
     path = _fspath(path)
-    members = _read_members(path)
-    if "metadata" not in members:
-        raise ModelFileError(f"{path} is not a fastgmm model file (no metadata member)")
-    raw = members.pop("metadata")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ModelFileError(f"{path} is not a fastgmm model file (bad metadata member)")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path} has unreadable metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") not in FORMAT_CLASSES:
-        raise ModelFileError(f"{path} is not a fastgmm model file "
-                             f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{path} has an invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} uses model format version {version} (written by fastgmm "
-            f"{meta.get('fastgmm_version', '?')}); this fastgmm {__version__} reads versions "
-            f"up to {FORMAT_VERSION}. Upgrade fastgmm to load it.")
-    if meta.get("sha256") != _meta_digest(meta):
-        raise ModelFileError(f"{path} failed its integrity check: the metadata digest does "
-                             "not match, so the file was edited or damaged")
-    listed = meta.get("arrays", {})
-    if set(listed) != set(members):
-        extra_names = sorted(set(members) - set(listed))
-        missing = sorted(set(listed) - set(members))
-        raise ModelFileError(f"{path} failed its integrity check: arrays "
-                             f"{'added ' + str(extra_names) if extra_names else ''}"
-                             f"{' missing ' + str(missing) if missing else ''}".rstrip())
-    for name, arr in members.items():
-        info = listed[name]
-        if (arr.dtype.str != info.get("dtype") or list(arr.shape) != info.get("shape")
-                or _array_digest(arr) != info.get("sha256")):
-            raise ModelFileError(f"{path} failed its integrity check: array {name!r} does "
-                                 "not match its recorded digest, so the file was edited "
-                                 "or damaged")
+    with _open_archive(path) as archive:
+        members = _members(path, archive)
+        meta = _read_metadata(path, archive, members.pop("metadata", None))
+        version = meta.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ModelFileError(f"{path} has an invalid format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{path} uses model format version {version} (written by fastgmm "
+                f"{meta.get('fastgmm_version', '?')}); this fastgmm {__version__} reads "
+                f"versions up to {FORMAT_VERSION}. Upgrade fastgmm to load it.")
+        if meta.get("sha256") != _meta_digest(meta):
+            raise ModelFileError(f"{path} failed its integrity check: the metadata digest "
+                                 "does not match, so the file was edited or damaged")
 
-    _check_consistent(path, meta, members)
+        def bad(why):
+            raise ModelFileError(f"{path} is not a valid model: {why}")
 
-    model = getattr(fastgmm, FORMAT_CLASSES[meta["format"]])()
-    valid = set(model._get_param_names())
-    params = {k: v for k, v in meta.get("params", {}).items() if k in valid}
-    for name, arr in members.items():
-        if name.startswith("param.") and name[6:] in valid:
-            params[name[6:]] = arr
-    model.set_params(**params)
-    for name, value in meta.get("attributes", {}).items():
-        setattr(model, name, value)
-    for name, arr in members.items():
-        if not name.startswith(("param.", "extra.")):
-            setattr(model, name, arr)
-    if meta.get("feature_names") is not None:
-        model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
-    if hasattr(model, "_after_load"):
-        model._after_load()
-    extra_arrays = {name[6:]: arr for name, arr in members.items()
-                    if name.startswith("extra.")}
+        listed = _check_metadata(meta, bad)
+        if set(listed) != set(members):
+            added = sorted(set(members) - set(listed))
+            missing = sorted(set(listed) - set(members))
+            raise ModelFileError(f"{path} failed its integrity check: arrays "
+                                 f"{'added ' + str(added) if added else ''}"
+                                 f"{' missing ' + str(missing) if missing else ''}".rstrip())
+        for name, member in members.items():
+            if member.dtype != listed[name][0] or member.shape != listed[name][1]:
+                raise ModelFileError(f"{path} failed its integrity check: array {name!r} "
+                                     "does not match its recorded digest, so the file was "
+                                     "edited or damaged")
+        # Every size is now known and consistent with the metadata: read the data.
+        arrays = {}
+        for name, member in members.items():
+            arr = _read_data(path, archive, name, member)
+            if _array_digest(arr) != listed[name][2]:
+                raise ModelFileError(f"{path} failed its integrity check: array {name!r} "
+                                     "does not match its recorded digest, so the file was "
+                                     "edited or damaged")
+            arrays[name] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    _check_values(meta, arrays, bad)
+    model = _build_model(meta, arrays, bad)
+    extra_arrays = {name[6:]: arr for name, arr in arrays.items() if name.startswith("extra.")}
     return ModelFile(model, meta, extra_arrays)
 
 
-def _check_consistent(path: str, meta: dict, members: dict) -> None:
-    """Shapes, dtypes and values must describe a valid mixture."""
-    def bad(why):
-        return ModelFileError(f"{path} is not a valid model: {why}")
+# ----------------------------------------------------------------------------
+# the closed schema
+# ----------------------------------------------------------------------------
 
-    for name in _REQUIRED_ARRAYS:
-        if name not in members:
-            raise bad(f"the array {name!r} is missing")
-    ctype = meta.get("covariance_type")
-    k, d = meta.get("n_components"), meta.get("n_features")
-    if ctype not in ("full", "tied", "diag", "spherical"):
-        raise bad(f"unknown covariance_type {ctype!r}")
-    if not (isinstance(k, int) and isinstance(d, int) and k >= 1 and d >= 1):
-        raise bad(f"n_components={k!r}, n_features={d!r}")
-    dtype = meta.get("dtype")
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_log_likelihood(value) -> bool:
+    """A mean log-likelihood: a number, ``-inf`` allowed, NaN and ``+inf`` not."""
+    return _is_real(value) and not math.isnan(value) and value != math.inf
+
+
+#: The scalar and list fitted attributes a file may hold: a check and what it expects.
+_ATTRIBUTES = {
+    "converged_": (lambda v: isinstance(v, bool), "true or false"),
+    "n_iter_": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "lower_bound_": (_is_log_likelihood, "a number (not NaN)"),
+    "lower_bounds_": (lambda v: isinstance(v, list) and all(map(_is_log_likelihood, v)),
+                      "a list of numbers (not NaN)"),
+    "n_features_in_": (_is_int, "an integer"),
+    "n_steps_": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+}
+
+def _is_positive(value) -> bool:
+    """A positive, finite number."""
+    return _is_real(value) and math.isfinite(value) and value > 0
+
+
+#: BayesianGaussianMixture's attributes: those above but ``n_steps_`` (it has no
+#: online EM), its resolved scalar priors and the count of effective components
+#: (``degrees_of_freedom_prior_ > n_features - 1`` is checked with the values).
+_BAYESIAN_ATTRIBUTES = {
+    **{name: check for name, check in _ATTRIBUTES.items() if name != "n_steps_"},
+    "weight_concentration_prior_": (_is_positive, "a positive finite number"),
+    "mean_precision_prior_": (_is_positive, "a positive finite number"),
+    "degrees_of_freedom_prior_": (_is_positive, "a positive finite number"),
+    "n_effective_components_": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+}
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """What the files of one estimator class may hold."""
+
+    cls: str
+    arrays: tuple  # fitted arrays, in the model's dtype
+    prior_arrays: tuple  # fitted arrays, float64
+    attributes: dict  # JSON attributes: {name: (check, expected)}
+
+
+_SCHEMAS = {
+    FORMAT_NAME: _Schema("GaussianMixture", _FITTED_ARRAYS, (), _ATTRIBUTES),
+    FORMAT_NAMES["BayesianGaussianMixture"]: _Schema(
+        "BayesianGaussianMixture", _FITTED_ARRAYS + _BAYESIAN_ARRAYS, _BAYESIAN_PRIOR_ARRAYS,
+        _BAYESIAN_ATTRIBUTES),
+}
+
+_TOP_KEYS = frozenset({
+    "format", "format_version", "fastgmm_version", "covariance_type", "dtype",
+    "n_components", "n_features", "feature_names", "params", "params_not_saved",
+    "attributes", "attributes_not_saved", "arrays", "extra", "sha256"})
+_ARRAY_INFO_KEYS = frozenset({"dtype", "shape", "sha256"})
+_DTYPE_TEXT = re.compile(r"[<>|=]?[biuf][0-9]{1,2}")
+_SHA256_TEXT = re.compile(r"[0-9a-f]{64}")
+
+
+def _estimator_class(fmt: str):
+    import fastgmm
+
+    return getattr(fastgmm, _SCHEMAS[fmt].cls)
+
+
+def _param_names(fmt: str = FORMAT_NAME) -> list[str]:
+    return _estimator_class(fmt)._get_param_names()
+
+
+def _prior_type(meta: dict, bad) -> str | None:
+    """The weight prior type of a BayesianGaussianMixture file (None for others)."""
+    from ._bayesian import PRIOR_TYPES
+
+    if meta["format"] != FORMAT_NAMES["BayesianGaussianMixture"]:
+        return None
+    value = meta["params"].get("weight_concentration_prior_type", PRIOR_TYPES[0])
+    if value not in PRIOR_TYPES:
+        bad(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, got "
+            f"{_short(value)}")
+    return value
+
+
+def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
+    """Check every metadata key and value; returns ``{array: (dtype, shape, sha256)}``.
+
+    Only the metadata is read so far: the expected shape of every array
+    follows from it, so no member is decompressed before its size is known.
+    """
+    unknown = sorted(set(meta) - _TOP_KEYS)
+    if unknown:
+        bad(f"unknown metadata key(s) {unknown}")
+    missing = sorted(_TOP_KEYS - set(meta))
+    if missing:
+        bad(f"the metadata lacks {missing}")
+    if not isinstance(meta["fastgmm_version"], str):
+        bad(f"fastgmm_version must be a string, got {meta['fastgmm_version']!r}")
+    ctype, k, d = meta["covariance_type"], meta["n_components"], meta["n_features"]
+    if ctype not in COVARIANCE_TYPES:
+        bad(f"unknown covariance_type {ctype!r}")
+    if not (_is_int(k) and _is_int(d) and k >= 1 and d >= 1):
+        bad(f"n_components={k!r}, n_features={d!r}")
+    dtype = meta["dtype"]
     if dtype not in ("float32", "float64"):
-        raise bad(f"dtype {dtype!r} (expected float32 or float64)")
-    cov_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ctype]
-    shapes = {"weights_": (k,), "means_": (k, d), "covariances_": cov_shape,
-              "precisions_": cov_shape, "precisions_cholesky_": cov_shape}
-    for name, shape in shapes.items():
-        arr = members.get(name)
-        if arr is None:
-            continue
-        if arr.shape != shape:
-            raise bad(f"{name} has shape {arr.shape}, expected {shape} for "
-                      f"{ctype} covariances with k={k}, d={d}")
-        if str(arr.dtype) != dtype:
-            raise bad(f"{name} has dtype {arr.dtype}, expected {dtype}")
-        if not np.isfinite(arr).all():
-            raise bad(f"{name} contains NaN or infinity")
-    for name in list(meta.get("attributes", {})) + [m for m in members
-                                                    if not m.startswith(("param.", "extra."))]:
+        bad(f"dtype {dtype!r} (expected float32 or float64)")
+    names = meta["feature_names"]
+    if names is not None and not (isinstance(names, list) and len(names) == d
+                                  and all(isinstance(n, str) for n in names)):
+        bad(f"feature_names has {len(names) if isinstance(names, list) else '?'} entries "
+            f"for {d} features (expected null or a list of {d} strings)")
+    if not isinstance(meta["extra"], dict):
+        bad("extra must be a JSON object")
+
+    schema = _SCHEMAS[meta["format"]]
+    param_names = set(_param_names(meta["format"]))
+    params = meta["params"]
+    if not isinstance(params, dict):
+        bad("params must be a JSON object")
+    for name, value in params.items():
+        if name not in param_names:
+            bad(f"unknown constructor parameter {name!r}")
+        items = value if isinstance(value, list) else [value]
+        if not all(v is None or isinstance(v, (bool, int, float, str)) for v in items):
+            bad(f"parameter {name!r} must be a number, string, boolean, null or a flat list")
+    not_saved = meta["params_not_saved"]
+    if not (isinstance(not_saved, list) and all(isinstance(n, str) for n in not_saved)):
+        bad("params_not_saved must be a list of parameter names")
+    for name in not_saved:
+        if name not in param_names or name in params:
+            bad(f"params_not_saved names {name!r}, which is not an unsaved parameter")
+
+    attributes = meta["attributes"]
+    if not isinstance(attributes, dict):
+        bad("attributes must be a JSON object")
+    for name, value in attributes.items():
         if not _ATTRIBUTE_NAME.fullmatch(name):
-            raise bad(f"{name!r} is not a fitted-attribute name")
-    n_in = meta.get("attributes", {}).get("n_features_in_", d)
+            bad(f"{name!r} is not a fitted-attribute name")
+        if name not in schema.attributes:
+            bad(f"unknown fitted attribute {name!r} (a file may hold "
+                f"{', '.join(sorted(schema.attributes))})")
+        check, expected = schema.attributes[name]
+        if not check(value):
+            bad(f"{name} must be {expected}, got {_short(value)}")
+    n_in = attributes.get("n_features_in_")
     if n_in != d:
-        raise bad(f"n_features_in_={n_in!r} but the means have {d} features")
-    w = members["weights_"].astype(np.float64)
-    if (w < 0).any() or abs(w.sum() - 1.0) > 1e-4:
-        raise bad("the component weights are not a probability vector")
-    names = meta.get("feature_names")
-    if names is not None and (not isinstance(names, list) or len(names) != d):
-        raise bad(f"feature_names has {len(names) if isinstance(names, list) else '?'} "
-                  f"entries for {d} features")
+        bad(f"n_features_in_={n_in!r} but the means have {d} features")
+    unsaved = meta["attributes_not_saved"]
+    if not (isinstance(unsaved, list) and all(isinstance(n, str)
+                                              and _ATTRIBUTE_NAME.fullmatch(n)
+                                              for n in unsaved)):
+        bad("attributes_not_saved must be a list of fitted-attribute names")
+
+    table = meta["arrays"]
+    if not isinstance(table, dict):
+        bad("arrays must be a JSON object")
+    cov_shape = covariance_shape(ctype, k, d)
+    fitted_shapes = {"weights_": (k,), "means_": (k, d), "covariances_": cov_shape,
+                     "precisions_": cov_shape, "precisions_cholesky_": cov_shape}
+    prior_shapes = {}
+    prior_type = _prior_type(meta, bad)
+    if prior_type is None:
+        param_shapes = {"weights_init": (k,), "means_init": (k, d),
+                        "precisions_init": cov_shape}
+    else:
+        prior_cov_shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[ctype]
+        fitted_shapes.update({
+            "weight_concentration_": (2, k) if prior_type == "dirichlet_process" else (k,),
+            "mean_precision_": (k,), "degrees_of_freedom_": () if ctype == "tied" else (k,)})
+        prior_shapes = {"mean_prior_": (d,), "covariance_prior_": prior_cov_shape}
+        param_shapes = {"mean_prior": (d,)}
+        if ctype != "spherical":
+            param_shapes["covariance_prior"] = prior_cov_shape
+    for name in schema.arrays + schema.prior_arrays:
+        if name not in table:
+            bad(f"the array {name!r} is missing")
+    listed = {}
+    for name, info in table.items():
+        if not (isinstance(info, dict) and set(info) == _ARRAY_INFO_KEYS
+                and isinstance(info["dtype"], str) and _DTYPE_TEXT.fullmatch(info["dtype"])
+                and isinstance(info["shape"], list) and all(_is_int(n) and n >= 0
+                                                            for n in info["shape"])
+                and isinstance(info["sha256"], str) and _SHA256_TEXT.fullmatch(info["sha256"])):
+            bad(f"the entry of array {name!r} must hold exactly dtype, shape and sha256")
+        try:
+            arr_dtype = np.dtype(info["dtype"])
+        except TypeError:
+            bad(f"array {name!r} has an unknown dtype {info['dtype']!r}")
+        shape = tuple(info["shape"])
+        if name in fitted_shapes:
+            if shape != fitted_shapes[name]:
+                bad(f"{name} has shape {shape}, expected {fitted_shapes[name]} for "
+                    f"{ctype} covariances with k={k}, d={d}")
+            if arr_dtype.name != dtype:
+                bad(f"{name} has dtype {arr_dtype.name}, expected {dtype}")
+        elif name in prior_shapes:
+            if shape != prior_shapes[name]:
+                bad(f"{name} has shape {shape}, expected {prior_shapes[name]} for "
+                    f"{ctype} covariances with d={d}")
+            if arr_dtype.name != "float64":
+                bad(f"{name} has dtype {arr_dtype.name}, expected float64")
+        elif name.startswith("param."):
+            pname = name[len("param."):]
+            if pname not in param_shapes:
+                bad(f"unknown array parameter {name!r} (a file may hold "
+                    f"{', '.join('param.' + n for n in param_shapes)})")
+            if pname in params or pname in not_saved:
+                bad(f"parameter {pname!r} is stored twice")
+            if shape != param_shapes[pname]:
+                bad(f"{pname} has shape {shape}, expected {param_shapes[pname]} for "
+                    f"{ctype} covariances with k={k}, d={d}")
+        elif not (name.startswith("extra.") and len(name) > len("extra.")):
+            bad(f"unknown array {name!r} (a file holds the fitted arrays, 'param.<name>' "
+                "and 'extra.<name>')")
+        listed[name] = (arr_dtype, shape, info["sha256"])
+    return listed
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_values(meta: dict, arrays: dict, bad) -> None:
+    """The fitted arrays must describe a valid mixture, consistently.
+
+    Weights positive and summing to 1 (within :data:`WEIGHT_SUM_TOL`);
+    covariances finite, symmetric and positive definite; precision factors
+    upper triangular with a positive diagonal (full, tied) or positive
+    (diag, spherical), inverting the covariances and giving the precisions,
+    within the tolerances of :data:`CONSISTENCY_ULPS`.
+    """
+    ctype = meta["covariance_type"]
+    eps = float(np.finfo(np.dtype(meta["dtype"])).eps)
+    schema = _SCHEMAS[meta["format"]]
+    for name in schema.arrays + schema.prior_arrays:
+        if not np.isfinite(arrays[name]).all():
+            bad(f"{name} contains NaN or infinity")
+    if schema.prior_arrays:
+        _check_bayesian_values(meta, arrays, bad)
+    f64 = {name: arrays[name].astype(np.float64) for name in _FITTED_ARRAYS}
+    w = f64["weights_"]
+    if not (w > 0).all():
+        bad("the component weights are not a probability vector (a weight is not positive)")
+    if abs(w.sum() - 1.0) > WEIGHT_SUM_TOL:
+        bad(f"the component weights are not a probability vector (they sum to "
+            f"{w.sum():.17g})")
+    cov, chol, prec = f64["covariances_"], f64["precisions_cholesky_"], f64["precisions_"]
+    tol = CONSISTENCY_ULPS * eps
+    if ctype in ("diag", "spherical"):
+        if not (cov > 0).all():
+            bad("covariances_ has a variance that is not positive")
+        if not (chol > 0).all():
+            bad("precisions_cholesky_ has an entry that is not positive")
+        if not np.abs(chol * chol * cov - 1.0).max() <= tol:
+            bad(f"precisions_cholesky_ does not match covariances_ (1 / sqrt(variance) "
+                f"within a relative {tol:.1e})")
+        if not (np.abs(prec - chol * chol) <= tol * chol * chol).all():
+            bad(f"precisions_ is not precisions_cholesky_ squared (within a relative "
+                f"{tol:.1e})")
+        return
+    mats = (cov, chol, prec) if ctype == "full" else (cov[None], chol[None], prec[None])
+    d = cov.shape[-1]
+    for j, (c, u, p) in enumerate(zip(*mats, strict=True)):
+        where = "" if ctype == "tied" else f" (component {j})"
+        scale = np.abs(c).max()
+        if not np.abs(c - c.T).max() <= d * tol * scale:
+            bad(f"covariances_ is not symmetric{where}")
+        eig = np.linalg.eigvalsh(c)
+        if not eig[0] > 0:
+            bad(f"covariances_ is not positive definite{where}")
+        if np.tril(u, -1).any() or not (np.diag(u) > 0).all():
+            bad(f"precisions_cholesky_ is not upper triangular with a positive "
+                f"diagonal{where}")
+        cond = eig[-1] / eig[0]
+        residual = np.abs(u.T @ c @ u - np.eye(d)).max()
+        if not residual <= d * tol * cond:
+            bad(f"precisions_cholesky_ does not match covariances_{where}: U^T Sigma U "
+                f"differs from the identity by {residual:.3g}, more than "
+                f"{d * tol * cond:.3g}")
+        uut = u @ u.T
+        if not np.abs(p - uut).max() <= d * tol * np.abs(uut).max():
+            bad(f"precisions_ is not precisions_cholesky_ times its transpose{where}")
+
+
+def _check_bayesian_values(meta: dict, arrays: dict, bad) -> None:
+    """The posterior and the priors of a BayesianGaussianMixture (all finite already).
+
+    Concentrations and mean precisions positive, degrees of freedom (of the
+    posterior and of the prior) greater than ``n_features - 1``, the
+    covariance prior symmetric and positive definite (positive for diag and
+    spherical).
+    """
+    d = meta["n_features"]
+    for name in ("weight_concentration_", "mean_precision_"):
+        if not (arrays[name] > 0).all():
+            bad(f"{name} has an entry that is not positive")
+    if not (arrays["degrees_of_freedom_"].astype(np.float64) > d - 1).all():
+        bad(f"degrees_of_freedom_ has an entry not greater than {d - 1} (n_features - 1)")
+    dof_prior = meta["attributes"].get("degrees_of_freedom_prior_")
+    if dof_prior is not None and not dof_prior > d - 1:
+        bad(f"degrees_of_freedom_prior_={dof_prior!r} is not greater than {d - 1} "
+            "(n_features - 1)")
+    cov = arrays["covariance_prior_"]
+    if cov.ndim == 2:
+        if not np.abs(cov - cov.T).max() <= d * CONSISTENCY_ULPS * np.finfo(np.float64).eps \
+                * np.abs(cov).max():
+            bad("covariance_prior_ is not symmetric")
+        if not np.linalg.eigvalsh(cov)[0] > 0:
+            bad("covariance_prior_ is not positive definite")
+    elif not (cov > 0).all():
+        bad("covariance_prior_ is not positive")
+
+
+def _build_model(meta: dict, arrays: dict, bad):
+    """The estimator, after its constructor parameters pass its own checks."""
+    from ._validation import check_random_state
+
+    ctype, k, d = meta["covariance_type"], meta["n_components"], meta["n_features"]
+    schema = _SCHEMAS[meta["format"]]
+    bayesian = bool(schema.prior_arrays)
+    model = _estimator_class(meta["format"])()
+    params = dict(meta["params"])
+    params.update({name[len("param."):]: arr for name, arr in arrays.items()
+                   if name.startswith("param.")})
+    model.set_params(**params)
+    try:
+        model._check_params()
+        if not bayesian:
+            model._check_online_params()
+        check_random_state(model.random_state)
+    except (TypeError, ValueError) as exc:
+        bad(f"invalid constructor parameter: {exc}")
+    if model.covariance_type != ctype:
+        bad(f"the parameters say covariance_type={model.covariance_type!r} but the arrays "
+            f"hold {ctype} covariances")
+    if model.n_components != k:
+        bad(f"the parameters say n_components={model.n_components!r} but the arrays hold "
+            f"{k} components")
+    try:
+        if bayesian:
+            model._check_prior_params(d)
+        else:
+            model._check_init_arrays(d)
+    except (TypeError, ValueError) as exc:
+        bad(f"invalid constructor parameter: {exc}")
+    for name, value in meta["attributes"].items():
+        setattr(model, name, value)
+    for name in schema.arrays + schema.prior_arrays:
+        setattr(model, name, arrays[name])
+    model._fit_covariance_type = ctype
+    if bayesian:
+        if not getattr(model, "n_effective_components_", 0) <= k:
+            bad(f"n_effective_components_={model.n_effective_components_} is more than the "
+                f"{k} components")
+        # The estimator's own forms: a tuple of the two Beta parameter arrays,
+        # scalars for the tied degrees of freedom and the spherical prior.
+        model._fit_prior_type = model.weight_concentration_prior_type
+        conc = model.weight_concentration_
+        if conc.ndim == 2:
+            model.weight_concentration_ = (conc[0], conc[1])
+        if model.degrees_of_freedom_.ndim == 0:
+            model.degrees_of_freedom_ = model.degrees_of_freedom_[()]
+        if model.covariance_prior_.ndim == 0:
+            model.covariance_prior_ = float(model.covariance_prior_)
+    if meta["feature_names"] is not None:
+        model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+    return model
 
 
 def load(path):

@@ -48,9 +48,9 @@ from ._validation import (
     check_sample_weight,
     check_weight_block,
     check_weight_shape,
+    check_weight_total,
     compute_dtype,
     feature_names,
-    weight_sum_error,
 )
 
 #: Bytes of one block of rows read from a memory map (the default block size).
@@ -340,6 +340,25 @@ class MemmapSource(_ArrayShape, _BlockSource):
         for mm in self._maps:
             _drop_pages(mm)
 
+    def validate(self) -> None:
+        """Check the weights now, a pass over them alone; the rows wait for the first pass.
+
+        The initialisation already weighs its sample, so weights whose total
+        is zero or overflows must be refused before it, by name.
+        """
+        if self.sample_weight is None or self._validated:
+            return
+        n, total = self.n_samples, 0.0
+        try:
+            for lo in range(0, n, self.block_size):
+                hi = min(lo + self.block_size, n)
+                wb = check_weight_block(self.sample_weight[lo:hi], hi - lo, lo)
+                with np.errstate(over="ignore"):
+                    total += float(wb.sum())
+        finally:
+            self._release()
+        check_weight_total(total)
+
     def _rows(self, lo: int, hi: int, check: bool) -> tuple[np.ndarray, np.ndarray | None]:
         xb = self.X[lo:hi]
         if check:
@@ -362,15 +381,16 @@ class MemmapSource(_ArrayShape, _BlockSource):
                 hi = min(lo + self.block_size, n)
                 xb, wb = self._rows(lo, hi, check)
                 if wb is not None:
-                    total_w += float(wb.sum())
+                    with np.errstate(over="ignore"):
+                        total_w += float(wb.sum())
                 yield xb, wb, lo
                 del xb, wb
                 self._release()
         finally:
             self._release()
         if check:
-            if self.sample_weight is not None and not total_w > 0:
-                raise weight_sum_error()
+            if self.sample_weight is not None:
+                check_weight_total(total_w)
             self._validated = True
 
     def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
@@ -528,7 +548,8 @@ class IterableSource(_BlockSource):
                                  f"unlike earlier chunks; give weights for all chunks or none")
             if weighted:
                 wc = check_weight_block(wc, rows, n)
-                total_w += float(wc.sum())
+                with np.errstate(over="ignore"):
+                    total_w += float(wc.sum())
             if rows == 0:
                 continue
             yield xc, wc, n
@@ -537,8 +558,8 @@ class IterableSource(_BlockSource):
             return
         if n == 0:
             raise ValueError("the chunk factory yielded no rows")
-        if self._weighted and not total_w > 0:
-            raise weight_sum_error()
+        if self._weighted:
+            check_weight_total(total_w)
         if self._n_samples is None:
             self._n_samples = n
         elif n != self._n_samples:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -38,6 +39,24 @@ def feature_names(X) -> np.ndarray | None:
     if not names or not all(isinstance(c, str) for c in names):
         return None
     return np.asarray(names, dtype=object)
+
+
+def reject_masked(value, name: str) -> None:
+    """Refuse a numpy masked array that masks anything.
+
+    ``np.asarray`` would drop the mask and use whatever the masked entries
+    hold, so masked values must be removed or filled by the caller; a masked
+    array that masks nothing is plain data.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is a masked array with at least one masked entry.
+    """
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise ValueError(f"{name} is a masked array with {int(np.ma.count_masked(value))} "
+                         "masked entries; fastgmm does not use masks: drop the rows that "
+                         "hold them or fill them (e.g. X.filled(value)) first")
 
 
 def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None,
@@ -84,6 +103,10 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     if type(X).__module__.startswith("dask"):
         raise TypeError(f"{name} is a Dask array; pass it to fit/predict of the estimator, "
                         "which handles Dask input, or compute it first")
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name} is a file path ({os.fsdecode(X)!r}), not an array; load it "
+                        "first (fit also reads a .npy path block by block)")
+    reject_masked(X, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists, odd objects
@@ -134,8 +157,8 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
     if w.ndim == 0:
         w = np.full(n_samples, w)
     w = check_weight_block(w, n_samples)
-    if not w.sum() > 0:
-        raise weight_sum_error()
+    with np.errstate(over="ignore"):
+        check_weight_total(w.sum())
     return w
 
 
@@ -154,6 +177,7 @@ def check_weight_block(sample_weight, n_rows: int, start: int | None = None) -> 
 
 
 def _weight_array(sample_weight) -> np.ndarray:
+    reject_masked(sample_weight, "sample_weight")
     try:
         return np.asarray(sample_weight)
     except Exception as exc:  # ragged lists, odd objects
@@ -176,6 +200,21 @@ def check_weight_values(all_finite: bool, all_non_negative: bool) -> None:
         raise ValueError("sample_weight contains NaN or infinity")
     if not all_non_negative:
         raise ValueError("sample_weight contains negative values")
+
+
+def check_weight_total(total: float) -> None:
+    """Raise unless the total weight is positive and finite.
+
+    Finite weights can still add up to infinity; every weighted mean (and
+    the initialisation's sampling probabilities) would then be NaN.
+    """
+    with np.errstate(over="ignore"):
+        total = float(total)
+    if not total > 0:
+        raise weight_sum_error()
+    if not np.isfinite(total):
+        raise ValueError("sample_weight sums to infinity (float64 overflow); divide the "
+                         "weights by a common factor (only their ratios matter to the fit)")
 
 
 def weight_sum_error() -> ValueError:

@@ -4,15 +4,21 @@
 
     fastgmm demo [--out DIR] [--quick]
     fastgmm fit DATA --k K|auto [--covariance TYPE] [--columns a,b] [--standardize] [--log]
-                [--sample-weight COL] [--n-init N] [--max-iter N] [--seed S] --out MODEL
-    fastgmm predict MODEL DATA [--proba] --out FILE
+                [--sample-weight COL] [--n-init N] [--max-iter N] [--seed S]
+                [--header auto|yes|no] --out MODEL
+    fastgmm predict MODEL DATA [--proba] [--header auto|yes|no] --out FILE
     fastgmm sample MODEL --n N [--seed S] --out FILE
     fastgmm info MODEL
 
-DATA is a CSV file (a header row of column names, detected automatically),
-a ``.npy`` array (columns named ``0``, ``1``, ...) or, when pandas and
-pyarrow are installed, a Parquet file.  Output files end in ``.csv`` or
-``.npy``.  The preprocessing chosen at fit time (columns, ``--log``,
+DATA is a CSV file, a ``.npy`` array (columns named ``0``, ``1``, ...) or,
+when pandas and pyarrow are installed, a Parquet file.  A CSV file's first
+row is a header of column names when ``--header yes`` says so, or, by
+default, when it looks like one: names only, or each name above a number in
+the next row.  A first row of numbers only is read as data (the columns are
+named ``0``, ``1``, ... and a note on stderr says so); a first row that could
+be either is an error asking for ``--header``.  Every row counts: nothing is
+a comment.  Output files end in ``.csv`` or ``.npy``, and never replace an
+input file.  The preprocessing chosen at fit time (columns, ``--log``,
 ``--standardize``) is stored in the model file and applied again by
 ``predict``, and undone by ``sample``.
 
@@ -33,6 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,11 +73,14 @@ class _Parser(argparse.ArgumentParser):
 class _Data:
     """Named numeric columns read from a file, converted on demand."""
 
-    def __init__(self, path: str, names: list[str], loader, has_header: bool):
+    def __init__(self, path: str, names: list[str], loader, has_header: bool,
+                 note: str | None = None):
         self.path = path
         self.names = names
         self._loader = loader
         self.has_header = has_header
+        #: How the header was decided, when it is worth telling (printed on stderr).
+        self.note = note
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """The given columns as a float64 (n_rows, len(names)) array, checked finite."""
@@ -91,7 +101,7 @@ class _Data:
         return X
 
 
-def _read_data(path: str) -> _Data:
+def _read_data(path: str, header: str = "auto") -> _Data:
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -101,7 +111,7 @@ def _read_data(path: str) -> _Data:
         return _read_npy(path)
     if lower.endswith((".parquet", ".pq")):
         return _read_parquet(path)
-    return _read_csv(path, "\t" if lower.endswith(".tsv") else ",")
+    return _read_csv(path, "\t" if lower.endswith(".tsv") else ",", header)
 
 
 def _read_npy(path: str) -> _Data:
@@ -155,17 +165,75 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _read_csv(path: str, delimiter: str) -> _Data:
+#: Cells read as a missing value (never as a column name).
+_MISSING = ("", "NA", "N/A", "NULL")
+
+
+def _cell_kind(cell: str) -> str:
+    cell = cell.strip()
+    if cell.upper() in _MISSING:
+        return "empty"
+    return "number" if _is_number(cell) else "name"
+
+
+def _first_rows(path: str, delimiter: str) -> tuple[list | None, int, list | None]:
+    """The first two non-blank rows, and the physical lines up to the end of the first."""
+    first, lines, second = None, 0, None
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            first = next(csv.reader(f, delimiter=delimiter), None)
+            reader = csv.reader(f, delimiter=delimiter)
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    if first is None:
+                        first, lines = row, reader.line_num
+                    else:
+                        second = row
+                        break
     except UnicodeDecodeError:
         raise CLIError(f"{path} is not a text (UTF-8) CSV file") from None
-    if first is None or not any(cell.strip() for cell in first):
+    except csv.Error as exc:
+        raise CLIError(f"{path} is not a readable CSV file ({exc})") from None
+    return first, lines, second
+
+
+def _decide_header(path: str, first: list, second: list | None,
+                   header: str) -> tuple[bool, str | None]:
+    """Whether ``first`` is a header row, and a note saying so when it was guessed.
+
+    A header row is never taken for data, nor a data row for a header,
+    without a word: a guess that could drop or invent a row is an error.
+    """
+    if header != "auto":
+        return header == "yes", None
+    kinds = [_cell_kind(cell) for cell in first]
+    if all(kind == "number" for kind in kinds):
+        return False, (f"{path}: the first row holds numbers only, so it is read as data "
+                       f"and the columns are named 0..{len(first) - 1}; if it names the "
+                       "columns, say --header yes (--header no silences this note)")
+    if "name" not in kinds:
+        return False, None  # numbers and missing values: a data row, never a header
+    if all(kind == "name" for kind in kinds):
+        return True, None
+    if "empty" not in kinds and second is not None and len(second) == len(first) and all(
+            _cell_kind(cell) == "number"
+            for kind, cell in zip(kinds, second, strict=True) if kind == "name"):
+        return True, None  # every name above a number
+    shown = ",".join(first)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise CLIError(f"{path}: cannot tell whether the first row ({shown!r}) is a header: it "
+                   "mixes names with numbers or empty cells; say --header yes or --header no")
+
+
+def _read_csv(path: str, delimiter: str, header: str = "auto") -> _Data:
+    first, header_lines, second = _first_rows(path, delimiter)
+    if first is None:
         raise CLIError(f"{path} is empty")
-    has_header = not all(_is_number(cell) for cell in first)
+    has_header, note = _decide_header(path, first, second, header)
     if has_header:
         names = [cell.strip() for cell in first]
+        if "" in names:
+            raise CLIError(f"{path}: the header row has no name for column "
+                           f"{names.index('') + 1}")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise CLIError(f"{path}: duplicate column name(s) {dupes}")
@@ -174,32 +242,37 @@ def _read_csv(path: str, delimiter: str) -> _Data:
 
     def load(idx):
         try:
-            X = np.loadtxt(path, delimiter=delimiter, skiprows=1 if has_header else 0,
-                           usecols=idx, dtype=np.float64, ndmin=2, quotechar='"',
-                           encoding="utf-8-sig")
+            with warnings.catch_warnings():
+                # A header-only file: numpy warns, and the caller reports the
+                # missing rows in one line.
+                warnings.simplefilter("ignore", UserWarning)
+                # comments=None: no comment character, so no row is ever skipped.
+                X = np.loadtxt(path, delimiter=delimiter, comments=None,
+                               skiprows=header_lines if has_header else 0,
+                               usecols=idx, dtype=np.float64, ndmin=2, quotechar='"',
+                               encoding="utf-8-sig")
         except ValueError as exc:
             raise CLIError(_csv_problem(path, delimiter, has_header, names, idx, exc)) from None
         return X
 
-    return _Data(path, names, load, has_header)
+    return _Data(path, names, load, has_header, note)
 
 
 def _csv_problem(path, delimiter, has_header, names, idx, exc) -> str:
     """Find the first bad cell among the columns ``idx`` and describe it."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
+        rows = (row for row in reader if row)  # numpy skips blank lines too
         if has_header:
-            next(reader, None)
-        for row_no, row in enumerate(reader, start=1):
-            if not row:
-                continue
+            next((row for row in rows if any(cell.strip() for cell in row)), None)
+        for row_no, row in enumerate(rows, start=1):
             if len(row) != len(names):
                 fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
                 return (f"{path}: data row {row_no} has {fields} but the file has "
                         f"{len(names)} columns")
             for i in idx:
                 cell = row[i].strip()
-                if cell == "" or cell.upper() in ("NA", "N/A", "NULL"):
+                if cell.upper() in _MISSING:
                     return (f"{path}: column {names[i]!r} has a missing value in data row "
                             f"{row_no}; remove or impute such rows first")
                 if not _is_number(cell):
@@ -213,7 +286,11 @@ def _csv_problem(path, delimiter, has_header, names, idx, exc) -> str:
 # ----------------------------------------------------------------------------
 
 
-def _check_output(path: str, suffixes=_OUTPUT_SUFFIXES) -> str:
+def _check_output(path: str, suffixes=_OUTPUT_SUFFIXES, inputs: Sequence[str] = ()) -> str:
+    for source in inputs:
+        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+            raise CLIError(f"--out {path} is the input file {source}; writing there would "
+                           "replace it, so choose another name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CLIError(f"--out {path}: the folder {folder} does not exist")
@@ -234,7 +311,8 @@ def _write_table(path: str, header: list[str], values: np.ndarray, fmt: str) -> 
                 np.save(f, values)
         else:
             with open(tmp, "w", newline="") as f:
-                f.write(",".join(header) + "\n")
+                # Quoted where needed: a name may hold a comma or a quote.
+                csv.writer(f, lineterminator="\n").writerow(header)
                 np.savetxt(f, values, delimiter=",", fmt=fmt)
 
 
@@ -319,8 +397,52 @@ def _read_model(path: str):
         mf = read(path)
     except ModelFileError as exc:
         raise CLIError(str(exc)) from None
-    prep = mf.extra.get("cli")
-    return mf, prep
+    return mf, _check_prep(path, mf)
+
+
+_PREP_KEYS = frozenset({"columns", "log", "standardize", "sample_weight", "data"})
+
+
+def _check_prep(path: str, mf) -> dict | None:
+    """The preprocessing ``fit`` stored in the model (``extra.cli``), checked; None if none.
+
+    The file checks of :func:`fastgmm.load` do not cover what an application
+    stores beside the model, so this one is checked here, before use.
+    """
+    prep: Any = mf.extra.get("cli")
+    if prep is None:
+        return None
+    d = mf.model.n_features_in_
+
+    def bad(why):
+        raise CLIError(f"{path}: the command-line preprocessing stored in the model "
+                       f"(extra.cli) is not valid: {why}")
+
+    if not isinstance(prep, dict):
+        bad("it is not a JSON object")
+    unknown = sorted(set(prep) - _PREP_KEYS)
+    if unknown:
+        bad(f"unknown key(s) {unknown}")
+    columns = prep.get("columns")
+    if not (isinstance(columns, list) and len(columns) == d
+            and all(isinstance(c, str) and c for c in columns)):
+        bad(f"'columns' must list the model's {d} column names")
+    if len(set(columns)) != d:
+        bad("'columns' names a column twice")
+    for key in ("log", "standardize"):
+        if not isinstance(prep.get(key, False), bool):
+            bad(f"{key!r} must be true or false")
+    for key in ("sample_weight", "data"):
+        if prep.get(key) is not None and not isinstance(prep[key], str):
+            bad(f"{key!r} must be a string or null")
+    if prep.get("standardize"):
+        for name in ("center", "scale"):
+            arr = mf.extra_arrays.get(name)
+            if arr is None or arr.shape != (d,) or not np.isfinite(arr).all():
+                bad(f"--standardize needs the array extra.{name} of {d} finite numbers")
+        if not (mf.extra_arrays["scale"] > 0).all():
+            bad("the array extra.scale must be positive")
+    return prep
 
 
 # ----------------------------------------------------------------------------
@@ -343,7 +465,7 @@ def _cmd_fit(args) -> int:
     from ._estimator import GaussianMixture
     from ._io import save
 
-    data = _read_data(args.data)
+    data = _read_data(args.data, args.header)
     if args.columns is not None:
         columns = [c.strip() for c in args.columns.split(",")]
         if any(c == "" for c in columns):
@@ -356,6 +478,7 @@ def _cmd_fit(args) -> int:
     if args.sample_weight is not None and args.sample_weight in columns:
         raise CLIError(f"--sample-weight {args.sample_weight!r} is also a feature column")
     X = data.columns(columns)
+    _say_header(args, data)
     weights = None
     if args.sample_weight is not None:
         weights = data.columns([args.sample_weight])[:, 0]
@@ -369,7 +492,7 @@ def _cmd_fit(args) -> int:
     if weights is not None and args.k != "auto" and np.count_nonzero(weights) < args.k:
         raise CLIError(f"--k {args.k} is larger than the number of rows with positive "
                        f"weight ({np.count_nonzero(weights)})")
-    _check_output(args.out, suffixes=None)
+    _check_output(args.out, suffixes=None, inputs=(args.data,))
 
     prep = {"columns": columns, "log": bool(args.log), "standardize": bool(args.standardize),
             "sample_weight": args.sample_weight, "data": os.path.basename(args.data)}
@@ -494,11 +617,21 @@ def _model_input(mf, prep, data: _Data) -> np.ndarray:
     return data.columns(data.names)
 
 
+def _say_header(args, data: _Data) -> None:
+    """Print how the header of DATA was decided, once its rows were read.
+
+    After the rows, so that an error reading them stays the only line.
+    """
+    if data.note:
+        print(f"fastgmm {args.command}: note: {data.note}", file=sys.stderr, flush=True)
+
+
 def _cmd_predict(args) -> int:
     mf, prep = _read_model(args.model)
-    data = _read_data(args.data)
-    _check_output(args.out)
+    data = _read_data(args.data, args.header)
+    _check_output(args.out, inputs=(args.model, args.data))
     X = _model_input(mf, prep, data)
+    _say_header(args, data)
     model = mf.model
     if args.proba:
         values = model.predict_proba(X)
@@ -516,8 +649,11 @@ def _cmd_predict(args) -> int:
 
 def _cmd_sample(args) -> int:
     mf, prep = _read_model(args.model)
-    _check_output(args.out)
+    _check_output(args.out, inputs=(args.model,))
     model = mf.model
+    values = args.n * (model.n_features_in_ + 1)
+    if values > np.iinfo(np.intp).max // 8:
+        raise CLIError(f"--n {args.n} is too large: {values} values cannot be held in memory")
     Z, y = model.sample(args.n, random_state=args.seed)
     if prep is not None:
         X = _untransform(np.asarray(Z, dtype=np.float64), prep,
@@ -604,6 +740,11 @@ def _build_parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
+    def header(p):
+        p.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
+                       help="whether the first row of a CSV file names the columns "
+                       "(default auto: names only, or names above numbers)")
+
     p = sub.add_parser("demo", help="segment the bundled wholesale customers and plot them",
                        description="Fit mixtures to the bundled wholesale-customers data, "
                        "print a segment table and the BIC/AIC tables, and write PNG plots.")
@@ -636,6 +777,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=None, metavar="S", help="random seed")
     p.add_argument("--bayesian", action="store_true",
                    help="variational Bayesian mixture: --k is the most components")
+    header(p)
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
     common(p)
     p.set_defaults(func=_cmd_fit)
@@ -646,6 +788,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--proba", action="store_true", help="write probabilities p0, p1, ...")
+    header(p)
     p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
     common(p)
     p.set_defaults(func=_cmd_predict)
@@ -668,6 +811,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "not enough memory" + (f" ({' '.join(str(exc).split())})" if str(exc) else "")
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename}: no such file"
     if isinstance(exc, OSError) and exc.strerror:
@@ -700,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastgmm {args.command}: interrupted", file=sys.stderr)
         return 130
     except (CLIError, ValueError, TypeError, OSError, ImportError, FloatingPointError,
-            np.linalg.LinAlgError) as exc:
+            np.linalg.LinAlgError, MemoryError, OverflowError) as exc:
         print(f"fastgmm {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 

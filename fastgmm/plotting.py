@@ -65,7 +65,11 @@ def _check_dims(dims, n_features: int) -> tuple[int, int]:
 def _mixture_parts(model):
     """(covariance_type, means, covariances) from an estimator or GaussianParams."""
     if hasattr(model, "means_"):
-        return model.covariance_type, np.asarray(model.means_, np.float64), \
+        # A fastgmm model knows the type its arrays were fitted with, which
+        # set_params may since have changed; other estimators have only one.
+        fitted_type = getattr(model, "_fitted_covariance_type", None)
+        ctype = fitted_type() if callable(fitted_type) else model.covariance_type
+        return ctype, np.asarray(model.means_, np.float64), \
             np.asarray(model.covariances_, np.float64)
     if hasattr(model, "means") and hasattr(model, "covariances"):
         return model.covariance_type, np.asarray(model.means, np.float64), \
