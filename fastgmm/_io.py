@@ -59,6 +59,22 @@ the problem:
   ``CONSISTENCY_ULPS * d * eps`` relative; ``eps`` is the machine epsilon of
   the model's dtype.
 
+A :class:`~fastgmm.BayesianGaussianMixture` file has the ``format``
+``"fastgmm.BayesianGaussianMixture"`` and the same layout and checks, its own
+schema adding: the posterior arrays ``weight_concentration_`` (the Dirichlet
+process's two Beta parameter arrays stacked as ``(2, k)``, else ``(k,)``),
+``mean_precision_`` ``(k,)`` and ``degrees_of_freedom_`` (``(k,)``, ``()``
+tied), in the model's dtype, and the resolved priors ``mean_prior_`` ``(d,)``
+and ``covariance_prior_`` (``(d, d)``, ``(d,)`` diag, ``()`` spherical) in
+float64; the attributes ``weight_concentration_prior_``,
+``mean_precision_prior_``, ``degrees_of_freedom_prior_`` and
+``n_effective_components_`` (no ``n_steps_``); its constructor parameters
+(``param.mean_prior`` and ``param.covariance_prior`` as arrays).  The values:
+concentrations and mean precisions positive, degrees of freedom greater than
+``d - 1``, the covariance prior symmetric positive definite (positive), all
+finite, besides the Gaussian checks above.  Loading builds the estimator
+class the ``format`` names.
+
 :func:`save` runs the same checks before writing, so it never writes a file
 that :func:`read` refuses.
 

@@ -344,3 +344,78 @@ def test_import_fastgmm_does_not_import_the_bayesian_module():
     code = ("import sys, fastgmm; assert 'fastgmm._bayesian' not in sys.modules; "
             "fastgmm.BayesianGaussianMixture; assert 'fastgmm._bayesian' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------
+# the protections of GaussianMixture's fitted state (issue #15) hold here too
+# ---------------------------------------------------------------------------
+
+
+def _fitted_state(model):
+    return {name: np.array(value, copy=True) for name, value in vars(model).items()
+            if name.endswith("_") and not name.startswith("_")
+            and isinstance(value, (np.ndarray, tuple))}
+
+
+def test_set_params_after_fit_keeps_the_fitted_structure():
+    """Predictions use the fitted covariance and prior types until the next fit."""
+    X = make_blobs(60, CENTERS, [1.0, 0.7, 1.3], seed=4)
+    model = fastgmm.BayesianGaussianMixture(3, random_state=0, max_iter=200).fit(X)
+    ref = model.predict_proba(X)
+    model.set_params(covariance_type="spherical",
+                     weight_concentration_prior_type="dirichlet_distribution")
+    np.testing.assert_array_equal(model.predict_proba(X), ref)
+    assert model.sample(5)[0].shape == (5, 3)
+    with pytest.raises(ValueError, match="cannot save"):
+        model.save("never-written.npz")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"n_components": 4}, "warm_start: n_components is 4"),
+    ({"covariance_type": "diag"}, "warm_start: covariance_type is 'diag'"),
+    ({"weight_concentration_prior_type": "dirichlet_distribution"},
+     "warm_start: weight_concentration_prior_type is 'dirichlet_distribution'"),
+])
+def test_warm_start_refuses_a_changed_structure_and_keeps_the_fit(change, match):
+    X = make_blobs(60, CENTERS, [1.0, 0.7, 1.3], seed=4)
+    model = fastgmm.BayesianGaussianMixture(3, random_state=0, warm_start=True,
+                                            max_iter=200).fit(X)
+    before = _fitted_state(model)
+    model.set_params(**change)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X)
+    after = _fitted_state(model)
+    assert before.keys() == after.keys()
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+
+def test_rejected_fit_leaves_the_model_as_it_was():
+    X = make_blobs(60, CENTERS, [1.0, 0.7, 1.3], seed=4)
+    model = fastgmm.BayesianGaussianMixture(3, random_state=0, max_iter=200).fit(X)
+    before = _fitted_state(model)
+    model.set_params(degrees_of_freedom_prior=0.5)  # needs > n_features - 1
+    with pytest.raises(ValueError, match="degrees_of_freedom_prior"):
+        model.fit(X)
+    for name, value in _fitted_state(model).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("mean_precision_", np.ones(5)),
+    ("degrees_of_freedom_", np.ones(2)),
+    ("weight_concentration_", (np.ones(3), np.ones(2))),
+    ("means_", np.zeros((3, 2))),
+])
+def test_inconsistent_fitted_attributes_are_refused_before_any_kernel(name, value):
+    X = make_blobs(60, CENTERS, [1.0, 0.7, 1.3], seed=4)
+    model = fastgmm.BayesianGaussianMixture(3, random_state=0, max_iter=200).fit(X)
+    setattr(model, name, value)
+    for call in (model.predict, model.score_samples):
+        with pytest.raises(ValueError, match="fitted att"):
+            call(X)
+
+
+def test_repr_shows_array_priors_by_shape():
+    model = fastgmm.BayesianGaussianMixture(2, mean_prior=np.zeros(3))
+    assert repr(model) == "BayesianGaussianMixture(mean_prior=array(shape=(3,)), n_components=2)"
