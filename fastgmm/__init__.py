@@ -21,6 +21,7 @@ __version__ = "0.2.0.dev0"
 # Imported on first use, so that ``import fastgmm`` stays cheap (the command
 # line and every new process pay for it): name -> (module, attribute or None).
 _LAZY = {
+    "BayesianGaussianMixture": ("._bayesian", "BayesianGaussianMixture"),
     "ConvergenceWarning": ("._exceptions", "ConvergenceWarning"),
     "NotFittedError": ("._exceptions", "NotFittedError"),
     "DaskSource": ("._dask", "DaskSource"),
@@ -51,6 +52,7 @@ def __dir__():
 
 
 __all__ = [
+    "BayesianGaussianMixture",
     "ConvergenceWarning",
     "DaskSource",
     "DegenerateCovarianceError",

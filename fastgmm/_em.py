@@ -30,8 +30,9 @@ class IterationInfo:
     iteration : int
         1-based iteration number.
     lower_bound : float
-        Mean log-likelihood per sample of the parameters before this
-        iteration's M-step.
+        The model's lower bound at this iteration (see :func:`run_em`): for
+        :class:`fastgmm.GaussianMixture` the mean log-likelihood per sample
+        of the parameters before this iteration's M-step.
     change : float
         Change of ``lower_bound`` since the previous iteration.
     elapsed : float
@@ -61,17 +62,55 @@ class EMResult:
     stopped: bool = False  # the callback asked to stop
 
 
+class MaximumLikelihood:
+    """The model of :class:`fastgmm.GaussianMixture` for :func:`run_em`.
+
+    A model tells the loop how to turn an E-step's statistics into new
+    parameters (``m_step``) and what the lower bound of the iteration is
+    (``lower_bound``); :class:`fastgmm._bayesian.VariationalModel` is the
+    other one.  Here the M-step is the maximum-likelihood one and, as in
+    scikit-learn, the lower bound is the mean log-likelihood of the
+    parameters *before* the M-step, which the statistics carry.
+
+    Parameters
+    ----------
+    repair : callable, optional
+        ``repair(stats, reg_covar, iteration) -> GaussianParams``, used in
+        place of ``stats.m_step`` (degenerate-component handling).
+    """
+
+    #: What the verbose messages call the lower bound.
+    bound_name = "log-likelihood"
+
+    def __init__(self, repair: Callable | None = None):
+        self.repair = repair
+
+    def m_step(self, stats, reg_covar: float, iteration: int) -> GaussianParams:
+        """New parameters from the statistics of iteration ``iteration`` (1-based)."""
+        if self.repair is None:
+            return stats.m_step(reg_covar)
+        return self.repair(stats, reg_covar, iteration)
+
+    def lower_bound(self, stats, old: GaussianParams, new: GaussianParams) -> float:
+        """The mean log-likelihood of ``old``, the parameters the statistics came from."""
+        return stats.mean_log_likelihood
+
+
 def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_covar: float,
            init: int = 0, prev_lower_bound: float = -np.inf, verbose: int = 0,
            verbose_interval: int = 10, callback: Callable | None = None,
-           repair: Callable | None = None) -> EMResult:
+           repair: Callable | None = None, model=None) -> EMResult:
     """Iterate EM from ``params`` until the lower bound changes by less than ``tol``.
 
     Each iteration is one pass over the data (``source.stats``), which
     evaluates the log-likelihood of the current parameters and the statistics
-    of their E-step at once, followed by the M-step.  As in scikit-learn,
+    of their E-step at once, followed by the model's M-step and lower bound
+    (``model.lower_bound(stats, old_params, new_params)``).  For
+    :class:`MaximumLikelihood` (the default), as in scikit-learn,
     ``lower_bound`` at iteration ``t`` belongs to the parameters before that
-    iteration's M-step, and the returned parameters are those after it.
+    iteration's M-step; the variational model's bound uses the E-step's
+    responsibilities and the parameters after it.  The returned parameters
+    are those after the last M-step.
 
     Parameters
     ----------
@@ -89,8 +128,17 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
         ``True`` stops this run (``converged`` stays False).
     repair : callable, optional
         ``repair(stats, reg_covar, iteration) -> GaussianParams``, used in
-        place of ``stats.m_step`` (degenerate-component handling).
+        place of ``stats.m_step`` (degenerate-component handling); only with
+        the default model.
+    model : object, optional
+        ``model.m_step(stats, reg_covar, iteration)`` and
+        ``model.lower_bound(stats, old_params, new_params)``; default
+        ``MaximumLikelihood(repair)``.
     """
+    if model is None:
+        model = MaximumLikelihood(repair)
+    elif repair is not None:
+        raise ValueError("give repair to the model, not to run_em, when a model is given")
     lower_bound = prev_lower_bound
     lower_bounds: list[float] = []
     converged = stop = False
@@ -102,22 +150,20 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
     for n_iter in range(1, max_iter + 1):
         prev = lower_bound
         stats = source.stats(params)
-        lower_bound = stats.mean_log_likelihood
-        if not np.isfinite(lower_bound):
+        log_lik = stats.mean_log_likelihood
+        if not np.isfinite(log_lik):
             raise FloatingPointError(
-                f"the log-likelihood became {lower_bound} at iteration {n_iter} "
+                f"the log-likelihood became {log_lik} at iteration {n_iter} "
                 f"(restart {init}): some sample has zero density under every component. "
                 "Check the data scale (values near 1e+-150 overflow) or the initial "
                 "parameters.")
-        if repair is None:
-            params = stats.m_step(reg_covar)
-        else:
-            params = repair(stats, reg_covar, n_iter)
+        old, params = params, model.m_step(stats, reg_covar, n_iter)
+        lower_bound = model.lower_bound(stats, old, params)
         lower_bounds.append(lower_bound)
         change = lower_bound - prev
         elapsed = time.perf_counter() - start
         if verbose and (n_iter % verbose_interval == 0 or n_iter == 1 or verbose >= 2):
-            print(f"  iter {n_iter:4d}  log-likelihood {lower_bound: .8e}  change "
+            print(f"  iter {n_iter:4d}  {model.bound_name} {lower_bound: .8e}  change "
                   f"{change: .3e}  {elapsed:7.2f} s", file=sys.stderr)
         stop = False
         if callback is not None:

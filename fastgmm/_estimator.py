@@ -34,7 +34,337 @@ from ._validation import (
 _FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
 
-class GaussianMixture:
+class _MixtureBase:
+    """What the mixture estimators share: the estimator protocol, validation,
+    the per-point outputs and the storing of a fit.
+
+    Subclasses define ``__init__``, ``_check_params``, ``_fit``, ``_params``
+    (the fitted parameters as :class:`GaussianParams`, whose ``log_norm``
+    gives the per-component constants of the per-point outputs) and
+    ``_set_fitted``.
+    """
+
+    # ------------------------------------------------------------------
+    # scikit-learn estimator protocol
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> _MixtureBase:
+        """Set constructor parameters; returns ``self``."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; "
+                                 f"valid parameters are {valid}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        changed = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            if not _same_value(value, defaults.get(name)):
+                changed.append(f"{name}={_short_repr(value)}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    #: scikit-learn estimator checks that cannot pass by design, each with the
+    #: reason; a test suite passes them to scikit-learn's
+    #: ``parametrize_with_checks(expected_failed_checks=...)`` (see
+    #: :meth:`_sklearn_expected_failed_checks`), which still runs them and
+    #: fails if one starts to pass.
+    _SKLEARN_EXPECTED_FAILURES = {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "an integer weight counts a row that many times in every EM statistic, but "
+            "the random initialisation cannot see the same rows: the check shuffles the "
+            "weighted rows, so k-means++ draws (and hence the local optimum EM reaches) "
+            "differ from those on the repeated rows. From the same initial parameters "
+            "weighted and repeated rows give the same fit (tested in the suite)."),
+    }
+
+    @classmethod
+    def _sklearn_expected_failed_checks(cls) -> dict[str, str]:
+        """``{check name: reason}`` for scikit-learn's checks that fail by design."""
+        return dict(cls._SKLEARN_EXPECTED_FAILURES)
+
+    def __sklearn_tags__(self):
+        # Only called by scikit-learn itself, so importing it here costs
+        # nothing to users without it.
+        from sklearn.base import BaseEstimator, DensityMixin
+
+        class _Probe(DensityMixin, BaseEstimator):
+            pass
+
+        tags = _Probe().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return all(hasattr(self, a) for a in _FITTED)
+
+    # ------------------------------------------------------------------
+    # validation helpers
+    # ------------------------------------------------------------------
+
+    def _check_common_params(self) -> None:
+        """Check the parameters every mixture shares (in this order)."""
+        check_int(self.n_components, "n_components", 1)
+        check_covariance_type(self.covariance_type)
+        check_float(self.tol, "tol", 0.0)
+        check_float(self.reg_covar, "reg_covar", 0.0)
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(f"init_params must be one of {INIT_METHODS}, "
+                             f"got {self.init_params!r}")
+        check_int(self.verbose, "verbose", 0)
+        check_int(self.verbose_interval, "verbose_interval", 1)
+        check_int(self.n_threads, "n_threads", 1, allow_none=True)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable, got {self.callback!r}")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise _exceptions.NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call 'fit' with "
+                "appropriate arguments first.")
+
+    def _validate_predict_X(self, X, n_features: int) -> np.ndarray:
+        """``X`` checked against the fitted model (``n_features`` from :meth:`_params`)."""
+        names = feature_names(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and (
+                len(names) != len(fitted_names) or not (names == fitted_names).all()):
+            raise ValueError("X has feature names that differ from those seen in fit: "
+                             f"{list(names)} vs {list(fitted_names)}")
+        return check_array(X, n_features=n_features, estimator=type(self).__name__)
+
+    def _fitted_covariance_type(self) -> str:
+        """The covariance type of the fitted arrays.
+
+        Scikit-learn's convention is that fitted attributes describe the last
+        fit whatever ``set_params`` changed since, so predictions, scores and
+        samples use the type the arrays were fitted with rather than the
+        ``covariance_type`` parameter (which only the next fit reads).
+        """
+        return getattr(self, "_fit_covariance_type", None) or self.covariance_type
+
+    def _fitted_dtype(self) -> np.dtype:
+        """float32 for a model fitted on float32 data, else float64."""
+        is_f32 = np.asarray(self.means_).dtype == np.float32
+        return np.dtype(np.float32 if is_f32 else np.float64)
+
+    def _checked_arrays(self) -> tuple[str, dict[str, np.ndarray]]:
+        """The fitted covariance type and the Gaussian fitted arrays (float64), shapes checked.
+
+        Every path to a kernel goes through here (by way of :meth:`_params`):
+        kernels index the arrays by the shape of the means, so fitted
+        attributes that disagree in shape (set by hand, or restored by other
+        means than :func:`fastgmm.load`) must be refused before a kernel could
+        read outside them.
+
+        Raises
+        ------
+        NotFittedError
+            Not fitted.
+        ValueError
+            The fitted attributes are not real arrays of mutually consistent
+            shapes for ``n_features_in_`` and the fitted covariance type.
+        """
+        self._check_fitted()
+        ctype = self._fitted_covariance_type()
+        check_covariance_type(ctype)
+        arrays = {}
+        for name in _FITTED:
+            arrays[name] = _real_array(self, name)
+        means = arrays["means_"]
+        if means.ndim != 2 or 0 in means.shape:
+            raise ValueError(f"the fitted attributes are inconsistent: means_ has shape "
+                             f"{means.shape}, expected (n_components, n_features)")
+        k, d = means.shape
+        n_in = getattr(self, "n_features_in_", d)
+        if (isinstance(n_in, (bool, np.bool_)) or not isinstance(n_in, numbers.Integral)
+                or n_in != d):
+            raise ValueError(f"the fitted attributes are inconsistent: n_features_in_ is "
+                             f"{n_in!r} but means_ has {d} features")
+        cov_shape = covariance_shape(ctype, k, d)
+        for name, shape in (("weights_", (k,)), ("covariances_", cov_shape),
+                            ("precisions_cholesky_", cov_shape)):
+            if arrays[name].shape != shape:
+                raise ValueError(f"the fitted attributes are inconsistent: {name} has shape "
+                                 f"{arrays[name].shape}, but {ctype} covariances with means_ "
+                                 f"of shape {means.shape} need {shape}")
+        return ctype, arrays
+
+    def _check_continues(self, params: GaussianParams, what: str, remedy: str) -> None:
+        """Raise unless ``n_components`` and ``covariance_type`` still match the fit.
+
+        Continuing a fit (``warm_start``, ``partial_fit``) starts from the
+        fitted arrays, which cannot serve another number of components or
+        covariance type; an error says so instead of a silent cold start.
+        """
+        if self.covariance_type != params.covariance_type:
+            raise ValueError(f"{what}: covariance_type is {self.covariance_type!r} but the "
+                             f"model was fitted with {params.covariance_type!r} covariances; "
+                             f"{remedy}, or set covariance_type={params.covariance_type!r} "
+                             "again")
+        if self.n_components != params.n_components:
+            raise ValueError(f"{what}: n_components is {self.n_components!r} but the model "
+                             f"was fitted with {params.n_components} components; {remedy}, "
+                             f"or set n_components={params.n_components} again")
+
+    # ------------------------------------------------------------------
+    # fitting
+    # ------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None) -> _MixtureBase:
+        """Estimate the model parameters with EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or data out of memory
+            float32 data stays float32 in the fitted parameters.  Also
+            accepted, read block by block with the same EM loop: a ``.npy``
+            path or :class:`numpy.memmap` (:class:`fastgmm.MemmapSource`), a
+            callable returning a fresh iterator of chunks per pass
+            (:class:`fastgmm.IterableSource`), a Dask array, or such a source
+            built explicitly to set its block and sample sizes.  These
+            initialise on a uniform sample of at most 100,000 rows.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; an integer weight ``m`` counts a row ``m``
+            times.
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit, then return the most probable component of each row of ``X``."""
+        self._fit(X, sample_weight)
+        return self.predict(X)
+
+    def _warm(self, n_features: int) -> bool:
+        """Whether this fit continues the previous one (``warm_start``)."""
+        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if warm:
+            params = self._params()
+            if params.n_features != n_features:
+                raise ValueError(f"warm_start: X has {n_features} features, but the model "
+                                 f"was fitted with {params.n_features}")
+            self._check_continues(params, "warm_start",
+                                  "set warm_start=False to fit afresh")
+        return warm
+
+    def _store_result(self, result: _em.EMResult, source) -> None:
+        """Set the fitted attributes from the kept EM run (a fit starts online EM afresh)."""
+        self.__dict__.pop("_online_stats", None)
+        self.__dict__.pop("n_steps_", None)
+        self._set_fitted(result.params, source.dtype)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = [float(v) for v in result.lower_bounds]
+        self.n_features_in_ = source.n_features
+        if source.feature_names is not None:
+            self.feature_names_in_ = source.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        _em.warn_not_converged(result, int(self.max_iter))
+
+    # ------------------------------------------------------------------
+    # per-point outputs
+    # ------------------------------------------------------------------
+
+    def _point(self, X, **what) -> dict:
+        """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
+        params = self._params()
+        with thread_limit(self.n_threads):
+            return _sources.per_point(
+                X, params, params.n_features,
+                lambda Xv: self._validate_predict_X(Xv, params.n_features), **what)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each row, shape (n_samples,).
+
+        A Dask array gives a lazy Dask array, computed block by block.
+        """
+        return self._point(X, labels=True)["labels"]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probability of each component, shape (n_samples, n_components).
+
+        A Dask array gives a lazy Dask array, computed block by block.
+        """
+        return self._point(X, resp=True)["resp"]
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log density of each row under the model, shape (n_samples,).
+
+        A Dask array gives a lazy Dask array, computed block by block.
+        """
+        return self._point(X, score=True)["score"]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """(Weighted) mean log density of the rows of ``X``."""
+        scores = self.score_samples(X)
+        w = check_sample_weight(sample_weight, scores.shape[0])
+        return float(np.average(scores.astype(np.float64), weights=w))
+
+    def sample(self, n_samples: int = 1, random_state=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState or Generator, optional
+            Defaults to the estimator's ``random_state`` (as scikit-learn).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component of each sample, grouped by component.
+        """
+        p = self._params()
+        n_samples = check_int(n_samples, "n_samples", 1)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        k, d = p.n_components, p.n_features
+        counts = rng.multinomial(n_samples, p.weights / p.weights.sum())
+        ctype = p.covariance_type
+        parts = []
+        for j in range(k):
+            z = rng.standard_normal((counts[j], d))
+            if ctype == "full":
+                z = z @ np.linalg.cholesky(p.covariances[j]).T
+            elif ctype == "tied":
+                z = z @ np.linalg.cholesky(p.covariances).T
+            elif ctype == "diag":
+                z = z * np.sqrt(p.covariances[j])
+            else:
+                z = z * np.sqrt(p.covariances[j])
+            parts.append(p.means[j] + z)
+        X = np.vstack(parts).astype(self._fitted_dtype())
+        y = np.repeat(np.arange(k), counts)
+        return X, y
+
+
+class GaussianMixture(_MixtureBase):
     """Gaussian mixture model fitted by EM, with Numba kernels.
 
     Follows scikit-learn's ``GaussianMixture`` (same parameters, defaults,
@@ -175,94 +505,11 @@ class GaussianMixture:
         self.on_degenerate = on_degenerate
 
     # ------------------------------------------------------------------
-    # scikit-learn estimator protocol
-    # ------------------------------------------------------------------
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values()
-                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params) -> GaussianMixture:
-        """Set constructor parameters; returns ``self``."""
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"invalid parameter {key!r} for GaussianMixture; "
-                                 f"valid parameters are {valid}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in
-                    inspect.signature(type(self).__init__).parameters.values()}
-        changed = []
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            if not _same_value(value, defaults.get(name)):
-                changed.append(f"{name}={_short_repr(value)}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    #: scikit-learn estimator checks that cannot pass by design, each with the
-    #: reason; a test suite passes them to scikit-learn's
-    #: ``parametrize_with_checks(expected_failed_checks=...)`` (see
-    #: :meth:`_sklearn_expected_failed_checks`), which still runs them and
-    #: fails if one starts to pass.
-    _SKLEARN_EXPECTED_FAILURES = {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "an integer weight counts a row that many times in every EM statistic, but "
-            "the random initialisation cannot see the same rows: the check shuffles the "
-            "weighted rows, so k-means++ draws (and hence the local optimum EM reaches) "
-            "differ from those on the repeated rows. From the same initial parameters "
-            "weighted and repeated rows give the same fit (tested in the suite)."),
-    }
-
-    @classmethod
-    def _sklearn_expected_failed_checks(cls) -> dict[str, str]:
-        """``{check name: reason}`` for scikit-learn's checks that fail by design."""
-        return dict(cls._SKLEARN_EXPECTED_FAILURES)
-
-    def __sklearn_tags__(self):
-        # Only called by scikit-learn itself, so importing it here costs
-        # nothing to users without it.
-        from sklearn.base import BaseEstimator, DensityMixin
-
-        class _Probe(DensityMixin, BaseEstimator):
-            pass
-
-        tags = _Probe().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return all(hasattr(self, a) for a in _FITTED)
-
-    # ------------------------------------------------------------------
     # validation helpers
     # ------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        check_int(self.n_components, "n_components", 1)
-        check_covariance_type(self.covariance_type)
-        check_float(self.tol, "tol", 0.0)
-        check_float(self.reg_covar, "reg_covar", 0.0)
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(f"init_params must be one of {INIT_METHODS}, "
-                             f"got {self.init_params!r}")
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        check_int(self.n_threads, "n_threads", 1, allow_none=True)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be callable, got {self.callback!r}")
+        self._check_common_params()
         if not isinstance(self.on_degenerate, str):
             raise TypeError(f"on_degenerate must be a string, got {self.on_degenerate!r}")
         if self.on_degenerate not in ON_DEGENERATE:
@@ -303,101 +550,14 @@ class GaussianMixture:
                 raise ValueError("precisions_init must be positive")
         return weights, means, precisions
 
-    def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise _exceptions.NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call 'fit' with "
-                "appropriate arguments first.")
-
-    def _validate_predict_X(self, X, n_features: int) -> np.ndarray:
-        """``X`` checked against the fitted model (``n_features`` from :meth:`_params`)."""
-        names = feature_names(X)
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if names is not None and fitted_names is not None and (
-                len(names) != len(fitted_names) or not (names == fitted_names).all()):
-            raise ValueError("X has feature names that differ from those seen in fit: "
-                             f"{list(names)} vs {list(fitted_names)}")
-        return check_array(X, n_features=n_features, estimator=type(self).__name__)
-
-    def _fitted_covariance_type(self) -> str:
-        """The covariance type of the fitted arrays.
-
-        Scikit-learn's convention is that fitted attributes describe the last
-        fit whatever ``set_params`` changed since, so predictions, scores and
-        samples use the type the arrays were fitted with rather than the
-        ``covariance_type`` parameter (which only the next fit reads).
-        """
-        return getattr(self, "_fit_covariance_type", None) or self.covariance_type
-
-    def _fitted_dtype(self) -> np.dtype:
-        """float32 for a model fitted on float32 data, else float64."""
-        is_f32 = np.asarray(self.means_).dtype == np.float32
-        return np.dtype(np.float32 if is_f32 else np.float64)
-
     def _params(self) -> GaussianParams:
         """The fitted parameters as float64 :class:`GaussianParams`, shapes checked.
 
-        Every path to a kernel goes through here: kernels index the arrays by
-        the shape of the means, so fitted attributes that disagree in shape
-        (set by hand, or restored by other means than :func:`fastgmm.load`)
-        must be refused before a kernel could read outside them.
-
-        Raises
-        ------
-        NotFittedError
-            Not fitted.
-        ValueError
-            The fitted attributes are not real arrays of mutually consistent
-            shapes for ``n_features_in_`` and the fitted covariance type.
+        See :meth:`_checked_arrays`.
         """
-        self._check_fitted()
-        ctype = self._fitted_covariance_type()
-        check_covariance_type(ctype)
-        arrays = {}
-        for name in _FITTED:
-            try:
-                arr = np.asarray(getattr(self, name))
-            except Exception:  # ragged lists, odd objects
-                arr = np.empty(0, dtype=object)
-            if arr.dtype.kind not in "biuf":
-                raise ValueError(f"the fitted attribute {name} is not a real array")
-            arrays[name] = arr.astype(np.float64, copy=False)
-        means = arrays["means_"]
-        if means.ndim != 2 or 0 in means.shape:
-            raise ValueError(f"the fitted attributes are inconsistent: means_ has shape "
-                             f"{means.shape}, expected (n_components, n_features)")
-        k, d = means.shape
-        n_in = getattr(self, "n_features_in_", d)
-        if (isinstance(n_in, (bool, np.bool_)) or not isinstance(n_in, numbers.Integral)
-                or n_in != d):
-            raise ValueError(f"the fitted attributes are inconsistent: n_features_in_ is "
-                             f"{n_in!r} but means_ has {d} features")
-        cov_shape = covariance_shape(ctype, k, d)
-        for name, shape in (("weights_", (k,)), ("covariances_", cov_shape),
-                            ("precisions_cholesky_", cov_shape)):
-            if arrays[name].shape != shape:
-                raise ValueError(f"the fitted attributes are inconsistent: {name} has shape "
-                                 f"{arrays[name].shape}, but {ctype} covariances with means_ "
-                                 f"of shape {means.shape} need {shape}")
-        return GaussianParams(ctype, arrays["weights_"], means, arrays["covariances_"],
-                              arrays["precisions_cholesky_"])
-
-    def _check_continues(self, params: GaussianParams, what: str, remedy: str) -> None:
-        """Raise unless ``n_components`` and ``covariance_type`` still match the fit.
-
-        Continuing a fit (``warm_start``, ``partial_fit``) starts from the
-        fitted arrays, which cannot serve another number of components or
-        covariance type; an error says so instead of a silent cold start.
-        """
-        if self.covariance_type != params.covariance_type:
-            raise ValueError(f"{what}: covariance_type is {self.covariance_type!r} but the "
-                             f"model was fitted with {params.covariance_type!r} covariances; "
-                             f"{remedy}, or set covariance_type={params.covariance_type!r} "
-                             "again")
-        if self.n_components != params.n_components:
-            raise ValueError(f"{what}: n_components is {self.n_components!r} but the model "
-                             f"was fitted with {params.n_components} components; {remedy}, "
-                             f"or set n_components={params.n_components} again")
+        ctype, arrays = self._checked_arrays()
+        return GaussianParams(ctype, arrays["weights_"], arrays["means_"],
+                              arrays["covariances_"], arrays["precisions_cholesky_"])
 
     def _set_fitted(self, params: GaussianParams, dtype) -> None:
         self._fit_covariance_type = params.covariance_type
@@ -410,36 +570,6 @@ class GaussianMixture:
     # ------------------------------------------------------------------
     # fitting
     # ------------------------------------------------------------------
-
-    def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
-        """Estimate the model parameters with EM.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), or data out of memory
-            float32 data stays float32 in the fitted parameters.  Also
-            accepted, read block by block with the same EM loop: a ``.npy``
-            path or :class:`numpy.memmap` (:class:`fastgmm.MemmapSource`), a
-            callable returning a fresh iterator of chunks per pass
-            (:class:`fastgmm.IterableSource`), a Dask array, or such a source
-            built explicitly to set its block and sample sizes.  These
-            initialise on a uniform sample of at most 100,000 rows.
-        y : ignored
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; an integer weight ``m`` counts a row ``m``
-            times.
-
-        Returns
-        -------
-        self
-        """
-        self._fit(X, sample_weight)
-        return self
-
-    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
-        """Fit, then return the most probable component of each row of ``X``."""
-        self._fit(X, sample_weight)
-        return self.predict(X)
 
     def _fit(self, X, sample_weight) -> None:
         """Validate, initialise (or warm-start), run EM, store the result."""
@@ -475,34 +605,6 @@ class GaussianMixture:
         # Chunk iterators learn their row count on the first pass.
         _check_enough_rows(source.n_samples, k)
         self._store_result(result, source)
-
-    def _warm(self, n_features: int) -> bool:
-        """Whether this fit continues the previous one (``warm_start``)."""
-        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
-        if warm:
-            params = self._params()
-            if params.n_features != n_features:
-                raise ValueError(f"warm_start: X has {n_features} features, but the model "
-                                 f"was fitted with {params.n_features}")
-            self._check_continues(params, "warm_start",
-                                  "set warm_start=False to fit afresh")
-        return warm
-
-    def _store_result(self, result: _em.EMResult, source) -> None:
-        """Set the fitted attributes from the kept EM run (a fit starts online EM afresh)."""
-        self.__dict__.pop("_online_stats", None)
-        self.__dict__.pop("n_steps_", None)
-        self._set_fitted(result.params, source.dtype)
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(result.n_iter)
-        self.lower_bound_ = float(result.lower_bound)
-        self.lower_bounds_ = [float(v) for v in result.lower_bounds]
-        self.n_features_in_ = source.n_features
-        if source.feature_names is not None:
-            self.feature_names_in_ = source.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        _em.warn_not_converged(result, int(self.max_iter))
 
     # ------------------------------------------------------------------
     # sufficient statistics and online EM
@@ -654,43 +756,8 @@ class GaussianMixture:
         return self
 
     # ------------------------------------------------------------------
-    # per-point outputs
+    # information criteria and model files
     # ------------------------------------------------------------------
-
-    def _point(self, X, **what) -> dict:
-        """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
-        params = self._params()
-        with thread_limit(self.n_threads):
-            return _sources.per_point(
-                X, params, params.n_features,
-                lambda Xv: self._validate_predict_X(Xv, params.n_features), **what)
-
-    def predict(self, X) -> np.ndarray:
-        """Most probable component of each row, shape (n_samples,).
-
-        A Dask array gives a lazy Dask array, computed block by block.
-        """
-        return self._point(X, labels=True)["labels"]
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Posterior probability of each component, shape (n_samples, n_components).
-
-        A Dask array gives a lazy Dask array, computed block by block.
-        """
-        return self._point(X, resp=True)["resp"]
-
-    def score_samples(self, X) -> np.ndarray:
-        """Log density of each row under the model, shape (n_samples,).
-
-        A Dask array gives a lazy Dask array, computed block by block.
-        """
-        return self._point(X, score=True)["score"]
-
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """(Weighted) mean log density of the rows of ``X``."""
-        scores = self.score_samples(X)
-        w = check_sample_weight(sample_weight, scores.shape[0])
-        return float(np.average(scores.astype(np.float64), weights=w))
 
     def _total_log_likelihood(self, X, sample_weight):
         scores = self.score_samples(X).astype(np.float64)
@@ -715,43 +782,6 @@ class GaussianMixture:
         """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
         ll, _ = self._total_log_likelihood(X, sample_weight)
         return -2.0 * ll + 2.0 * self._n_parameters()
-
-    def sample(self, n_samples: int = 1, random_state=None):
-        """Draw samples from the fitted mixture.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : int, RandomState or Generator, optional
-            Defaults to the estimator's ``random_state`` (as scikit-learn).
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-            Component of each sample, grouped by component.
-        """
-        p = self._params()
-        n_samples = check_int(n_samples, "n_samples", 1)
-        rng = check_random_state(self.random_state if random_state is None else random_state)
-        k, d = p.n_components, p.n_features
-        counts = rng.multinomial(n_samples, p.weights / p.weights.sum())
-        ctype = p.covariance_type
-        parts = []
-        for j in range(k):
-            z = rng.standard_normal((counts[j], d))
-            if ctype == "full":
-                z = z @ np.linalg.cholesky(p.covariances[j]).T
-            elif ctype == "tied":
-                z = z @ np.linalg.cholesky(p.covariances).T
-            elif ctype == "diag":
-                z = z * np.sqrt(p.covariances[j])
-            else:
-                z = z * np.sqrt(p.covariances[j])
-            parts.append(p.means[j] + z)
-        X = np.vstack(parts).astype(self._fitted_dtype())
-        y = np.repeat(np.arange(k), counts)
-        return X, y
 
     def save(self, path) -> None:
         """Write the fitted model to a file that :func:`fastgmm.load` reads.
@@ -812,6 +842,17 @@ def _short_repr(value) -> str:
         name = "array" if isinstance(value, np.ndarray) else type(value).__name__
         return f"{name}(shape={shape})"
     return repr(value)
+
+
+def _real_array(model, name: str) -> np.ndarray:
+    """A fitted attribute as a float64 array, refused unless real numbers."""
+    try:
+        arr = np.asarray(getattr(model, name))
+    except Exception:  # ragged lists, odd objects
+        arr = np.empty(0, dtype=object)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"the fitted attribute {name} is not a real array")
+    return arr.astype(np.float64, copy=False)
 
 
 def _finite_array(value, name: str, shape: tuple) -> np.ndarray:

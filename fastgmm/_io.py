@@ -59,6 +59,22 @@ the problem:
   ``CONSISTENCY_ULPS * d * eps`` relative; ``eps`` is the machine epsilon of
   the model's dtype.
 
+A :class:`~fastgmm.BayesianGaussianMixture` file has the ``format``
+``"fastgmm.BayesianGaussianMixture"`` and the same layout and checks, its own
+schema adding: the posterior arrays ``weight_concentration_`` (the Dirichlet
+process's two Beta parameter arrays stacked as ``(2, k)``, else ``(k,)``),
+``mean_precision_`` ``(k,)`` and ``degrees_of_freedom_`` (``(k,)``, ``()``
+tied), in the model's dtype, and the resolved priors ``mean_prior_`` ``(d,)``
+and ``covariance_prior_`` (``(d, d)``, ``(d,)`` diag, ``()`` spherical) in
+float64; the attributes ``weight_concentration_prior_``,
+``mean_precision_prior_``, ``degrees_of_freedom_prior_`` and
+``n_effective_components_`` (no ``n_steps_``); its constructor parameters
+(``param.mean_prior`` and ``param.covariance_prior`` as arrays).  The values:
+concentrations and mean precisions positive, degrees of freedom greater than
+``d - 1``, the covariance prior symmetric positive definite (positive), all
+finite, besides the Gaussian checks above.  Loading builds the estimator
+class the ``format`` names.
+
 :func:`save` runs the same checks before writing, so it never writes a file
 that :func:`read` refuses.
 
@@ -92,6 +108,12 @@ FORMAT_VERSION = 1
 
 FORMAT_NAME = "fastgmm.GaussianMixture"
 
+#: The ``format`` of each estimator's files, by class name.
+FORMAT_NAMES = {"GaussianMixture": FORMAT_NAME,
+                "BayesianGaussianMixture": "fastgmm.BayesianGaussianMixture"}
+#: The estimator class (in :mod:`fastgmm`) behind each ``format`` name.
+FORMAT_CLASSES = {fmt: cls for cls, fmt in FORMAT_NAMES.items()}
+
 #: Largest metadata member read, in bytes of JSON: a model's metadata is a few
 #: kilobytes plus about 20 bytes per EM iteration of ``lower_bounds_``.
 MAX_METADATA_BYTES = 64 * 2**20
@@ -114,6 +136,12 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # Fitted attributes are public names with a trailing underscore.
 _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_")
 _FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+# BayesianGaussianMixture also stores its posterior (in the model's dtype; the
+# Dirichlet process's Beta parameters stacked as (2, k), the degrees of
+# freedom of the tied type as a 0-d array) and its resolved priors (float64,
+# the spherical covariance prior as a 0-d array).
+_BAYESIAN_ARRAYS = ("weight_concentration_", "mean_precision_", "degrees_of_freedom_")
+_BAYESIAN_PRIOR_ARRAYS = ("mean_prior_", "covariance_prior_")
 # numpy's own limit on the header of a .npy file it reads.
 _MAX_NPY_HEADER = 10_000
 # Deflate expands at most about 1032-fold (bzip2 and lzma, which fastgmm
@@ -236,12 +264,24 @@ def save(model, path, *, extra: dict | None = None,
         ``model`` is not a GaussianMixture, or ``extra`` is not JSON-serialisable.
     """
     from . import __version__
+    from ._bayesian import BayesianGaussianMixture
     from ._estimator import GaussianMixture
 
-    if not isinstance(model, GaussianMixture):
-        raise TypeError(f"model must be a fastgmm.GaussianMixture, got {type(model).__name__}")
+    if type(model) not in (GaussianMixture, BayesianGaussianMixture):
+        if isinstance(model, BayesianGaussianMixture):
+            cls = BayesianGaussianMixture
+        elif isinstance(model, GaussianMixture):
+            cls = GaussianMixture
+        else:
+            raise TypeError(f"model must be a fastgmm.GaussianMixture or "
+                            f"BayesianGaussianMixture, got {type(model).__name__}")
+    else:
+        cls = type(model)
     if not model.__sklearn_is_fitted__():
-        raise _exceptions.NotFittedError("cannot save an unfitted GaussianMixture; call fit first")
+        raise _exceptions.NotFittedError(
+            f"cannot save an unfitted {cls.__name__}; call fit first")
+    fmt = FORMAT_NAMES[cls.__name__]
+    schema = _SCHEMAS[fmt]
 
     arrays: dict[str, np.ndarray] = {}
     params: dict[str, Any] = {}
@@ -266,6 +306,12 @@ def save(model, path, *, extra: dict | None = None,
             f"{fitted.covariance_type!r} covariances, but its parameters now say "
             f"n_components={model.n_components!r}, covariance_type={model.covariance_type!r}"
             "; fit it again, or set them back first")
+    prior_type = getattr(fitted, "prior_type", None)
+    if prior_type is not None and model.weight_concentration_prior_type != prior_type:
+        raise ValueError(
+            f"cannot save: the model was fitted with a {prior_type!r} weight prior, but its "
+            f"parameters now say weight_concentration_prior_type="
+            f"{model.weight_concentration_prior_type!r}; fit it again, or set it back first")
     dtype = model._fitted_dtype()
     attributes: dict[str, Any] = {}
     attributes_not_saved: list[str] = []
@@ -274,9 +320,11 @@ def save(model, path, *, extra: dict | None = None,
         value = getattr(model, name)
         if name == "feature_names_in_":
             feature_names = [str(v) for v in value]
-        elif name in _FITTED_ARRAYS:
+        elif name in schema.arrays:
             arrays[name] = np.array(value, dtype=dtype)
-        elif name in _ATTRIBUTES:
+        elif name in schema.prior_arrays:
+            arrays[name] = np.array(value, dtype=np.float64)
+        elif name in schema.attributes:
             try:
                 attributes[name] = _json_value(value)
             except TypeError:
@@ -292,7 +340,7 @@ def save(model, path, *, extra: dict | None = None,
         arrays[f"extra.{name}"] = np.array(arr)
 
     meta = {
-        "format": FORMAT_NAME,
+        "format": fmt,
         "format_version": FORMAT_VERSION,
         "fastgmm_version": __version__,
         "covariance_type": fitted.covariance_type,
@@ -491,7 +539,8 @@ def _read_data(path: str, archive: zipfile.ZipFile, name: str, member: _Member) 
                              f"{type(exc).__name__}: {exc})") from None
     arr = np.frombuffer(buf, dtype=member.dtype)
     arr = arr.reshape(member.shape, order="F" if member.fortran_order else "C")
-    return np.ascontiguousarray(arr)
+    # Not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def _read_metadata(path: str, archive: zipfile.ZipFile, member: _Member | None) -> dict:
@@ -509,7 +558,8 @@ def _read_metadata(path: str, archive: zipfile.ZipFile, member: _Member | None) 
         meta = _parse_metadata(raw)
     except ValueError as exc:
         raise ModelFileError(f"{path} has unreadable metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), str) \
+            or meta["format"] not in FORMAT_CLASSES:
         raise ModelFileError(f"{path} is not a fastgmm model file "
                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
     return meta
@@ -654,6 +704,41 @@ _ATTRIBUTES = {
     "n_features_in_": (_is_int, "an integer"),
     "n_steps_": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
 }
+
+def _is_positive(value) -> bool:
+    """A positive, finite number."""
+    return _is_real(value) and math.isfinite(value) and value > 0
+
+
+#: BayesianGaussianMixture's attributes: those above but ``n_steps_`` (it has no
+#: online EM), its resolved scalar priors and the count of effective components
+#: (``degrees_of_freedom_prior_ > n_features - 1`` is checked with the values).
+_BAYESIAN_ATTRIBUTES = {
+    **{name: check for name, check in _ATTRIBUTES.items() if name != "n_steps_"},
+    "weight_concentration_prior_": (_is_positive, "a positive finite number"),
+    "mean_precision_prior_": (_is_positive, "a positive finite number"),
+    "degrees_of_freedom_prior_": (_is_positive, "a positive finite number"),
+    "n_effective_components_": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+}
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """What the files of one estimator class may hold."""
+
+    cls: str
+    arrays: tuple  # fitted arrays, in the model's dtype
+    prior_arrays: tuple  # fitted arrays, float64
+    attributes: dict  # JSON attributes: {name: (check, expected)}
+
+
+_SCHEMAS = {
+    FORMAT_NAME: _Schema("GaussianMixture", _FITTED_ARRAYS, (), _ATTRIBUTES),
+    FORMAT_NAMES["BayesianGaussianMixture"]: _Schema(
+        "BayesianGaussianMixture", _FITTED_ARRAYS + _BAYESIAN_ARRAYS, _BAYESIAN_PRIOR_ARRAYS,
+        _BAYESIAN_ATTRIBUTES),
+}
+
 _TOP_KEYS = frozenset({
     "format", "format_version", "fastgmm_version", "covariance_type", "dtype",
     "n_components", "n_features", "feature_names", "params", "params_not_saved",
@@ -663,10 +748,27 @@ _DTYPE_TEXT = re.compile(r"[<>|=]?[biuf][0-9]{1,2}")
 _SHA256_TEXT = re.compile(r"[0-9a-f]{64}")
 
 
-def _param_names() -> list[str]:
-    from ._estimator import GaussianMixture
+def _estimator_class(fmt: str):
+    import fastgmm
 
-    return GaussianMixture._get_param_names()
+    return getattr(fastgmm, _SCHEMAS[fmt].cls)
+
+
+def _param_names(fmt: str = FORMAT_NAME) -> list[str]:
+    return _estimator_class(fmt)._get_param_names()
+
+
+def _prior_type(meta: dict, bad) -> str | None:
+    """The weight prior type of a BayesianGaussianMixture file (None for others)."""
+    from ._bayesian import PRIOR_TYPES
+
+    if meta["format"] != FORMAT_NAMES["BayesianGaussianMixture"]:
+        return None
+    value = meta["params"].get("weight_concentration_prior_type", PRIOR_TYPES[0])
+    if value not in PRIOR_TYPES:
+        bad(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, got "
+            f"{_short(value)}")
+    return value
 
 
 def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
@@ -699,7 +801,8 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     if not isinstance(meta["extra"], dict):
         bad("extra must be a JSON object")
 
-    param_names = set(_param_names())
+    schema = _SCHEMAS[meta["format"]]
+    param_names = set(_param_names(meta["format"]))
     params = meta["params"]
     if not isinstance(params, dict):
         bad("params must be a JSON object")
@@ -722,10 +825,10 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     for name, value in attributes.items():
         if not _ATTRIBUTE_NAME.fullmatch(name):
             bad(f"{name!r} is not a fitted-attribute name")
-        if name not in _ATTRIBUTES:
+        if name not in schema.attributes:
             bad(f"unknown fitted attribute {name!r} (a file may hold "
-                f"{', '.join(sorted(_ATTRIBUTES))})")
-        check, expected = _ATTRIBUTES[name]
+                f"{', '.join(sorted(schema.attributes))})")
+        check, expected = schema.attributes[name]
         if not check(value):
             bad(f"{name} must be {expected}, got {_short(value)}")
     n_in = attributes.get("n_features_in_")
@@ -743,8 +846,21 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     cov_shape = covariance_shape(ctype, k, d)
     fitted_shapes = {"weights_": (k,), "means_": (k, d), "covariances_": cov_shape,
                      "precisions_": cov_shape, "precisions_cholesky_": cov_shape}
-    param_shapes = {"weights_init": (k,), "means_init": (k, d), "precisions_init": cov_shape}
-    for name in _FITTED_ARRAYS:
+    prior_shapes = {}
+    prior_type = _prior_type(meta, bad)
+    if prior_type is None:
+        param_shapes = {"weights_init": (k,), "means_init": (k, d),
+                        "precisions_init": cov_shape}
+    else:
+        prior_cov_shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[ctype]
+        fitted_shapes.update({
+            "weight_concentration_": (2, k) if prior_type == "dirichlet_process" else (k,),
+            "mean_precision_": (k,), "degrees_of_freedom_": () if ctype == "tied" else (k,)})
+        prior_shapes = {"mean_prior_": (d,), "covariance_prior_": prior_cov_shape}
+        param_shapes = {"mean_prior": (d,)}
+        if ctype != "spherical":
+            param_shapes["covariance_prior"] = prior_cov_shape
+    for name in schema.arrays + schema.prior_arrays:
         if name not in table:
             bad(f"the array {name!r} is missing")
     listed = {}
@@ -766,6 +882,12 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
                     f"{ctype} covariances with k={k}, d={d}")
             if arr_dtype.name != dtype:
                 bad(f"{name} has dtype {arr_dtype.name}, expected {dtype}")
+        elif name in prior_shapes:
+            if shape != prior_shapes[name]:
+                bad(f"{name} has shape {shape}, expected {prior_shapes[name]} for "
+                    f"{ctype} covariances with d={d}")
+            if arr_dtype.name != "float64":
+                bad(f"{name} has dtype {arr_dtype.name}, expected float64")
         elif name.startswith("param."):
             pname = name[len("param."):]
             if pname not in param_shapes:
@@ -799,9 +921,12 @@ def _check_values(meta: dict, arrays: dict, bad) -> None:
     """
     ctype = meta["covariance_type"]
     eps = float(np.finfo(np.dtype(meta["dtype"])).eps)
-    for name in _FITTED_ARRAYS:
+    schema = _SCHEMAS[meta["format"]]
+    for name in schema.arrays + schema.prior_arrays:
         if not np.isfinite(arrays[name]).all():
             bad(f"{name} contains NaN or infinity")
+    if schema.prior_arrays:
+        _check_bayesian_values(meta, arrays, bad)
     f64 = {name: arrays[name].astype(np.float64) for name in _FITTED_ARRAYS}
     w = f64["weights_"]
     if not (w > 0).all():
@@ -847,20 +972,51 @@ def _check_values(meta: dict, arrays: dict, bad) -> None:
             bad(f"precisions_ is not precisions_cholesky_ times its transpose{where}")
 
 
+def _check_bayesian_values(meta: dict, arrays: dict, bad) -> None:
+    """The posterior and the priors of a BayesianGaussianMixture (all finite already).
+
+    Concentrations and mean precisions positive, degrees of freedom (of the
+    posterior and of the prior) greater than ``n_features - 1``, the
+    covariance prior symmetric and positive definite (positive for diag and
+    spherical).
+    """
+    d = meta["n_features"]
+    for name in ("weight_concentration_", "mean_precision_"):
+        if not (arrays[name] > 0).all():
+            bad(f"{name} has an entry that is not positive")
+    if not (arrays["degrees_of_freedom_"].astype(np.float64) > d - 1).all():
+        bad(f"degrees_of_freedom_ has an entry not greater than {d - 1} (n_features - 1)")
+    dof_prior = meta["attributes"].get("degrees_of_freedom_prior_")
+    if dof_prior is not None and not dof_prior > d - 1:
+        bad(f"degrees_of_freedom_prior_={dof_prior!r} is not greater than {d - 1} "
+            "(n_features - 1)")
+    cov = arrays["covariance_prior_"]
+    if cov.ndim == 2:
+        if not np.abs(cov - cov.T).max() <= d * CONSISTENCY_ULPS * np.finfo(np.float64).eps \
+                * np.abs(cov).max():
+            bad("covariance_prior_ is not symmetric")
+        if not np.linalg.eigvalsh(cov)[0] > 0:
+            bad("covariance_prior_ is not positive definite")
+    elif not (cov > 0).all():
+        bad("covariance_prior_ is not positive")
+
+
 def _build_model(meta: dict, arrays: dict, bad):
     """The estimator, after its constructor parameters pass its own checks."""
-    from ._estimator import GaussianMixture
     from ._validation import check_random_state
 
     ctype, k, d = meta["covariance_type"], meta["n_components"], meta["n_features"]
-    model = GaussianMixture()
+    schema = _SCHEMAS[meta["format"]]
+    bayesian = bool(schema.prior_arrays)
+    model = _estimator_class(meta["format"])()
     params = dict(meta["params"])
     params.update({name[len("param."):]: arr for name, arr in arrays.items()
                    if name.startswith("param.")})
     model.set_params(**params)
     try:
         model._check_params()
-        model._check_online_params()
+        if not bayesian:
+            model._check_online_params()
         check_random_state(model.random_state)
     except (TypeError, ValueError) as exc:
         bad(f"invalid constructor parameter: {exc}")
@@ -871,14 +1027,31 @@ def _build_model(meta: dict, arrays: dict, bad):
         bad(f"the parameters say n_components={model.n_components!r} but the arrays hold "
             f"{k} components")
     try:
-        model._check_init_arrays(d)
+        if bayesian:
+            model._check_prior_params(d)
+        else:
+            model._check_init_arrays(d)
     except (TypeError, ValueError) as exc:
         bad(f"invalid constructor parameter: {exc}")
     for name, value in meta["attributes"].items():
         setattr(model, name, value)
-    for name in _FITTED_ARRAYS:
+    for name in schema.arrays + schema.prior_arrays:
         setattr(model, name, arrays[name])
     model._fit_covariance_type = ctype
+    if bayesian:
+        if not getattr(model, "n_effective_components_", 0) <= k:
+            bad(f"n_effective_components_={model.n_effective_components_} is more than the "
+                f"{k} components")
+        # The estimator's own forms: a tuple of the two Beta parameter arrays,
+        # scalars for the tied degrees of freedom and the spherical prior.
+        model._fit_prior_type = model.weight_concentration_prior_type
+        conc = model.weight_concentration_
+        if conc.ndim == 2:
+            model.weight_concentration_ = (conc[0], conc[1])
+        if model.degrees_of_freedom_.ndim == 0:
+            model.degrees_of_freedom_ = model.degrees_of_freedom_[()]
+        if model.covariance_prior_.ndim == 0:
+            model.covariance_prior_ = float(model.covariance_prior_)
     if meta["feature_names"] is not None:
         model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
     return model

@@ -508,8 +508,13 @@ def _cmd_fit(args) -> int:
             raise CLIError(f"--standardize: {exc}") from None
         extra_arrays = {"center": center, "scale": scale}
 
+    if args.k == "auto" and args.bayesian:
+        raise CLIError("--k auto chooses k by BIC; with --bayesian give the most components "
+                       "(unused ones get weights near zero)")
     if args.k == "auto":
         args.k, args.seed = _choose_k(args, Z, weights)
+    if args.bayesian:
+        from ._bayesian import BayesianGaussianMixture as GaussianMixture  # same arguments
     model = GaussianMixture(args.k, covariance_type=args.covariance, n_init=args.n_init,
                             max_iter=args.max_iter, random_state=args.seed,
                             callback=None if args.quiet else _Progress())
@@ -533,9 +538,13 @@ def _cmd_fit(args) -> int:
     print(f"columns: {', '.join(columns)}; preprocessing: {', '.join(steps) or 'none'}"
           f"{weighting}")
     state = "converged" if model.converged_ else "did NOT converge"
-    print(f"EM {state} after {model.n_iter_} iterations; mean log-likelihood "
-          f"{model.lower_bound_:.6f}")
-    print(f"BIC {model.bic(Z, weights):.2f}   AIC {model.aic(Z, weights):.2f}")
+    if args.bayesian:
+        print(f"EM {state} after {model.n_iter_} iterations; variational lower bound "
+              f"{model.lower_bound_:.6f}; {model.n_effective_components_} effective components")
+    else:
+        print(f"EM {state} after {model.n_iter_} iterations; mean log-likelihood "
+              f"{model.lower_bound_:.6f}")
+        print(f"BIC {model.bic(Z, weights):.2f}   AIC {model.aic(Z, weights):.2f}")
     _print_components(model, columns, prep, center, scale)
     print(f"model written to {args.out}")
     return 0
@@ -677,8 +686,9 @@ def _cmd_info(args) -> int:
               f"{', '.join(prep['columns'])}; preprocessing: {', '.join(steps) or 'none'}")
     converged = getattr(model, "converged_", None)
     if converged is not None:
+        bound = "lower bound" if hasattr(model, "mean_precision_") else "mean log-likelihood"
         print(f"EM: {'converged' if converged else 'not converged'} after "
-              f"{getattr(model, 'n_iter_', '?')} iterations, mean log-likelihood "
+              f"{getattr(model, 'n_iter_', '?')} iterations, {bound} "
               f"{getattr(model, 'lower_bound_', float('nan')):.6f}")
     print("weights: " + ", ".join(f"{w:.4f}" for w in np.asarray(model.weights_)))
     return 0
@@ -765,6 +775,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                    help="EM iterations per restart (default 100)")
     p.add_argument("--seed", type=_seed, default=None, metavar="S", help="random seed")
+    p.add_argument("--bayesian", action="store_true",
+                   help="variational Bayesian mixture: --k is the most components")
     header(p)
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
     common(p)

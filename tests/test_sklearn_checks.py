@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Every estimator the package exports, as scikit-learn's checks expect them:
 #: small settings, fixed seeds.
-ESTIMATORS = [fastgmm.GaussianMixture(n_components=2, random_state=0)]
+ESTIMATORS = [fastgmm.GaussianMixture(n_components=2, random_state=0),
+              fastgmm.BayesianGaussianMixture(n_components=2, random_state=0)]
 
 
 def _check_name(check) -> str:
@@ -66,7 +67,8 @@ def test_sklearn_array_api_check():
             "warnings.simplefilter('ignore')\n"
             "from sklearn.utils.estimator_checks import estimator_checks_generator\n"
             "import fastgmm\n"
-            "for est in [fastgmm.GaussianMixture(n_components=2, random_state=0)]:\n"
+            "for est in [fastgmm.GaussianMixture(n_components=2, random_state=0),\n"
+            "            fastgmm.BayesianGaussianMixture(n_components=2, random_state=0)]:\n"
             "    for e, check in estimator_checks_generator(est):\n"
             "        if getattr(check, 'func', check).__name__ == 'check_array_api_input':\n"
             "            check(e)\n"

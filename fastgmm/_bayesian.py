@@ -1,0 +1,711 @@
+"""Variational Bayesian Gaussian mixtures on the EM kernels and loop.
+
+The variational E-step of a Bayesian Gaussian mixture (Bishop 2006,
+section 10.2; Blei & Jordan 2006 for the Dirichlet process) is the ordinary
+E-step with other per-component constants::
+
+    log rho_ik = E[log pi_k] + 1/2 E[log |Lambda_k|] - d/2 log(2 pi)
+                 - d / (2 beta_k) - nu_k / 2 (x_i - m_k)^T W_k (x_i - m_k)
+
+With the covariances stored as scikit-learn stores them,
+``Sigma_k = W_k^{-1} / nu_k``, the kernels' Mahalanobis term of
+``precisions_cholesky`` is exactly ``nu_k (x - m_k)^T W_k (x - m_k)``; so
+:class:`VariationalParams` only overrides
+:meth:`~fastgmm._params.GaussianParams.log_norm`, and the same kernels, the
+same chunked statistics (:class:`~fastgmm._stats.SuffStats`) and the same
+loop (:func:`fastgmm._em.run_em`, with :class:`VariationalModel` as its
+model) fit the variational posterior.  Every data source works unchanged.
+
+The variational M-step reads ``n_k``, the means and the scatter of the
+responsibilities off the statistics (``SuffStats.moments``, as
+scikit-learn's ``_estimate_gaussian_parameters``), and the lower bound needs
+``sum_i w_i sum_k r_ik log r_ik``, which :meth:`VariationalModel.lower_bound`
+rebuilds from the same statistics (no ``n x k`` array).  Formulas follow
+Bishop (2006), eqs. 10.58-10.63 and 10.71-10.77, normalised as scikit-learn's
+``BayesianGaussianMixture`` does, so that from the same start both give the
+same iterates to round-off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _em, _sources
+from ._estimator import (
+    _check_enough_rows,
+    _check_positive_rows,
+    _finite_array,
+    _MixtureBase,
+    _real_array,
+)
+from ._init import Initializer, weighted_mean_var
+from ._parallel import thread_limit
+from ._params import (
+    _LOG_2PI,
+    GaussianParams,
+    precisions_cholesky_from_covariances,
+)
+from ._stats import NK_EPS, SuffStats, add_to_diagonal
+from ._validation import check_float, check_random_state
+
+#: Accepted values of ``weight_concentration_prior_type``.
+PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+#: Weight above which a component counts as effective
+#: (``n_effective_components_``).
+EFFECTIVE_WEIGHT_THRESHOLD = 1e-2
+
+_LOG_2 = math.log(2.0)
+
+
+def _special():
+    """:mod:`scipy.special`, imported on first use so that ``import fastgmm`` stays cheap."""
+    from scipy import special
+
+    return special
+
+
+def mixture_weights(weight_concentration: np.ndarray, prior_type: str) -> np.ndarray:
+    """Expected mixture weights of the variational posterior, normalised.
+
+    ``weight_concentration`` is ``(2, k)`` (Beta parameters of the
+    stick-breaking proportions) for the Dirichlet process, ``(k,)``
+    (Dirichlet parameters) otherwise.
+    """
+    if prior_type == "dirichlet_process":
+        a, b = weight_concentration
+        total = a + b
+        # E[v_k] prod_{j<k} (1 - E[v_j]): the stick-breaking weights.
+        w = a / total * np.hstack((1.0, np.cumprod(b / total)[:-1]))
+        return w / w.sum()
+    return weight_concentration / weight_concentration.sum()
+
+
+@dataclass
+class VariationalParams(GaussianParams):
+    """Variational posterior of a Bayesian Gaussian mixture.
+
+    A :class:`~fastgmm._params.GaussianParams` (``weights`` the expected
+    weights, ``means`` the posterior means ``m_k``, ``covariances`` ``W_k^{-1}
+    / nu_k``) whose :meth:`log_norm` gives the constants of the variational
+    E-step, so that the kernels compute ``log rho_ik``.
+
+    Attributes
+    ----------
+    weight_concentration : ndarray
+        ``(2, k)`` Beta parameters (Dirichlet process) or ``(k,)`` Dirichlet
+        parameters.
+    mean_precision : ndarray (k,)
+        ``beta_k``.
+    degrees_of_freedom : ndarray
+        ``nu_k``, shape ``(k,)``, or ``()`` for the tied type.
+    prior_type : {'dirichlet_process', 'dirichlet_distribution'}
+    """
+
+    weight_concentration: np.ndarray
+    mean_precision: np.ndarray
+    degrees_of_freedom: np.ndarray
+    prior_type: str
+
+    def expected_log_weights(self) -> np.ndarray:
+        """``E[log pi_k]`` under the variational posterior, shape (k,)."""
+        digamma = _special().digamma
+        conc = self.weight_concentration
+        if self.prior_type == "dirichlet_process":
+            a, b = conc
+            dg_sum = digamma(a + b)
+            # E[log v_k] + sum_{j<k} E[log(1 - v_j)] (Blei & Jordan 2006).
+            return digamma(a) - dg_sum + np.hstack((0.0, np.cumsum(digamma(b) - dg_sum)[:-1]))
+        return digamma(conc) - digamma(conc.sum())
+
+    def log_norm(self) -> np.ndarray:
+        """Per-component constants of ``log rho_ik``, shape (k,).
+
+        ``E[log pi_k] + 1/2 E[log |Lambda_k|] - d/2 log(2 pi) - d / (2 beta_k)``
+        with ``E[log |Lambda_k|] = sum_i digamma((nu_k - i) / 2) + d log 2 +
+        log |W_k|`` (Bishop 2006, eq. 10.65), and ``log |W_k| = 2 log det
+        U_k - d log nu_k`` for the factor ``U_k`` of ``nu_k W_k``.
+        """
+        d = self.n_features
+        nu = np.broadcast_to(np.asarray(self.degrees_of_freedom, dtype=np.float64),
+                             (self.n_components,))
+        digamma_sum = _special().digamma(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0)
+        half_log_det = self.log_det_chol() - 0.5 * d * np.log(nu)
+        return (self.expected_log_weights() + half_log_det + 0.5 * (d * _LOG_2 + digamma_sum)
+                - 0.5 * d / self.mean_precision - 0.5 * d * _LOG_2PI)
+
+    def copy(self) -> VariationalParams:
+        return VariationalParams(
+            self.covariance_type, self.weights.copy(), self.means.copy(),
+            self.covariances.copy(), self.precisions_cholesky.copy(),
+            self.weight_concentration.copy(), self.mean_precision.copy(),
+            np.array(self.degrees_of_freedom, copy=True), self.prior_type)
+
+
+@dataclass
+class Priors:
+    """Resolved priors of a Bayesian Gaussian mixture (float64).
+
+    Attributes
+    ----------
+    covariance_type, prior_type : str
+    weight_concentration : float
+        ``gamma`` (Dirichlet process) or ``alpha_0`` (Dirichlet).
+    mean_precision : float
+        ``beta_0``.
+    mean : ndarray (d,)
+        ``m_0``.
+    degrees_of_freedom : float
+        ``nu_0``.
+    covariance : ndarray or float
+        ``W_0^{-1}``: ``(d, d)`` full and tied, ``(d,)`` diag, a float spherical.
+    """
+
+    covariance_type: str
+    prior_type: str
+    weight_concentration: float
+    mean_precision: float
+    mean: np.ndarray
+    degrees_of_freedom: float
+    covariance: np.ndarray | float
+
+
+class VariationalModel:
+    """The model of :class:`BayesianGaussianMixture` for :func:`fastgmm._em.run_em`.
+
+    Parameters
+    ----------
+    priors : Priors
+    total_weight : float, optional
+        Total sample weight of the data; the initial M-step (:meth:`initial_m_step`)
+        scales the statistics of an initialisation sample up to it.
+    """
+
+    #: What the verbose messages call the lower bound.
+    bound_name = "lower bound"
+
+    def __init__(self, priors: Priors, total_weight: float | None = None):
+        self.priors = priors
+        self.total_weight = total_weight
+
+    def m_step(self, stats: SuffStats, reg_covar: float,
+               iteration: int = 0) -> VariationalParams:
+        """Variational M-step (Bishop 2006, eqs. 10.58, 10.60-10.63; scikit-learn's).
+
+        ``n_k`` is raised by :data:`~fastgmm._stats.NK_EPS` and ``reg_covar``
+        added to the diagonal of each scatter ``S_k``, as scikit-learn's
+        ``_estimate_gaussian_parameters`` does.
+        """
+        p = self.priors
+        ctype = stats.covariance_type
+        nk = stats.nk + NK_EPS
+        _, xk, sk = stats.moments()
+        sk = add_to_diagonal(sk, ctype, reg_covar)
+        k = nk.shape[0]
+        if p.prior_type == "dirichlet_process":
+            # Beta(1 + n_k, gamma + sum_{j > k} n_j) for each stick proportion.
+            tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
+            conc = np.stack((1.0 + nk, p.weight_concentration + tail))
+        else:
+            conc = p.weight_concentration + nk
+        beta = p.mean_precision + nk
+        means = (p.mean_precision * p.mean + nk[:, None] * xk) / beta[:, None]
+        diff = xk - p.mean
+        if ctype == "full":
+            nu = p.degrees_of_freedom + nk
+            outer = diff[:, :, None] * diff[:, None, :]
+            cov = (p.covariance + nk[:, None, None] * sk
+                   + (nk * p.mean_precision / beta)[:, None, None] * outer)
+            cov /= nu[:, None, None]
+        elif ctype == "tied":
+            nu = np.float64(p.degrees_of_freedom + nk.sum() / k)
+            cov = (p.covariance + sk * nk.sum() / k
+                   + p.mean_precision / k * ((nk / beta) * diff.T) @ diff)
+            cov /= nu
+        elif ctype == "diag":
+            nu = p.degrees_of_freedom + nk
+            cov = p.covariance + nk[:, None] * (
+                sk + (p.mean_precision / beta)[:, None] * diff ** 2)
+            cov /= nu[:, None]
+        else:
+            nu = p.degrees_of_freedom + nk
+            cov = p.covariance + nk * (sk + p.mean_precision / beta * np.mean(diff ** 2, 1))
+            cov /= nu
+        prec_chol = precisions_cholesky_from_covariances(cov, ctype)
+        return VariationalParams(ctype, mixture_weights(conc, p.prior_type), means, cov,
+                                 prec_chol, conc, beta, nu, p.prior_type)
+
+    def initial_m_step(self, stats: SuffStats, reg_covar: float,
+                       iteration: int = 0) -> VariationalParams:
+        """The M-step of the initial responsibilities.
+
+        Statistics of an initialisation sample are scaled to the total weight
+        of the data first, so that the initial posterior is as concentrated
+        as one fitted on all rows (a factor of exactly 1 when the sample is
+        all rows).
+        """
+        if self.total_weight is not None and stats.weight > 0 \
+                and stats.weight != self.total_weight:
+            stats = stats.scale(self.total_weight / stats.weight)
+        return self.m_step(stats, reg_covar, iteration)
+
+    def lower_bound(self, stats: SuffStats, old: VariationalParams,
+                    new: VariationalParams) -> float:
+        """Variational lower bound (up to constants) after an iteration, as scikit-learn's.
+
+        scikit-learn's ``_compute_lower_bound``: ``-sum_i w_i sum_k r_ik log
+        r_ik`` of the E-step under ``old``, minus the log normalisers of the
+        Wishart and weight distributions and ``d/2 sum_k log beta_k`` under
+        ``new``.  A total, not a per-sample mean.
+
+        The entropy term comes from the statistics: with ``log r_ik = log
+        rho_ik - log Z_i`` and ``log rho_ik = c_k - maha_ik / 2``,
+        ``sum_i w_i sum_k r_ik log r_ik = sum_k (n_k c_k - M_k / 2) -
+        sum_i w_i log Z_i``, where ``sum_i w_i log Z_i`` is the statistics'
+        ``log_likelihood`` and ``M_k = sum_i w_i r_ik maha_ik`` follows from
+        the second moments (:func:`mahalanobis_total`).  The kernels store
+        responsibilities below ``exp(-50)`` of a row's largest as zeros; each
+        such entry changes ``r log r`` by under ``50 exp(-50) ~ 1e-20``, and
+        ``sum_k r_ik`` (used for the tied type) by as little, far below the
+        float64 rounding of the total.
+        """
+        c = old.log_norm()
+        entropy_part = float(stats.nk @ c - 0.5 * mahalanobis_total(stats, old)
+                             - stats.log_likelihood)
+        special = _special()
+        d = new.n_features
+        k = new.n_components
+        nu = np.broadcast_to(np.asarray(new.degrees_of_freedom, dtype=np.float64), (k,))
+        # scikit-learn's log det of the factor of W_k (its ``_log_wishart_norm``
+        # drops the constant log(pi) term, and so does this).
+        log_det_w = new.log_det_chol() - 0.5 * d * np.log(nu)
+        log_wishart = -np.sum(
+            nu * log_det_w + nu * d * 0.5 * _LOG_2
+            + special.gammaln(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0))
+        conc = new.weight_concentration
+        if new.prior_type == "dirichlet_process":
+            log_norm_weight = -np.sum(special.betaln(conc[0], conc[1]))
+        else:
+            log_norm_weight = special.gammaln(conc.sum()) - special.gammaln(conc).sum()
+        return float(-entropy_part - log_wishart - log_norm_weight
+                     - 0.5 * d * np.sum(np.log(new.mean_precision)))
+
+
+def mahalanobis_total(stats: SuffStats, params: GaussianParams) -> float:
+    """``sum_k sum_i w_i r_ik (x_i - mu_k)^T P_k (x_i - mu_k)`` from the statistics.
+
+    ``params`` are the parameters the statistics were computed with.  About
+    a shift ``c_k``, ``sum_i w_i r_ik (x_i - mu_k)(x_i - mu_k)^T = s_k -
+    t_k delta_k^T - delta_k t_k^T + n_k delta_k delta_k^T`` with ``delta_k =
+    mu_k - c_k`` (zero but for the tied type, whose statistics are about one
+    common shift); its trace against ``P_k`` is the sum.  For the tied type
+    the scatter ``s`` carries no responsibilities, which is enough because
+    ``sum_k r_ik = 1`` and the precision is shared.
+    """
+    ctype = stats.covariance_type
+    prec = params.precisions
+    if ctype == "tied":
+        delta = params.means - stats.shift[None, :]
+        pd = delta @ prec
+        return float(np.sum(prec * stats.s) - 2.0 * np.sum(stats.t * pd)
+                     + np.sum(stats.nk * np.einsum("kd,kd->k", pd, delta)))
+    if not np.array_equal(stats.shift, params.means):
+        stats = stats.recenter(params.means)
+    if ctype == "full":
+        return float(np.einsum("kij,kij->", prec, stats.s))
+    if ctype == "diag":
+        return float(np.sum(prec * stats.s))
+    return float(np.sum(prec[:, None] * stats.s))
+
+
+def data_moments(source, X_sample: np.ndarray, w_sample: np.ndarray | None,
+                 full: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """Total weight, mean and scatter of all rows of ``source``, in one pass.
+
+    One E-step with a single component gives ``n = sum_i w_i``, ``t = sum_i
+    w_i (x_i - c)`` and ``s = sum_i w_i (x_i - c)(x_i - c)^T`` (its diagonal
+    unless ``full``) about a shift ``c``: the mean of the initialisation
+    sample, so that ``t`` is small and the scatter keeps its digits.  Works
+    for every source (in memory, out of core, Dask).
+
+    Returns
+    -------
+    total_weight : float
+    mean : ndarray (d,)
+    scatter : ndarray
+        ``sum_i w_i (x_i - mean)(x_i - mean)^T``, ``(d, d)`` when ``full``,
+        else its diagonal ``(d,)``.
+    """
+    centre, var = weighted_mean_var(X_sample, w_sample)
+    scale = np.where(var > 0, var, 1.0)
+    ctype = "full" if full else "diag"
+    cov = np.diag(scale)[None] if full else scale[None]
+    one = GaussianParams.from_covariances(ctype, np.ones(1), centre[None], cov)
+    stats = source.stats(one)
+    n, t = stats.nk[0], stats.t[0]
+    mean = stats.shift[0] + t / n
+    if full:
+        scatter = stats.s[0] - np.outer(t, t) / n
+        scatter = 0.5 * (scatter + scatter.T)
+    else:
+        scatter = stats.s[0] - t * t / n
+    return float(stats.weight), mean, scatter
+
+
+class BayesianGaussianMixture(_MixtureBase):
+    """Variational Bayesian Gaussian mixture, on fastgmm's EM kernels.
+
+    Follows scikit-learn's ``BayesianGaussianMixture`` (same parameters,
+    defaults, methods and fitted attributes; from the same start, the same
+    iterates to round-off) and adds sample weights, data out of memory and
+    on Dask, thread control and per-iteration callbacks.  Components the data
+    do not need get weights near zero; ``n_effective_components_`` counts the
+    others.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Most components; the fit may leave some (nearly) unused.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Convergence threshold on the change of the lower bound (a total over
+        the samples, as in scikit-learn) between iterations.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every scatter matrix at every M-step.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Initialisations; the one with the highest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How the initial responsibilities are chosen (as in
+        :class:`fastgmm.GaussianMixture`); the variational M-step then
+        estimates the initial posterior.
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, \
+default='dirichlet_process'
+        Stick-breaking (truncated Dirichlet process) or finite Dirichlet
+        prior on the weights.
+    weight_concentration_prior : float, optional
+        ``gamma`` (Dirichlet process) or ``alpha_0`` (Dirichlet); default
+        ``1 / n_components``.  Smaller values favour fewer components.
+    mean_precision_prior : float, optional
+        ``beta_0``; default 1.
+    mean_prior : array-like of shape (n_features,), optional
+        ``m_0``; default the (weighted) mean of ``X``.
+    degrees_of_freedom_prior : float, optional
+        ``nu_0 > n_features - 1``; default ``n_features``.
+    covariance_prior : float or array-like, optional
+        ``W_0^{-1}``: ``(d, d)`` full and tied, ``(d,)`` diag, a float
+        spherical.  Default: the (weighted) covariance of ``X`` (its diagonal
+        for diag, the mean variance for spherical), with ``ddof=1``.
+    random_state : int, RandomState or Generator, optional
+    warm_start : bool, default=False
+        Start from the previous fit's posterior (one initialisation).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    n_threads : int, optional
+        Numba threads for each call; results do not depend on it.
+    callback : callable, optional
+        ``callback(info)`` after each iteration with a
+        :class:`fastgmm.IterationInfo` (``lower_bound`` is the variational
+        bound); returning ``True`` stops that run.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Expected weights under the posterior.
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        ``W_k^{-1} / nu_k``, its inverse and the factor of the inverse.
+    weight_concentration_ : tuple of two ndarrays or ndarray
+        Beta parameters (Dirichlet process) or Dirichlet parameters.
+    mean_precision_ : ndarray of shape (n_components,)
+    degrees_of_freedom_ : ndarray of shape (n_components,), or float (tied)
+    weight_concentration_prior_ : float
+    mean_precision_prior_ : float
+    mean_prior_ : ndarray of shape (n_features,)
+    degrees_of_freedom_prior_ : float
+    covariance_prior_ : ndarray or float
+        The priors used, float64 (defaults resolved from the data).
+    n_effective_components_ : int
+        Components of weight above 0.01 (see :meth:`effective_components`).
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Variational lower bound (a total, up to constants) of the best run.
+    lower_bounds_ : list of float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    Notes
+    -----
+    ``fit(X, sample_weight=w)`` weighs every sample in every statistic, in
+    the default priors and in the lower bound, so that an integer weight
+    ``m`` counts a row ``m`` times (scikit-learn's estimator takes no
+    weights).  The default ``covariance_prior`` then divides by the total
+    weight minus one.  ``predict``, ``predict_proba``, ``score_samples`` and
+    ``score`` use the variational log-densities ``log rho_ik``, as
+    scikit-learn's do.  Fitted parameters keep the dtype of float32 data.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgmm
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(size=(400, 2)), rng.normal(size=(400, 2)) + 10.0]
+    >>> model = fastgmm.BayesianGaussianMixture(n_components=5, random_state=0,
+    ...                                         max_iter=500).fit(X)
+    >>> model.n_effective_components_
+    2
+    >>> sorted(np.bincount(model.predict(X)).tolist())[-2:]
+    [400, 400]
+    """
+
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
+                 tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
+                 n_init: int = 1, init_params: str = "kmeans",
+                 weight_concentration_prior_type: str = "dirichlet_process",
+                 weight_concentration_prior=None, mean_precision_prior=None,
+                 mean_prior=None, degrees_of_freedom_prior=None, covariance_prior=None,
+                 random_state=None, warm_start: bool = False, verbose: int = 0,
+                 verbose_interval: int = 10, n_threads: int | None = None,
+                 callback: Callable | None = None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_threads = n_threads
+        self.callback = callback
+
+    # ------------------------------------------------------------------
+    # validation and priors
+    # ------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        self._check_common_params()
+        if self.weight_concentration_prior_type not in PRIOR_TYPES:
+            raise ValueError(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, "
+                             f"got {self.weight_concentration_prior_type!r}")
+        for name in ("weight_concentration_prior", "mean_precision_prior",
+                     "degrees_of_freedom_prior"):
+            value = getattr(self, name)
+            if value is not None:
+                check_float(value, name, 0.0, strict=True)
+
+    def _resolve_priors(self, n_features: int, moments: Callable) -> Priors:
+        """Priors with their defaults; ``moments()`` gives the data's (one pass, once)."""
+        d, ctype = n_features, self.covariance_type
+        k = self.n_components
+        if self.degrees_of_freedom_prior is None:
+            dof = float(d)
+        else:
+            dof = float(self.degrees_of_freedom_prior)
+            if not dof > d - 1.0:
+                raise ValueError(f"degrees_of_freedom_prior must be greater than {d - 1} "
+                                 f"(n_features - 1), got {dof}")
+        if self.mean_prior is not None:
+            mean = _finite_array(self.mean_prior, "mean_prior", (d,))
+        else:
+            mean = moments()[1]
+        if self.covariance_prior is not None:
+            cov = self._check_covariance_prior(d)
+        else:
+            weight, _, scatter = moments()
+            if not weight > 1.0:
+                raise ValueError(
+                    "the default covariance_prior (the covariance of X, ddof=1) cannot be "
+                    f"estimated from one sample (total sample weight {weight:g}); give "
+                    "covariance_prior")
+            cov = scatter / (weight - 1.0)
+            if ctype == "spherical":
+                cov = float(np.mean(cov))
+        wcp = self.weight_concentration_prior
+        return Priors(ctype, self.weight_concentration_prior_type,
+                      1.0 / k if wcp is None else float(wcp),
+                      1.0 if self.mean_precision_prior is None
+                      else float(self.mean_precision_prior), mean, dof, cov)
+
+    def _check_prior_params(self, d: int) -> None:
+        """Check the prior parameters that need ``n_features`` (those the data do not give)."""
+        if self.degrees_of_freedom_prior is not None:
+            dof = float(self.degrees_of_freedom_prior)
+            if not dof > d - 1.0:
+                raise ValueError(f"degrees_of_freedom_prior must be greater than {d - 1} "
+                                 f"(n_features - 1), got {dof}")
+        if self.mean_prior is not None:
+            _finite_array(self.mean_prior, "mean_prior", (d,))
+        if self.covariance_prior is not None:
+            self._check_covariance_prior(d)
+
+    def _check_covariance_prior(self, d: int):
+        ctype, value = self.covariance_type, self.covariance_prior
+        if ctype == "spherical":
+            return check_float(value, "covariance_prior", 0.0, strict=True)
+        shape = (d, d) if ctype in ("full", "tied") else (d,)
+        cov = _finite_array(value, "covariance_prior", shape)
+        if ctype in ("full", "tied"):
+            if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * np.abs(cov).max()):
+                raise ValueError("covariance_prior is not symmetric")
+            if not np.linalg.eigvalsh(cov).min() > 0:
+                raise ValueError("covariance_prior is not positive definite")
+        elif not (cov > 0).all():
+            raise ValueError("covariance_prior must be positive")
+        return cov
+
+    # ------------------------------------------------------------------
+    # parameters
+    # ------------------------------------------------------------------
+
+    def _fitted_prior_type(self) -> str:
+        """The weight prior type of the fitted posterior (as :meth:`_fitted_covariance_type`)."""
+        return getattr(self, "_fit_prior_type", None) or self.weight_concentration_prior_type
+
+    def _params(self) -> VariationalParams:
+        """The fitted posterior as float64 :class:`VariationalParams`, shapes checked.
+
+        As :meth:`fastgmm.GaussianMixture._params`: every path to a kernel
+        goes through here, so fitted attributes of inconsistent shapes are
+        refused with a ``ValueError`` before any kernel reads them.
+        """
+        ctype, arrays = self._checked_arrays()
+        k = arrays["means_"].shape[0]
+        prior_type = self._fitted_prior_type()
+        if prior_type not in PRIOR_TYPES:
+            raise ValueError(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, "
+                             f"got {prior_type!r}")
+        conc_shape = (2, k) if prior_type == "dirichlet_process" else (k,)
+        expected = {"weight_concentration_": conc_shape, "mean_precision_": (k,),
+                    "degrees_of_freedom_": () if ctype == "tied" else (k,)}
+        for name, shape in expected.items():
+            arrays[name] = _real_array(self, name)
+            if arrays[name].shape != shape:
+                raise ValueError(f"the fitted attributes are inconsistent: {name} has shape "
+                                 f"{arrays[name].shape}, but {k} components with "
+                                 f"{ctype} covariances and a {prior_type} prior need {shape}")
+        return VariationalParams(
+            ctype, arrays["weights_"], arrays["means_"], arrays["covariances_"],
+            arrays["precisions_cholesky_"], np.array(arrays["weight_concentration_"]),
+            np.array(arrays["mean_precision_"]), np.array(arrays["degrees_of_freedom_"]),
+            prior_type)
+
+    def _check_continues(self, params: VariationalParams, what: str, remedy: str) -> None:
+        """As the base class, and the weight prior type must match the fit too."""
+        super()._check_continues(params, what, remedy)
+        if self.weight_concentration_prior_type != params.prior_type:
+            raise ValueError(f"{what}: weight_concentration_prior_type is "
+                             f"{self.weight_concentration_prior_type!r} but the model was "
+                             f"fitted with {params.prior_type!r}; {remedy}, or set "
+                             f"weight_concentration_prior_type={params.prior_type!r} again")
+
+    def _set_fitted(self, params: VariationalParams, dtype) -> None:
+        self._fit_covariance_type = params.covariance_type
+        self._fit_prior_type = params.prior_type
+        self.weights_ = params.weights.astype(dtype)
+        self.means_ = params.means.astype(dtype)
+        self.covariances_ = params.covariances.astype(dtype)
+        self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
+        self.precisions_ = params.precisions.astype(dtype)
+        conc = params.weight_concentration.astype(dtype)
+        self.weight_concentration_ = (conc[0], conc[1]) if conc.ndim == 2 else conc
+        self.mean_precision_ = params.mean_precision.astype(dtype)
+        nu = np.asarray(params.degrees_of_freedom)
+        self.degrees_of_freedom_ = nu.astype(dtype) if nu.ndim else np.dtype(dtype).type(nu)
+        self.n_effective_components_ = int(
+            np.count_nonzero(params.weights > EFFECTIVE_WEIGHT_THRESHOLD))
+
+    def _set_priors(self, priors: Priors) -> None:
+        self.weight_concentration_prior_ = priors.weight_concentration
+        self.mean_precision_prior_ = priors.mean_precision
+        self.mean_prior_ = priors.mean
+        self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
+        self.covariance_prior_ = priors.covariance
+
+    def save(self, path) -> None:
+        """Write the fitted model to a file that :func:`fastgmm.load` reads.
+
+        The format of :meth:`fastgmm.GaussianMixture.save`, with the
+        ``format`` ``"fastgmm.BayesianGaussianMixture"``.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        from ._io import save
+
+        save(self, path)
+
+    def effective_components(self, threshold: float = EFFECTIVE_WEIGHT_THRESHOLD) -> np.ndarray:
+        """Indices of the components of weight above ``threshold``, heaviest first.
+
+        Parameters
+        ----------
+        threshold : float, default=0.01
+
+        Returns
+        -------
+        ndarray of int
+        """
+        w = self._params().weights
+        threshold = check_float(threshold, "threshold", 0.0)
+        order = np.argsort(-w, kind="stable")
+        return order[w[order] > threshold]
+
+    # ------------------------------------------------------------------
+    # fitting
+    # ------------------------------------------------------------------
+
+    def _fit(self, X, sample_weight) -> None:
+        """Validate, resolve the priors, initialise (or warm-start), run EM, store."""
+        self._check_params()
+        source = _sources.make_source(X, sample_weight)
+        source.validate()
+        k, d = self.n_components, source.n_features
+        _check_enough_rows(source.n_samples, k)
+        warm = self._warm(d)
+        rng = check_random_state(self.random_state)
+        with thread_limit(self.n_threads):
+            # The sample drawn for the initialisation also centres the pass
+            # that gives the data's moments (the sample leaves rng untouched).
+            xs, ws = source.sample(rng)
+            if not warm:
+                _check_positive_rows(xs, ws, k, whole=xs.shape[0] == source.n_samples)
+            cache = []
+
+            def moments():
+                if not cache:
+                    cache.append(data_moments(source, xs, ws,
+                                              self.covariance_type in ("full", "tied")))
+                return cache[0]
+
+            priors = self._resolve_priors(d, moments)
+            model = VariationalModel(priors, moments()[0])
+            em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
+                             reg_covar=float(self.reg_covar), verbose=int(self.verbose),
+                             verbose_interval=int(self.verbose_interval),
+                             callback=self.callback, model=model)
+            if warm:
+                result = _em.run_em(source, self._params(),
+                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
+            else:
+                initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
+                                          float(self.reg_covar), repair=model.initial_m_step)
+                result = _em.fit_restarts(source, initializer, int(self.n_init), rng,
+                                          **em_kwargs)
+        _check_enough_rows(source.n_samples, k)
+        self._set_priors(priors)
+        self._store_result(result, source)
+
