@@ -1,8 +1,46 @@
-"""Every compiled kernel of fastgmm.
+"""Compiled EM kernels: fused E-step and statistics, given responsibilities, per-point outputs.
 
 Kernels take arrays and scalars, never validate, and write into buffers the
-caller allocated.  They live in one file because Numba's disk cache does not
-notice when a helper defined in another module changes.
+caller allocated.  Callers pick a driver by covariance type from the tables
+at the bottom (:data:`EM_STATS`, :data:`RESP_STATS`, :data:`POINT`) and fold
+the per-group slots with :func:`fold`.  The k-means kernels, which share
+nothing with these, are in :mod:`fastgmm._kernels_kmeans`.
+
+Layout
+------
+All kernels but the k-means ones stay in this one file because Numba's disk
+cache checks only the source file of the function it loads: a driver calling
+a helper defined in another file would keep running a stale copy of that
+helper after it changed.  The sections come in this fixed order, and every
+function calls only functions defined above it:
+
+1. Constants.
+2. Scratch: named tuples of per-group buffers, and their allocators.
+3. Chunk helpers: transpose, squared distances, exponential.
+4. Log densities: ``_log_prob_full`` (some rows of one component),
+   ``_log_prob_tied``, ``_log_prob_diag``.
+5. Pruning bounds of the full covariance type.
+6. Responsibility lists: the builders ``_lists_*`` and
+   :func:`_normalize_lists`.
+7. Statistics: ``_accumulate_full``, ``_accumulate_tied``,
+   ``_accumulate_diag``.
+8. Folding slots: :func:`fold`.
+9. Drivers, fused E-step and statistics: ``em_stats_full``,
+   ``em_stats_tied``, ``em_stats_diag``.
+10. Drivers, statistics of given responsibilities: ``resp_stats_full``,
+    ``resp_stats_tied``, ``resp_stats_diag``.
+11. Drivers, per-point outputs: ``point_full``, ``point_tied``,
+    ``point_diag``.
+12. Tables by covariance type, and the transitional ``KERNELS``.
+
+Functions of one covariance type are named ``<stage>_<covariance type>``
+(``em_stats_full``, ``_lists_tied``, ``_accumulate_diag``); the others after
+their input (``_lists_from_labels``) or their work (``_bucket_rows``).
+Drivers (the functions called from outside) and :func:`fold` have no leading
+underscore, the helpers they call have one.  Drivers are decorated directly,
+like the helpers: they were once wrapped from plain functions to build a
+parallel and a serial twin of each, and one build now serves both (the plain
+function stays reachable as ``driver.py_func``).
 
 Conventions
 -----------
@@ -17,9 +55,17 @@ Conventions
   the groups between threads.  Group ``g`` handles its chunks in order and
   writes only slot ``g`` of each ``*_slot`` array, so there are no shared
   writes; the caller then folds the slots into the accumulators serially, in
-  group order (:func:`_fold`).  The summation order therefore depends
-  on ``chunk_size`` and ``group`` (chosen from the number of rows), never on
+  group order (:func:`fold`).  The summation order therefore depends on
+  ``chunk_size`` and ``group`` (chosen from the number of rows), never on
   the number of threads.
+* A chunk is rows ``start .. start + m - 1`` of ``X``; helpers take
+  ``start`` and ``m``.
+* Per-group scratch travels in named tuples (:class:`ListScratch`,
+  :class:`FullScratch`, :class:`BucketScratch`, :class:`HintScratch`,
+  :class:`DenseScratch`, :class:`FullStatsScratch`,
+  :class:`TiedStatsScratch`), so that each buffer has one name from its
+  allocation to its last use; a helper takes the whole tuple and binds the
+  fields it uses to locals of the same names before its loops.
 * A chunk's responsibilities are per-component lists of (row, value)
   entries holding only the entries that can carry mass (see
   :func:`_normalize_lists`).  Every list builder (``_lists_*``) returns
@@ -34,29 +80,213 @@ Conventions
 * ``log_norm[k] = log(weight_k) + log det(prec_chol_k) - d/2 log(2 pi)``, so the
   weighted log density is ``log_norm[k] - maha / 2``.
 * There is no ``prange``: a parallel Numba function would compile again,
-  inside its parallel region, every helper it calls (which doubled the cold
-  compile of a fit), and one build serves serial and threaded calls alike.
+  inside its parallel region, every helper it calls, and one build serves
+  serial and threaded calls alike.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 
 from ._config import jit
 
+# ---------------------------------------------------------------------------
+# 1. Constants
+# ---------------------------------------------------------------------------
+
 #: Responsibilities below ``exp(RESP_LOG_FLOOR)`` times the row's largest are
 #: stored as exact zeros (and skipped by the accumulation).
 RESP_LOG_FLOOR = -50.0
 
-#: Extra columns of every (d, chunk) scratch array.  With 256-row chunks a
-#: row of such an array spans 2 KiB (float64); walking down a column would
-#: then touch addresses 2 KiB apart, which share few L1 sets (the transpose
-#: ran 25 % slower, and 2.3x slower with 512-row chunks).
+#: The full builders leave out an entry whose log-density bound lies below
+#: its row's best exact log density plus this: one nat beyond
+#: :data:`RESP_LOG_FLOOR`, so that rounding can never prune an entry that
+#: normalisation would keep.
+PRUNE_LOG_FLOOR = RESP_LOG_FLOOR - 1.0
+
+#: The pair bounds use ``ln - BOUND_HALF z^2`` for ``ln - z^2 / 2``: one part
+#: in a thousand looser (as ``lam_min`` is for the eigenvalue bound), so that
+#: rounding in the data's dtype cannot make a bound fall below the density.
+BOUND_HALF = 0.4995
+
+#: Extra columns of every (d, chunk) scratch array, so that the rows of such
+#: an array do not start a power of two bytes apart: walking down a column
+#: would otherwise touch addresses that map to the same few L1 cache sets.
 ROW_PAD = 16
+
+#: Bytes per cache line: the hinted builder touches each line of its chunk
+#: once, in order, before reading the rows out of order.
+CACHE_LINE_BYTES = 64
 
 
 # ---------------------------------------------------------------------------
-# Per-chunk helpers (serial; called from the drivers below)
+# 2. Scratch
+#
+# Each group allocates its scratch once (freshly allocated blocks this large
+# would be mapped and unmapped by the system allocator every chunk, and
+# threads would queue on that) and hands it to the helpers as named tuples.
+# The allocators are inlined into the drivers: compiled on their own, each
+# would carry a Python wrapper boxing its tuple and be linked and optimised
+# again in every caller, for a longer cold compile.
+# ``m`` below is the rows of the largest chunk, ``k`` the components.
+# ---------------------------------------------------------------------------
+
+ListScratch = namedtuple("ListScratch",
+                         ["lp", "ptr", "rows", "vals", "rowmax", "kmax", "rowsum", "lse"])
+ListScratch.__doc__ = """A chunk's responsibility lists and the per-row buffers of their builders.
+
+``lp`` (k, m) float64
+    Weighted log densities of every component and row (dense builders and
+    per-point outputs), or their upper bounds (:func:`_lists_full`).
+``ptr`` (k + 1,) int64, ``rows`` (k m + 1,) int64, ``vals`` (k m + 1,) float64
+    The lists: component ``k`` holds rows ``rows[ptr[k]:ptr[k + 1]]`` with
+    values ``vals[ptr[k]:ptr[k + 1]]``, log densities while being built and
+    responsibilities once normalised.  The extra entry lets branch-free
+    compaction loops write one past the end.
+``rowmax`` (m,) float64
+    Each row's largest log density.  Until normalisation the full builders
+    keep each row's pruning threshold here, and before it bounds
+    (:func:`_lists_full`) or squared distances to the guessed means
+    (:func:`_lists_full_hinted`, in bucket order).
+``kmax`` (m,) int64
+    Each row's most probable component; until normalisation the full
+    builders keep the most promising one here (on entry to
+    :func:`_lists_full_hinted`, the row hints).
+``rowsum`` (m,) float64
+    Normalisation's per-row sum of responsibilities, then its inverse;
+    before that :func:`_lists_from_log_prob` counts each row's entries here
+    and :func:`_lists_full_hinted` keeps the distance to the guessed mean.
+``lse`` (m,) float64
+    Each row's log density ``log sum_k exp(log density)``.  Until
+    normalisation the full builders keep here the exact log density of each
+    row's most promising component, in bucket order, and
+    :func:`_lists_from_log_prob` each row's threshold.
+"""
+
+FullScratch = namedtuple("FullScratch", ["xt", "dt", "acc", "maha"])
+FullScratch.__doc__ = """Scratch of the full-covariance builders in the dtype of X.
+
+``xt`` (d, m + ROW_PAD), dtype of X
+    The chunk, transposed (for the eigenvalue bounds).
+``dt`` (d, m + ROW_PAD), dtype of X
+    Rows minus one component's mean, transposed (:func:`_maha_triangle`).
+``acc`` (2, m), dtype of X
+    Two outputs of the triangular product, summed over columns.
+``maha`` (m,), dtype of X
+    Squared Mahalanobis distances (squared Euclidean ones for the bounds).
+"""
+
+BucketScratch = namedtuple("BucketScratch", ["order", "koff", "cand"])
+BucketScratch.__doc__ = """The full builders' buckets: a chunk's rows by most promising component.
+
+``order`` (m,) int64, ``koff`` (k + 1,) int64
+    Bucket ``k`` is ``order[koff[k]:koff[k + 1]]``.
+``cand`` (m + 1,) int64
+    Rows where some other component's bound clears the threshold
+    (:func:`_lists_full`).
+"""
+
+HintScratch = namedtuple("HintScratch", ["pair_k", "pair_i", "pcnt"])
+HintScratch.__doc__ = """Pairs (component, row) that pass the bounds of the hinted builder.
+
+``pair_k``, ``pair_i`` (m (k - 1) + 1,) int64, length 0 without hints
+    Component and row of each pair.
+``pcnt`` (k + 1,) int64
+    Pairs per component, then their insertion points.
+"""
+
+DenseScratch = namedtuple("DenseScratch", ["xt", "dt", "yt", "maha"])
+DenseScratch.__doc__ = """Scratch of the tied, diagonal and spherical builders.
+
+``xt`` (d, m + ROW_PAD), dtype of X
+    The chunk, transposed.
+``dt``, ``yt`` (d, m + ROW_PAD), dtype of X; (d, 0) unless tied
+    The chunk minus the shift, and that times the precision factor.
+``maha`` (m,), dtype of X
+    Squared Mahalanobis distances.
+"""
+
+FullStatsScratch = namedtuple("FullStatsScratch", ["dr", "rr", "sl"])
+FullStatsScratch.__doc__ = """Scratch of :func:`_accumulate_full`, all in the dtype of X.
+
+``dr`` (m, d)
+    One component's rows minus the shift, gathered.
+``rr`` (m,)
+    Their weighted responsibilities.
+``sl`` (d + 1, d)
+    The chunk's sums for the component: rows ``0 .. d - 1`` the scatter,
+    row ``d`` the first moment.
+"""
+
+TiedStatsScratch = namedtuple("TiedStatsScratch", ["xc", "wxc"])
+TiedStatsScratch.__doc__ = """Scratch of :func:`_accumulate_tied`.
+
+``xc``, ``wxc`` (d, m + ROW_PAD) float64
+    The chunk minus the shift, transposed, and that times the row weights.
+"""
+
+
+@jit(inline=True)
+def _list_scratch(n_components, m):
+    """A :class:`ListScratch` for chunks of up to ``m`` rows."""
+    return ListScratch(np.empty((n_components, m)), np.empty(n_components + 1, dtype=np.int64),
+                       np.empty(n_components * m + 1, dtype=np.int64),
+                       np.empty(n_components * m + 1), np.empty(m),
+                       np.empty(m, dtype=np.int64), np.empty(m), np.empty(m))
+
+
+@jit(inline=True)
+def _full_scratch(X, m):
+    """A :class:`FullScratch` for chunks of up to ``m`` rows."""
+    n_features = X.shape[1]
+    return FullScratch(np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
+                       np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
+                       np.empty((2, m), dtype=X.dtype), np.empty(m, dtype=X.dtype))
+
+
+@jit(inline=True)
+def _bucket_scratch(n_components, m):
+    """A :class:`BucketScratch` for chunks of up to ``m`` rows."""
+    return BucketScratch(np.empty(m, dtype=np.int64), np.empty(n_components + 1, dtype=np.int64),
+                         np.empty(m + 1, dtype=np.int64))
+
+
+@jit(inline=True)
+def _hint_scratch(n_components, m, hinted):
+    """A :class:`HintScratch` for chunks of up to ``m`` rows (no pairs unless ``hinted``)."""
+    pair_k = np.empty(m * (n_components - 1) + 1 if hinted else 0, dtype=np.int64)
+    return HintScratch(pair_k, np.empty_like(pair_k), np.empty(n_components + 1, dtype=np.int64))
+
+
+@jit(inline=True)
+def _dense_scratch(X, m, tied):
+    """A :class:`DenseScratch` for chunks of up to ``m`` rows (``dt``, ``yt`` empty unless tied)."""
+    n_features = X.shape[1]
+    cols = m + ROW_PAD if tied else 0
+    return DenseScratch(np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
+                        np.empty((n_features, cols), dtype=X.dtype),
+                        np.empty((n_features, cols), dtype=X.dtype), np.empty(m, dtype=X.dtype))
+
+
+@jit(inline=True)
+def _full_stats_scratch(X, m):
+    """A :class:`FullStatsScratch` for chunks of up to ``m`` rows."""
+    n_features = X.shape[1]
+    return FullStatsScratch(np.empty((m, n_features), dtype=X.dtype), np.empty(m, dtype=X.dtype),
+                            np.empty((n_features + 1, n_features), dtype=X.dtype))
+
+
+@jit(inline=True)
+def _tied_stats_scratch(n_features, m):
+    """A :class:`TiedStatsScratch` for chunks of up to ``m`` rows."""
+    return TiedStatsScratch(np.empty((n_features, m + ROW_PAD)),
+                            np.empty((n_features, m + ROW_PAD)))
+
+
+# ---------------------------------------------------------------------------
+# 3. Chunk helpers
 #
 # A chunk of m <= chunk_size rows is first transposed into ``xt`` (d, m) so
 # that every inner loop below runs over rows, contiguously: LLVM vectorises
@@ -66,9 +296,10 @@ ROW_PAD = 16
 
 
 @jit()
-def _transpose_chunk(X, start, stop, xt):
-    """``xt[e, i - start] = X[i, e]`` for rows ``start:stop``."""
+def _transpose_chunk(X, start, m, xt):
+    """``xt[e, i] = X[start + i, e]`` for ``i < m``."""
     n_features = X.shape[1]
+    stop = start + m
     for i in range(start, stop):
         for e in range(n_features):
             xt[e, i - start] = X[i, e]
@@ -100,17 +331,47 @@ def _sq_dist_rows(xt, m, means, k, out):
             out[i] += z * z
 
 
+@jit(inline=True)
+def _exp_nonpositive(x):
+    """``exp(x)`` for ``-60 <= x <= 0``, branch-free so loops vectorise.
+
+    ``exp(x) = exp(x / 256) ** 256``: a degree-10 Taylor polynomial for
+    ``|x / 256| <= 0.24`` (truncation error below 2e-15) followed by eight
+    squarings, which multiply the relative error by at most 256.  The result
+    is within about 5e-13 relative of the correctly rounded value; libm's
+    scalar ``exp`` cannot be vectorised without SVML.
+    """
+    y = x * 0.00390625
+    p = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (
+        1.0 / 120.0 + y * (1.0 / 720.0 + y * (1.0 / 5040.0 + y * (
+            1.0 / 40320.0 + y * (1.0 / 362880.0 + y * (1.0 / 3628800.0))))))))))
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
+
+
+# ---------------------------------------------------------------------------
+# 4. Log densities
+# ---------------------------------------------------------------------------
+
+
 @jit()
-def _maha_triangle(dt, cnt, prec_chol, k, acc, maha):
-    """``maha[j] = || U^T dt[:, j] ||^2`` for ``j < cnt``, ``U = prec_chol[k]``.
+def _maha_triangle(cnt, prec_chol, k, fs):
+    """``fs.maha[j] = || U^T fs.dt[:, j] ||^2`` for ``j < cnt``, ``U = prec_chol[k]``.
 
     ``y_f = sum_{e <= f} U[e, f] dt[e, j]`` is formed for all columns at once,
-    two output features and four input features per pass (``acc`` is (2, >=
-    cnt) scratch): each pass does eight multiply-adds per column for two
-    stores, and there are a quarter as many loops over columns, which
-    matters on the short runs of columns of one component.  ``d (d + 1) /
-    2`` multiply-adds per column, in loops over columns that vectorise.
+    two output features and four input features per pass (into ``fs.acc``):
+    each pass does eight multiply-adds per column for two stores, and there
+    are a quarter as many loops over columns, which matters on the short
+    runs of columns of one component.  ``d (d + 1) / 2`` multiply-adds per
+    column, in loops over columns that vectorise.
     """
+    dt, acc, maha = fs.dt, fs.acc, fs.maha
     n_features = dt.shape[0]
     for j in range(cnt):
         maha[j] = 0
@@ -177,19 +438,38 @@ def _maha_triangle(dt, cnt, prec_chol, k, acc, maha):
 
 
 @jit()
-def _exact_full(X, start, sel, first, cnt, gathered, means, prec_chol, k, ln, out, dt, acc,
-                maha, dist):
-    """``out[first + j] = ln - maha_k / 2`` for ``cnt`` rows of a chunk of ``X``.
+def _log_prob_full(X, start, sel, first, cnt, gathered, means, prec_chol, log_norm, k, out,
+                   dist, fs):
+    """``out[first + j] = log_norm[k] - maha_k / 2`` for ``cnt`` rows of a chunk.
 
-    The rows are ``start + sel[first:first + cnt]`` when ``gathered``, else
-    ``start .. start + cnt - 1``; they are read straight from ``X`` (each
-    a contiguous row) into the columns of ``dt``, the mean subtracted first
-    (no cancellation on data far from the origin).  Unless ``dist`` is
-    empty, ``dist[first + j]`` receives the squared Euclidean distance to
-    the mean.
+    Parameters
+    ----------
+    X : ndarray (n, d); start : int
+        The chunk starts at row ``start``.
+    sel : ndarray (>= first + cnt,) int64
+        When ``gathered``, the rows are ``start + sel[first:first + cnt]``;
+        otherwise they are ``start .. start + cnt - 1`` and ``sel`` is unused.
+    first, cnt : int
+    gathered : bool
+    means, prec_chol, log_norm : the model (see :func:`em_stats_full`)
+    k : int
+        The component.
+    out : ndarray (>= first + cnt,) float64, written
+    dist : ndarray float64, length 0 or (>= first + cnt,)
+        Unless empty, ``dist[first + j]`` receives the squared Euclidean
+        distance to the mean.
+    fs : FullScratch
+        ``dt``, ``acc`` and ``maha`` are used.
+
+    Notes
+    -----
+    The rows are read straight from ``X`` (each a contiguous row) into the
+    columns of ``fs.dt``, the mean subtracted first (no cancellation on data
+    far from the origin).
     """
     if cnt == 0:
         return
+    dt, maha = fs.dt, fs.maha
     n_features = X.shape[1]
     want_dist = dist.shape[0] > 0
     for j in range(cnt):
@@ -208,293 +488,36 @@ def _exact_full(X, start, sel, first, cnt, gathered, means, prec_chol, k, ln, ou
     for e in range(n_features):
         for j in range(cnt, cntp):
             dt[e, j] = 0
-    _maha_triangle(dt, cntp, prec_chol, k, acc, maha)
+    _maha_triangle(cntp, prec_chol, k, fs)
+    ln = log_norm[k]
     for j in range(cnt):
         out[first + j] = ln - 0.5 * maha[j]
 
 
 @jit()
-def _bucket_rows(kbest, m, n_components, koff, pos, order):
-    """Counting sort (stable): rows of component ``k`` are ``order[koff[k]:koff[k + 1]]``."""
-    for k in range(n_components + 1):
-        koff[k] = 0
-    for i in range(m):
-        koff[kbest[i] + 1] += 1
-    for k in range(n_components):
-        koff[k + 1] += koff[k]
-    for k in range(n_components):
-        pos[k] = koff[k]
-    for i in range(m):
-        kb = kbest[i]
-        order[pos[kb]] = i
-        pos[kb] += 1
-
-
-@jit()
-def _list_bucket(k, koff, order, ex, rows, vals, p):
-    """Append bucket ``k`` (its rows and their exact log densities) to the lists at ``p``."""
-    for j in range(koff[k], koff[k + 1]):
-        rows[p] = order[j]
-        vals[p] = ex[j]
-        p += 1
-    return p
-
-
-@jit()
-def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, kbest, ptr,
-                       rows, vals, thr, order, koff, ex, dist, dt, acc, maha, pair_k, pair_i,
-                       pcnt):
-    """:func:`_lists_full` when each row's likely best component is known.
-
-    ``kbest`` holds a guess per row (last iteration's most probable
-    component); on return it holds the most probable component, ``ex`` the
-    log density of each row, and the lists are normalised (as from
-    :func:`_lists_full`).  Any guess gives the same lists: its exact density only sets
-    the threshold, and every other component must pass the pair bounds
-    against it (first with ``w . (x - mu_b) >= -|w| |x - mu_b|``, a few
-    scalar operations per pair, then the bound itself) before its exact
-    density is computed.  No bound is evaluated for every (row, component)
-    pair, which the unhinted path needs to find the guess, and no transposed
-    chunk is needed: rows are read from ``X`` (rows ``start .. start + m -
-    1``).  ``dist`` (>= m,) float64, ``pair_k``, ``pair_i`` (>= m (k - 1) +
-    1,) int64 and ``pcnt`` (k + 1,) int64 are scratch (allocated by the
-    caller once per group: freshly allocated blocks this large would be
-    mapped and unmapped by the system allocator every chunk, and threads
-    would queue on that).
-    """
-    n_features = X.shape[1]
-    n_components = means.shape[0]
-    no_dist = dist[:0]
-    # Rows are read below in bucket order, which hardware prefetchers cannot
-    # follow: first walk the chunk in order, one load per 64-byte line.
-    step = max(1, 64 // X.itemsize)
-    touch = 0.0
-    for i in range(start, start + m):
-        for e in range(0, n_features, step):
-            touch += X[i, e]
-    dist[0] = touch  # a use of the loads, so that they are not optimised away
-    _bucket_rows(kbest, m, n_components, koff, ptr, order)
-    # Per row (in bucket order): exact density of the guess, distance to its
-    # mean (into ``thr``), then threshold (``thr``) and that distance (``dist``).
-    for k in range(n_components):
-        a = koff[k]
-        _exact_full(X, start, order, a, koff[k + 1] - a, True, means, prec_chol, k,
-                    log_norm[k], ex, dt, acc, maha, thr)
-    for j in range(m):
-        v = ex[j]
-        dist[j] = np.sqrt(thr[j])
-        thr[j] = v + (RESP_LOG_FLOOR - 1.0) if v > -np.inf else np.nan
-    for k in range(n_components + 1):
-        pcnt[k] = 0
-    n_pairs = 0
-    for b in range(n_components):
-        for j in range(koff[b], koff[b + 1]):
-            lim = thr[j]
-            dj = dist[j]
-            # The most optimistic of the row's k - 1 first bounds (a loop
-            # over components that vectorises); most rows stop here.
-            best = -np.inf
-            for k in range(n_components):
-                z = max(pair_c[0, b, k] - pair_c[1, b, k] * dj, 0.0)
-                v = log_norm[k] - 0.4995 * z * z
-                best = max(best, v if k != b else -np.inf)
-            if best <= lim:
-                continue
-            i = order[j]
-            for k in range(n_components):
-                if k == b:
-                    continue
-                c = pair_c[0, b, k]
-                ln = log_norm[k]
-                z = max(c - pair_c[1, b, k] * dj, 0.0)
-                if ln - 0.4995 * z * z <= lim:
-                    continue
-                z = c
-                for e in range(n_features):
-                    z += pair_w[b, k, e] * (X[start + i, e] - means[b, e])
-                z = max(z, 0.0)
-                if ln - 0.4995 * z * z <= lim:
-                    continue
-                pair_k[n_pairs] = k
-                pair_i[n_pairs] = i
-                pcnt[k] += 1
-                n_pairs += 1
-    # Lists: each component's bucket, then its pairs.
-    p = 0
-    for k in range(n_components):
-        ptr[k] = p
-        p = _list_bucket(k, koff, order, ex, rows, vals, p)
-        c = pcnt[k]
-        pcnt[k] = p
-        p += c
-    ptr[n_components] = p
-    for j in range(n_pairs):
-        k = pair_k[j]
-        rows[pcnt[k]] = pair_i[j]
-        pcnt[k] += 1
-    for k in range(n_components):
-        c0 = ptr[k] + koff[k + 1] - koff[k]
-        _exact_full(X, start, rows, c0, ptr[k + 1] - c0, True, means, prec_chol, k,
-                    log_norm[k], vals, dt, acc, maha, no_dist)
-    _normalize_lists(ptr, rows, vals, m, thr, kbest, dist, ex)
-
-
-@jit()
-def _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                lp, ptr, rows, vals, thr, kbest, order, cand, koff, ex, rowsum, dt, acc, maha):
-    """Per-component lists of the log densities that matter, full covariances.
+def _log_prob_tied(m, shift, mean_proj, prec_chol, log_norm, lp, ds):
+    """Weighted log densities ``lp[k, i]`` of the transposed chunk ``ds.xt``, tied covariance.
 
     Parameters
     ----------
-    X : ndarray (n, d); start : int
-        The chunk is rows ``start .. start + m - 1`` of ``X`` (exact
-        densities read them from there).
-    xt : ndarray (d, >= m), dtype of X
-        The chunk, transposed (for the bounds).
     m : int
         Rows in the chunk.
-    means : ndarray (k, d), dtype of X
-    prec_chol : ndarray (k, d, d), dtype of X, upper triangular
-    log_norm : ndarray (k,) float64
-    lam_min : ndarray (k,) float64
-        A lower bound of the smallest eigenvalue of each precision matrix.
-    pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
-    pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
-        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[0, b, j]``
-        (see Notes) and ``pair_c[1, b, j] >= |pair_w[b, j]|``; empty arrays
-        switch these bounds off.
-    lp : ndarray (k, >= m) float64, scratch (component-major)
-    ptr, rows, vals : the lists, written, normalised (see
-        :func:`_normalize_lists`)
-    thr : ndarray (>= m,) float64, scratch
-    kbest : ndarray (>= m + 1,) int64, scratch; on return each row's most
-        probable component
-    order, cand : ndarray (>= m + 1,) int64, scratch
-    koff : ndarray (k + 1,) int64, scratch
-    ex : ndarray (>= m,) float64, scratch; on return each row's log density
-    rowsum : ndarray (>= m,) float64, scratch
-    dt : ndarray (d, >= m), dtype of X, scratch
-    acc : ndarray (2, >= m), dtype of X, scratch
-    maha : ndarray (>= m,), dtype of X, scratch
-
-    Notes
-    -----
-    Pruning: ``maha >= lam_min ||x - mu||^2``, so ``ub = log_norm -
-    lam_min ||x - mu||^2 / 2`` bounds the log density from above at the cost
-    of ``d`` operations instead of ``d (d + 1)``.  Each row first gets the
-    exact density of its most promising component (rows bucketed by that
-    component, so each triangular product runs over contiguous columns); a
-    component whose bound lies more than ``-RESP_LOG_FLOOR + 1`` below that
-    exact value would get an exactly zero responsibility from
-    :func:`_normalize_lists` anyway, so it is left out of the lists.  The
-    few pairs that pass are checked once more against a bound along the
-    line between the row's best mean ``mu_b`` and ``mu_j``: for any ``v``,
-    ``(v . z)^2 <= (v^T Sigma_j v) maha_j`` (Cauchy-Schwarz), and with ``v``
-    the unit vector from ``mu_j`` to ``mu_b``, ``v . (x - mu_j) = v . (x -
-    mu_b) + ||mu_b - mu_j||``; on separated clusters this removes nearly
-    every remaining pair (the eigenvalue bound is loose along the directions
-    where ``Sigma_j`` is narrow).  The
-    responsibilities, log-likelihoods and labels are those of the dense
-    computation; on separated clusters a row costs one or two triangular
-    products instead of ``k``.  A row whose best exact density is ``-inf``
-    keeps every component (it gets uniform responsibilities).
-    """
-    n_features = xt.shape[0]
-    n_components = means.shape[0]
-    use_pairs = pair_w.shape[0] > 0
-    no_dist = ex[:0]
-    # Upper bounds of every density.
-    for k in range(n_components):
-        _sq_dist_rows(xt, m, means, k, maha)
-        half = 0.5 * lam_min[k]
-        ln = log_norm[k]
-        for i in range(m):
-            lp[k, i] = ln - half * maha[i]
-    # The most promising component of each row (first of ties) and the
-    # second-best bound (rows whose second-best cannot matter skip the
-    # component scan below).
-    for i in range(m):
-        thr[i] = lp[0, i]
-        kbest[i] = 0
-        ex[i] = -np.inf
-    for k in range(1, n_components):
-        for i in range(m):
-            v = lp[k, i]
-            b = thr[i]
-            up = v > b
-            ex[i] = b if up else max(ex[i], v)
-            thr[i] = v if up else b
-            kbest[i] = k if up else kbest[i]
-    # Rows bucketed by that component.
-    _bucket_rows(kbest, m, n_components, koff, ptr, order)
-    # Threshold per row: the exact density of its most promising component
-    # minus the floor; NaN keeps every component of a row whose best is -inf.
-    # (The second-best bound moves from ``ex`` to ``thr`` meanwhile.)
-    for i in range(m):
-        thr[i] = ex[i]
-    for k in range(n_components):
-        a = koff[k]
-        _exact_full(X, start, order, a, koff[k + 1] - a, True, means, prec_chol, k,
-                    log_norm[k], ex, dt, acc, maha, no_dist)
-    n_cand = 0
-    for j in range(m):
-        i = order[j]
-        v = ex[j]
-        lim = v + (RESP_LOG_FLOOR - 1.0) if v > -np.inf else np.nan
-        second = thr[i]
-        thr[i] = lim
-        # Rows where some other component's bound clears the threshold.
-        cand[n_cand] = i
-        n_cand += 0 if second <= lim else 1
-    # Lists: each component's bucket, then the rows its bounds let in.
-    p = 0
-    for k in range(n_components):
-        ptr[k] = p
-        p = _list_bucket(k, koff, order, ex, rows, vals, p)
-        c0 = p
-        ln = log_norm[k]
-        for j in range(n_cand):
-            i = cand[j]
-            kb = kbest[i]
-            lim = thr[i]
-            if kb == k or lp[k, i] <= lim:
-                continue
-            if use_pairs:
-                # The bound along the line between the two means.
-                z = pair_c[0, kb, k]
-                for e in range(n_features):
-                    z += pair_w[kb, k, e] * (xt[e, i] - means[kb, e])
-                z = max(z, 0.0)
-                if ln - 0.4995 * z * z <= lim:
-                    continue
-            rows[p] = i
-            p += 1
-        _exact_full(X, start, rows, c0, p - c0, True, means, prec_chol, k, ln, vals, dt, acc, maha,
-                    no_dist)
-    ptr[n_components] = p
-    _normalize_lists(ptr, rows, vals, m, thr, kbest, rowsum, ex)
-
-
-@jit()
-def _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dt, yt, maha):
-    """Weighted log densities ``lp[k, i]`` of a transposed chunk, tied covariance.
-
-    Parameters
-    ----------
     shift : ndarray (d,), dtype of X
         A point near the data (the weighted mean of the means).
     mean_proj : ndarray (k, d), dtype of X
         ``(means - shift) @ prec_chol``.
     prec_chol : ndarray (d, d), dtype of X, upper triangular
+    log_norm : ndarray (k,) float64
     lp : ndarray (k, >= m) float64, written
-    dt, yt : ndarray (d, >= m), dtype of X, scratch
-    maha : ndarray (>= m,), dtype of X, scratch
+    ds : DenseScratch
+        ``xt`` holds the chunk; ``dt``, ``yt`` and ``maha`` are used.
 
     Notes
     -----
     ``(x - mu_k) @ U = (x - c) @ U - (mu_k - c) @ U``: one triangular product
     per row, then ``d`` subtractions per row and component.
     """
+    xt, dt, yt, maha = ds.xt, ds.dt, ds.yt, ds.maha
     n_features = xt.shape[0]
     n_components = mean_proj.shape[0]
     for e in range(n_features):
@@ -517,12 +540,14 @@ def _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dt, yt, mah
 
 
 @jit()
-def _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha):
-    """Weighted log densities ``lp[k, i]``, diagonal or spherical covariances.
+def _log_prob_diag(m, means, prec, log_norm, spherical, lp, ds):
+    """Weighted log densities ``lp[k, i]`` of ``ds.xt``, diagonal or spherical covariances.
 
     ``prec`` is (k, d) in the dtype of X: ``1 / sqrt(variance)`` per
     feature, or (k, 1) when ``spherical`` (one variance per component).
+    ``ds.maha`` is scratch.
     """
+    xt, maha = ds.xt, ds.maha
     n_features = xt.shape[0]
     n_components = means.shape[0]
     for k in range(n_components):
@@ -557,204 +582,60 @@ def _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha):
             lp[k, i] = ln - 0.5 * maha[i]
 
 
-@jit(inline=True)
-def _exp_nonpositive(x):
-    """``exp(x)`` for ``-60 <= x <= 0``, branch-free so loops vectorise.
-
-    ``exp(x) = exp(x / 256) ** 256``: a degree-10 Taylor polynomial for
-    ``|x / 256| <= 0.24`` (truncation error below 2e-15) followed by eight
-    squarings, which multiply the relative error by at most 256.  The result
-    is within about 5e-13 relative of the correctly rounded value; libm's
-    scalar ``exp`` cannot be vectorised without SVML.
-    """
-    y = x * 0.00390625
-    p = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (
-        1.0 / 120.0 + y * (1.0 / 720.0 + y * (1.0 / 5040.0 + y * (
-            1.0 / 40320.0 + y * (1.0 / 362880.0 + y * (1.0 / 3628800.0))))))))))
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    return p * p
-
-
 # ---------------------------------------------------------------------------
-# Responsibility lists
+# 5. Pruning bounds (full covariances)
 #
-# A chunk's responsibilities are kept as one list per component: the rows
-# ``rows[ptr[k]:ptr[k + 1]]`` of component ``k`` and their values ``vals``.
-# Only entries that can carry mass are listed (on clustered data one or two
-# per row instead of ``k``), so normalisation and accumulation cost what the
-# data needs, and each component's rows are gathered once, contiguously.
-# ``rows`` and ``vals`` hold ``k * m + 1`` entries (the extra one lets the
-# branch-free compaction loops write one past the end).
+# Each bound is a lower bound ``z`` of ``sqrt(maha)``, hence an upper bound
+# of the weighted log density; see :func:`_lists_full` for their derivation.
+# ---------------------------------------------------------------------------
+
+
+@jit(inline=True)
+def _log_density_bound(ln, z):
+    """Upper bound of ``ln - maha / 2`` given ``sqrt(maha) >= z``."""
+    z = max(z, 0.0)
+    return ln - BOUND_HALF * z * z
+
+
+@jit(inline=True)
+def _line_bound(X, row, means, pair_w, pair_c, b, k, ln):
+    """Upper bound of component ``k``'s log density at ``X[row]``, along the line from ``mu_b``.
+
+    ``sqrt(maha_k(x)) >= pair_w[b, k] . (x - mu_b) + pair_c[0, b, k]``; ``ln``
+    is ``log_norm[k]``.
+    """
+    z = pair_c[0, b, k]
+    for e in range(X.shape[1]):
+        z += pair_w[b, k, e] * (X[row, e] - means[b, e])
+    return _log_density_bound(ln, z)
+
+
+# ---------------------------------------------------------------------------
+# 6. Responsibility lists
+#
+# A chunk's responsibilities are kept as one list per component (see
+# :class:`ListScratch`).  Only entries that can carry mass are listed (on
+# clustered data one or two per row instead of ``k``), so normalisation and
+# accumulation cost what the data needs, and each component's rows are
+# gathered once, contiguously.
 # ---------------------------------------------------------------------------
 
 
 @jit()
-def _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, cnt, lse):
-    """Responsibility lists from weighted log densities ``lp`` (k, >= m).
-
-    The lists hold the entries within ``RESP_LOG_FLOOR`` of their row's
-    largest, normalised (see :func:`_normalize_lists`, whose results these
-    are); ``kmax`` and ``lse`` receive each row's most probable component and
-    log density.  ``rowmax`` and ``cnt`` (>= m,) float64 are scratch.
-
-    Notes
-    -----
-    Maxima and per-row counts come from loops over rows that vectorise; a
-    row with one entry (most rows of clustered data) is then placed with no
-    exponential, and only rows with several entries pay for them.  Rows are
-    placed in increasing order, ``ptr`` serving as the insertion points.  A
-    row whose every density is ``-inf`` keeps every entry (uniform
-    responsibilities, ``lse = -inf``).
-    """
-    n_components = lp.shape[0]
-    for i in range(m):
-        rowmax[i] = -np.inf
-        kmax[i] = 0
-        cnt[i] = 0.0
-    for k in range(n_components):
-        for i in range(m):
-            v = lp[k, i]
-            up = v > rowmax[i]
-            rowmax[i] = v if up else rowmax[i]
-            kmax[i] = k if up else kmax[i]
-    # lse holds each row's threshold until the row is placed; NaN keeps all.
-    for i in range(m):
-        mx = rowmax[i]
-        lse[i] = mx + RESP_LOG_FLOOR if mx > -np.inf else np.nan
-    p = 0
-    for k in range(n_components):
-        c = 0
-        for i in range(m):
-            keep = 0 if lp[k, i] <= lse[i] else 1
-            cnt[i] += keep
-            c += keep
-        ptr[k] = p
-        p += c
-    ptr[n_components] = p
-    for i in range(m):
-        mx = rowmax[i]
-        if cnt[i] == 1.0:
-            k = kmax[i]
-            q = ptr[k]
-            rows[q] = i
-            vals[q] = 1.0
-            ptr[k] = q + 1
-            lse[i] = mx
-            continue
-        thr = lse[i]
-        total = 0.0
-        for k in range(n_components):
-            v = lp[k, i]
-            if v <= thr:
-                continue
-            e = _exp_nonpositive(max(v - mx, RESP_LOG_FLOOR)) if mx > -np.inf else 1.0
-            q = ptr[k]
-            rows[q] = i
-            vals[q] = e
-            ptr[k] = q + 1
-            total += e
-        lse[i] = mx + np.log(total)
-        if total != 1.0:
-            inv = 1.0 / total
-            for k in range(n_components):
-                if not lp[k, i] <= thr:
-                    vals[ptr[k] - 1] *= inv
-    # ptr[k] now ends list k: shift back to starts.
-    for k in range(n_components - 1, 0, -1):
-        ptr[k] = ptr[k - 1]
-    ptr[0] = 0
-
-
-@jit()
-def _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
-                      ptr, rows, vals, rowmax, kmax, cnt, lse):
-    """Rows ``start:stop``: transpose, every diagonal/spherical density, normalised lists."""
-    m = stop - start
-    _transpose_chunk(X, start, stop, xt)
-    _log_prob_diag(xt, m, means, prec, log_norm, spherical, lp, maha)
-    _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, cnt, lse)
-
-
-@jit()
-def _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp, dx, yt,
-                      maha, ptr, rows, vals, rowmax, kmax, cnt, lse):
-    """Rows ``start:stop``: transpose, every tied density, normalised lists."""
-    m = stop - start
-    _transpose_chunk(X, start, stop, xt)
-    _log_prob_tied(xt, m, shift, mean_proj, prec_chol, log_norm, lp, dx, yt, maha)
-    _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, cnt, lse)
-
-
-@jit()
-def _lists_from_labels(labels, start, m, ptr, rows, vals):
-    """Lists of hard assignments: row ``i`` in component ``labels[start + i]``, value 1.
-
-    The same lists as :func:`_lists_from_resp` on the one-hot matrix (rows
-    ascending within each component), without forming it.
-    """
-    n_components = ptr.shape[0] - 1
-    for k in range(n_components + 1):
-        ptr[k] = 0
-    for i in range(m):
-        ptr[labels[start + i] + 1] += 1
-    for k in range(n_components):
-        ptr[k + 1] += ptr[k]
-    # Fill each bucket from its end, rows descending, so that they ascend;
-    # ptr[k + 1] then holds the start of bucket k.
-    for i in range(m - 1, -1, -1):
-        k1 = labels[start + i] + 1
-        ptr[k1] -= 1
-        rows[ptr[k1]] = i
-        vals[ptr[k1]] = 1.0
-    for k in range(n_components):
-        ptr[k] = ptr[k + 1]
-    ptr[n_components] = m
-
-
-@jit()
-def _resp_lists(resp, labels, start, stop, ptr, rows, vals):
-    """Lists of a chunk's given responsibilities: hard ``labels`` unless empty, else ``resp``."""
-    if labels.shape[0] > 0:
-        _lists_from_labels(labels, start, stop - start, ptr, rows, vals)
-    else:
-        _lists_from_resp(resp[start:stop], stop - start, ptr, rows, vals)
-
-
-@jit()
-def _lists_from_resp(resp, m, ptr, rows, vals):
-    """Lists of the non-zero entries of given responsibilities ``resp`` (>= m, k)."""
-    n_components = resp.shape[1]
-    p = 0
-    for k in range(n_components):
-        ptr[k] = p
-        for i in range(m):
-            r = resp[i, k]
-            rows[p] = i
-            vals[p] = r
-            p += 1 if r != 0.0 else 0
-    ptr[n_components] = p
-
-
-@jit()
-def _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse):
+def _normalize_lists(m, ls):
     """Turn listed log densities into responsibilities, in place.
 
     Parameters
     ----------
-    ptr, rows, vals : the lists; ``vals`` holds weighted log densities on
-        entry and responsibilities on return; entries whose responsibility is
-        below ``exp(RESP_LOG_FLOOR)`` of the row's largest are dropped.
     m : int
-    rowmax : ndarray (>= m,) float64, scratch
-    kmax : ndarray (>= m,) int64, written: the most probable component
-    rowsum : ndarray (>= m,) float64, scratch
-    lse : ndarray (>= m,) float64, written: ``log sum_k exp(log density)``
+        Rows in the chunk.
+    ls : ListScratch
+        ``vals`` holds weighted log densities on entry and responsibilities
+        on return; entries whose responsibility is below
+        ``exp(RESP_LOG_FLOOR)`` of the row's largest are dropped from the
+        lists.  ``rowmax`` and ``rowsum`` are scratch; ``kmax`` receives each
+        row's most probable component and ``lse`` its ``log sum_k exp(log
+        density)``.
 
     Notes
     -----
@@ -762,6 +643,8 @@ def _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse):
     to zero (maximum ``-inf``) gets ``lse = -inf`` and uniform
     responsibilities, so no NaN is produced; the caller reports the ``-inf``.
     """
+    ptr, rows, vals, rowmax, kmax, rowsum, lse = ls.ptr, ls.rows, ls.vals, ls.rowmax, \
+        ls.kmax, ls.rowsum, ls.lse
     n_components = ptr.shape[0] - 1
     for i in range(m):
         rowmax[i] = -np.inf
@@ -810,74 +693,455 @@ def _normalize_lists(ptr, rows, vals, m, rowmax, kmax, rowsum, lse):
 
 
 @jit()
-def _full_scratch(X, n_components, m):
-    """Scratch of :func:`_lists_full`: xt, dt, acc, maha, order, cand, koff."""
+def _lists_from_log_prob(m, ls):
+    """Responsibility lists from the weighted log densities ``ls.lp`` (k, >= m).
+
+    The lists hold the entries within ``RESP_LOG_FLOOR`` of their row's
+    largest, normalised (the results of :func:`_normalize_lists`); ``kmax``
+    and ``lse`` receive each row's most probable component and log density.
+
+    Notes
+    -----
+    Maxima and per-row counts come from loops over rows that vectorise; a
+    row with one entry (most rows of clustered data) is then placed with no
+    exponential, and only rows with several entries pay for them.  Rows are
+    placed in increasing order, ``ptr`` serving as the insertion points.  A
+    row whose every density is ``-inf`` keeps every entry (uniform
+    responsibilities, ``lse = -inf``).
+    """
+    lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = ls.lp, ls.ptr, ls.rows, ls.vals, \
+        ls.rowmax, ls.kmax, ls.rowsum, ls.lse
+    n_components = lp.shape[0]
+    # rowsum counts each row's entries here.
+    for i in range(m):
+        rowmax[i] = -np.inf
+        kmax[i] = 0
+        rowsum[i] = 0.0
+    for k in range(n_components):
+        for i in range(m):
+            v = lp[k, i]
+            up = v > rowmax[i]
+            rowmax[i] = v if up else rowmax[i]
+            kmax[i] = k if up else kmax[i]
+    # lse holds each row's threshold until the row is placed; NaN keeps all.
+    for i in range(m):
+        mx = rowmax[i]
+        lse[i] = mx + RESP_LOG_FLOOR if mx > -np.inf else np.nan
+    p = 0
+    for k in range(n_components):
+        c = 0
+        for i in range(m):
+            keep = 0 if lp[k, i] <= lse[i] else 1
+            rowsum[i] += keep
+            c += keep
+        ptr[k] = p
+        p += c
+    ptr[n_components] = p
+    for i in range(m):
+        mx = rowmax[i]
+        if rowsum[i] == 1.0:
+            k = kmax[i]
+            q = ptr[k]
+            rows[q] = i
+            vals[q] = 1.0
+            ptr[k] = q + 1
+            lse[i] = mx
+            continue
+        thr = lse[i]
+        total = 0.0
+        for k in range(n_components):
+            v = lp[k, i]
+            if v <= thr:
+                continue
+            e = _exp_nonpositive(max(v - mx, RESP_LOG_FLOOR)) if mx > -np.inf else 1.0
+            q = ptr[k]
+            rows[q] = i
+            vals[q] = e
+            ptr[k] = q + 1
+            total += e
+        lse[i] = mx + np.log(total)
+        if total != 1.0:
+            inv = 1.0 / total
+            for k in range(n_components):
+                if not lp[k, i] <= thr:
+                    vals[ptr[k] - 1] *= inv
+    # ptr[k] now ends list k: shift back to starts.
+    for k in range(n_components - 1, 0, -1):
+        ptr[k] = ptr[k - 1]
+    ptr[0] = 0
+
+
+@jit()
+def _bucket_rows(m, ls, bs):
+    """Counting sort (stable) of rows by ``ls.kmax``: bucket ``k`` is ``order[koff[k]:koff[k+1]]``.
+
+    ``ls.ptr`` serves as the insertion points (the lists are written after).
+    """
+    kmax, ptr = ls.kmax, ls.ptr
+    order, koff = bs.order, bs.koff
+    n_components = koff.shape[0] - 1
+    for k in range(n_components + 1):
+        koff[k] = 0
+    for i in range(m):
+        koff[kmax[i] + 1] += 1
+    for k in range(n_components):
+        koff[k + 1] += koff[k]
+    for k in range(n_components):
+        ptr[k] = koff[k]
+    for i in range(m):
+        kb = kmax[i]
+        order[ptr[kb]] = i
+        ptr[kb] += 1
+
+
+@jit()
+def _append_bucket(k, ls, bs):
+    """Write bucket ``k`` (its rows, their exact log densities from ``ls.lse``) at ``ls.ptr[k]``.
+
+    Returns the position after the last entry written.
+    """
+    ptr, rows, vals, lse = ls.ptr, ls.rows, ls.vals, ls.lse
+    order, koff = bs.order, bs.koff
+    p = ptr[k]
+    for j in range(koff[k], koff[k + 1]):
+        rows[p] = order[j]
+        vals[p] = lse[j]
+        p += 1
+    return p
+
+
+@jit()
+def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, ls, fs, bs):
+    """Per-component lists of the log densities that matter, full covariances.
+
+    Parameters
+    ----------
+    X : ndarray (n, d); start, m : int
+        The chunk is rows ``start .. start + m - 1`` of ``X``.
+    means : ndarray (k, d), dtype of X
+    prec_chol : ndarray (k, d, d), dtype of X, upper triangular
+    log_norm : ndarray (k,) float64
+    lam_min : ndarray (k,) float64
+        A lower bound of the smallest eigenvalue of each precision matrix.
+    pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
+    pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
+        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[0, b, j]``
+        (see Notes) and ``pair_c[1, b, j] >= |pair_w[b, j]|``; empty arrays
+        switch these bounds off.
+    ls : ListScratch
+        On return the normalised lists, with ``kmax`` and ``lse`` (see
+        :func:`_normalize_lists`).
+    fs : FullScratch
+    bs : BucketScratch
+
+    Notes
+    -----
+    Pruning: ``maha >= lam_min ||x - mu||^2``, so ``ub = log_norm -
+    lam_min ||x - mu||^2 / 2`` bounds the log density from above at the cost
+    of ``d`` operations instead of ``d (d + 1)``.  Each row first gets the
+    exact density of its most promising component (rows bucketed by that
+    component, so each triangular product runs over contiguous columns); a
+    component whose bound lies below that exact value plus
+    :data:`PRUNE_LOG_FLOOR` would get an exactly zero responsibility from
+    :func:`_normalize_lists` anyway, so it is left out of the lists.  The
+    few pairs that pass are checked once more against a bound along the
+    line between the row's best mean ``mu_b`` and ``mu_j``: for any ``v``,
+    ``(v . z)^2 <= (v^T Sigma_j v) maha_j`` (Cauchy-Schwarz), and with ``v``
+    the unit vector from ``mu_j`` to ``mu_b``, ``v . (x - mu_j) = v . (x -
+    mu_b) + ||mu_b - mu_j||``; on separated clusters this removes nearly
+    every remaining pair (the eigenvalue bound is loose along the directions
+    where ``Sigma_j`` is narrow).  The responsibilities, log-likelihoods and
+    labels are those of the dense computation; on separated clusters a row
+    costs one or two triangular products instead of ``k``.  A row whose best
+    exact density is ``-inf`` keeps every component (it gets uniform
+    responsibilities).
+    """
+    lp, ptr, rows, vals, rowmax, kmax, lse = ls.lp, ls.ptr, ls.rows, ls.vals, ls.rowmax, \
+        ls.kmax, ls.lse
+    xt, maha = fs.xt, fs.maha
+    order, koff, cand = bs.order, bs.koff, bs.cand
+    n_components = means.shape[0]
+    use_pairs = pair_w.shape[0] > 0
+    no_dist = lse[:0]
+    _transpose_chunk(X, start, m, xt)
+    # Upper bounds of every density.
+    for k in range(n_components):
+        _sq_dist_rows(xt, m, means, k, maha)
+        half = 0.5 * lam_min[k]
+        ln = log_norm[k]
+        for i in range(m):
+            lp[k, i] = ln - half * maha[i]
+    # The most promising component of each row (first of ties) into kmax,
+    # its bound into rowmax and the second-best bound into lse (rows whose
+    # second-best cannot matter skip the component scan below).
+    for i in range(m):
+        rowmax[i] = lp[0, i]
+        kmax[i] = 0
+        lse[i] = -np.inf
+    for k in range(1, n_components):
+        for i in range(m):
+            v = lp[k, i]
+            b = rowmax[i]
+            up = v > b
+            lse[i] = b if up else max(lse[i], v)
+            rowmax[i] = v if up else b
+            kmax[i] = k if up else kmax[i]
+    # Rows bucketed by that component.
+    _bucket_rows(m, ls, bs)
+    # The second-best bound moves to rowmax, and lse receives the exact
+    # density of each row's most promising component (in bucket order).
+    for i in range(m):
+        rowmax[i] = lse[i]
+    for k in range(n_components):
+        a = koff[k]
+        _log_prob_full(X, start, order, a, koff[k + 1] - a, True, means, prec_chol, log_norm,
+                       k, lse, no_dist, fs)
+    # Threshold per row, into rowmax: that exact density plus the pruning
+    # floor; NaN keeps every component of a row whose best is -inf.
+    n_cand = 0
+    for j in range(m):
+        i = order[j]
+        v = lse[j]
+        lim = v + PRUNE_LOG_FLOOR if v > -np.inf else np.nan
+        second = rowmax[i]
+        rowmax[i] = lim
+        # Rows where some other component's bound clears the threshold.
+        cand[n_cand] = i
+        n_cand += 0 if second <= lim else 1
+    # Lists: each component's bucket, then the rows its bounds let in.
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        p = _append_bucket(k, ls, bs)
+        c0 = p
+        ln = log_norm[k]
+        for j in range(n_cand):
+            i = cand[j]
+            kb = kmax[i]
+            lim = rowmax[i]
+            if kb == k or lp[k, i] <= lim:
+                continue
+            if use_pairs and _line_bound(X, start + i, means, pair_w, pair_c, kb, k, ln) <= lim:
+                continue
+            rows[p] = i
+            p += 1
+        _log_prob_full(X, start, rows, c0, p - c0, True, means, prec_chol, log_norm, k, vals,
+                       no_dist, fs)
+    ptr[n_components] = p
+    _normalize_lists(m, ls)
+
+
+@jit()
+def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, ls, fs, bs,
+                       hs):
+    """:func:`_lists_full` when each row's likely best component is known.
+
+    Parameters as :func:`_lists_full`, with non-empty pair bounds; on entry
+    ``ls.kmax`` holds a guess per row (last iteration's most probable
+    component).  ``hs`` is a :class:`HintScratch` allocated with ``hinted``.
+
+    Notes
+    -----
+    Any guess gives the same lists: its exact density only sets the
+    threshold, and every other component must pass the pair bounds against
+    it (first with ``w . (x - mu_b) >= -|w| |x - mu_b|``, a few scalar
+    operations per pair, then the bound itself) before its exact density is
+    computed.  No bound is evaluated for every (row, component) pair, which
+    the unhinted path needs to find the guess, and no transposed chunk is
+    needed: rows are read from ``X``.
+    """
+    ptr, rows, vals, rowmax, rowsum, lse = ls.ptr, ls.rows, ls.vals, ls.rowmax, ls.rowsum, \
+        ls.lse
+    order, koff = bs.order, bs.koff
+    pair_k, pair_i, pcnt = hs.pair_k, hs.pair_i, hs.pcnt
     n_features = X.shape[1]
-    return (np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
-            np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
-            np.empty((2, m), dtype=X.dtype), np.empty(m, dtype=X.dtype),
-            np.empty(m, dtype=np.int64), np.empty(m + 1, dtype=np.int64),
-            np.empty(n_components + 1, dtype=np.int64))
+    n_components = means.shape[0]
+    no_dist = rowsum[:0]
+    # Rows are read below in bucket order, which hardware prefetchers cannot
+    # follow: first walk the chunk in order, one load per cache line.
+    step = max(1, CACHE_LINE_BYTES // X.itemsize)
+    touch = 0.0
+    for i in range(start, start + m):
+        for e in range(0, n_features, step):
+            touch += X[i, e]
+    rowsum[0] = touch  # a use of the loads, so that they are not optimised away
+    _bucket_rows(m, ls, bs)
+    # Per row (in bucket order): exact density of the guess into lse, squared
+    # distance to its mean into rowmax; then the threshold into rowmax and
+    # that distance into rowsum.
+    for k in range(n_components):
+        a = koff[k]
+        _log_prob_full(X, start, order, a, koff[k + 1] - a, True, means, prec_chol, log_norm, k,
+                       lse, rowmax, fs)
+    for j in range(m):
+        v = lse[j]
+        rowsum[j] = np.sqrt(rowmax[j])
+        rowmax[j] = v + PRUNE_LOG_FLOOR if v > -np.inf else np.nan
+    for k in range(n_components + 1):
+        pcnt[k] = 0
+    n_pairs = 0
+    for b in range(n_components):
+        for j in range(koff[b], koff[b + 1]):
+            lim = rowmax[j]
+            dj = rowsum[j]
+            # The most optimistic of the row's k - 1 first bounds (a loop
+            # over components that vectorises); most rows stop here.
+            best = -np.inf
+            for k in range(n_components):
+                v = _log_density_bound(log_norm[k], pair_c[0, b, k] - pair_c[1, b, k] * dj)
+                best = max(best, v if k != b else -np.inf)
+            if best <= lim:
+                continue
+            i = order[j]
+            for k in range(n_components):
+                if k == b:
+                    continue
+                ln = log_norm[k]
+                if _log_density_bound(ln, pair_c[0, b, k] - pair_c[1, b, k] * dj) <= lim:
+                    continue
+                if _line_bound(X, start + i, means, pair_w, pair_c, b, k, ln) <= lim:
+                    continue
+                pair_k[n_pairs] = k
+                pair_i[n_pairs] = i
+                pcnt[k] += 1
+                n_pairs += 1
+    # Lists: each component's bucket, then its pairs.
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        p = _append_bucket(k, ls, bs)
+        c = pcnt[k]
+        pcnt[k] = p
+        p += c
+    ptr[n_components] = p
+    for j in range(n_pairs):
+        k = pair_k[j]
+        rows[pcnt[k]] = pair_i[j]
+        pcnt[k] += 1
+    for k in range(n_components):
+        c0 = ptr[k] + koff[k + 1] - koff[k]
+        _log_prob_full(X, start, rows, c0, ptr[k + 1] - c0, True, means, prec_chol, log_norm, k,
+                       vals, no_dist, fs)
+    _normalize_lists(m, ls)
 
 
 @jit()
-def _dense_scratch(X, m, tied):
-    """Scratch of the dense helpers: xt, dx, yt, maha (``dx``, ``yt`` empty unless tied)."""
-    n_features = X.shape[1]
-    cols = m + ROW_PAD if tied else 0
-    return (np.empty((n_features, m + ROW_PAD), dtype=X.dtype),
-            np.empty((n_features, cols), dtype=X.dtype),
-            np.empty((n_features, cols), dtype=X.dtype), np.empty(m, dtype=X.dtype))
+def _lists_full_dense(X, start, m, means, prec_chol, log_norm, ls, fs):
+    """Every exact full-covariance log density of the chunk into ``ls.lp``, then the lists.
+
+    For per-point outputs that need every weighted log density (no pruning).
+    """
+    no_dist = ls.lse[:0]
+    for k in range(means.shape[0]):
+        _log_prob_full(X, start, ls.kmax, 0, m, False, means, prec_chol, log_norm, k, ls.lp[k],
+                       no_dist, fs)
+    _lists_from_log_prob(m, ls)
 
 
 @jit()
-def _list_scratch(n_components, m):
-    """Scratch of the list helpers: lp, ptr, rows, vals, rowmax, kmax, rowsum, lse."""
-    return (np.empty((n_components, m)), np.empty(n_components + 1, dtype=np.int64),
-            np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1),
-            np.empty(m), np.empty(m, dtype=np.int64), np.empty(m), np.empty(m))
+def _lists_tied(X, start, m, shift, mean_proj, prec_chol, log_norm, ls, ds):
+    """Transpose the chunk, every tied log density into ``ls.lp``, the lists."""
+    _transpose_chunk(X, start, m, ds.xt)
+    _log_prob_tied(m, shift, mean_proj, prec_chol, log_norm, ls.lp, ds)
+    _lists_from_log_prob(m, ls)
 
 
 @jit()
-def _accumulate_scratch(X, m):
-    """Scratch of :func:`_accumulate_full`: dr, rr, sl."""
-    n_features = X.shape[1]
-    return (np.empty((m, n_features), dtype=X.dtype), np.empty(m, dtype=X.dtype),
-            np.empty((n_features + 1, n_features), dtype=X.dtype))
+def _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds):
+    """Transpose the chunk, every diagonal or spherical log density into ``ls.lp``, the lists."""
+    _transpose_chunk(X, start, m, ds.xt)
+    _log_prob_diag(m, means, prec, log_norm, spherical, ls.lp, ds)
+    _lists_from_log_prob(m, ls)
 
 
 @jit()
-def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr, rr, sl):
+def _lists_from_labels(labels, start, m, ls):
+    """Lists of hard assignments: row ``i`` in component ``labels[start + i]``, value 1.
+
+    The same lists as :func:`_lists_from_resp` on the one-hot matrix (rows
+    ascending within each component), without forming it.
+    """
+    ptr, rows, vals = ls.ptr, ls.rows, ls.vals
+    n_components = ptr.shape[0] - 1
+    for k in range(n_components + 1):
+        ptr[k] = 0
+    for i in range(m):
+        ptr[labels[start + i] + 1] += 1
+    for k in range(n_components):
+        ptr[k + 1] += ptr[k]
+    # Fill each bucket from its end, rows descending, so that they ascend;
+    # ptr[k + 1] then holds the start of bucket k.
+    for i in range(m - 1, -1, -1):
+        k1 = labels[start + i] + 1
+        ptr[k1] -= 1
+        rows[ptr[k1]] = i
+        vals[ptr[k1]] = 1.0
+    for k in range(n_components):
+        ptr[k] = ptr[k + 1]
+    ptr[n_components] = m
+
+
+@jit()
+def _lists_from_resp(resp, start, m, ls):
+    """Lists of the non-zero entries of given responsibilities ``resp[start:start + m]``."""
+    ptr, rows, vals = ls.ptr, ls.rows, ls.vals
+    n_components = resp.shape[1]
+    p = 0
+    for k in range(n_components):
+        ptr[k] = p
+        for i in range(m):
+            r = resp[start + i, k]
+            rows[p] = i
+            vals[p] = r
+            p += 1 if r != 0.0 else 0
+    ptr[n_components] = p
+
+
+@jit()
+def _lists_given(resp, labels, start, m, ls):
+    """Lists of a chunk's given responsibilities: hard ``labels`` unless empty, else ``resp``."""
+    if labels.shape[0] > 0:
+        _lists_from_labels(labels, start, m, ls)
+    else:
+        _lists_from_resp(resp, start, m, ls)
+
+
+# ---------------------------------------------------------------------------
+# 7. Statistics
+# ---------------------------------------------------------------------------
+
+
+@jit()
+def _accumulate_full(X, start, w, weighted, ls, shift, nk, t, s, ss):
     """Add listed responsibilities of a chunk to full-covariance statistics.
 
     Parameters
     ----------
     X : ndarray (n, d), dtype of X; the chunk starts at row ``start``
     w : ndarray (n,) float64 (indexed from ``start``)
-    ptr, rows, vals : the chunk's responsibility lists
+    weighted : bool
+    ls : ListScratch
+        The chunk's responsibility lists (``ptr``, ``rows``, ``vals``).
     shift : ndarray (k, d), dtype of X
     nk : ndarray (k,) float64, updated
     t : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)``
     s : ndarray (k, d, d) float64, updated (whole matrix; callers read the
         upper triangle): ``sum r w (x - shift_k)(x - shift_k)^T``
-    dr : ndarray (>= m, d), dtype of X, scratch
-    rr : ndarray (>= m,), dtype of X, scratch
-    sl : ndarray (d + 1, d), dtype of X, scratch
+    ss : FullStatsScratch
 
     Notes
     -----
     Each component's rows are gathered (contiguous rows of ``X``), then
     added as rank-one updates four rows at a time: full rows of ``sl``
-    vectorise, and each load and store serves four rows.  (Rows cut to the
-    upper triangle, even in whole groups of four, were 10-25 % slower: the
-    shorter rows fall out of LLVM's vector loop into its remainder loops.)
-    One chunk's sums for a component (at most a chunk of rows) are formed in
-    the dtype of ``X`` in ``sl`` -- twice the lanes per vector for float32
-    input, 1.15-1.3x faster there -- and added to the float64 statistics
+    vectorise, and each load and store serves four rows (rows cut to the
+    upper triangle would be shorter than LLVM's vector loop and fall into
+    its scalar remainder).  One chunk's sums for a component (at most a
+    chunk of rows) are formed in the dtype of ``X`` in ``sl``, twice the
+    lanes per vector for float32 input, and added to the float64 statistics
     once per chunk, so that across chunks everything is summed in float64.
-    Arrays are indexed, never sliced, inside the loops: a slice costs an
-    atomic reference count, which threads sharing ``X`` would contend for.
     """
+    ptr, rows, vals = ls.ptr, ls.rows, ls.vals
+    dr, rr, sl = ss.dr, ss.rr, ss.sl
     n_features = X.shape[1]
     n_components = shift.shape[0]
     for k in range(n_components):
@@ -935,35 +1199,43 @@ def _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s, dr
 
 
 @jit()
-def _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift, nk, t, s, dt, rt):
+def _accumulate_tied(X, start, m, xt, w, weighted, ls, shift, nk, t, s, ts):
     """Add a chunk to tied-covariance statistics.
 
     Parameters
     ----------
-    xt : ndarray (d, >= m), dtype of X: the transposed chunk
+    X, start, m : the chunk, rows ``start .. start + m - 1`` of ``X``
+    xt : ndarray (d, >= m), dtype of X: the chunk, transposed
+    w, weighted : as :func:`_accumulate_full`
+    ls : ListScratch
+        The chunk's responsibility lists (``ptr``, ``rows``, ``vals``).
     shift : ndarray (d,), dtype of X, common to all components
-    t : ndarray (k, d) float64: ``sum r w (x - shift)``
-    s : ndarray (d, d) float64 (upper triangle): ``sum w (x - shift)(x - shift)^T``
-    dt, rt : ndarray (d, >= m) float64, scratch
+    nk : ndarray (k,) float64, updated
+    t : ndarray (k, d) float64, updated: ``sum r w (x - shift)``
+    s : ndarray (d, d) float64, updated (upper triangle):
+        ``sum w (x - shift)(x - shift)^T``
+    ts : TiedStatsScratch
 
     Notes
     -----
     With one shift for all components, ``sum_k r_ik = 1`` removes the
     responsibilities from the scatter: ``d^2 / 2`` per row, not ``k d^2 / 2``.
     """
+    ptr, rows, vals = ls.ptr, ls.rows, ls.vals
+    xc, wxc = ts.xc, ts.wxc
     n_features = X.shape[1]
     n_components = t.shape[0]
     for e in range(n_features):
         ce = shift[e]
         for i in range(m):
             v = xt[e, i] - ce
-            dt[e, i] = v
-            rt[e, i] = w[start + i] * v if weighted else v
+            xc[e, i] = v
+            wxc[e, i] = w[start + i] * v if weighted else v
     for e in range(n_features):
         for f in range(e, n_features):
             acc = 0.0
             for i in range(m):
-                acc += rt[e, i] * dt[f, i]
+                acc += wxc[e, i] * xc[f, i]
             s[e, f] += acc
     for k in range(n_components):
         total = 0.0
@@ -977,19 +1249,23 @@ def _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift, nk, t
 
 
 @jit()
-def _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s):
+def _accumulate_diag(X, start, w, weighted, ls, shift, nk, t, s):
     """Add listed responsibilities of a chunk to diagonal statistics.
 
     Parameters
     ----------
+    X, start, w, weighted, ls : as :func:`_accumulate_full`
     shift : ndarray (k, d), dtype of X
-    t : ndarray (k, d) float64
-    s : ndarray (k, d) float64: ``sum r w (x - shift_k)^2`` per feature
+    nk : ndarray (k,) float64, updated
+    t : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)``
+    s : ndarray (k, d) float64, updated: ``sum r w (x - shift_k)^2`` per
+        feature
 
     Notes
     -----
     Spherical models use the same statistics; the M-step averages features.
     """
+    ptr, rows, vals = ls.ptr, ls.rows, ls.vals
     n_features = X.shape[1]
     n_components = shift.shape[0]
     for k in range(n_components):
@@ -1007,12 +1283,12 @@ def _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift, nk, t, s):
 
 
 # ---------------------------------------------------------------------------
-# Folding per-chunk slots in a fixed order
+# 8. Folding slots in a fixed order
 # ---------------------------------------------------------------------------
 
 
 @jit()
-def _fold(slot, n_used, acc):
+def fold(slot, n_used, acc):
     """``acc += slot[0] + slot[1] + ... + slot[n_used - 1]``, in that order.
 
     Parameters
@@ -1028,23 +1304,26 @@ def _fold(slot, n_used, acc):
 
 
 # ---------------------------------------------------------------------------
-# Fused E-step + sufficient statistics (one pass over the data)
+# 9. Drivers: fused E-step and statistics (one pass over the data)
 # ---------------------------------------------------------------------------
 
 
-@jit()
+# Tiny helpers of the drivers, inlined for the reason the allocators are.
+
+
+@jit(inline=True)
 def _chunk_bounds(c, chunk_size, n_samples):
+    """First row and number of rows of chunk ``c``."""
     start = c * chunk_size
-    stop = min(start + chunk_size, n_samples)
-    return start, stop, stop - start
+    return start, min(start + chunk_size, n_samples) - start
 
 
-@jit()
-def _clear_slots(c, nk_slot, t_slot, s_slot, ll_slot):
-    nk_slot[c] = 0.0
-    t_slot[c] = 0.0
-    s_slot[c] = 0.0
-    ll_slot[c] = 0.0
+@jit(inline=True)
+def _clear_slots(g, nk_slot, t_slot, s_slot):
+    """Zero slot ``g`` of the statistics."""
+    nk_slot[g] = 0.0
+    t_slot[g] = 0.0
+    s_slot[g] = 0.0
 
 
 @jit()
@@ -1068,9 +1347,10 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
     out[1] += n_zero
 
 
-def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                      hint, use_hint, chunk_size, group, nk_slot, t_slot, s_slot, ll_slot,
-                      g_lo, g_hi):
+@jit()
+def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
+                  hint, use_hint, chunk_size, group, nk_slot, t_slot, s_slot, ll_slot,
+                  g_lo, g_hi):
     """Fused E-step and statistics for full covariances.
 
     Parameters
@@ -1079,26 +1359,33 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
     w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
     weighted : bool
     means : ndarray (k, d), dtype of X; also the shift of the statistics
-    prec_chol : ndarray (k, d, d), dtype of X
+    prec_chol : ndarray (k, d, d), dtype of X, upper triangular
     log_norm : ndarray (k,) float64
     lam_min : ndarray (k,) float64
         Lower bounds of the precisions' smallest eigenvalues (pruning).
-    pair_w, pair_c : pair bounds (pruning; see :func:`_lists_full`)
+    pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
+    pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
+        Pair bounds (pruning; see :func:`_lists_full`); empty to switch
+        them off.
     hint : ndarray (n,) int32, or length 0
         Each row's most probable component, written on the way out (for the
         next iteration) when not empty.
     use_hint : bool
         ``hint`` already holds a guess per row (see
-        :func:`_lists_full_hinted`); results do not depend on it.
+        :func:`_lists_full_hinted`; used only with pair bounds); results do
+        not depend on it.
     chunk_size : int
         Rows per chunk (the unit of the per-chunk helpers).
     group : int
         Chunks per slot.
-    nk_slot, t_slot, s_slot, ll_slot : float64 slots, shapes ``(G, k)``,
-        ``(G, k, d)``, ``(G, k, d, d)`` (upper triangle), ``(G, 2)`` with
-        ``G >= ceil(n / (chunk_size * group))``; slot ``g`` receives the
-        statistics of group ``g``, ``ll_slot[g, 0]`` its ``sum w log p(x)``
-        and ``ll_slot[g, 1]`` its number of rows with ``p(x) = 0``.
+    nk_slot : ndarray (G, k) float64
+    t_slot : ndarray (G, k, d) float64
+    s_slot : ndarray (G, k, d, d) float64 (upper triangle)
+    ll_slot : ndarray (G, 2) float64
+        ``G >= ceil(n / (chunk_size * group))``.  Slot ``g`` receives the
+        statistics of group ``g`` (see :func:`_accumulate_full`),
+        ``ll_slot[g, 0]`` its ``sum w log p(x)`` and ``ll_slot[g, 1]`` its
+        number of rows with ``p(x) = 0``.
     g_lo, g_hi : int
         The groups to process (see :func:`fastgmm._parallel.run_groups`).
 
@@ -1107,50 +1394,71 @@ def _em_stats_full_py(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_
     Group ``g`` (``group`` consecutive chunks, one after another) writes only
     slot ``g`` and scratch of its own, so disjoint group ranges may run on
     different threads.  The caller folds the slots in group order
-    (:func:`_fold`): the summation order depends on ``chunk_size`` and
+    (:func:`fold`): the summation order depends on ``chunk_size`` and
     ``group``, never on the number of threads.
     """
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    hinted = use_hint and pair_w.shape[0] > 0
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
+        _clear_slots(g, nk_slot, t_slot, s_slot)
+        ll_slot[g] = 0.0
         mc = min(chunk_size, n_samples)
-        xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        dr, rr, sl = _accumulate_scratch(X, mc)
-        hinted = use_hint and pair_w.shape[0] > 0
-        pair_k = np.empty(mc * (n_components - 1) + 1 if hinted else 0, dtype=np.int64)
-        pair_i = np.empty_like(pair_k)
-        pcnt = np.empty(n_components + 1, dtype=np.int64)
+        ls = _list_scratch(n_components, mc)
+        fs = _full_scratch(X, mc)
+        bs = _bucket_scratch(n_components, mc)
+        hs = _hint_scratch(n_components, mc, hinted)
+        ss = _full_stats_scratch(X, mc)
+        kmax = ls.kmax
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
             if hinted:
                 for i in range(m):
                     kmax[i] = hint[start + i]
                 _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c,
-                                   kmax, ptr, rows, vals, rowmax, order, koff, lse, rowsum, dx,
-                                   acc, maha, pair_k, pair_i, pcnt)
+                                   ls, fs, bs, hs)
             else:
-                _transpose_chunk(X, start, stop, xt)
-                _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
-                            pair_c, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse,
-                            rowsum, dx, acc, maha)
+                _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
+                            ls, fs, bs)
             if hint.shape[0] > 0:
                 for i in range(m):
                     hint[start + i] = kmax[i]
-            _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
-            _accumulate_full(X, start, w, weighted, ptr, rows, vals, means,
-                             nk_slot[g], t_slot[g], s_slot[g], dr, rr, sl)
+            _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
+            _accumulate_full(X, start, w, weighted, ls, means, nk_slot[g], t_slot[g], s_slot[g],
+                             ss)
 
 
-def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
-                      chunk_size, group, nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
+@jit()
+def em_stats_tied(X, w, weighted, shift, mean_proj, prec_chol, log_norm, chunk_size, group,
+                  nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
     """Fused E-step and statistics for a tied covariance.
 
-    Parameters as :func:`_em_stats_full` except ``shift`` (d,) and
-    ``mean_proj`` (k, d) (see :func:`_log_prob_tied`), ``prec_chol``
-    (d, d), and ``s_slot`` ``(G, d, d)``, ``s`` ``(d, d)``.
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
+    weighted : bool
+    shift : ndarray (d,), dtype of X
+        The shift of the statistics, a point near the data (see
+        :func:`_log_prob_tied`).
+    mean_proj : ndarray (k, d), dtype of X
+        ``(means - shift) @ prec_chol``.
+    prec_chol : ndarray (d, d), dtype of X, upper triangular
+    log_norm : ndarray (k,) float64
+    chunk_size : int
+        Rows per chunk.
+    group : int
+        Chunks per slot.
+    nk_slot : ndarray (G, k) float64
+    t_slot : ndarray (G, k, d) float64
+    s_slot : ndarray (G, d, d) float64 (upper triangle)
+    ll_slot : ndarray (G, 2) float64
+        Slot ``g`` receives the statistics of group ``g`` (see
+        :func:`_accumulate_tied`) and its log-likelihood, as in
+        :func:`em_stats_full`.
+    g_lo, g_hi : int
+        The groups to process.
 
     Notes
     -----
@@ -1160,149 +1468,205 @@ def _em_stats_tied_py(X, w, weighted, shift, mean_proj, prec_chol, log_norm,
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
+        _clear_slots(g, nk_slot, t_slot, s_slot)
+        ll_slot[g] = 0.0
         mc = min(chunk_size, n_samples)
-        xt, dx, yt, maha = _dense_scratch(X, mc, True)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        dt = np.empty((n_features, mc + ROW_PAD))
-        rt = np.empty((n_features, mc + ROW_PAD))
+        ls = _list_scratch(n_components, mc)
+        ds = _dense_scratch(X, mc, True)
+        ts = _tied_stats_scratch(n_features, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp,
-                              dx, yt, maha, ptr, rows, vals, rowmax, kmax, rowsum, lse)
-            _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
-            _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
-                             nk_slot[g], t_slot[g], s_slot[g], dt, rt)
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_tied(X, start, m, shift, mean_proj, prec_chol, log_norm, ls, ds)
+            _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
+            _accumulate_tied(X, start, m, ds.xt, w, weighted, ls, shift, nk_slot[g], t_slot[g],
+                             s_slot[g], ts)
 
 
-def _em_stats_diag_py(X, w, weighted, means, prec, log_norm, spherical, chunk_size, group,
-                      nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
+@jit()
+def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, chunk_size, group,
+                  nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
     """Fused E-step and statistics for diagonal or spherical covariances.
-
-    ``prec`` is (k, d) (``1 / sqrt(variance)`` per feature) or, when
-    ``spherical``, (k, 1); ``s_slot`` is ``(G, k, d)`` and ``s`` ``(k, d)``
-    (spherical models use the diagonal statistics; the M-step averages
-    features).
-
-    Notes
-    -----
-    Thread-safe for disjoint group ranges: per-group slots and scratch.
-    """
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot, ll_slot)
-        mc = min(chunk_size, n_samples)
-        xt, _, _, maha = _dense_scratch(X, mc, False)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
-                              ptr, rows, vals, rowmax, kmax, rowsum, lse)
-            _sum_log_lik(lse, m, w, weighted, start, ll_slot[g])
-            _accumulate_diag(X, start, w, weighted, ptr, rows, vals, means,
-                             nk_slot[g], t_slot[g], s_slot[g])
-
-
-# ---------------------------------------------------------------------------
-# Statistics from given responsibilities (initialisation)
-# ---------------------------------------------------------------------------
-
-
-def _resp_stats_full_py(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
-                        s_slot, g_lo, g_hi):
-    """Statistics of full covariances for given responsibilities.
 
     Parameters
     ----------
-    resp : ndarray (n, k) float64, or (0, k) when ``labels`` is given
-    labels : ndarray (n,) int64 hard assignments, or length 0 (use ``resp``)
-    shift : ndarray (k, d), dtype of X
-    nk_slot, t_slot, s_slot : float64 slots ``(G, k)``, ``(G, k, d)``,
-        ``(G, k, d, d)`` (upper triangle)
+    X : ndarray (n, d) float32/float64, C-contiguous
+    w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
+    weighted : bool
+    means : ndarray (k, d), dtype of X; also the shift of the statistics
+    prec : ndarray (k, d), dtype of X, or (k, 1) when ``spherical``
+        ``1 / sqrt(variance)`` per feature (or per component).
+    log_norm : ndarray (k,) float64
+    spherical : bool
+    chunk_size : int
+        Rows per chunk.
+    group : int
+        Chunks per slot.
+    nk_slot : ndarray (G, k) float64
+    t_slot : ndarray (G, k, d) float64
+    s_slot : ndarray (G, k, d) float64
+    ll_slot : ndarray (G, 2) float64
+        Slot ``g`` receives the statistics of group ``g`` (see
+        :func:`_accumulate_diag`; spherical models use the diagonal
+        statistics, the M-step averages features) and its log-likelihood,
+        as in :func:`em_stats_full`.
     g_lo, g_hi : int
         The groups to process.
 
     Notes
     -----
-    Zero responsibilities are skipped, so one-hot (hard) assignments cost one
-    component per row.  One driver per covariance type (``_resp_stats_*``),
-    so that a fit compiles only the accumulation it uses.  Thread-safe for
-    disjoint group ranges: per-group slots.
+    Thread-safe for disjoint group ranges: per-group slots and scratch.
+    """
+    n_samples = X.shape[0]
+    n_components = means.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for g in range(g_lo, g_hi):
+        _clear_slots(g, nk_slot, t_slot, s_slot)
+        ll_slot[g] = 0.0
+        mc = min(chunk_size, n_samples)
+        ls = _list_scratch(n_components, mc)
+        ds = _dense_scratch(X, mc, False)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
+            _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
+            _accumulate_diag(X, start, w, weighted, ls, means, nk_slot[g], t_slot[g], s_slot[g])
+
+
+# ---------------------------------------------------------------------------
+# 10. Drivers: statistics of given responsibilities (initialisation)
+#
+# One driver per covariance type, so that a fit compiles only the
+# accumulation it uses.  Zero responsibilities are skipped, so one-hot
+# (hard) assignments cost one component per row.
+# ---------------------------------------------------------------------------
+
+
+@jit()
+def resp_stats_full(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
+                    s_slot, g_lo, g_hi):
+    """Statistics of full covariances for given responsibilities.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
+    weighted : bool
+    resp : ndarray (n, k) float64, or (0, k) when ``labels`` is given
+    labels : ndarray (n,) int64 hard assignments, or length 0 (use ``resp``)
+    shift : ndarray (k, d), dtype of X
+    chunk_size : int
+        Rows per chunk.
+    group : int
+        Chunks per slot.
+    nk_slot : ndarray (G, k) float64
+    t_slot : ndarray (G, k, d) float64
+    s_slot : ndarray (G, k, d, d) float64 (upper triangle)
+        Slot ``g`` receives the statistics of group ``g`` (see
+        :func:`_accumulate_full`).
+    g_lo, g_hi : int
+        The groups to process.
+
+    Notes
+    -----
+    Thread-safe for disjoint group ranges: per-group slots.
+    """
+    n_samples = X.shape[0]
+    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    for g in range(g_lo, g_hi):
+        _clear_slots(g, nk_slot, t_slot, s_slot)
+        mc = min(chunk_size, n_samples)
+        ls = _list_scratch(resp.shape[1], mc)
+        ss = _full_stats_scratch(X, mc)
+        for c in range(g * group, min(g * group + group, n_chunks)):
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_given(resp, labels, start, m, ls)
+            _accumulate_full(X, start, w, weighted, ls, shift, nk_slot[g], t_slot[g], s_slot[g],
+                             ss)
+
+
+@jit()
+def resp_stats_tied(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
+                    s_slot, g_lo, g_hi):
+    """Statistics of a tied covariance for given responsibilities.
+
+    Parameters
+    ----------
+    X, w, weighted, resp, labels, chunk_size, group : as :func:`resp_stats_full`
+    shift : ndarray (d,), dtype of X
+    nk_slot : ndarray (G, k) float64
+    t_slot : ndarray (G, k, d) float64
+    s_slot : ndarray (G, d, d) float64 (upper triangle)
+        Slot ``g`` receives the statistics of group ``g`` (see
+        :func:`_accumulate_tied`).
+    g_lo, g_hi : int
+        The groups to process.
+
+    Notes
+    -----
+    Thread-safe for disjoint group ranges: per-group slots.
     """
     n_samples, n_features = X.shape
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals = _resp_scratch(g, resp.shape[1], min(chunk_size, n_samples),
-                                        nk_slot, t_slot, s_slot)
-        dr, rr, sl = _accumulate_scratch(X, min(chunk_size, n_samples))
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _resp_lists(resp, labels, start, stop, ptr, rows, vals)
-            _accumulate_full(X, start, w, weighted, ptr, rows, vals, shift,
-                             nk_slot[g], t_slot[g], s_slot[g], dr, rr, sl)
-
-
-def _resp_stats_tied_py(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
-                        s_slot, g_lo, g_hi):
-    """:func:`_resp_stats_full_py` for a tied covariance: ``shift`` (d,), ``s_slot`` (G, d, d)."""
-    n_samples, n_features = X.shape
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    for g in range(g_lo, g_hi):
-        ptr, rows, vals = _resp_scratch(g, resp.shape[1], min(chunk_size, n_samples),
-                                        nk_slot, t_slot, s_slot)
+        _clear_slots(g, nk_slot, t_slot, s_slot)
         mc = min(chunk_size, n_samples)
-        xt = np.empty((n_features, mc + ROW_PAD), dtype=X.dtype)
-        dt = np.empty((n_features, mc + ROW_PAD))
-        rt = np.empty((n_features, mc + ROW_PAD))
+        ls = _list_scratch(resp.shape[1], mc)
+        ds = _dense_scratch(X, mc, False)
+        ts = _tied_stats_scratch(n_features, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _resp_lists(resp, labels, start, stop, ptr, rows, vals)
-            _transpose_chunk(X, start, stop, xt)
-            _accumulate_tied(X, start, xt, m, w, weighted, ptr, rows, vals, shift,
-                             nk_slot[g], t_slot[g], s_slot[g], dt, rt)
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_given(resp, labels, start, m, ls)
+            _transpose_chunk(X, start, m, ds.xt)
+            _accumulate_tied(X, start, m, ds.xt, w, weighted, ls, shift, nk_slot[g], t_slot[g],
+                             s_slot[g], ts)
 
 
-def _resp_stats_diag_py(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
-                        s_slot, g_lo, g_hi):
-    """:func:`_resp_stats_full_py` for diagonal statistics: ``s_slot`` (G, k, d)."""
+@jit()
+def resp_stats_diag(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
+                    s_slot, g_lo, g_hi):
+    """Diagonal (and spherical) statistics for given responsibilities.
+
+    Parameters
+    ----------
+    X, w, weighted, resp, labels, chunk_size, group : as :func:`resp_stats_full`
+    shift : ndarray (k, d), dtype of X
+    nk_slot : ndarray (G, k) float64
+    t_slot : ndarray (G, k, d) float64
+    s_slot : ndarray (G, k, d) float64
+        Slot ``g`` receives the statistics of group ``g`` (see
+        :func:`_accumulate_diag`).
+    g_lo, g_hi : int
+        The groups to process.
+
+    Notes
+    -----
+    Thread-safe for disjoint group ranges: per-group slots.
+    """
     n_samples = X.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
-        ptr, rows, vals = _resp_scratch(g, resp.shape[1], min(chunk_size, n_samples),
-                                        nk_slot, t_slot, s_slot)
+        _clear_slots(g, nk_slot, t_slot, s_slot)
+        ls = _list_scratch(resp.shape[1], min(chunk_size, n_samples))
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _resp_lists(resp, labels, start, stop, ptr, rows, vals)
-            _accumulate_diag(X, start, w, weighted, ptr, rows, vals, shift,
-                             nk_slot[g], t_slot[g], s_slot[g])
-
-
-@jit()
-def _resp_scratch(g, n_components, m, nk_slot, t_slot, s_slot):
-    """Clear slot ``g``; list scratch for chunks of ``m`` rows: ptr, rows, vals."""
-    nk_slot[g] = 0.0
-    t_slot[g] = 0.0
-    s_slot[g] = 0.0
-    return (np.empty(n_components + 1, dtype=np.int64),
-            np.empty(n_components * m + 1, dtype=np.int64), np.empty(n_components * m + 1))
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_given(resp, labels, start, m, ls)
+            _accumulate_diag(X, start, w, weighted, ls, shift, nk_slot[g], t_slot[g], s_slot[g])
 
 
 # ---------------------------------------------------------------------------
-# Per-point outputs (predict, predict_proba, score_samples)
+# 11. Drivers: per-point outputs (predict, predict_proba, score_samples)
 # ---------------------------------------------------------------------------
 
 
 @jit()
-def _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
-                         out_score, out_label):
+def _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label):
     """Write the per-point outputs asked for from a chunk's normalised lists.
 
     Outputs of length 0 are not wanted.  ``out_2d`` receives the
     responsibilities when ``want_resp``, else the weighted log densities
-    (which ``lp`` must then hold for every component).
+    (which ``ls.lp`` must then hold for every component).
     """
+    lp, ptr, rows, vals, kmax, lse = ls.lp, ls.ptr, ls.rows, ls.vals, ls.kmax, ls.lse
     n_components = lp.shape[0]
     if out_2d.shape[0] > 0 and not want_resp:
         for i in range(m):
@@ -1321,15 +1685,24 @@ def _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, ou
                 out_2d[start + rows[j], k] = vals[j]
 
 
-def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_size,
-                   group, want_resp, out_2d, out_score, out_label, g_lo, g_hi):
+@jit()
+def point_full(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_size, group,
+               want_resp, out_2d, out_score, out_label, g_lo, g_hi):
     """Per-point outputs for full covariances.
 
     Parameters
     ----------
-    out_2d : ndarray (n, k) or (0, k)
+    X : ndarray (n, d) float32/float64, C-contiguous
+    means, prec_chol, log_norm, lam_min, pair_w, pair_c : as :func:`em_stats_full`
+    chunk_size : int
+        Rows per chunk.
+    group : int
+        Chunks per call of the per-group loop (scratch is allocated per group).
+    want_resp : bool
+        ``out_2d`` receives responsibilities rather than log densities.
+    out_2d : ndarray (n, k) or (0, k), float32/float64
         Responsibilities (``want_resp``) or weighted log densities.
-    out_score : ndarray (n,) or (0,)
+    out_score : ndarray (n,) or (0,), float32/float64
         Log density of each row.
     out_label : ndarray (n,) int64 or (0,)
         Most probable component.
@@ -1338,203 +1711,95 @@ def _point_full_py(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk
 
     Notes
     -----
-    Thread-safe for disjoint group ranges: each group writes its own rows and
-    scratch only.
+    Outputs of length 0 are not computed.  Thread-safe for disjoint group
+    ranges: each group writes its own rows and scratch only.
     """
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     # Weighted log densities are wanted exactly for every component.
     prune = want_resp or out_2d.shape[0] == 0
     for g in range(g_lo, g_hi):
         mc = min(chunk_size, n_samples)
-        xt, dx, acc, maha, order, cand, koff = _full_scratch(X, n_components, mc)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
-        no_dist = lse[:0]
+        ls = _list_scratch(n_components, mc)
+        fs = _full_scratch(X, mc)
+        bs = _bucket_scratch(n_components, mc)
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
             if prune:
-                _transpose_chunk(X, start, stop, xt)
-                _lists_full(X, start, xt, m, means, prec_chol, log_norm, lam_min, pair_w,
-                            pair_c, lp, ptr, rows, vals, rowmax, kmax, order, cand, koff, lse,
-                            rowsum, dx, acc, maha)
+                _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
+                            ls, fs, bs)
             else:
-                for k in range(n_components):
-                    _exact_full(X, start, kmax, 0, m, False, means, prec_chol, k, log_norm[k],
-                                lp[k], dx, acc, maha, no_dist)
-                _lists_dense(lp, m, ptr, rows, vals, rowmax, kmax, rowsum, lse)
-            _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
-                                 out_score, out_label)
+                _lists_full_dense(X, start, m, means, prec_chol, log_norm, ls, fs)
+            _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label)
 
 
-def _point_tied_py(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, want_resp,
-                   out_2d, out_score, out_label, g_lo, g_hi):
-    """Per-point outputs for a tied covariance (see :func:`_point_full`)."""
-    n_samples, n_features = X.shape
+@jit()
+def point_tied(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, want_resp,
+               out_2d, out_score, out_label, g_lo, g_hi):
+    """Per-point outputs for a tied covariance.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    shift, mean_proj, prec_chol, log_norm : as :func:`em_stats_tied`
+    chunk_size, group, want_resp, out_2d, out_score, out_label, g_lo, g_hi
+        As :func:`point_full`.
+    """
+    n_samples = X.shape[0]
     n_components = mean_proj.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
         mc = min(chunk_size, n_samples)
-        xt, dx, yt, maha = _dense_scratch(X, mc, True)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        ls = _list_scratch(n_components, mc)
+        ds = _dense_scratch(X, mc, True)
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _dense_lists_tied(X, start, stop, xt, shift, mean_proj, prec_chol, log_norm, lp,
-                              dx, yt, maha, ptr, rows, vals, rowmax, kmax, rowsum, lse)
-            _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
-                                 out_score, out_label)
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_tied(X, start, m, shift, mean_proj, prec_chol, log_norm, ls, ds)
+            _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label)
 
 
-def _point_diag_py(X, means, prec, log_norm, spherical, chunk_size, group, want_resp,
-                   out_2d, out_score, out_label, g_lo, g_hi):
-    """Per-point outputs for diagonal or spherical covariances (see :func:`_point_full`)."""
-    n_samples, n_features = X.shape
+@jit()
+def point_diag(X, means, prec, log_norm, spherical, chunk_size, group, want_resp,
+               out_2d, out_score, out_label, g_lo, g_hi):
+    """Per-point outputs for diagonal or spherical covariances.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    means, prec, log_norm, spherical : as :func:`em_stats_diag`
+    chunk_size, group, want_resp, out_2d, out_score, out_label, g_lo, g_hi
+        As :func:`point_full`.
+    """
+    n_samples = X.shape[0]
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     for g in range(g_lo, g_hi):
         mc = min(chunk_size, n_samples)
-        xt, _, _, maha = _dense_scratch(X, mc, False)
-        lp, ptr, rows, vals, rowmax, kmax, rowsum, lse = _list_scratch(n_components, mc)
+        ls = _list_scratch(n_components, mc)
+        ds = _dense_scratch(X, mc, False)
         for c in range(g * group, min(g * group + group, n_chunks)):
-            start, stop, m = _chunk_bounds(c, chunk_size, n_samples)
-            _dense_lists_diag(X, start, stop, xt, means, prec, log_norm, spherical, lp, maha,
-                              ptr, rows, vals, rowmax, kmax, rowsum, lse)
-            _point_outputs_chunk(lp, m, start, ptr, rows, vals, kmax, lse, want_resp, out_2d,
-                                 out_score, out_label)
+            start, m = _chunk_bounds(c, chunk_size, n_samples)
+            _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
+            _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label)
 
 
 # ---------------------------------------------------------------------------
-# k-means (initialisation)
+# 12. Tables by covariance type
+#
+# Drivers take the range of groups to process last;
+# :func:`fastgmm._parallel.run_groups` shares them between threads, and the
+# caller folds the slots with :func:`fold`.  Spherical models use the
+# diagonal drivers (``spherical=True``, a (k, 1) precision factor).
 # ---------------------------------------------------------------------------
 
+#: Fused E-step and statistics, by covariance type.
+EM_STATS = {"full": em_stats_full, "tied": em_stats_tied, "diag": em_stats_diag,
+            "spherical": em_stats_diag}
 
-def _update_min_dist_py(X, center, closest, chunk_size, c_lo, c_hi):
-    """``closest[i] = min(closest[i], ||X[i] - center||^2)`` for chunks ``c_lo:c_hi``.
+#: Statistics of given responsibilities, by covariance type.
+RESP_STATS = {"full": resp_stats_full, "tied": resp_stats_tied, "diag": resp_stats_diag,
+              "spherical": resp_stats_diag}
 
-    Notes
-    -----
-    Thread-safe for disjoint chunk ranges: each row is written once.
-    """
-    n_samples, n_features = X.shape
-    for i in range(c_lo * chunk_size, min(c_hi * chunk_size, n_samples)):
-        d2 = 0.0
-        for e in range(n_features):
-            z = X[i, e] - center[e]
-            d2 += z * z
-        if d2 < closest[i]:
-            closest[i] = d2
-
-
-def _candidate_potential_py(X, w, weighted, candidates, closest, chunk_size, slot, c_lo, c_hi):
-    """Potential ``sum_i w_i min(closest_i, ||x_i - cand||^2)`` per candidate and chunk.
-
-    Parameters
-    ----------
-    candidates : ndarray (m, d), dtype of X
-    closest : ndarray (n,) float64
-    slot : ndarray (n_chunks, m) float64; row ``c`` receives chunk ``c``'s
-        potentials (the caller folds them in chunk order)
-    c_lo, c_hi : int
-        The chunks to process.
-
-    Notes
-    -----
-    Thread-safe for disjoint chunk ranges.
-    """
-    n_samples, n_features = X.shape
-    n_cand = candidates.shape[0]
-    for c in range(c_lo, c_hi):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        slot[c] = 0.0
-        for j in range(n_cand):
-            cand = candidates[j]
-            total = 0.0
-            for i in range(start, stop):
-                d2 = 0.0
-                for e in range(n_features):
-                    z = X[i, e] - cand[e]
-                    d2 += z * z
-                if closest[i] < d2:
-                    d2 = closest[i]
-                total += (w[i] if weighted else 1.0) * d2
-            slot[c, j] = total
-
-
-def _lloyd_step_py(X, w, weighted, centers, labels, chunk_size, sum_slot, count_slot,
-                   c_lo, c_hi):
-    """One Lloyd iteration over chunks ``c_lo:c_hi``: nearest centres, sums.
-
-    Parameters
-    ----------
-    centers : ndarray (k, d), dtype of X
-    labels : ndarray (n,) int64, written
-    sum_slot, count_slot : float64 ``(n_chunks, k, d)``, ``(n_chunks, k)``;
-        row ``c`` receives chunk ``c``'s ``sum w (x - centre)`` per cluster
-        (shifted by the old centre, for accuracy far from the origin) and
-        ``sum w`` per cluster
-    c_lo, c_hi : int
-        The chunks to process.
-
-    Notes
-    -----
-    Thread-safe for disjoint chunk ranges; the caller folds the slots in
-    chunk order.
-    """
-    n_samples, n_features = X.shape
-    n_clusters = centers.shape[0]
-    for c in range(c_lo, c_hi):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_samples)
-        sum_slot[c] = 0.0
-        count_slot[c] = 0.0
-        for i in range(start, stop):
-            best = 0
-            best_d2 = np.inf
-            for k in range(n_clusters):
-                d2 = 0.0
-                for e in range(n_features):
-                    z = X[i, e] - centers[k, e]
-                    d2 += z * z
-                if d2 < best_d2:
-                    best_d2 = d2
-                    best = k
-            labels[i] = best
-            wi = w[i] if weighted else 1.0
-            count_slot[c, best] += wi
-            for e in range(n_features):
-                sum_slot[c, best, e] += wi * (X[i, e] - centers[best, e])
-
-
-# ---------------------------------------------------------------------------
-# Dispatchers, built once here; each compiles on first use.
-# ---------------------------------------------------------------------------
-
-_DRIVERS = {
-    "em_stats_full": _em_stats_full_py,
-    "em_stats_tied": _em_stats_tied_py,
-    "em_stats_diag": _em_stats_diag_py,
-    "resp_stats_full": _resp_stats_full_py,
-    "resp_stats_tied": _resp_stats_tied_py,
-    "resp_stats_diag": _resp_stats_diag_py,
-    "point_full": _point_full_py,
-    "point_tied": _point_tied_py,
-    "point_diag": _point_diag_py,
-    "update_min_dist": _update_min_dist_py,
-    "candidate_potential": _candidate_potential_py,
-    "lloyd_step": _lloyd_step_py,
-}
-
-#: name -> dispatcher.  Drivers take the range of groups (or chunks) to
-#: process last; :func:`fastgmm._parallel.run_groups` shares them between
-#: threads, and the caller folds the slots with ``fold``.
-KERNELS = {name: jit()(fn) for name, fn in _DRIVERS.items()}
-KERNELS["fold"] = _fold
-
-EM_STATS = {t: KERNELS["em_stats_" + f] for t, f in
-            (("full", "full"), ("tied", "tied"), ("diag", "diag"), ("spherical", "diag"))}
-RESP_STATS = {t: KERNELS["resp_stats_" + f] for t, f in
-              (("full", "full"), ("tied", "tied"), ("diag", "diag"), ("spherical", "diag"))}
-POINT = {t: KERNELS["point_" + f] for t, f in
-         (("full", "full"), ("tied", "tied"), ("diag", "diag"), ("spherical", "diag"))}
-fold = _fold
+#: Per-point outputs, by covariance type.
+POINT = {"full": point_full, "tied": point_tied, "diag": point_diag, "spherical": point_diag}

@@ -1,0 +1,135 @@
+"""Layout of the kernel modules: tables, driver signatures, docstrings, cache safety."""
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+from fastgmm import _kernels, _kernels_kmeans
+
+COVARIANCE_TYPES = {"full", "tied", "diag", "spherical"}
+
+# The Python callers pass these positionally: their order is part of the interface.
+DRIVER_PARAMETERS = {
+    "em_stats_full": "X w weighted means prec_chol log_norm lam_min pair_w pair_c hint use_hint "
+                     "chunk_size group nk_slot t_slot s_slot ll_slot g_lo g_hi",
+    "em_stats_tied": "X w weighted shift mean_proj prec_chol log_norm chunk_size group nk_slot "
+                     "t_slot s_slot ll_slot g_lo g_hi",
+    "em_stats_diag": "X w weighted means prec log_norm spherical chunk_size group nk_slot t_slot "
+                     "s_slot ll_slot g_lo g_hi",
+    "resp_stats_full": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
+                       "g_lo g_hi",
+    "resp_stats_tied": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
+                       "g_lo g_hi",
+    "resp_stats_diag": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
+                       "g_lo g_hi",
+    "point_full": "X means prec_chol log_norm lam_min pair_w pair_c chunk_size group want_resp "
+                  "out_2d out_score out_label g_lo g_hi",
+    "point_tied": "X shift mean_proj prec_chol log_norm chunk_size group want_resp out_2d "
+                  "out_score out_label g_lo g_hi",
+    "point_diag": "X means prec log_norm spherical chunk_size group want_resp out_2d out_score "
+                  "out_label g_lo g_hi",
+    "fold": "slot n_used acc",
+    "update_min_dist": "X center closest chunk_size c_lo c_hi",
+    "candidate_potential": "X w weighted candidates closest chunk_size slot c_lo c_hi",
+    "lloyd_step": "X w weighted centers labels chunk_size sum_slot count_slot c_lo c_hi",
+}
+
+MODULES = (_kernels, _kernels_kmeans)
+
+
+def _driver(name):
+    return getattr(_kernels, name, None) or getattr(_kernels_kmeans, name)
+
+
+def _dispatchers(module):
+    from numba.core.registry import CPUDispatcher
+
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == module.__name__}
+
+
+@pytest.mark.parametrize("table, stage", [("EM_STATS", "em_stats"), ("RESP_STATS", "resp_stats"),
+                                          ("POINT", "point")])
+def test_tables_map_every_covariance_type_to_its_driver(table, stage):
+    entries = getattr(_kernels, table)
+    assert set(entries) == COVARIANCE_TYPES
+    for ctype, fn in entries.items():
+        expected = stage + "_" + ("diag" if ctype == "spherical" else ctype)
+        assert fn is getattr(_kernels, expected)
+        assert fn.py_func.__name__ == expected
+
+
+@pytest.mark.parametrize("name", sorted(DRIVER_PARAMETERS))
+def test_driver_arguments_keep_their_order(name):
+    params = list(inspect.signature(_driver(name).py_func).parameters)
+    assert params == DRIVER_PARAMETERS[name].split()
+
+
+@pytest.mark.parametrize("name", sorted(DRIVER_PARAMETERS))
+def test_driver_docstrings_describe_every_parameter(name):
+    doc = inspect.getdoc(_driver(name).py_func)
+    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\n", 1)[0]
+    described = set()
+    for line in section.splitlines():
+        if line and not line.startswith(" "):
+            names = line.split(" : ")[0]
+            described.update(n.strip() for n in names.split(","))
+    assert set(DRIVER_PARAMETERS[name].split()) <= described
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_kernels_call_only_compiled_functions_of_their_own_file(module):
+    """Numba's disk cache would not notice a change to a helper in another file."""
+    from numba.core.registry import CPUDispatcher
+
+    def names(code):
+        yield from code.co_names
+        for const in code.co_consts:
+            if inspect.iscode(const):
+                yield from names(const)
+
+    for name, disp in _dispatchers(module).items():
+        for ref in names(disp.py_func.__code__):
+            obj = disp.py_func.__globals__.get(ref)
+            if isinstance(obj, CPUDispatcher):
+                assert obj.py_func.__code__.co_filename == module.__file__, (name, ref)
+
+
+def test_kmeans_module_imports_nothing_from_the_em_kernels():
+    source = inspect.getsource(_kernels_kmeans)
+    assert not re.search(r"^\s*(from|import)\s+\S*_kernels\b", source, re.M)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_cross_references_resolve(module):
+    source = inspect.getsource(module)
+    refs = set(re.findall(r":(?:func|data|class|mod):`~?([\w.]+)`", source))
+    assert refs
+    for ref in refs:
+        if ref.startswith("fastgmm."):
+            parts = ref.split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+                break
+        else:
+            assert hasattr(module, ref), ref
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_functions_call_only_functions_defined_above_them(module):
+    """The sections of a kernel file read top to bottom."""
+    from numba.core.registry import CPUDispatcher
+
+    for name, disp in _dispatchers(module).items():
+        line = disp.py_func.__code__.co_firstlineno
+        for ref in disp.py_func.__code__.co_names:
+            obj = disp.py_func.__globals__.get(ref)
+            if isinstance(obj, CPUDispatcher):
+                assert obj.py_func.__code__.co_firstlineno < line, (name, ref)
