@@ -723,15 +723,15 @@ def _lists_from_log_prob(m, ls):
             up = v > rowmax[i]
             rowmax[i] = v if up else rowmax[i]
             kmax[i] = k if up else kmax[i]
-    # lse holds each row's threshold until the row is placed; NaN keeps all.
-    for i in range(m):
-        mx = rowmax[i]
-        lse[i] = mx + RESP_LOG_FLOOR if mx > -np.inf else np.nan
+    # An entry is kept when its difference from the row's largest exceeds the
+    # floor: ``mx + RESP_LOG_FLOOR`` would round back to ``mx`` for rows far
+    # from every component and drop them all.  A row whose every density is
+    # -inf gives NaN differences, which keep every entry.
     p = 0
     for k in range(n_components):
         c = 0
         for i in range(m):
-            keep = 0 if lp[k, i] <= lse[i] else 1
+            keep = 0 if lp[k, i] - rowmax[i] <= RESP_LOG_FLOOR else 1
             rowsum[i] += keep
             c += keep
         ptr[k] = p
@@ -747,11 +747,10 @@ def _lists_from_log_prob(m, ls):
             ptr[k] = q + 1
             lse[i] = mx
             continue
-        thr = lse[i]
         total = 0.0
         for k in range(n_components):
             v = lp[k, i]
-            if v <= thr:
+            if v - mx <= RESP_LOG_FLOOR:
                 continue
             e = _exp_nonpositive(max(v - mx, RESP_LOG_FLOOR)) if mx > -np.inf else 1.0
             q = ptr[k]
@@ -763,7 +762,7 @@ def _lists_from_log_prob(m, ls):
         if total != 1.0:
             inv = 1.0 / total
             for k in range(n_components):
-                if not lp[k, i] <= thr:
+                if not lp[k, i] - mx <= RESP_LOG_FLOOR:
                     vals[ptr[k] - 1] *= inv
     # ptr[k] now ends list k: shift back to starts.
     for k in range(n_components - 1, 0, -1):

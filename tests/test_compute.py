@@ -354,3 +354,22 @@ def test_dense_kernel_inputs_give_the_mahalanobis_distances(ctype, dtype):
     np.testing.assert_allclose(got, ref, rtol=rtol)
     assert log_norm.dtype == np.float64
     np.testing.assert_allclose(log_norm, _log_norms(w, means, full), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, far", [(np.float64, 1e10), (np.float32, 1e8)])
+def test_rows_far_from_every_component_keep_their_exact_density(covariance_type, dtype, far):
+    """A row far away (log density near -1e20) gets responsibilities summing to 1,
+    its most probable component, and its exact, finite log density (scipy reference).
+
+    Its log densities are so large that ``max - 50`` rounds back to the max, so
+    the cut-off must be taken on differences.
+    """
+    w, means, cov = random_params(covariance_type, 3, 2, 5)
+    params = GaussianParams.from_covariances(covariance_type, w, means, cov)
+    X = np.array([[far, 0.0], [0.0, far], [0.5, -0.5]], dtype=dtype)
+    ref = weighted_log_prob(X.astype(np.float64), w, means, cov, covariance_type)
+    out = point_outputs(X, params, resp=True, score=True, labels=True)
+    np.testing.assert_allclose(out["resp"].sum(axis=1), 1.0, rtol=1e-6)
+    assert np.isfinite(out["score"]).all()
+    np.testing.assert_allclose(out["score"], logsumexp(ref, axis=1), rtol=RTOL[dtype] * 10)
+    np.testing.assert_array_equal(out["labels"][:2], ref[:2].argmax(axis=1))

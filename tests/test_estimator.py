@@ -327,3 +327,23 @@ def test_values_near_1e150_are_scale_equivariant(scale, ctype):
     assert big.lower_bound_ == pytest.approx(base.lower_bound_ - 2 * np.log(scale),
                                              rel=1e-9)
     assert np.isfinite(big.score_samples(Z * scale)).all()
+
+
+def test_fit_from_means_far_from_the_data(covariance_type):
+    """Initial means 1e9 away from every row: the first lower bound is the exact,
+    finite mean log-likelihood of those parameters (scipy), and EM goes on.
+    """
+    X = TWO_BLOBS
+    k, d = 2, X.shape[1]
+    means = np.array([[1e9, 0.0], [-1e9, 0.0]])
+    precisions = unit_covariances(covariance_type, k, d)  # identity: its own inverse
+    init = dict(weights_init=np.full(k, 0.5), means_init=means, precisions_init=precisions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = fastgmm.GaussianMixture(k, covariance_type=covariance_type, max_iter=5,
+                                    random_state=0, **init).fit(X)
+    dens = np.stack([multivariate_normal(mu, np.eye(d)).logpdf(X) + np.log(0.5)
+                     for mu in means], axis=1)
+    exact = float(np.mean(np.logaddexp(dens[:, 0], dens[:, 1])))
+    assert np.isfinite(m.lower_bounds_).all() and len(m.lower_bounds_) >= 2
+    assert m.lower_bounds_[0] == pytest.approx(exact, rel=1e-12)
