@@ -16,7 +16,10 @@ parameters, their ratio, fastgmm's GFLOP/s (counting n k (2 d^2 + 7 d) flops
 for full/tied, n k (4 d) for diag/spherical) and its fraction of the GEMM
 rate of the case's dtype, and the extra peak resident memory of each fit.
 Then whole default fits (``END_TO_END``: separated data, and overlapping
-data in float64 and float32), the 440 x 2 case and thread scaling.
+data in float64 and float32), the 440 x 2 case and thread scaling.  Last,
+``BayesianGaussianMixture`` per EM iteration (``bayes-<case>``, for the cases
+of ``BAYES_CASES``), fastgmm and scikit-learn from the same variational
+posterior, next to fastgmm's ``GaussianMixture`` on the same data and start.
 """
 
 from __future__ import annotations
@@ -37,8 +40,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "asv_bench"))
 
 from benchmarks.common import (  # noqa: E402  (same seeded data as the asv suite)
+    BAYES_CASES,
     END_TO_END,
     FAMILIES,
+    bayes_estimators,
+    bayes_start,
+    gaussian_from,
     make_problem,
     start_params,
 )
@@ -55,6 +62,8 @@ except ImportError:  # pragma: no cover
 SKLEARN_THREADS = None
 
 EXTRAS = {"tiny": "440 x 2, k = 2, default fit", "threads": "full fit on 1 and 2 threads"}
+#: The BayesianGaussianMixture cases, by the name --family takes.
+BAYES = {f"bayes-{name}": name for name in BAYES_CASES}
 
 
 def cpu_line():
@@ -259,6 +268,57 @@ def run_case(case, n, iters, gemm, with_sklearn, repeats, pause, pools_seen):
     return row
 
 
+def bayes_case(case, n, iters, with_sklearn, repeats, pause):
+    """One row of the BayesianGaussianMixture table (see :func:`time_fits`).
+
+    Every fit warm-starts from the posterior scikit-learn's own M-step makes
+    of the case's starting responsibilities (:func:`benchmarks.common.bayes_start`,
+    outside the timing); fastgmm's ``GaussianMixture`` starts from that
+    posterior's expected weights, means and precisions, so the three columns
+    time iterations on the same data from the same place.
+    """
+    X, means0 = case.data(n)
+    start = bayes_start(case, X, means0)
+
+    def ours(m):
+        return bayes_estimators(case, start, m)[0]
+
+    def gmm(m):
+        return gaussian_from(case, start, m)
+
+    _quiet(ours(1).fit, X[:2000])  # compile outside the timing
+    _quiet(gmm(1).fit, X[:2000])
+    makers = {"bayes": ours, "gmm": gmm}
+    iters_of = {"bayes": iters[0], "gmm": iters[0]}
+    rep = {"bayes": repeats[0], "gmm": repeats[0]}
+    if with_sklearn:
+        def theirs(m):
+            return Capped(bayes_estimators(case, start, m)[1])
+        makers["sklearn"], iters_of["sklearn"], rep["sklearn"] = theirs, iters[1], repeats[1]
+    per_iter, notes = time_fits(makers, X, iters_of, rep, pause)
+    row = dict(case=f"bayes-{case.name}", n=X.shape[0], d=case.d, k=case.k,
+               bayes=per_iter["bayes"], gmm=per_iter["gmm"],
+               sklearn=per_iter.get("sklearn", np.nan),
+               note="; ".join(f"{name} {v}" for name, v in notes.items() if v))
+    return row
+
+
+def print_bayes(rows):
+    """The BayesianGaussianMixture table (rows of :func:`bayes_case`)."""
+    print("\nBayesianGaussianMixture per EM iteration from the same posterior (tol=0, "
+          "Dirichlet process prior), and fastgmm's GaussianMixture from its expected "
+          "parameters:")
+    head = (f"{'case':<20} {'n':>8} {'d':>3} {'k':>4} {'fastgmm s/it':>12} "
+            f"{'sklearn s/it':>12} {'ratio':>7} {'GMM s/it':>9} {'BGM/GMM':>8}  note")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['case']:<20} {r['n']:8d} {r['d']:3d} {r['k']:4d} "
+              f"{_fmt(r['bayes'], '12.4f')} {_fmt(r['sklearn'], '12.4f')} "
+              f"{_fmt(r['sklearn'] / r['bayes'], '7.1f')} {_fmt(r['gmm'], '9.4f')} "
+              f"{_fmt(r['bayes'] / r['gmm'], '8.2f')}  {r['note']}", flush=True)
+
+
 def end_to_end(case, n, repeats, with_sklearn, pause):
     """Default fits (k-means init, tol 1e-3), fastgmm and scikit-learn interleaved.
 
@@ -390,7 +450,8 @@ def print_end_to_end(rows, with_sklearn):
 def main(argv=None):
     """Parse the arguments, then print the header, the tables and the extras selected."""
     known = {**{n: c.about for n, c in FAMILIES.items()},
-             **{n: c.about for n, c in END_TO_END.items()}, **EXTRAS}
+             **{n: c.about for n, c in END_TO_END.items()}, **EXTRAS,
+             **{b: f"BayesianGaussianMixture on {n}" for b, n in BAYES.items()}}
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="shrunk sizes (n / 50) and fewer repeats: a smoke run")
@@ -409,7 +470,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.list:
         for name, about in known.items():
-            case = FAMILIES.get(name) or END_TO_END.get(name)
+            case = FAMILIES.get(BAYES.get(name, name)) or END_TO_END.get(name)
             shape = (f"{case.covariance_type}, n={case.n}, d={case.d}, k={case.k}, {case.dtype}"
                      if case else "")
             print(f"{name:<27} {shape:<42} {about}")
@@ -472,6 +533,10 @@ def main(argv=None):
         sc = thread_scaling(n, iters[0], scaling_repeat, pause)
         print(f"threads (full, n={n}, d=k=16): 1 thread {sc[1]:.4f} s/iter, 2 threads "
               f"{sc[2]:.4f} s/iter, speed-up {sc[1] / sc[2]:.2f}x")
+    bayes = [FAMILIES[BAYES[name]] for name in BAYES if name in run]
+    if bayes:
+        print_bayes([bayes_case(case, case.rows(divisor), iters, with_sklearn, repeats, pause)
+                     for case in bayes])
     if pools_seen:
         print("\nthread pools just before scikit-learn's per-iteration fits: "
               + " | ".join(sorted(pools_seen)))

@@ -264,6 +264,12 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         Once, listing the cells whose best restart did not converge (instead
         of one warning per fit).
 
+    See Also
+    --------
+    fastgmm.BayesianGaussianMixture : The alternative to a grid: one
+        variational fit with more components than needed, whose unneeded
+        components get weights near zero (``n_effective_components_``).
+
     Notes
     -----
     With ``log L`` the (weighted) log-likelihood of the fitted model, ``p``

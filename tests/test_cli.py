@@ -207,6 +207,12 @@ def test_demo_writes_pngs_and_prints_the_segment_table(cli_ws):
         overall = np.dot(sizes, seg_means) / 440
         np.testing.assert_allclose(overall, table[:, 2 + col].mean(), atol=1.0)
     assert "BIC prefers k=" in proc.stdout and "AIC prefers k=" in proc.stdout
+    # The variational alternative: a count between 1 and the 10 components fitted.
+    m = re.search(r"^Variational Bayes \(10 components, Dirichlet process prior, default "
+                  r"priors\) keeps (\d+) with weight above 0\.01; BIC chose k=(\d+)\.$",
+                  proc.stdout, re.M)
+    assert m and 1 <= int(m.group(1)) <= 10
+    assert f"BIC prefers k={m.group(2)} " in proc.stdout
     assert "demo: wrote" in proc.stderr
 
 
@@ -247,6 +253,7 @@ def test_demo_without_matplotlib_still_prints_the_tables(tmp_path, monkeypatch, 
     assert status == 0
     assert "segment  customers  share" in captured.out
     assert "BIC prefers k=" in captured.out
+    assert "Variational Bayes (10 components" in captured.out
     assert 'plots skipped: they need matplotlib (pip install "fastgmm[plot]")' in captured.err
     assert not (tmp_path / "demo").exists()
 

@@ -177,7 +177,7 @@ def test_standardize_uses_population_std(wholesale):
 def test_wholesale_example(wholesale):
     metrics = pytest.importorskip("sklearn.metrics")
     env, printed, n_figures, left = wholesale
-    assert left == () and n_figures == 4
+    assert left == () and n_figures == 5
     for pair, (a, b) in {"GMM vs k-means": ("gmm_labels", "km_labels"),
                          "GMM vs Channel": ("gmm_labels", "channel"),
                          "k-means vs Channel": ("km_labels", "channel")}.items():
@@ -191,6 +191,16 @@ def test_wholesale_example(wholesale):
     bic = result.values("bic")
     assert result.best_score_ == bic.min()
     assert result.best_model_.bic(env["log_spend"]) == pytest.approx(bic.min(), rel=1e-12)
+    # The variational step: ten components on the same columns, the count
+    # printed is that of the weights above 0.01, and the weights are a
+    # distribution.
+    vb = env["vb"]
+    assert vb.n_components == 10 and vb.weight_concentration_prior_type == "dirichlet_process"
+    assert vb.means_.shape == (10, 6)
+    assert vb.weights_.sum() == pytest.approx(1.0, abs=1e-12)
+    n_eff = int((vb.weights_ > 0.01).sum())
+    assert f"Variational Bayes keeps {n_eff} of 10 components with weight above 0.01; " \
+           f"BIC chose k = {result.best_params_['n_components']}" in printed
     # The segment with more grocery spending is the retail one.
     retail = env["channel"] == 2
     assert env["gmm_labels"][retail].mean() > env["gmm_labels"][~retail].mean()

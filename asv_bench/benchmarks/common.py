@@ -274,3 +274,96 @@ END_TO_END = _registry(
     Case("e2e-overlap-f32", "overlapping", "full", 200_000, 16, 16, "float32", spread=1.0,
          about="overlapping (1 s.d.), default fit, float32"),
 )
+
+
+# ---------------------------------------------------------------------------
+# BayesianGaussianMixture (issue #18): per-iteration timings from the same
+# variational posterior as scikit-learn's estimator.
+# ---------------------------------------------------------------------------
+
+#: The :data:`FAMILIES` cases timed for ``BayesianGaussianMixture`` (full
+#: covariances, separated and overlapping, n = 1e6, d = k = 16).
+BAYES_CASES = ("full", "overlap-full")
+
+
+def bayes_start(case, X, means0):
+    """scikit-learn's variational posterior after its M-step on soft responsibilities.
+
+    The responsibilities are those of :meth:`Case.start` (equal weights,
+    identity precisions, the case's starting means); scikit-learn's own
+    ``_initialize`` turns them into the posterior, as the parity tests do,
+    so both libraries start every timed fit from the same parameters.
+
+    Returns
+    -------
+    dict
+        Float64 ``weights_``, ``means_``, ``precisions_``, and the posterior
+        attributes by scikit-learn's names (``weight_concentration_`` a
+        tuple of two arrays, Dirichlet process prior).
+    """
+    from sklearn.mixture import BayesianGaussianMixture as SKBayes
+
+    Xf = np.asarray(X, dtype=np.float64)
+    # Squared distances by the expansion: an (n, k, d) difference would not
+    # fit in memory at n = 1e6.
+    d2 = ((Xf * Xf).sum(axis=1)[:, None] - 2.0 * Xf @ means0.T
+          + (means0 * means0).sum(axis=1)[None, :])
+    resp = np.exp(-0.5 * (d2 - d2.min(axis=1, keepdims=True)))
+    resp /= resp.sum(axis=1, keepdims=True)
+    ref = SKBayes(n_components=case.k, covariance_type=case.covariance_type, tol=0.0,
+                  warm_start=True)
+    ref._check_parameters(Xf)
+    ref._initialize(Xf, resp)
+    ref._set_parameters(ref._get_parameters())  # derives weights_ and precisions_
+    out = {name: getattr(ref, name) for name in (
+        "weight_concentration_", "mean_precision_", "means_", "degrees_of_freedom_",
+        "covariances_", "precisions_cholesky_", "weights_", "precisions_")}
+    return out
+
+
+def bayes_estimators(case, start, max_iter, n_threads=None):
+    """The ``BayesianGaussianMixture`` of fastgmm and of scikit-learn, warm-started from ``start``.
+
+    Both run exactly ``max_iter`` iterations (``tol=0``) from the posterior
+    :func:`bayes_start` returned; each call gives fresh estimators, since a
+    warm-started fit overwrites its start.
+
+    Returns
+    -------
+    ours : fastgmm.BayesianGaussianMixture
+    theirs : sklearn.mixture.BayesianGaussianMixture
+    """
+    from sklearn.mixture import BayesianGaussianMixture as SKBayes
+
+    import fastgmm
+
+    posterior = ("weight_concentration_", "mean_precision_", "means_", "degrees_of_freedom_",
+                 "covariances_", "precisions_cholesky_")
+
+    def copy(value):
+        return tuple(np.array(v) for v in value) if isinstance(value, tuple) else np.array(value)
+
+    ours = fastgmm.BayesianGaussianMixture(case.k, covariance_type=case.covariance_type,
+                                           tol=0.0, max_iter=max_iter, warm_start=True,
+                                           n_threads=n_threads)
+    theirs = SKBayes(n_components=case.k, covariance_type=case.covariance_type, tol=0.0,
+                     max_iter=max_iter, warm_start=True)
+    for est in (ours, theirs):
+        for name in posterior:
+            setattr(est, name, copy(start[name]))
+        est.weights_ = np.array(start["weights_"])
+        est.precisions_ = np.array(start["precisions_"])
+        est.converged_ = False
+        est.lower_bound_ = -np.inf
+    ours.n_features_in_ = start["means_"].shape[1]
+    return ours, theirs
+
+
+def gaussian_from(case, start, max_iter, n_threads=None):
+    """A fastgmm ``GaussianMixture`` from the posterior's expected weights, means, precisions."""
+    import fastgmm
+
+    return fastgmm.GaussianMixture(case.k, covariance_type=case.covariance_type, tol=0.0,
+                                   max_iter=max_iter, weights_init=start["weights_"],
+                                   means_init=start["means_"],
+                                   precisions_init=start["precisions_"], n_threads=n_threads)
