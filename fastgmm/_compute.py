@@ -12,6 +12,8 @@ module, and Numba with it, is imported on the first call.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _config
@@ -30,10 +32,19 @@ def _kernels():
 def kernel_inputs(params: GaussianParams, dtype) -> tuple:
     """Arrays the kernels need for ``params``, in the compute dtype.
 
-    Returns a tuple ``(shift, args)``: the shift of the statistics and the
-    parameter arguments of the ``em_stats_*`` and ``point_*`` kernels (the
-    spherical type uses the diagonal kernels with one precision per component).
+    Returns a tuple ``(shift, args, dense)``: the shift of the statistics,
+    the parameter arguments of the ``em_stats_*`` and ``point_*`` kernels
+    (the spherical type uses the diagonal kernels with one precision per
+    component) and the model of the dense path (:func:`dense_inputs`; None
+    for the tied type).
     """
+    shift, args = _kernel_args(params, dtype)
+    dense = None if params.covariance_type == "tied" else dense_inputs(params, dtype)
+    return shift, args, dense
+
+
+def _kernel_args(params: GaussianParams, dtype) -> tuple:
+    """The ``(shift, args)`` of :func:`kernel_inputs`."""
     ctype = params.covariance_type
     log_norm = params.log_norm()
     means = np.ascontiguousarray(params.means, dtype=dtype)
@@ -50,6 +61,105 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
     # Diagonal and spherical share one kernel; a spherical factor is (k, 1).
     prec = np.ascontiguousarray(pc.reshape(params.n_components, -1), dtype=dtype)
     return params.means.copy(), (means, prec, log_norm, ctype == "spherical")
+
+
+class DenseInputs(NamedTuple):
+    """The model of the dense path of the E-step (section 7b of :mod:`fastgmm._kernels`).
+
+    Attributes
+    ----------
+    shift64 : ndarray (d,) float64
+        The shift ``c`` of the dense statistics: the mixture's mean.
+    shift : ndarray (d,), compute dtype
+    wt : ndarray (k, p), compute dtype
+        Per component, the coefficients of the features ``phi(x - c)``.
+    const : ndarray (k,) float64
+    on : bool
+        Whether the dense path may be taken (see :func:`dense_inputs`).
+    """
+
+    shift64: np.ndarray
+    shift: np.ndarray
+    wt: np.ndarray
+    const: np.ndarray
+    on: bool
+
+
+#: Largest squared distance, in its own metric, of any mean from the shift
+#: of the dense path, by compute dtype.  The dense products lose about
+#: ``eps`` times this (relative) in each component's statistics and log
+#: densities (see :func:`dense_inputs`); past it the listed path is kept.
+DENSE_MAX_OFFSET = {np.dtype(np.float64): 1e6, np.dtype(np.float32): 64.0}
+
+#: Largest number of features for which full covariances may take the dense
+#: path: its features grow as ``d^2 / 2`` per row, and past this the listed
+#: path, whose cost per pair grows the same way, has always been faster
+#: where the bounds skip anything at all.
+DENSE_MAX_FEATURES_FULL = 64
+
+
+def dense_inputs(params: GaussianParams, dtype) -> DenseInputs:
+    """The dense path's model for ``params`` (full, diag or spherical), in ``dtype``.
+
+    With ``e_k = mu_k - c`` and ``P_k`` the precision, the weighted log
+    density of ``x`` is ``const_k + phi(x - c) . wt_k`` (see
+    :mod:`fastgmm._kernels`, section 7b).
+
+    Rounding: the products are sums of terms as large as ``|x - c|^2_P``
+    and ``|e_k|^2_P`` (squared distances in the metric of ``P_k``), so the
+    log densities carry absolute errors of about ``eps`` times those, and
+    the statistics, moved from ``c`` to the means afterwards, relative
+    errors of about ``eps (1 + |e_k|^2_P)``.  The path is therefore enabled
+    (``on``) only while ``max_k |e_k|^2_P`` stays below
+    :data:`DENSE_MAX_OFFSET` of the dtype: at most ``1e6`` in float64
+    (errors below ``1e-9``), ``64`` in float32 (below ``1e-5``, within the
+    float32 tolerance of the listed path).  On data spread that far the
+    components are well separated and the listed path is the faster one.
+    """
+    # Huge precisions (a collapsing component) may overflow here: the path
+    # is then off (``finite``), and the listed path handles them.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _dense_inputs(params, dtype)
+
+
+def _dense_inputs(params: GaussianParams, dtype) -> DenseInputs:
+    """:func:`dense_inputs` without the floating-point error state."""
+    ctype = params.covariance_type
+    k, d = params.n_components, params.n_features
+    c = params.weights @ params.means
+    e = params.means - c
+    pc = params.precisions_cholesky
+    if ctype == "full":
+        lam = pc @ np.swapaxes(pc, 1, 2)
+        b = np.einsum("kab,kb->ka", lam, e)
+        iu, ju = _upper_indices(d)
+        quad = lam[:, iu, ju] * np.where(iu == ju, -0.5, -1.0)
+        offset = np.einsum("ka,ka->k", b, e)
+        allowed = d <= DENSE_MAX_FEATURES_FULL
+    else:
+        lam = np.broadcast_to(pc.reshape(k, -1) ** 2, (k, d))
+        b = lam * e
+        quad = -0.5 * lam
+        offset = np.einsum("ka,ka->k", b, e)
+        allowed = True
+    wt = np.concatenate([b, quad], axis=1)
+    const = params.log_norm() - 0.5 * offset
+    wt_c = np.ascontiguousarray(wt, dtype=dtype)
+    finite = bool(np.all(np.isfinite(wt_c)) and np.all(np.isfinite(offset)))
+    on = (allowed and finite and k > 1
+          and float(np.max(offset)) <= DENSE_MAX_OFFSET[np.dtype(dtype)])
+    return DenseInputs(c, np.ascontiguousarray(c, dtype=dtype), wt_c, const, on)
+
+
+_UPPER: dict = {}
+
+
+def _upper_indices(d: int) -> tuple:
+    """``np.triu_indices(d)``, row by row, cached (the order of the dense features)."""
+    idx = _UPPER.get(d)
+    if idx is None:
+        idx = _UPPER[d] = np.triu_indices(d)
+    return idx
 
 
 def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
@@ -121,7 +231,9 @@ class StatsWorkspace:
     def __init__(self, covariance_type: str, n_components: int, n_features: int,
                  n_threads: int = 1, n_samples: int | None = None):
         nk_shape, t_shape, s_shape = stats_shapes(covariance_type, n_components, n_features)
-        per_chunk = 8 * (n_components + int(np.prod(t_shape)) + int(np.prod(s_shape)) + 2)
+        g_shape = (dense_terms(covariance_type, n_features) + 1, n_components)
+        per_chunk = 8 * (n_components + int(np.prod(t_shape)) + int(np.prod(s_shape))
+                         + int(np.prod(g_shape)) + 3)
         g = max(4 * max(n_threads, 1), _config.SLOT_BUDGET_BYTES // per_chunk)
         self.chunk_size = _config.chunk_size(covariance_type)
         if n_samples is not None:
@@ -133,11 +245,29 @@ class StatsWorkspace:
         self.nk_slot = np.empty((self.n_slots,) + nk_shape)
         self.t_slot = np.empty((self.n_slots,) + t_shape)
         self.s_slot = np.empty((self.n_slots,) + s_shape)
-        self.ll_slot = np.empty((self.n_slots, 2))
+        self.g_slot = np.empty((self.n_slots,) + g_shape)
+        self.ll_slot = np.empty((self.n_slots, 4))
+        #: Whether the next kernel call starts every group on the dense path
+        #: (most groups of the last one ended wanting it); None before the
+        #: first call, which then runs its first group alone to find out.
+        self.dense_first: bool | None = None
+        #: Fraction of the rows of the last call that took the dense path.
+        self.dense_fraction = 0.0
 
     def rows_per_call(self, group: int) -> int:
         """Rows one kernel call covers with ``group`` chunks per slot."""
         return self.n_slots * group * self.chunk_size
+
+
+def dense_terms(covariance_type: str, n_features: int) -> int:
+    """Features per row of the dense path: ``d + d (d + 1) / 2`` (full), ``2 d`` (diag,
+    spherical), 0 where there is none (tied, or full beyond
+    :data:`DENSE_MAX_FEATURES_FULL`).
+    """
+    d = n_features
+    if covariance_type == "full":
+        return d + d * (d + 1) // 2 if d <= DENSE_MAX_FEATURES_FULL else 0
+    return 0 if covariance_type == "tied" else 2 * d
 
 
 class RowHints:
@@ -197,36 +327,81 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         workspace = StatsWorkspace(ctype, k, d, n_samples=X.shape[0])
     if inputs is None:
         inputs = kernel_inputs(params, X.dtype)
-    shift, args = inputs
+    shift, args, dense = inputs
     nk_shape, t_shape, s_shape = workspace.shapes
     nk = np.zeros(nk_shape)
     t = np.zeros(t_shape)
     s = np.zeros(s_shape)
-    ll = np.zeros(2)
+    g = np.zeros(workspace.g_slot.shape[1:])
+    ll = np.zeros(4)
     kern = _kernels().EM_STATS[ctype]
     n = X.shape[0]
     cs = workspace.chunk_size
     group = _config.chunks_per_group(n, cs)
     step = workspace.rows_per_call(group)
-    slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot)
+    if ctype == "tied":
+        slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot)
+        accs = (nk, t, s, ll)
+    else:
+        slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.g_slot,
+                 workspace.ll_slot)
+        accs = (nk, t, s, g, ll)
+        always = _config.DENSE_PATH == "always"
+        dense_on = (dense.on and g.shape[0] == dense.wt.shape[1] + 1
+                    and _config.DENSE_PATH != "never"
+                    and (always or X.dtype == np.float64 or n >= _config.DENSE_MIN_ROWS_FLOAT32))
+        rule = (-1.0, -1.0) if always else _config.DENSE_SWITCH[ctype]
     if ctype == "full":
         use_hint = hints is not None and hints.valid
-    for lo in range(0, n, step):
-        hi = min(lo + step, n)
+    # Without a choice from an earlier call, the first group runs alone and
+    # its outcome starts the others (a choice made from the data alone, so
+    # the same for any thread count).
+    probe = ctype != "tied" and dense_on and not always and workspace.dense_first is None
+    lo = 0
+    while lo < n:
+        hi = min(lo + (group * cs if probe else step), n)
         wb, weighted = weight_args(w, lo, hi)
         extra = ()
+        if ctype != "tied":
+            extra = (dense.shift, dense.wt, dense.const, dense_on,
+                     dense_on and (always or bool(workspace.dense_first)), *rule)
         if ctype == "full":
-            extra = (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
+            extra += (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
         n_groups = _config.n_groups(hi - lo, cs, group)
+        ended_dense = ll[3]
         run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
                    n_groups, hi - lo)
-        fold_slots(slots, n_groups, (nk, t, s, ll))
+        fold_slots(slots, n_groups, accs)
+        if ctype != "tied":
+            workspace.dense_first = 2 * (ll[3] - ended_dense) > n_groups
+        probe = False
+        lo = hi
+    dense_rows = ll[2]
     if ctype == "full" and hints is not None:
         hints.valid = True
+    workspace.dense_fraction = dense_rows / n if n else 0.0
     weight = float(n) if w is None else float(w.sum())
     log_lik = ll[0] if ll[1] == 0 else -np.inf
-    return SuffStats(ctype, shift, nk, t, _symmetrize_upper(s, ctype), float(log_lik),
-                     weight, n)
+    stats = SuffStats(ctype, shift, nk, t, _symmetrize_upper(s, ctype), float(log_lik),
+                      weight, n)
+    if dense_rows > 0:
+        stats = stats + _dense_stats(ctype, g, dense.shift64, shift)
+    return stats
+
+
+def _dense_stats(ctype: str, g: np.ndarray, c: np.ndarray, shift: np.ndarray) -> SuffStats:
+    """The dense path's statistics ``g`` (p + 1, k), about ``c``, moved to ``shift`` (k, d)."""
+    k, d = shift.shape
+    nk = g[-1].copy()
+    t = np.ascontiguousarray(g[:d].T)
+    if ctype == "full":
+        iu, ju = _upper_indices(d)
+        s = np.zeros((k, d, d))
+        s[:, iu, ju] = g[d:-1].T
+        s[:, ju, iu] = g[d:-1].T
+    else:
+        s = np.ascontiguousarray(g[d:-1].T)
+    return SuffStats(ctype, np.broadcast_to(c, (k, d)).copy(), nk, t, s).recenter(shift)
 
 
 def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: int,
@@ -318,7 +493,7 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_2d = np.empty((n, k) if (resp or log_prob) else (0, k), dtype=out_dtype)
     out_score = np.empty(n if score else 0, dtype=out_dtype)
     out_label = np.empty(n if labels else 0, dtype=np.int64)
-    _, args = kernel_inputs(params, X.dtype)
+    _, args = _kernel_args(params, X.dtype)
     kern = _kernels().POINT[params.covariance_type]
     cs = _config.chunk_size(params.covariance_type)
     group = _config.chunks_per_group(n, cs)

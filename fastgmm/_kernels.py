@@ -120,6 +120,11 @@ ROW_PAD = 16
 #: once, in order, before reading the rows out of order.
 CACHE_LINE_BYTES = 64
 
+#: Rows per block of the dense path (:func:`_gemm_block`): a block's
+#: features, log densities and responsibilities stay in L2 while BLAS runs
+#: over them.
+GEMM_ROWS = 256
+
 
 # ---------------------------------------------------------------------------
 # 2. Scratch
@@ -228,6 +233,22 @@ TiedStatsScratch.__doc__ = """Scratch of :func:`_accumulate_tied`.
 """
 
 
+GemmScratch = namedtuple("GemmScratch", ["pt", "lt", "gt", "rowmax", "rowsum", "kbest"])
+GemmScratch.__doc__ = """Scratch of the dense path (:func:`_gemm_block`); empty when it is off.
+
+``pt`` (p, GEMM_ROWS), dtype of X
+    The block's features, one column per row (see :func:`_gemm_features`).
+``lt`` (k, GEMM_ROWS), dtype of X
+    Their products with the model: log densities, then weighted
+    responsibilities (zero in the columns past the block's rows).
+``gt`` (p, k), dtype of X
+    The block's sums of features times responsibilities.
+``rowmax``, ``rowsum`` (GEMM_ROWS,) float64; ``kbest`` (GEMM_ROWS,) int64
+    Each row's largest log density, sum of exponentials (then its inverse
+    times the row's weight) and most probable component.
+"""
+
+
 @jit(inline=True)
 def _list_scratch(n_components, m):
     """A :class:`ListScratch` for chunks of up to ``m`` rows."""
@@ -276,6 +297,17 @@ def _full_stats_scratch(X, m):
     n_features = X.shape[1]
     return FullStatsScratch(np.empty((m, n_features), dtype=X.dtype), np.empty(m, dtype=X.dtype),
                             np.empty((n_features + 1, n_features), dtype=X.dtype))
+
+
+@jit(inline=True)
+def _gemm_scratch(X, wt, on):
+    """A :class:`GemmScratch` for the model ``wt`` (k, p); every buffer empty unless ``on``."""
+    n_components, n_terms = wt.shape
+    rows = GEMM_ROWS if on else 0
+    return GemmScratch(np.zeros((n_terms, rows), dtype=X.dtype),
+                       np.zeros((n_components, rows), dtype=X.dtype),
+                       np.empty((n_terms, n_components if on else 0), dtype=X.dtype),
+                       np.empty(rows), np.empty(rows), np.empty(rows, dtype=np.int64))
 
 
 @jit(inline=True)
@@ -833,6 +865,12 @@ def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c
     fs : FullScratch
     bs : BucketScratch
 
+    Returns
+    -------
+    int
+        The exact densities computed (the work the bounds left), before
+        normalisation drops the negligible ones.
+
     Notes
     -----
     Pruning: ``maha >= lam_min ||x - mu||^2``, so ``ub = log_norm -
@@ -928,6 +966,7 @@ def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c
                        no_dist, fs)
     ptr[n_components] = p
     _normalize_lists(m, ls)
+    return p
 
 
 @jit()
@@ -1022,6 +1061,7 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
         _log_prob_full(X, start, rows, c0, ptr[k + 1] - c0, True, means, prec_chol, log_norm, k,
                        vals, no_dist, fs)
     _normalize_lists(m, ls)
+    return ptr[n_components]
 
 
 @jit()
@@ -1282,6 +1322,189 @@ def _accumulate_diag(X, start, w, weighted, ls, shift, nk, t, s):
 
 
 # ---------------------------------------------------------------------------
+# 7b. The dense path: log densities and statistics as two matrix products
+#
+# With ``z = x - c`` about one shift ``c`` shared by all components (the
+# mixture's mean), the weighted log density of component ``k`` is linear in
+# the features ``phi(z) = [z, z_a z_b for a <= b]`` (diagonal and spherical
+# types: ``[z, z_a^2]``):
+#
+#     log_norm_k - (z - e_k)^T P_k (z - e_k) / 2
+#         = const_k + phi(z) . W_k,     e_k = mu_k - c,
+#
+# with ``W_k = [P_k e_k, -P_k[a, a] / 2, -P_k[a, b] for a < b]`` and
+# ``const_k = log_norm_k - e_k^T P_k e_k / 2``.  A block's log densities are
+# then one product ``W phi^T`` and its statistics about ``c`` another,
+# ``phi^T R`` (R the weighted responsibilities): both run in BLAS at close to
+# its peak rate, where the per-pair loops of the listed path cannot.  The
+# caller moves the statistics from ``c`` to the means afterwards
+# (:meth:`SuffStats.recenter`).  Rounding: the products carry errors of
+# about ``eps (|z|^2_P + |e_k|^2_P)`` in the metric of ``P_k``, so the caller
+# enables this path only while every ``|e_k|^2_P`` stays small (see
+# :func:`fastgmm._compute.dense_inputs`).
+# ---------------------------------------------------------------------------
+
+
+@jit()
+def _gemm_features(X, start, m, shift, full, pt):
+    """Features of rows ``start .. start + m - 1`` into the columns of ``pt`` (p, GEMM_ROWS).
+
+    Columns ``m ..`` are zero, so that whole-block products need no
+    remainder handling.  ``full``: every product ``z_a z_b`` (``a <= b``, row
+    by row of the upper triangle); otherwise the squares only.
+    """
+    n_features = X.shape[1]
+    rows = pt.shape[1]
+    for i in range(m):
+        for a in range(n_features):
+            pt[a, i] = X[start + i, a] - shift[a]
+    for a in range(n_features):
+        for i in range(m, rows):
+            pt[a, i] = 0
+    q = n_features
+    if full:
+        for a in range(n_features):
+            for b in range(a, n_features):
+                for i in range(rows):
+                    pt[q, i] = pt[a, i] * pt[b, i]
+                q += 1
+    else:
+        for a in range(n_features):
+            for i in range(rows):
+                pt[q + a, i] = pt[a, i] * pt[a, i]
+
+
+@jit()
+def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint):
+    """Dense E-step and statistics of the block of rows ``start .. start + m - 1``.
+
+    Parameters
+    ----------
+    X, w, weighted : as :func:`em_stats_full`
+    start, m : int
+        The block; ``m <= GEMM_ROWS``.
+    shift : ndarray (d,), dtype of X
+    wt : ndarray (k, p), dtype of X
+    const : ndarray (k,) float64
+        The model (see the section comment).
+    full : bool
+        Features of the full type (else diagonal).
+    gs : GemmScratch
+    g : ndarray (p + 1, k) float64
+        Row ``q < p`` updated with ``sum_i w_i r_ik phi_q(z_i)``, row ``p``
+        with ``sum_i w_i r_ik``.
+    ll : ndarray (>= 2,) float64
+        ``ll[0] += sum w log p(x)``, ``ll[1]`` counts rows of zero density
+        (as :func:`_sum_log_lik`).
+    hint : ndarray (n,) int32 or length 0
+        Unless empty, receives each row's most probable component.
+
+    Returns
+    -------
+    float
+        The number of responsibilities kept (at least ``exp(RESP_LOG_FLOOR)``
+        of their row's largest; smaller ones are set to zero, as the lists do).
+    """
+    pt, lt, gt, rowmax, rowsum, kbest = gs.pt, gs.lt, gs.gt, gs.rowmax, gs.rowsum, gs.kbest
+    n_components, n_terms = wt.shape
+    rows = pt.shape[1]
+    _gemm_features(X, start, m, shift, full, pt)
+    np.dot(wt, pt, lt)
+    for i in range(m):
+        rowmax[i] = -np.inf
+        kbest[i] = 0
+    for k in range(n_components):
+        ck = const[k]
+        for i in range(m):
+            v = lt[k, i] + ck
+            up = v > rowmax[i]
+            rowmax[i] = v if up else rowmax[i]
+            kbest[i] = k if up else kbest[i]
+    for i in range(m):
+        rowsum[i] = 0.0
+        # Zero density under every component: no NaN from -inf - -inf.
+        rowmax[i] = 0.0 if rowmax[i] == -np.inf else rowmax[i]
+    kept = 0.0
+    for k in range(n_components):
+        ck = const[k]
+        for i in range(m):
+            v = lt[k, i] + ck - rowmax[i]
+            on = v > RESP_LOG_FLOOR
+            e = _exp_nonpositive(max(v, RESP_LOG_FLOOR))
+            e = e if on else 0.0
+            kept += 1.0 if on else 0.0
+            lt[k, i] = e
+            # The stored (perhaps float32) value, so that the responsibilities
+            # below sum to one in float64.
+            rowsum[i] += lt[k, i]
+    total = 0.0
+    n_zero = 0.0
+    for i in range(m):
+        wi = w[start + i] if weighted else 1.0
+        rs = rowsum[i]
+        if rs > 0.0:
+            if wi != 0.0:
+                total += wi * (rowmax[i] + np.log(rs))
+            rowsum[i] = wi / rs
+        else:
+            # Only a row of zero density has no entry at its maximum:
+            # uniform responsibilities, as the lists give it.
+            if wi != 0.0:
+                n_zero += 1.0
+            rowsum[i] = wi / n_components
+            for k in range(n_components):
+                lt[k, i] = 1.0
+    ll[0] += total
+    ll[1] += n_zero
+    for k in range(n_components):
+        total = 0.0
+        for i in range(m):
+            # The float64 value into the counts: each row's responsibilities
+            # sum to one there even when lt is float32.
+            r = lt[k, i] * rowsum[i]
+            lt[k, i] = r
+            total += r
+        for i in range(m, rows):
+            lt[k, i] = 0
+        g[n_terms, k] += total
+    np.dot(pt, lt.T, gt)
+    for q in range(n_terms):
+        for k in range(n_components):
+            g[q, k] += gt[q, k]
+    if hint.shape[0] > 0:
+        for i in range(m):
+            hint[start + i] = kbest[i]
+    return kept
+
+
+@jit()
+def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint):
+    """:func:`_gemm_block` over a chunk of any length, block by block; returns the entries kept."""
+    kept = 0.0
+    for b in range(0, m, GEMM_ROWS):
+        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt, const,
+                            full, gs, g, ll, hint)
+    return kept
+
+
+@jit(inline=True)
+def _dense_next(dense, work, m, n_components, up, down):
+    """Whether the next chunk takes the dense path, from what this chunk of ``m`` rows cost.
+
+    After a listed chunk ``work`` counts the (row, component) pairs the
+    bounds did not skip (full: exact densities computed; diagonal and
+    spherical: entries kept), and the dense path is taken once they exceed
+    the fraction ``up`` of all ``m k`` pairs.  After a dense chunk ``work``
+    counts its kept entries, and the listed path is taken again once they
+    fall below ``down`` per row: nearly every row then belongs to one
+    component alone (separated clusters), where the bounds skip the most.
+    """
+    if dense:
+        return work >= down * m
+    return work > up * m * n_components
+
+
+# ---------------------------------------------------------------------------
 # 8. Folding slots in a fixed order
 # ---------------------------------------------------------------------------
 
@@ -1348,8 +1571,9 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
 
 @jit()
 def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                  hint, use_hint, chunk_size, group, nk_slot, t_slot, s_slot, ll_slot,
-                  g_lo, g_hi):
+                  shift, wt, const, dense_on, dense_first, dense_up, dense_down, hint, use_hint,
+                  chunk_size, group,
+                  nk_slot, t_slot, s_slot, g_slot, ll_slot, g_lo, g_hi):
     """Fused E-step and statistics for full covariances.
 
     Parameters
@@ -1366,6 +1590,18 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
         Pair bounds (pruning; see :func:`_lists_full`); empty to switch
         them off.
+    shift : ndarray (d,), dtype of X
+        The shift of the dense path's features (section 7b).
+    wt : ndarray (k, p), dtype of X
+        The dense path's coefficients, ``p = d + d (d + 1) / 2``.
+    const : ndarray (k,) float64
+        The dense path's constants.
+    dense_on : bool
+        Whether the dense path may be used (see :func:`_dense_next`).
+    dense_first : bool
+        Whether each group starts on the dense path.
+    dense_up, dense_down : float
+        The switching thresholds of :func:`_dense_next`.
     hint : ndarray (n,) int32, or length 0
         Each row's most probable component, written on the way out (for the
         next iteration) when not empty.
@@ -1380,11 +1616,16 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     nk_slot : ndarray (G, k) float64
     t_slot : ndarray (G, k, d) float64
     s_slot : ndarray (G, k, d, d) float64 (upper triangle)
-    ll_slot : ndarray (G, 2) float64
+    g_slot : ndarray (G, p + 1, k) float64 (unused when ``dense_on`` is False)
+    ll_slot : ndarray (G, 4) float64
         ``G >= ceil(n / (chunk_size * group))``.  Slot ``g`` receives the
-        statistics of group ``g`` (see :func:`_accumulate_full`),
-        ``ll_slot[g, 0]`` its ``sum w log p(x)`` and ``ll_slot[g, 1]`` its
-        number of rows with ``p(x) = 0``.
+        statistics of group ``g``: of its listed chunks about the means in
+        ``t_slot`` and ``s_slot`` (see :func:`_accumulate_full`), of its dense
+        chunks about ``shift`` in ``g_slot`` (see :func:`_gemm_block`), with
+        their responsibilities in its last row; ``ll_slot[g, 0]`` its ``sum w log
+        p(x)``, ``ll_slot[g, 1]`` its number of rows with ``p(x) = 0``,
+        ``ll_slot[g, 2]`` its rows on the dense path and ``ll_slot[g, 3]``
+        1 if its next chunk would have taken it (else 0).
     g_lo, g_hi : int
         The groups to process (see :func:`fastgmm._parallel.run_groups`).
 
@@ -1394,7 +1635,10 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     slot ``g`` and scratch of its own, so disjoint group ranges may run on
     different threads.  The caller folds the slots in group order
     (:func:`fold`): the summation order depends on ``chunk_size`` and
-    ``group``, never on the number of threads.
+    ``group``, never on the number of threads.  Each chunk takes the listed
+    or the dense path as the previous chunk of its group decided
+    (:func:`_dense_next`), so the choice too depends on the data and the
+    model only.
     """
     n_samples = X.shape[0]
     n_components = means.shape[0]
@@ -1402,6 +1646,7 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     hinted = use_hint and pair_w.shape[0] > 0
     for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot)
+        g_slot[g] = 0.0
         ll_slot[g] = 0.0
         mc = min(chunk_size, n_samples)
         ls = _list_scratch(n_components, mc)
@@ -1409,23 +1654,33 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
         bs = _bucket_scratch(n_components, mc)
         hs = _hint_scratch(n_components, mc, hinted)
         ss = _full_stats_scratch(X, mc)
+        gs = _gemm_scratch(X, wt, dense_on)
         kmax = ls.kmax
+        dense = dense_on and dense_first
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
+            if dense:
+                kept = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True, gs,
+                                   g_slot[g], ll_slot[g], hint)
+                ll_slot[g, 2] += m
+                dense = _dense_next(True, kept, m, n_components, dense_up, dense_down)
+                continue
             if hinted:
                 for i in range(m):
                     kmax[i] = hint[start + i]
-                _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c,
-                                   ls, fs, bs, hs)
+                work = _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w,
+                                          pair_c, ls, fs, bs, hs)
             else:
-                _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                            ls, fs, bs)
+                work = _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w,
+                                   pair_c, ls, fs, bs)
             if hint.shape[0] > 0:
                 for i in range(m):
                     hint[start + i] = kmax[i]
             _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
             _accumulate_full(X, start, w, weighted, ls, means, nk_slot[g], t_slot[g], s_slot[g],
                              ss)
+            dense = dense_on and _dense_next(False, work, m, n_components, dense_up, dense_down)
+        ll_slot[g, 3] = 1.0 if dense else 0.0
 
 
 @jit()
@@ -1482,8 +1737,9 @@ def em_stats_tied(X, w, weighted, shift, mean_proj, prec_chol, log_norm, chunk_s
 
 
 @jit()
-def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, chunk_size, group,
-                  nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
+def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, const,
+                  dense_on, dense_first, dense_up, dense_down, chunk_size, group, nk_slot,
+                  t_slot, s_slot, g_slot, ll_slot, g_lo, g_hi):
     """Fused E-step and statistics for diagonal or spherical covariances.
 
     Parameters
@@ -1496,6 +1752,9 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, chunk_size, 
         ``1 / sqrt(variance)`` per feature (or per component).
     log_norm : ndarray (k,) float64
     spherical : bool
+    shift, wt, const, dense_on, dense_first, dense_up, dense_down
+        The dense path, as in :func:`em_stats_full`, with ``p = 2 d``
+        (diagonal features for both types).
     chunk_size : int
         Rows per chunk.
     group : int
@@ -1503,7 +1762,8 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, chunk_size, 
     nk_slot : ndarray (G, k) float64
     t_slot : ndarray (G, k, d) float64
     s_slot : ndarray (G, k, d) float64
-    ll_slot : ndarray (G, 2) float64
+    g_slot : ndarray (G, 2 d + 1, k) float64 (unused when ``dense_on`` is False)
+    ll_slot : ndarray (G, 4) float64
         Slot ``g`` receives the statistics of group ``g`` (see
         :func:`_accumulate_diag`; spherical models use the diagonal
         statistics, the M-step averages features) and its log-likelihood,
@@ -1518,17 +1778,30 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, chunk_size, 
     n_samples = X.shape[0]
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    no_hint = np.empty(0, dtype=np.int32)
     for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot)
+        g_slot[g] = 0.0
         ll_slot[g] = 0.0
         mc = min(chunk_size, n_samples)
         ls = _list_scratch(n_components, mc)
         ds = _dense_scratch(X, mc, False)
+        gs = _gemm_scratch(X, wt, dense_on)
+        dense = dense_on and dense_first
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
+            if dense:
+                kept = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False, gs,
+                                   g_slot[g], ll_slot[g], no_hint)
+                ll_slot[g, 2] += m
+                dense = _dense_next(True, kept, m, n_components, dense_up, dense_down)
+                continue
             _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
             _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
             _accumulate_diag(X, start, w, weighted, ls, means, nk_slot[g], t_slot[g], s_slot[g])
+            dense = dense_on and _dense_next(False, ls.ptr[n_components], m, n_components,
+                                                dense_up, dense_down)
+        ll_slot[g, 3] = 1.0 if dense else 0.0
 
 
 # ---------------------------------------------------------------------------

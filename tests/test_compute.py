@@ -279,7 +279,7 @@ def test_full_kernel_inputs_bound_the_distances_it_prunes():
     k, d = 5, 4
     w, means, cov = random_params("full", k, d, seed=3)
     params = GaussianParams.from_covariances("full", w, means, cov)
-    shift, (m, prec, log_norm, floor, pair_w, pair_c) = kernel_inputs(params, np.float64)
+    shift, (m, prec, log_norm, floor, pair_w, pair_c), _ = kernel_inputs(params, np.float64)
     np.testing.assert_array_equal(shift, means)
     np.testing.assert_array_equal(m, means)
     for j in range(k):  # U U^T is the precision matrix
@@ -313,7 +313,7 @@ def test_single_component_full_inputs_have_no_pair_bounds():
     """With one component there is no pair to bound: the bound arrays are empty."""
     w, means, cov = random_params("full", 1, 3, seed=5)
     params = GaussianParams.from_covariances("full", w, means, cov)
-    _, (*_, pair_w, pair_c) = kernel_inputs(params, np.float32)
+    _, (*_, pair_w, pair_c), _ = kernel_inputs(params, np.float32)
     assert pair_w.shape == (0, 0, 3) and pair_w.dtype == np.float32
     assert pair_c.shape == (2, 0, 0)
 
@@ -333,7 +333,7 @@ def test_dense_kernel_inputs_give_the_mahalanobis_distances(ctype, dtype):
     w, means, cov = random_params(ctype, k, d, seed=6)
     full = full_covariances(ctype, cov, k, d)
     params = GaussianParams.from_covariances(ctype, w, means, cov)
-    shift, args = kernel_inputs(params, dtype)
+    shift, args, _ = kernel_inputs(params, dtype)
     X = np.random.default_rng(7).normal(scale=2.0, size=(50, d))
     ref = _mahalanobis(X, means, full)
     rtol = 1e-10 if dtype == np.float64 else 1e-5

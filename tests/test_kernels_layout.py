@@ -12,12 +12,14 @@ COVARIANCE_TYPES = {"full", "tied", "diag", "spherical"}
 
 # The Python callers pass these positionally: their order is part of the interface.
 DRIVER_PARAMETERS = {
-    "em_stats_full": "X w weighted means prec_chol log_norm lam_min pair_w pair_c hint use_hint "
-                     "chunk_size group nk_slot t_slot s_slot ll_slot g_lo g_hi",
+    "em_stats_full": "X w weighted means prec_chol log_norm lam_min pair_w pair_c shift wt const "
+                     "dense_on dense_first dense_up dense_down hint use_hint chunk_size group "
+                     "nk_slot t_slot s_slot g_slot ll_slot g_lo g_hi",
     "em_stats_tied": "X w weighted shift mean_proj prec_chol log_norm chunk_size group nk_slot "
                      "t_slot s_slot ll_slot g_lo g_hi",
-    "em_stats_diag": "X w weighted means prec log_norm spherical chunk_size group nk_slot t_slot "
-                     "s_slot ll_slot g_lo g_hi",
+    "em_stats_diag": "X w weighted means prec log_norm spherical shift wt const dense_on "
+                     "dense_first dense_up dense_down chunk_size group nk_slot t_slot s_slot "
+                     "g_slot ll_slot g_lo g_hi",
     "resp_stats_full": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
                        "g_lo g_hi",
     "resp_stats_tied": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
