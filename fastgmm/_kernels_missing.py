@@ -1,0 +1,452 @@
+"""Compiled kernels for rows with missing entries (NaN marks a missing value).
+
+The E-step of a row with observed coordinates ``o`` and missing ``m`` uses
+the marginal density of ``x_o``; the M-step sums use the completed row
+``x*_k = (x_o, x*_m)`` with the conditional mean ``x*_m`` of component ``k``
+and add its conditional covariance to the second moment.
+
+For full (and tied) covariances everything comes from the precision
+``Lambda = U U^T`` (``U`` the upper-triangular ``prec_chol``), so no
+``|o| x |o|`` matrix is ever factorised: with ``A = U[m, :]`` and ``z =
+U^T (x - mu)`` taken with zeros at ``m``,
+
+* ``Lambda_mm = A A^T = L L^T`` (a small ``|m| x |m|`` Cholesky),
+* ``x*_m - mu_m = -Lambda_mm^{-1} A z``, the conditional covariance is
+  ``Lambda_mm^{-1}``,
+* the marginal Mahalanobis distance of ``x_o`` is ``|| z + A^T (x*_m -
+  mu_m) ||^2`` (the full quadratic form at the completed row), and
+* ``log det Sigma_oo = log det Sigma + 2 sum log diag L``.
+
+Diagonal (and spherical, passed as diagonal) covariances make the missing
+coordinates independent: ``x*_m = mu_m`` with the component's variances.
+
+Layout and conventions follow :mod:`fastgmm._kernels`: arrays in, arrays
+out, no validation; each driver processes the row groups ``g_lo:g_hi`` (its
+last two arguments), group ``g`` covers rows ``g * rows_per_group`` onwards
+and writes only slot ``g`` (or its own output rows), so
+:func:`fastgmm._parallel.run_groups` may share the groups between threads and
+the fold in group order gives the same bits whatever the thread count.  Per
+row, the arithmetic runs in float64 whatever the dtype of ``X``; parameters
+are float64.  This file is self-contained (Numba's disk cache checks only the
+source file of the function it loads): every function calls only functions
+defined above it in this file.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._config import jit
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+#: Components whose log density is this far below the row's best carry a
+#: responsibility under exp(-50), about 2e-22: their statistics are skipped.
+_CUTOFF = -50.0
+
+
+# ---------------------------------------------------------------------------
+# Per-row helpers
+# ---------------------------------------------------------------------------
+
+
+@jit()
+def _missing_index(x, miss):
+    """Write the indices of the NaN entries of ``x`` into ``miss`` (ascending); return the count."""
+    nm = 0
+    for j in range(x.shape[0]):
+        if math.isnan(x[j]):
+            miss[nm] = j
+            nm += 1
+    return nm
+
+
+@jit()
+def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp):
+    """Completed differences, factors of ``Lambda_mm`` and marginal log densities of one row.
+
+    Parameters
+    ----------
+    x : ndarray (d,) float32/float64, NaN at the missing entries
+    means : ndarray (k, d) float64
+    prec_chol : ndarray (k, d, d) float64, upper triangular
+    log_norm : ndarray (k,) float64
+    miss : ndarray (>= nm,) int64, the missing indices, ascending
+    nm : int
+    diff : ndarray (k, d) float64, out: ``x*_k - mu_k``
+    z, bvec : ndarray (d,) float64, scratch
+    chol : ndarray (k, d, d) float64, out: lower Cholesky factor of
+        ``Lambda_mm`` in ``chol[k, :nm, :nm]``
+    logp : ndarray (k,) float64, out: ``log w_k + log N(x_o; mu_o, Sigma_oo)``
+    """
+    n_comp, d = means.shape
+    for k in range(n_comp):
+        u = prec_chol[k]
+        for j in range(d):
+            diff[k, j] = x[j] - means[k, j]
+        for a in range(nm):
+            diff[k, miss[a]] = 0.0
+        for e in range(d):
+            acc = 0.0
+            for j in range(e + 1):
+                acc += diff[k, j] * u[j, e]
+            z[e] = acc
+        log_det = 0.0
+        for a in range(nm):
+            ra = miss[a]
+            for b in range(a + 1):
+                rb = miss[b]
+                acc = 0.0
+                for e in range(ra, d):  # ra >= rb: U[ra, e] is zero before ra
+                    acc += u[ra, e] * u[rb, e]
+                for c in range(b):
+                    acc -= chol[k, a, c] * chol[k, b, c]
+                if a == b:
+                    # Lambda_mm is positive definite whenever U is invertible;
+                    # a non-positive pivot can only come from rounding.
+                    piv = math.sqrt(acc) if acc > 0.0 else 1e-300
+                    chol[k, a, a] = piv
+                    log_det += math.log(piv)
+                else:
+                    chol[k, a, b] = acc / chol[k, b, b]
+        # bvec = L^{-1} A z, then L^T y = bvec: y = Lambda_mm^{-1} A z.
+        for a in range(nm):
+            ra = miss[a]
+            acc = 0.0
+            for e in range(ra, d):
+                acc += u[ra, e] * z[e]
+            for c in range(a):
+                acc -= chol[k, a, c] * bvec[c]
+            bvec[a] = acc / chol[k, a, a]
+        for a in range(nm - 1, -1, -1):
+            acc = bvec[a]
+            for c in range(a + 1, nm):
+                acc -= chol[k, c, a] * bvec[c]
+            bvec[a] = acc / chol[k, a, a]
+            diff[k, miss[a]] = -bvec[a]
+        maha = 0.0
+        for e in range(d):
+            v = z[e]
+            for a in range(nm):
+                if miss[a] <= e:
+                    v += u[miss[a], e] * diff[k, miss[a]]
+            maha += v * v
+        logp[k] = log_norm[k] + 0.5 * nm * _LOG_2PI - log_det - 0.5 * maha
+
+
+@jit()
+def _cond_cov_full(chol, k, nm, linv, cov):
+    """``cov[:nm, :nm] = Lambda_mm^{-1} = L^{-T} L^{-1}`` from the factor ``chol[k]``."""
+    for a in range(nm):
+        inv_diag = 1.0 / chol[k, a, a]
+        linv[a, a] = inv_diag
+        for b in range(a):
+            acc = 0.0
+            for c in range(b, a):
+                acc -= chol[k, a, c] * linv[c, b]
+            linv[a, b] = acc * inv_diag
+    for a in range(nm):
+        for b in range(a, nm):
+            acc = 0.0
+            for c in range(b, nm):
+                acc += linv[c, a] * linv[c, b]
+            cov[a, b] = acc
+            cov[b, a] = acc
+
+
+@jit()
+def _row_diag(x, means, prec, log_norm, miss, nm, diff, logp):
+    """Marginal log densities and completed differences of one row, diagonal covariances.
+
+    ``prec`` is ``(k, d)``, the square roots of the precisions; ``diff[k]``
+    is ``x - mu_k`` with zeros at the missing entries (their conditional mean
+    is ``mu``).
+    """
+    n_comp, d = means.shape
+    for k in range(n_comp):
+        acc = 0.0
+        for j in range(d):
+            v = (x[j] - means[k, j]) * prec[k, j]
+            diff[k, j] = x[j] - means[k, j]
+            if not math.isnan(v):
+                acc += v * v
+        corr = 0.0
+        for a in range(nm):
+            diff[k, miss[a]] = 0.0
+            corr += 0.5 * _LOG_2PI - math.log(prec[k, miss[a]])
+        logp[k] = log_norm[k] + corr - 0.5 * acc
+
+
+@jit()
+def _normalize(logp, resp):
+    """``resp = exp(logp - logsumexp(logp))``, zero below the cut-off; returns logsumexp."""
+    n_comp = logp.shape[0]
+    best = -np.inf
+    for k in range(n_comp):
+        if logp[k] > best:
+            best = logp[k]
+    if best == -np.inf:
+        for k in range(n_comp):
+            resp[k] = 0.0
+        return -np.inf
+    total = 0.0
+    for k in range(n_comp):
+        total += math.exp(logp[k] - best)
+    lse = best + math.log(total)
+    for k in range(n_comp):
+        if logp[k] - best < _CUTOFF:
+            resp[k] = 0.0
+        else:
+            resp[k] = math.exp(logp[k] - lse)
+    return lse
+
+
+# ---------------------------------------------------------------------------
+# Drivers: fused E-step and statistics
+# ---------------------------------------------------------------------------
+
+
+@jit()
+def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, rows_per_group,
+                          nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
+    """Statistics of rows with missing entries, full covariances, groups ``g_lo:g_hi``.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous, NaN at missing entries
+    w : ndarray (n,) float64 (ignored unless ``weighted``)
+    weighted : bool
+    means : ndarray (k, d) float64; also the shift of the statistics
+    prec_chol : ndarray (k, d, d) float64
+    log_norm : ndarray (k,) float64
+    rows_per_group : int
+    nk_slot, t_slot, s_slot, ll_slot : ndarray
+        ``(G, k)``, ``(G, k, d)``, ``(G, k, d, d)`` (upper triangle written),
+        ``(G, 2)`` float64: per group, ``nk``, ``t``, ``s`` about the means,
+        and ``(sum w log p, rows of positive weight and zero density)``.
+
+    Notes
+    -----
+    Thread-safe: group ``g`` writes only slot ``g`` of each slot array.
+    """
+    n, d = X.shape
+    n_comp = means.shape[0]
+    miss = np.empty(d, dtype=np.int64)
+    diff = np.empty((n_comp, d))
+    chol = np.empty((n_comp, d, d))
+    linv = np.empty((d, d))
+    cov = np.empty((d, d))
+    z = np.empty(d)
+    bvec = np.empty(d)
+    logp = np.empty(n_comp)
+    resp = np.empty(n_comp)
+    for g in range(g_lo, g_hi):
+        nk_slot[g, :] = 0.0
+        t_slot[g, :, :] = 0.0
+        s_slot[g, :, :, :] = 0.0
+        ll_slot[g, :] = 0.0
+        lo = g * rows_per_group
+        hi = min(lo + rows_per_group, n)
+        for i in range(lo, hi):
+            x = X[i]
+            wi = w[i] if weighted else 1.0
+            nm = _missing_index(x, miss)
+            _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp)
+            lse = _normalize(logp, resp)
+            if wi == 0.0:
+                continue
+            if lse == -np.inf:
+                ll_slot[g, 1] += 1.0
+                continue
+            ll_slot[g, 0] += wi * lse
+            for k in range(n_comp):
+                if resp[k] == 0.0:
+                    continue
+                wr = wi * resp[k]
+                nk_slot[g, k] += wr
+                for e in range(d):
+                    v = wr * diff[k, e]
+                    t_slot[g, k, e] += v
+                    for f in range(e, d):
+                        s_slot[g, k, e, f] += v * diff[k, f]
+                if nm > 0:
+                    _cond_cov_full(chol, k, nm, linv, cov)
+                    for a in range(nm):
+                        for b in range(a, nm):
+                            s_slot[g, k, miss[a], miss[b]] += wr * cov[a, b]
+
+
+@jit()
+def em_stats_missing_diag(X, w, weighted, means, prec, log_norm, rows_per_group,
+                          nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
+    """Statistics of rows with missing entries, diagonal covariances, groups ``g_lo:g_hi``.
+
+    As :func:`em_stats_missing_full` with ``prec`` ``(k, d)`` (square roots
+    of the precisions; spherical ones repeated along ``d``) and ``s_slot``
+    ``(G, k, d)``, the per-feature second moments about the means.
+    """
+    n, d = X.shape
+    n_comp = means.shape[0]
+    miss = np.empty(d, dtype=np.int64)
+    diff = np.empty((n_comp, d))
+    logp = np.empty(n_comp)
+    resp = np.empty(n_comp)
+    for g in range(g_lo, g_hi):
+        nk_slot[g, :] = 0.0
+        t_slot[g, :, :] = 0.0
+        s_slot[g, :, :] = 0.0
+        ll_slot[g, :] = 0.0
+        lo = g * rows_per_group
+        hi = min(lo + rows_per_group, n)
+        for i in range(lo, hi):
+            x = X[i]
+            wi = w[i] if weighted else 1.0
+            nm = _missing_index(x, miss)
+            _row_diag(x, means, prec, log_norm, miss, nm, diff, logp)
+            lse = _normalize(logp, resp)
+            if wi == 0.0:
+                continue
+            if lse == -np.inf:
+                ll_slot[g, 1] += 1.0
+                continue
+            ll_slot[g, 0] += wi * lse
+            for k in range(n_comp):
+                if resp[k] == 0.0:
+                    continue
+                wr = wi * resp[k]
+                nk_slot[g, k] += wr
+                for e in range(d):
+                    v = wr * diff[k, e]
+                    t_slot[g, k, e] += v
+                    s_slot[g, k, e] += v * diff[k, e]
+                for a in range(nm):
+                    p = prec[k, miss[a]]
+                    s_slot[g, k, miss[a]] += wr / (p * p)
+
+
+# ---------------------------------------------------------------------------
+# Drivers: per-point outputs, imputation
+# ---------------------------------------------------------------------------
+
+
+@jit()
+def point_missing_full(X, means, prec_chol, log_norm, mode, u, eps, rows_per_group,
+                       out_logp, out_x, g_lo, g_hi):
+    """Marginal log densities, and optionally completed rows, full covariances.
+
+    Parameters
+    ----------
+    X : ndarray (n, d), NaN at missing entries
+    means, prec_chol, log_norm : as :func:`em_stats_missing_full`
+    mode : int
+        0: log densities only; 1: also the conditional mean of each row
+        under the mixture, ``sum_k r_k x*_k``, in ``out_x``; 2: also a draw
+        from the conditional distribution (component ``k`` with probability
+        ``r_k`` chosen by ``u[i]``, then ``x*_k + L^{-T} eps[i, :nm]``).
+    u : ndarray (n,) float64, uniforms (mode 2)
+    eps : ndarray (n, d) float64, standard normals (mode 2)
+    rows_per_group : int
+    out_logp : ndarray (n, k) float64, out: ``log w_k + log N(x_o)``
+    out_x : ndarray (n, d) float64, out (modes 1 and 2)
+
+    Notes
+    -----
+    Thread-safe: group ``g`` writes only its own rows of the outputs.
+    """
+    n, d = X.shape
+    n_comp = means.shape[0]
+    miss = np.empty(d, dtype=np.int64)
+    diff = np.empty((n_comp, d))
+    chol = np.empty((n_comp, d, d))
+    z = np.empty(d)
+    bvec = np.empty(d)
+    logp = np.empty(n_comp)
+    resp = np.empty(n_comp)
+    for g in range(g_lo, g_hi):
+        lo = g * rows_per_group
+        hi = min(lo + rows_per_group, n)
+        for i in range(lo, hi):
+            x = X[i]
+            nm = _missing_index(x, miss)
+            _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp)
+            for k in range(n_comp):
+                out_logp[i, k] = logp[k]
+            if mode == 0:
+                continue
+            _normalize(logp, resp)
+            for j in range(d):
+                out_x[i, j] = x[j]
+            if mode == 1:
+                for a in range(nm):
+                    acc = 0.0
+                    for k in range(n_comp):
+                        if resp[k] > 0.0:
+                            acc += resp[k] * (means[k, miss[a]] + diff[k, miss[a]])
+                    out_x[i, miss[a]] = acc
+                continue
+            pick = n_comp - 1
+            cum = 0.0
+            for k in range(n_comp):
+                cum += resp[k]
+                if u[i] < cum and resp[k] > 0.0:
+                    pick = k
+                    break
+            while pick > 0 and resp[pick] == 0.0:
+                pick -= 1
+            # Solve L^T y = eps: y has covariance L^{-T} L^{-1} = Lambda_mm^{-1}.
+            for a in range(nm - 1, -1, -1):
+                acc = eps[i, a]
+                for c in range(a + 1, nm):
+                    acc -= chol[pick, c, a] * bvec[c]
+                bvec[a] = acc / chol[pick, a, a]
+            for a in range(nm):
+                ra = miss[a]
+                out_x[i, ra] = means[pick, ra] + diff[pick, ra] + bvec[a]
+
+
+@jit()
+def point_missing_diag(X, means, prec, log_norm, mode, u, eps, rows_per_group,
+                       out_logp, out_x, g_lo, g_hi):
+    """As :func:`point_missing_full` for diagonal covariances (``prec`` ``(k, d)``)."""
+    n, d = X.shape
+    n_comp = means.shape[0]
+    miss = np.empty(d, dtype=np.int64)
+    diff = np.empty((n_comp, d))
+    logp = np.empty(n_comp)
+    resp = np.empty(n_comp)
+    for g in range(g_lo, g_hi):
+        lo = g * rows_per_group
+        hi = min(lo + rows_per_group, n)
+        for i in range(lo, hi):
+            x = X[i]
+            nm = _missing_index(x, miss)
+            _row_diag(x, means, prec, log_norm, miss, nm, diff, logp)
+            for k in range(n_comp):
+                out_logp[i, k] = logp[k]
+            if mode == 0:
+                continue
+            _normalize(logp, resp)
+            for j in range(d):
+                out_x[i, j] = x[j]
+            if mode == 1:
+                for a in range(nm):
+                    acc = 0.0
+                    for k in range(n_comp):
+                        if resp[k] > 0.0:
+                            acc += resp[k] * means[k, miss[a]]
+                    out_x[i, miss[a]] = acc
+                continue
+            pick = n_comp - 1
+            cum = 0.0
+            for k in range(n_comp):
+                cum += resp[k]
+                if u[i] < cum and resp[k] > 0.0:
+                    pick = k
+                    break
+            while pick > 0 and resp[pick] == 0.0:
+                pick -= 1
+            for a in range(nm):
+                ra = miss[a]
+                out_x[i, ra] = means[pick, ra] + eps[i, a] / prec[pick, ra]

@@ -1,0 +1,147 @@
+"""Missing data (``missing='marginalize'``): exact EM, scores, imputation, conditioning."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES
+from naive import (
+    full_covariances,
+    missing_e_step,
+    missing_em_iterations,
+    precisions,
+    random_params,
+)
+from scipy.special import logsumexp
+
+import fastgmm
+from fastgmm._missing import incomplete_stats, missing_stats
+from fastgmm._params import GaussianParams
+
+#: Relative agreement of fastgmm's iterates with the reference EM.
+REF_RTOL = 1e-10
+
+
+def knock_out(X, fraction, seed=0, min_observed=1):
+    """``X`` with a ``fraction`` of its entries set to NaN completely at random.
+
+    Every row keeps at least ``min_observed`` entries.
+    """
+    rng = np.random.default_rng(seed)
+    X = np.array(X, dtype=np.float64)
+    mask = rng.random(X.shape) < fraction
+    for i in np.flatnonzero(mask.sum(axis=1) > X.shape[1] - min_observed):
+        keep = rng.choice(X.shape[1], size=min_observed, replace=False)
+        mask[i, keep] = False
+    X[mask] = np.nan
+    return X
+
+
+def small_data(seed=0, n=60, d=4):
+    """Three overlapping blobs in ``d`` dimensions with about 30 % of entries missing."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([np.zeros(d), np.full(d, 2.5), np.r_[3.0, -2.0, np.zeros(d - 2)]])
+    X = np.concatenate([c + rng.normal(size=(n // 3, d)) @ rng.normal(size=(d, d)) * 0.6
+                        for c in centers])
+    return knock_out(X, 0.3, seed=seed)
+
+
+def run_iterates(X, covariance_type, params, n_iter, sample_weight=None, **kw):
+    """fastgmm's parameters after each of ``n_iter`` EM iterations from ``params``."""
+    w0, m0, c0 = params
+    seen = []
+    model = fastgmm.GaussianMixture(
+        n_components=m0.shape[0], covariance_type=covariance_type, max_iter=n_iter,
+        tol=0.0, reg_covar=1e-6, weights_init=w0, means_init=m0,
+        precisions_init=precisions(covariance_type, c0), missing="marginalize",
+        callback=lambda info: seen.append(info.params.copy()), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
+        model.fit(X, sample_weight=sample_weight)
+    return model, seen
+
+
+def rel_diff(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+# ---------------------------------------------------------------------------
+# Exact EM against an independent reference
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_iterates_match_reference(covariance_type, weighted):
+    X = small_data()
+    n, d = X.shape
+    w = np.random.default_rng(1).uniform(0.2, 3.0, size=n) if weighted else None
+    params = random_params(covariance_type, 3, d, seed=2)
+    n_iter = 4
+    ref, ref_bounds = missing_em_iterations(X, *params, covariance_type, n_iter, 1e-6, w)
+    model, seen = run_iterates(X, covariance_type, params, n_iter, w)
+    assert len(seen) == n_iter
+    worst = 0.0
+    for (rw, rm, rc), got in zip(ref, seen, strict=True):
+        for a, b in ((got.weights, rw), (got.means, rm), (got.covariances, rc)):
+            worst = max(worst, rel_diff(a, b))
+    assert worst < REF_RTOL, worst
+    np.testing.assert_allclose(model.lower_bounds_, ref_bounds, rtol=REF_RTOL)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_no_nan_changes_nothing(covariance_type):
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(size=(400, 3)), rng.normal(size=(400, 3)) + 4])
+    w = rng.uniform(0.5, 2.0, size=X.shape[0])
+    kw = dict(n_components=2, covariance_type=covariance_type, random_state=0, max_iter=20)
+    a = fastgmm.GaussianMixture(**kw).fit(X, sample_weight=w)
+    b = fastgmm.GaussianMixture(missing="marginalize", **kw).fit(X, sample_weight=w)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, atol=0)
+    assert a.n_iter_ == b.n_iter_
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_stats_of_complete_rows_agree_with_compute_stats(covariance_type):
+    # The missing-data kernels on rows without NaN reduce to the complete-data statistics.
+    from fastgmm._compute import compute_stats
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 3))
+    w, m, c = random_params(covariance_type, 3, 3, seed=5)
+    p = GaussianParams.from_covariances(covariance_type, w, m, c)
+    a = incomplete_stats(X, None, p)
+    b = compute_stats(X, None, p)
+    for name in ("nk", "t", "s", "shift"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10,
+                                   atol=1e-10)
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-12)
+
+
+def test_float32_data_stays_float32():
+    X = small_data().astype(np.float32)
+    params = random_params("full", 3, X.shape[1], seed=2)
+    model, seen = run_iterates(X, "full", params, 3)
+    assert model.means_.dtype == np.float32
+    ref, _ = missing_em_iterations(X.astype(np.float64), *params, "full", 3, 1e-6)
+    # Complete rows run the float32 complete-data kernel (per-point float32).
+    np.testing.assert_allclose(seen[-1].means, ref[-1][1], rtol=2e-5, atol=2e-5)
+
+
+def test_statistics_are_thread_independent():
+    X = knock_out(np.random.default_rng(6).normal(size=(20000, 5)), 0.2, seed=6)
+    w, m, c = random_params("full", 4, 5, seed=7)
+    p = GaussianParams.from_covariances("full", w, m, c)
+    from fastgmm._parallel import numba_threads
+
+    with numba_threads(1):
+        a = missing_stats(X, None, p)
+    with numba_threads(2):
+        b = missing_stats(X, None, p)
+    for name in ("nk", "t", "s"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert a.log_likelihood == b.log_likelihood
