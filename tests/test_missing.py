@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES
 from naive import (
-    full_covariances,
-    missing_e_step,
     missing_em_iterations,
     precisions,
     random_params,
 )
-from scipy.special import logsumexp
 
 import fastgmm
 from fastgmm._missing import incomplete_stats, missing_stats
@@ -49,7 +46,7 @@ def small_data(seed=0, n=60, d=4):
 
 
 def run_iterates(X, covariance_type, params, n_iter, sample_weight=None, **kw):
-    """fastgmm's parameters after each of ``n_iter`` EM iterations from ``params``."""
+    """Fastgmm's parameters after each of ``n_iter`` EM iterations from ``params``."""
     w0, m0, c0 = params
     seen = []
     model = fastgmm.GaussianMixture(
