@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES
 from naive import (
+    missing_e_step,
     missing_em_iterations,
     precisions,
     random_params,
@@ -142,3 +143,168 @@ def test_statistics_are_thread_independent():
     for name in ("nk", "t", "s"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
     assert a.log_likelihood == b.log_likelihood
+
+
+# ---------------------------------------------------------------------------
+# Per-point outputs
+# ---------------------------------------------------------------------------
+
+
+def fitted_model(covariance_type="full", seed=0, **kw):
+    """A model fitted with missing='marginalize' on :func:`small_data`."""
+    X = small_data(seed)
+    model = fastgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=seed,
+                                    missing="marginalize", **kw).fit(X)
+    return model, X
+
+
+def reference_of(model, X):
+    """``missing_e_step`` under the fitted parameters of ``model``."""
+    return missing_e_step(X, model.weights_, model.means_, model.covariances_,
+                          model._fit_covariance_type)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_point_outputs_use_marginal_densities(covariance_type):
+    model, X = fitted_model(covariance_type)
+    resp, lse, _, _ = reference_of(model, X)
+    np.testing.assert_allclose(model.score_samples(X), lse, rtol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(X), resp, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(model.predict(X), resp.argmax(axis=1))
+    assert model.score(X) == pytest.approx(lse.mean(), rel=1e-12)
+
+
+def test_point_outputs_option_per_call():
+    X = small_data()
+    complete = X[~np.isnan(X).any(axis=1)]
+    model = fastgmm.GaussianMixture(2, random_state=0).fit(complete)
+    with pytest.raises(ValueError, match="NaN"):
+        model.score_samples(X)
+    scores = model.score_samples(X, missing="marginalize")
+    _, lse, _, _ = reference_of(model, X)
+    np.testing.assert_allclose(scores, lse, rtol=1e-10)
+    # Complete rows give the bits of the complete-data path.
+    rows = ~np.isnan(X).any(axis=1)
+    np.testing.assert_array_equal(scores[rows], model.score_samples(X[rows]))
+    fitted, _ = fitted_model()
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(X, missing="error")
+    with pytest.raises(ValueError, match="missing must be one of"):
+        fitted.predict(X, missing="drop")
+
+
+# ---------------------------------------------------------------------------
+# Imputation
+# ---------------------------------------------------------------------------
+
+
+def test_impute_single_gaussian_closed_form():
+    rng = np.random.default_rng(8)
+    cov = np.array([[2.0, 0.8, 0.3], [0.8, 1.0, -0.4], [0.3, -0.4, 1.5]])
+    mu = np.array([1.0, -2.0, 0.5])
+    model = fastgmm.GaussianMixture(1, means_init=mu[None], weights_init=[1.0], max_iter=0,
+                                    precisions_init=np.linalg.inv(cov)[None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(rng.normal(size=(10, 3)))
+    X = np.array([[0.3, np.nan, np.nan], [np.nan, 1.0, np.nan], [np.nan, 0.2, -1.0],
+                  [1.0, 2.0, 3.0]])
+    got = model.impute(X)
+    for i, row in enumerate(X):
+        m = np.isnan(row)
+        o = ~m
+        expect = row.copy()
+        expect[m] = mu[m] + cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)],
+                                                                 row[o] - mu[o])
+        np.testing.assert_allclose(got[i], expect, rtol=1e-12, atol=1e-12)
+    assert not np.isnan(X[3]).any() and np.array_equal(got[3], X[3])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_impute_mixture_is_conditional_expectation(covariance_type):
+    model, X = fitted_model(covariance_type)
+    resp, _, completed, _ = reference_of(model, X)
+    expect = np.einsum("ik,ikd->id", resp, completed)
+    got = model.impute(X)
+    np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-10)
+    obs = ~np.isnan(X)
+    assert np.array_equal(got[obs], X[obs])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_multiple_imputation_draws_have_conditional_moments(covariance_type):
+    model, X = fitted_model(covariance_type)
+    row = X[np.isnan(X).sum(axis=1) == 2][0]
+    m = np.isnan(row)
+    rows = np.repeat(row[None], 40000, axis=0)
+    draws = model.impute(rows, random_state=0)[:, m]
+    resp, _, completed, cond = reference_of(model, row[None])
+    cm = completed[0][:, m]
+    mean = resp[0] @ cm
+    cov = sum(resp[0, j] * (cond[0, j][np.ix_(m, m)] + np.outer(cm[j] - mean, cm[j] - mean))
+              for j in range(resp.shape[1]))
+    sd = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(draws.mean(axis=0), mean, atol=5 * sd.max() / np.sqrt(40000))
+    np.testing.assert_allclose(np.cov(draws.T), cov, rtol=0.05, atol=0.03 * sd.max() ** 2)
+    # Reproducible with a seed, different with another.
+    again = model.impute(rows[:50], random_state=0)
+    assert np.array_equal(again, model.impute(rows[:50], random_state=0))
+    assert not np.array_equal(again, model.impute(rows[:50], random_state=1))
+
+
+# ---------------------------------------------------------------------------
+# Conditioning
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_condition_closed_form(covariance_type):
+    model, X = fitted_model(covariance_type)
+    rng = np.random.default_rng(9)
+    given = np.array([2, 0])
+    Xg = rng.normal(size=(7, 2)) * 2
+    cond = model.condition(Xg, given)
+    target = np.array([1, 3])
+    np.testing.assert_array_equal(cond.target_features, target)
+    full = np.full((7, 4), np.nan)
+    full[:, given] = Xg
+    resp, _, completed, cmat = reference_of(model, full)
+    np.testing.assert_allclose(cond.weights, resp, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(cond.means, completed[:, :, target], rtol=1e-10, atol=1e-12)
+    for i in range(7):
+        np.testing.assert_allclose(cond.covariances, cmat[i][:, target][:, :, target],
+                                   rtol=1e-10, atol=1e-12)
+    mean, cov = cond.predict(return_cov=True)
+    np.testing.assert_allclose(mean, np.einsum("ik,ikm->im", resp, completed[:, :, target]),
+                               rtol=1e-10, atol=1e-12)
+    assert cov.shape == (7, 2, 2)
+    np.testing.assert_allclose(cov, np.swapaxes(cov, 1, 2))
+
+
+def test_condition_against_gmr():
+    gmr = pytest.importorskip("gmr")
+    model, _ = fitted_model("full")
+    given = np.array([0, 2])
+    rng = np.random.default_rng(10)
+    Xg = rng.normal(size=(5, 2)) * 2
+    cond = model.condition(Xg, given)
+    ref = gmr.GMM(n_components=3, priors=model.weights_, means=model.means_,
+                  covariances=model.covariances_)
+    for i in range(5):
+        c = ref.condition(given, Xg[i])
+        np.testing.assert_allclose(cond.weights[i], c.priors, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cond.means[i], c.means, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cond.covariances, c.covariances, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cond.predict(), ref.predict(given, Xg), rtol=1e-10, atol=1e-12)
+
+
+def test_condition_bad_features():
+    model, _ = fitted_model("diag")
+    with pytest.raises(ValueError, match="at least one and at most 3"):
+        model.condition(np.zeros((2, 4)), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="out of range"):
+        model.condition(np.zeros((2, 1)), [7])
+    with pytest.raises(ValueError, match="twice"):
+        model.condition(np.zeros((2, 2)), [1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        model.condition(np.array([[np.nan]]), [1])
