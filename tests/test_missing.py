@@ -308,3 +308,159 @@ def test_condition_bad_features():
         model.condition(np.zeros((2, 2)), [1, 1])
     with pytest.raises(ValueError, match="NaN"):
         model.condition(np.array([[np.nan]]), [1])
+
+
+# ---------------------------------------------------------------------------
+# Out of core and Dask: the same statistics, the same EM loop
+# ---------------------------------------------------------------------------
+
+
+def medium_data(seed=11):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(1500, 3)), rng.normal(size=(1500, 3)) * 0.7 + 4])
+    X = X[rng.permutation(X.shape[0])]
+    return knock_out(X, 0.2, seed=seed), rng.uniform(0.5, 2.0, size=X.shape[0])
+
+
+def fit_params(X, covariance_type, sample_weight=None):
+    w0, m0, c0 = random_params(covariance_type, 2, 3, seed=12)
+    model = fastgmm.GaussianMixture(
+        2, covariance_type=covariance_type, missing="marginalize", max_iter=15, tol=0.0,
+        weights_init=w0, means_init=m0 + 2.0,
+        precisions_init=precisions(covariance_type, c0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
+        return model.fit(X, sample_weight=sample_weight)
+
+
+def assert_same_fit(a, b, rtol=1e-10):
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_memmap_and_chunks_match_in_memory(covariance_type, tmp_path):
+    X, w = medium_data()
+    ref = fit_params(X, covariance_type, w)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    src = fastgmm.MemmapSource(str(path), w, block_size=1000)
+    assert_same_fit(fit_params(src, covariance_type), ref)
+
+    def chunks():
+        for lo in range(0, X.shape[0], 700):
+            yield X[lo:lo + 700], w[lo:lo + 700]
+
+    assert_same_fit(fit_params(chunks, covariance_type), ref)
+
+
+def test_dask_matches_in_memory():
+    da = pytest.importorskip("dask.array")
+    X, w = medium_data()
+    ref = fit_params(X, "full", w)
+    dx = da.from_array(X, chunks=(800, 3))
+    dw = da.from_array(w, chunks=(800,))
+    with __import__("dask").config.set(scheduler="synchronous"):
+        got = fit_params(dx, "full", dw)
+        assert_same_fit(got, ref)
+        np.testing.assert_allclose(got.score_samples(dx).compute(), ref.score_samples(X),
+                                   rtol=1e-10)
+        with pytest.raises(ValueError, match="row with every entry missing \\(row 801\\)"):
+            bad = X.copy()
+            bad[801] = np.nan
+            fit_params(da.from_array(bad, chunks=(800, 3)), "full")
+
+
+def test_suff_stats_with_missing_add_up():
+    model, X = fitted_model("tied")
+    total = model.suff_stats(X[:20]) + model.suff_stats(X[20:])
+    whole = model.suff_stats(X)
+    for name in ("nk", "t", "s"):
+        np.testing.assert_allclose(getattr(total, name), getattr(whole, name), rtol=1e-12,
+                                   atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------
+
+
+def test_nan_is_an_error_by_default():
+    X = small_data()
+    with pytest.raises(ValueError, match="NaN.*missing='marginalize'"):
+        fastgmm.GaussianMixture(2).fit(X)
+
+
+def test_bad_missing_option():
+    with pytest.raises(ValueError, match="missing must be one of"):
+        fastgmm.GaussianMixture(2, missing="ignore").fit(np.zeros((5, 2)))
+
+
+def test_row_all_missing_is_named(tmp_path):
+    X = small_data()
+    X[7] = np.nan
+    with pytest.raises(ValueError, match="every entry missing \\(row 7\\)"):
+        fastgmm.fit(X, 2, missing="marginalize")
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    with pytest.raises(ValueError, match="every entry missing \\(row 7\\)"):
+        fastgmm.fit(str(path), 2, missing="marginalize")
+    model, _ = fitted_model()
+    with pytest.raises(ValueError, match="every entry missing \\(row 7\\)"):
+        model.predict(X)
+    with pytest.raises(ValueError, match="every entry missing \\(row 7\\)"):
+        model.impute(X)
+
+
+def test_feature_never_observed_is_named():
+    X = small_data()
+    X[:, 2] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 1.0
+    with pytest.raises(ValueError, match="feature 2 is never observed"):
+        fastgmm.fit(X, 2, missing="marginalize")
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="feature 2 \\('c'\\) is never observed"):
+        fastgmm.fit(frame, 2, missing="marginalize")
+
+
+def test_infinity_is_still_an_error():
+    X = small_data()
+    X[3, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        fastgmm.fit(X, 2, missing="marginalize")
+    model, _ = fitted_model()
+    with pytest.raises(ValueError, match="infinity"):
+        model.impute(X)
+
+
+def test_nan_in_initial_parameters_is_refused():
+    X = small_data()
+    means = np.zeros((2, 4))
+    means[1, 2] = np.nan
+    with pytest.raises(ValueError, match="means_init contains NaN"):
+        fastgmm.fit(X, 2, missing="marginalize", means_init=means)
+    with pytest.raises(ValueError, match="weights_init contains NaN"):
+        fastgmm.fit(X, 2, missing="marginalize", weights_init=[np.nan, 1.0])
+
+
+def test_nan_in_fitted_parameters_is_refused():
+    model, X = fitted_model("diag")
+    model.means_ = model.means_.copy()
+    model.means_[0, 0] = np.nan
+    with pytest.raises(ValueError, match="means contain NaN"):
+        model.impute(X)
+    with pytest.raises(ValueError, match="means contain NaN"):
+        model.score_samples(X)
+
+
+def test_pattern_with_few_rows_is_fine():
+    # An exact E-step needs no minimum number of rows per missing pattern:
+    # a single row missing a feature is handled like any other.
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(200, 3))
+    X[5, 0] = np.nan
+    X[9, :2] = np.nan
+    model = fastgmm.fit(X, 1, missing="marginalize", random_state=0)
+    assert np.isfinite(model.covariances_).all()
+    np.testing.assert_allclose(model.means_[0], np.nanmean(X, axis=0), atol=0.01)
