@@ -64,8 +64,20 @@ def _missing_index(x, miss):
 
 
 @jit()
-def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp):
-    """Completed differences, factors of ``Lambda_mm`` and marginal log densities of one row.
+def _same_pattern(miss, nm, prev, n_prev):
+    """Whether ``miss[:nm]`` equals ``prev[:n_prev]``."""
+    if nm != n_prev:
+        return False
+    for a in range(nm):
+        if miss[a] != prev[a]:
+            return False
+    return True
+
+
+@jit()
+def _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec, log_dets,
+               chol_ok):
+    """Completed difference, factor of ``Lambda_mm`` and marginal log density of one row.
 
     Parameters
     ----------
@@ -75,24 +87,36 @@ def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp
     log_norm : ndarray (k,) float64
     miss : ndarray (>= nm,) int64, the missing indices, ascending
     nm : int
-    diff : ndarray (k, d) float64, out: ``x*_k - mu_k``
+    k : int
+        The component.
+    diff : ndarray (k, d) float64, out: ``diff[k] = x*_k - mu_k``
     z, bvec : ndarray (d,) float64, scratch
     chol : ndarray (k, d, d) float64, out: lower Cholesky factor of
         ``Lambda_mm`` in ``chol[k, :nm, :nm]``
-    logp : ndarray (k,) float64, out: ``log w_k + log N(x_o; mu_o, Sigma_oo)``
+    log_dets : ndarray (k,) float64, out: ``log det L`` of ``chol[k]``
+    chol_ok : ndarray (k,) bool
+        ``chol[k]`` and ``log_dets[k]`` already hold the factor of this
+        row's missing pattern (rows sorted by pattern reuse it); set here.
+
+    Returns
+    -------
+    float
+        ``log w_k + log N(x_o; mu_o, Sigma_oo)``.
     """
-    n_comp, d = means.shape
-    for k in range(n_comp):
-        u = prec_chol[k]
-        for j in range(d):
-            diff[k, j] = x[j] - means[k, j]
-        for a in range(nm):
-            diff[k, miss[a]] = 0.0
-        for e in range(d):
-            acc = 0.0
-            for j in range(e + 1):
-                acc += diff[k, j] * u[j, e]
-            z[e] = acc
+    d = means.shape[1]
+    u = prec_chol[k]
+    for j in range(d):
+        diff[k, j] = x[j] - means[k, j]
+        z[j] = 0.0
+    for a in range(nm):
+        diff[k, miss[a]] = 0.0
+    # z = U^T diff, row by row of U so that the inner loop runs along memory.
+    for j in range(d):
+        dj = diff[k, j]
+        if dj != 0.0:
+            for e in range(j, d):
+                z[e] += dj * u[j, e]
+    if not chol_ok[k]:
         log_det = 0.0
         for a in range(nm):
             ra = miss[a]
@@ -111,29 +135,95 @@ def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp
                     log_det += math.log(piv)
                 else:
                     chol[k, a, b] = acc / chol[k, b, b]
-        # bvec = L^{-1} A z, then L^T y = bvec: y = Lambda_mm^{-1} A z.
-        for a in range(nm):
-            ra = miss[a]
-            acc = 0.0
-            for e in range(ra, d):
-                acc += u[ra, e] * z[e]
-            for c in range(a):
-                acc -= chol[k, a, c] * bvec[c]
-            bvec[a] = acc / chol[k, a, a]
-        for a in range(nm - 1, -1, -1):
-            acc = bvec[a]
-            for c in range(a + 1, nm):
-                acc -= chol[k, c, a] * bvec[c]
-            bvec[a] = acc / chol[k, a, a]
-            diff[k, miss[a]] = -bvec[a]
-        maha = 0.0
-        for e in range(d):
-            v = z[e]
-            for a in range(nm):
-                if miss[a] <= e:
-                    v += u[miss[a], e] * diff[k, miss[a]]
-            maha += v * v
-        logp[k] = log_norm[k] + 0.5 * nm * _LOG_2PI - log_det - 0.5 * maha
+        log_dets[k] = log_det
+        chol_ok[k] = True
+    # bvec = L^{-1} A z, then L^T y = bvec: y = Lambda_mm^{-1} A z.
+    for a in range(nm):
+        ra = miss[a]
+        acc = 0.0
+        for e in range(ra, d):
+            acc += u[ra, e] * z[e]
+        for c in range(a):
+            acc -= chol[k, a, c] * bvec[c]
+        bvec[a] = acc / chol[k, a, a]
+    for a in range(nm - 1, -1, -1):
+        acc = bvec[a]
+        for c in range(a + 1, nm):
+            acc -= chol[k, c, a] * bvec[c]
+        bvec[a] = acc / chol[k, a, a]
+        diff[k, miss[a]] = -bvec[a]
+    # The marginal distance is the full quadratic form at the completed row.
+    for a in range(nm):
+        ra = miss[a]
+        da = diff[k, ra]
+        for e in range(ra, d):
+            z[e] += da * u[ra, e]
+    maha = 0.0
+    for e in range(d):
+        maha += z[e] * z[e]
+    return log_norm[k] + 0.5 * nm * _LOG_2PI - log_dets[k] - 0.5 * maha
+
+
+@jit()
+def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, log_dets, chol_ok,
+              logp):
+    """:func:`_comp_full` for every component: ``logp[k]`` and ``diff[k]``, ``chol[k]``."""
+    for k in range(means.shape[0]):
+        logp[k] = _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec,
+                             log_dets, chol_ok)
+
+
+@jit()
+def _row_full_pruned(x, means, prec_chol, log_norm, floor, log_gap, miss, nm, diff, z, chol,
+                     bvec, log_dets, chol_ok, bound, logp):
+    """:func:`_row_full`, skipping components that cannot carry mass (``logp = -inf``).
+
+    With ``floor[k]`` a lower bound of the smallest eigenvalue of
+    ``Lambda_k``, the marginal distance is at least ``floor[k] ||x_o -
+    mu_ko||^2`` and ``det Lambda_mm >= floor[k]^nm`` (interlacing), which
+    bounds each log density from above at the cost of a squared distance.
+    Components bounded more than the cut-off below the best exact log
+    density are skipped: their responsibility would be under exp(-50).
+    ``log_gap[k] = (log(2 pi) - log(floor[k])) / 2`` (where ``floor[k] > 0``).
+    """
+    n_comp, d = means.shape
+    # Observed entries with a 0/1 mask, so that the distances below run
+    # branch-free (and vectorise) over all features.
+    for j in range(d):
+        z[j] = 1.0
+        bvec[j] = x[j]
+    for a in range(nm):
+        z[miss[a]] = 0.0
+        bvec[miss[a]] = 0.0
+    for k in range(n_comp):
+        dist = 0.0
+        for j in range(d):
+            v = (bvec[j] - means[k, j]) * z[j]
+            dist += v * v
+        bound[k] = dist
+    top = 0
+    for k in range(n_comp):
+        dist = bound[k]
+        fk = floor[k]
+        if fk > 0.0:
+            bound[k] = log_norm[k] + nm * log_gap[k] - 0.5 * fk * dist
+        else:
+            bound[k] = np.inf
+        if bound[k] > bound[top]:
+            top = k
+    best = _comp_full(x, means, prec_chol, log_norm, miss, nm, top, diff, z, chol, bvec,
+                      log_dets, chol_ok)
+    logp[top] = best
+    for k in range(n_comp):
+        if k == top:
+            continue
+        if bound[k] - best < _CUTOFF:
+            logp[k] = -np.inf
+            continue
+        logp[k] = _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec,
+                             log_dets, chol_ok)
+        if logp[k] > best:
+            best = logp[k]
 
 
 @jit()
@@ -191,16 +281,20 @@ def _normalize(logp, resp):
         for k in range(n_comp):
             resp[k] = 0.0
         return -np.inf
+    # Terms under the cut-off change the sum by less than exp(-50) each:
+    # they are left out of it, as their statistics are.
     total = 0.0
     for k in range(n_comp):
-        total += math.exp(logp[k] - best)
-    lse = best + math.log(total)
-    for k in range(n_comp):
-        if logp[k] - best < _CUTOFF:
+        gap = logp[k] - best
+        if gap < _CUTOFF:
             resp[k] = 0.0
         else:
-            resp[k] = math.exp(logp[k] - lse)
-    return lse
+            resp[k] = math.exp(gap)
+            total += resp[k]
+    inv = 1.0 / total
+    for k in range(n_comp):
+        resp[k] *= inv
+    return best + math.log(total)
 
 
 # ---------------------------------------------------------------------------
@@ -209,7 +303,7 @@ def _normalize(logp, resp):
 
 
 @jit()
-def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, rows_per_group,
+def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, rows_per_group,
                           nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
     """Statistics of rows with missing entries, full covariances, groups ``g_lo:g_hi``.
 
@@ -221,6 +315,9 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, rows_per_g
     means : ndarray (k, d) float64; also the shift of the statistics
     prec_chol : ndarray (k, d, d) float64
     log_norm : ndarray (k,) float64
+    floor : ndarray (k,) float64
+        Lower bounds of the smallest eigenvalue of each precision matrix
+        (zero: never skip the component); see :func:`_row_full_pruned`.
     rows_per_group : int
     nk_slot, t_slot, s_slot, ll_slot : ndarray
         ``(G, k)``, ``(G, k, d)``, ``(G, k, d, d)`` (upper triangle written),
@@ -234,12 +331,21 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, rows_per_g
     n, d = X.shape
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
+    prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
+    log_dets = np.empty(n_comp)
+    chol_ok = np.zeros(n_comp, dtype=np.bool_)
+    run_w = np.zeros(n_comp)
     linv = np.empty((d, d))
     cov = np.empty((d, d))
     z = np.empty(d)
     bvec = np.empty(d)
+    bound = np.empty(n_comp)
+    log_gap = np.zeros(n_comp)
+    for k in range(n_comp):
+        if floor[k] > 0.0:
+            log_gap[k] = 0.5 * (_LOG_2PI - math.log(floor[k]))
     logp = np.empty(n_comp)
     resp = np.empty(n_comp)
     for g in range(g_lo, g_hi):
@@ -249,11 +355,32 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, rows_per_g
         ll_slot[g, :] = 0.0
         lo = g * rows_per_group
         hi = min(lo + rows_per_group, n)
-        for i in range(lo, hi):
-            x = X[i]
+        n_prev = -1
+        for i in range(lo, hi + 1):
+            nm = 0
+            if i < hi:
+                x = X[i]
+                nm = _missing_index(x, miss)
+            if i == hi or not _same_pattern(miss, nm, prev, n_prev):
+                # A run of rows with one pattern ends: its conditional
+                # covariances enter the second moments once, weighted by the
+                # run's responsibilities, and the factors are forgotten.
+                for k in range(n_comp):
+                    if run_w[k] > 0.0 and n_prev > 0:
+                        _cond_cov_full(chol, k, n_prev, linv, cov)
+                        for a in range(n_prev):
+                            for b in range(a, n_prev):
+                                s_slot[g, k, prev[a], prev[b]] += run_w[k] * cov[a, b]
+                    run_w[k] = 0.0
+                    chol_ok[k] = False
+                if i == hi:
+                    break
+                for a in range(nm):
+                    prev[a] = miss[a]
+                n_prev = nm
             wi = w[i] if weighted else 1.0
-            nm = _missing_index(x, miss)
-            _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp)
+            _row_full_pruned(x, means, prec_chol, log_norm, floor, log_gap, miss, nm, diff, z,
+                             chol, bvec, log_dets, chol_ok, bound, logp)
             lse = _normalize(logp, resp)
             if wi == 0.0:
                 continue
@@ -266,16 +393,13 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, rows_per_g
                     continue
                 wr = wi * resp[k]
                 nk_slot[g, k] += wr
+                run_w[k] += wr
                 for e in range(d):
                     v = wr * diff[k, e]
                     t_slot[g, k, e] += v
-                    for f in range(e, d):
-                        s_slot[g, k, e, f] += v * diff[k, f]
-                if nm > 0:
-                    _cond_cov_full(chol, k, nm, linv, cov)
-                    for a in range(nm):
-                        for b in range(a, nm):
-                            s_slot[g, k, miss[a], miss[b]] += wr * cov[a, b]
+                    if v != 0.0:
+                        for f in range(e, d):
+                            s_slot[g, k, e, f] += v * diff[k, f]
 
 
 @jit()
@@ -358,8 +482,11 @@ def point_missing_full(X, means, prec_chol, log_norm, mode, u, eps, rows_per_gro
     n, d = X.shape
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
+    prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
+    log_dets = np.empty(n_comp)
+    chol_ok = np.zeros(n_comp, dtype=np.bool_)
     z = np.empty(d)
     bvec = np.empty(d)
     logp = np.empty(n_comp)
@@ -367,10 +494,18 @@ def point_missing_full(X, means, prec_chol, log_norm, mode, u, eps, rows_per_gro
     for g in range(g_lo, g_hi):
         lo = g * rows_per_group
         hi = min(lo + rows_per_group, n)
+        n_prev = -1
         for i in range(lo, hi):
             x = X[i]
             nm = _missing_index(x, miss)
-            _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, logp)
+            if not _same_pattern(miss, nm, prev, n_prev):
+                for a in range(nm):
+                    prev[a] = miss[a]
+                n_prev = nm
+                for k in range(n_comp):
+                    chol_ok[k] = False
+            _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, log_dets,
+                      chol_ok, logp)
             for k in range(n_comp):
                 out_logp[i, k] = logp[k]
             if mode == 0:

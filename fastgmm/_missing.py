@@ -137,8 +137,35 @@ def mean_impute(X: np.ndarray, w: np.ndarray | None, where: str = "X") -> np.nda
 
 
 # ---------------------------------------------------------------------------
-# Rows split by completeness
+# Rows split by completeness, grouped by missing pattern
 # ---------------------------------------------------------------------------
+
+
+def pattern_groups(nan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by missing pattern.
+
+    Parameters
+    ----------
+    nan : ndarray (n, d) bool
+        Where entries are missing.
+
+    Returns
+    -------
+    order : ndarray (n,) int64
+        Row indices, rows of one pattern together (stable within a pattern).
+    starts : ndarray (p + 1,) int64
+        Pattern ``j`` holds ``order[starts[j]:starts[j + 1]]``.
+    patterns : ndarray (p, d) bool
+        The missing entries of each pattern.
+    """
+    n, d = nan.shape
+    packed = np.ascontiguousarray(np.packbits(nan, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    starts = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    return order, starts, nan[first]
 
 
 class SplitRows:
@@ -174,8 +201,13 @@ class SplitRows:
         keep = ~rows
         self.complete = np.ascontiguousarray(X[keep]) if keep.any() else None
         self.w_complete = None if w is None or self.complete is None else w[keep]
-        self.incomplete = np.ascontiguousarray(X[rows])
-        self.w_incomplete = None if w is None else w[rows]
+        # Rows of one pattern side by side: the kernels reuse the pattern's
+        # factorisations from row to row.
+        idx = np.flatnonzero(rows)
+        order, _, _ = pattern_groups(np.isnan(X[idx]))
+        idx = idx[order]
+        self.incomplete = np.ascontiguousarray(X[idx])
+        self.w_incomplete = None if w is None else w[idx]
 
     @property
     def has_missing(self) -> bool:
@@ -211,6 +243,16 @@ def _kernel_params(params: GaussianParams) -> tuple:
     return kind, means, prec, np.ascontiguousarray(params.log_norm())
 
 
+def _precision_floor(prec: np.ndarray) -> np.ndarray:
+    """Lower bounds of the smallest eigenvalue of each ``U U^T``, shape (k,).
+
+    The smallest singular value of ``U`` squared, shrunk by one part in a
+    thousand so that rounding can never make the pruning bound too tight.
+    """
+    sv = np.linalg.svd(prec, compute_uv=False)
+    return np.ascontiguousarray(np.maximum(sv[:, -1], 0.0) ** 2 * 0.999)
+
+
 def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
                      inputs: tuple | None = None) -> SuffStats:
     """Exact E-step statistics of rows that may hold NaN (not all of a row).
@@ -242,15 +284,19 @@ def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams
     s_slot = np.empty((n_slots,) + s_shape)
     ll_slot = np.empty((n_slots, 2))
     nk, t, s, ll = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape), np.zeros(2)
-    kern = (_kernels().em_stats_missing_full if kind == "full"
-            else _kernels().em_stats_missing_diag)
+    if kind == "full":
+        kern = _kernels().em_stats_missing_full
+        extra = (_precision_floor(prec),)
+    else:
+        kern = _kernels().em_stats_missing_diag
+        extra = ()
     weighted = w is not None
     step = n_slots * ROWS_PER_GROUP
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb = w[lo:hi] if weighted else np.empty(0)
         n_groups = -(-(hi - lo) // ROWS_PER_GROUP)
-        _parallel.run_groups(kern, (X[lo:hi], wb, weighted, means, prec, log_norm,
+        _parallel.run_groups(kern, (X[lo:hi], wb, weighted, means, prec, log_norm, *extra,
                                     ROWS_PER_GROUP, nk_slot, t_slot, s_slot, ll_slot),
                              n_groups, hi - lo)
         _parallel.fold_slots((nk_slot, t_slot, s_slot, ll_slot), n_groups, (nk, t, s, ll))
@@ -346,6 +392,7 @@ def missing_point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool =
         for key, value in part.items():
             out[key][full_rows] = value
     miss_rows = np.flatnonzero(rows)
+    miss_rows = miss_rows[pattern_groups(np.isnan(X[miss_rows]))[0]]
     for lo in range(0, miss_rows.size, _POINT_BLOCK_ROWS):
         idx = miss_rows[lo:lo + _POINT_BLOCK_ROWS]
         logp, _ = _point_kernel(np.ascontiguousarray(X[idx]), params, 0)
@@ -388,6 +435,7 @@ def impute(X: np.ndarray, params: GaussianParams, rng: np.random.Generator | Non
         return out
     check_finite_params(params)
     miss_rows = np.flatnonzero(rows)
+    miss_rows = miss_rows[pattern_groups(np.isnan(X[miss_rows]))[0]]
     d = X.shape[1]
     for lo in range(0, miss_rows.size, _POINT_BLOCK_ROWS):
         idx = miss_rows[lo:lo + _POINT_BLOCK_ROWS]
