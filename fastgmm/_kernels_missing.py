@@ -104,7 +104,6 @@ def _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec, 
         ``log w_k + log N(x_o; mu_o, Sigma_oo)``.
     """
     d = means.shape[1]
-    u = prec_chol[k]
     for j in range(d):
         diff[k, j] = x[j] - means[k, j]
         z[j] = 0.0
@@ -115,7 +114,7 @@ def _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec, 
         dj = diff[k, j]
         if dj != 0.0:
             for e in range(j, d):
-                z[e] += dj * u[j, e]
+                z[e] += dj * prec_chol[k, j, e]
     if not chol_ok[k]:
         log_det = 0.0
         for a in range(nm):
@@ -124,7 +123,7 @@ def _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec, 
                 rb = miss[b]
                 acc = 0.0
                 for e in range(ra, d):  # ra >= rb: U[ra, e] is zero before ra
-                    acc += u[ra, e] * u[rb, e]
+                    acc += prec_chol[k, ra, e] * prec_chol[k, rb, e]
                 for c in range(b):
                     acc -= chol[k, a, c] * chol[k, b, c]
                 if a == b:
@@ -142,7 +141,7 @@ def _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec, 
         ra = miss[a]
         acc = 0.0
         for e in range(ra, d):
-            acc += u[ra, e] * z[e]
+            acc += prec_chol[k, ra, e] * z[e]
         for c in range(a):
             acc -= chol[k, a, c] * bvec[c]
         bvec[a] = acc / chol[k, a, a]
@@ -157,7 +156,7 @@ def _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec, 
         ra = miss[a]
         da = diff[k, ra]
         for e in range(ra, d):
-            z[e] += da * u[ra, e]
+            z[e] += da * prec_chol[k, ra, e]
     maha = 0.0
     for e in range(d):
         maha += z[e] * z[e]
@@ -331,6 +330,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     n, d = X.shape
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
+    x = np.empty(d)
     prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
@@ -359,7 +359,8 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
         for i in range(lo, hi + 1):
             nm = 0
             if i < hi:
-                x = X[i]
+                for j in range(d):
+                    x[j] = X[i, j]
                 nm = _missing_index(x, miss)
             if i == hi or not _same_pattern(miss, nm, prev, n_prev):
                 # A run of rows with one pattern ends: its conditional
@@ -414,6 +415,7 @@ def em_stats_missing_diag(X, w, weighted, means, prec, log_norm, rows_per_group,
     n, d = X.shape
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
+    x = np.empty(d)
     diff = np.empty((n_comp, d))
     logp = np.empty(n_comp)
     resp = np.empty(n_comp)
@@ -425,7 +427,8 @@ def em_stats_missing_diag(X, w, weighted, means, prec, log_norm, rows_per_group,
         lo = g * rows_per_group
         hi = min(lo + rows_per_group, n)
         for i in range(lo, hi):
-            x = X[i]
+            for j in range(d):
+                x[j] = X[i, j]
             wi = w[i] if weighted else 1.0
             nm = _missing_index(x, miss)
             _row_diag(x, means, prec, log_norm, miss, nm, diff, logp)
@@ -482,6 +485,7 @@ def point_missing_full(X, means, prec_chol, log_norm, mode, u, eps, rows_per_gro
     n, d = X.shape
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
+    x = np.empty(d)
     prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
@@ -496,7 +500,8 @@ def point_missing_full(X, means, prec_chol, log_norm, mode, u, eps, rows_per_gro
         hi = min(lo + rows_per_group, n)
         n_prev = -1
         for i in range(lo, hi):
-            x = X[i]
+            for j in range(d):
+                x[j] = X[i, j]
             nm = _missing_index(x, miss)
             if not _same_pattern(miss, nm, prev, n_prev):
                 for a in range(nm):
@@ -548,6 +553,7 @@ def point_missing_diag(X, means, prec, log_norm, mode, u, eps, rows_per_group,
     n, d = X.shape
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
+    x = np.empty(d)
     diff = np.empty((n_comp, d))
     logp = np.empty(n_comp)
     resp = np.empty(n_comp)
@@ -555,7 +561,8 @@ def point_missing_diag(X, means, prec, log_norm, mode, u, eps, rows_per_group,
         lo = g * rows_per_group
         hi = min(lo + rows_per_group, n)
         for i in range(lo, hi):
-            x = X[i]
+            for j in range(d):
+                x[j] = X[i, j]
             nm = _missing_index(x, miss)
             _row_diag(x, means, prec, log_norm, miss, nm, diff, logp)
             for k in range(n_comp):

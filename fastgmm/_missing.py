@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _parallel
-from ._compute import compute_stats, point_outputs
+from ._compute import RowHints, compute_stats, point_outputs
 from ._params import GaussianParams
 from ._stats import SuffStats
 
@@ -44,6 +44,12 @@ ROWS_PER_GROUP = 256
 
 #: Bytes of per-group statistics slots in flight during one kernel call.
 _SLOT_BUDGET_BYTES = 8 * 2**20
+
+#: A missing pattern with at least this many rows in a block runs the
+#: complete-data kernel on its observed columns under the marginal mixture,
+#: and its statistics are lifted to all features exactly; rarer patterns go
+#: through the per-row kernels, which cost more per row but nothing per pattern.
+PATTERN_MIN_ROWS = 2048
 
 #: Rows of per-point outputs computed at once (bounds the (rows, k) scratch).
 _POINT_BLOCK_ROWS = 65536
@@ -195,6 +201,7 @@ class SplitRows:
         if not rows.any():
             self.complete, self.w_complete = X, w
             self.incomplete = self.w_incomplete = None
+            self.patterns = []
             self.observed = np.full(X.shape[1], X.shape[0], dtype=np.int64)
             return
         self.observed = X.shape[0] - np.isnan(X).sum(axis=0)
@@ -204,14 +211,43 @@ class SplitRows:
         # Rows of one pattern side by side: the kernels reuse the pattern's
         # factorisations from row to row.
         idx = np.flatnonzero(rows)
-        order, _, _ = pattern_groups(np.isnan(X[idx]))
+        order, starts, patterns = pattern_groups(np.isnan(X[idx]))
         idx = idx[order]
-        self.incomplete = np.ascontiguousarray(X[idx])
-        self.w_incomplete = None if w is None else w[idx]
+        counts = np.diff(starts)
+        self.patterns = []
+        rare = []
+        for j in range(patterns.shape[0]):
+            rows_j = idx[starts[j]:starts[j + 1]]
+            if counts[j] >= PATTERN_MIN_ROWS:
+                obs = np.flatnonzero(~patterns[j])
+                self.patterns.append(PatternRows(
+                    obs, np.flatnonzero(patterns[j]), np.ascontiguousarray(X[rows_j][:, obs]),
+                    None if w is None else w[rows_j]))
+            else:
+                rare.append(rows_j)
+        self.incomplete = self.w_incomplete = None
+        if rare:
+            rare_idx = np.concatenate(rare)
+            self.incomplete = np.ascontiguousarray(X[rare_idx])
+            self.w_incomplete = None if w is None else w[rare_idx]
 
     @property
     def has_missing(self) -> bool:
-        return self.incomplete is not None
+        return self.incomplete is not None or bool(self.patterns)
+
+
+@dataclass
+class PatternRows:
+    """The rows of one frequent missing pattern: their observed columns, gathered.
+
+    ``hints`` keeps the complete-data kernel's per-row hints between passes.
+    """
+
+    observed: np.ndarray
+    missing: np.ndarray
+    X: np.ndarray
+    w: np.ndarray | None
+    hints: object = None
 
 
 # ---------------------------------------------------------------------------
@@ -330,10 +366,93 @@ def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs
         use = hints_ok or not split.has_missing
         total = compute_stats(split.complete, split.w_complete, params, workspace, inputs,
                               hints if use else None)
-    if split.has_missing:
+    if split.incomplete is not None:
         part = incomplete_stats(split.incomplete, split.w_incomplete, params)
         total = part if total is None else total + part
+    for group in split.patterns:
+        part = pattern_stats(group, params)
+        total = part if total is None else total + part
     return total
+
+
+def marginal_params(params: GaussianParams, obs: np.ndarray) -> GaussianParams:
+    """The mixture of the features ``obs`` (a marginal of a Gaussian mixture is one)."""
+    ctype = params.covariance_type
+    cov = params.covariances
+    if ctype == "full":
+        marg = cov[:, obs][:, :, obs]
+    elif ctype == "tied":
+        marg = cov[np.ix_(obs, obs)]
+    elif ctype == "diag":
+        marg = cov[:, obs]
+    else:
+        marg = cov
+    return GaussianParams.from_covariances(ctype, params.weights, params.means[:, obs], marg)
+
+
+def pattern_stats(group: PatternRows, params: GaussianParams) -> SuffStats:
+    """Exact statistics of the rows of one missing pattern, through the complete-data kernel.
+
+    The E-step of the observed columns under the marginal mixture gives
+    ``n_k``, ``t_o`` and ``s_oo``; the conditional mean is affine in
+    ``x_o`` (``x*_m - mu_m = B_k (x_o - mu_o)`` with ``B_k = Sigma_mo
+    Sigma_oo^{-1}``), so the missing blocks follow exactly: ``t_m = B t_o``,
+    ``s_mo = B s_oo``, ``s_mm = B s_oo B^T + n_k C_k`` with ``C_k = Sigma_mm
+    - B_k Sigma_om`` (tied: about the common shift, see the module notes).
+    """
+    ctype = params.covariance_type
+    o, m = group.observed, group.missing
+    k, d = params.n_components, params.n_features
+    marg = marginal_params(params, o)
+    if group.hints is None and ctype == "full":
+        group.hints = RowHints(group.X.shape[0])
+    st = compute_stats(group.X, group.w, marg, hints=group.hints)
+    nk = st.nk
+    t = np.zeros((k, d))
+    t[:, o] = st.t
+    cov = params.covariances
+    if ctype in ("diag", "spherical"):
+        s = np.zeros((k, d))
+        s[:, o] = st.s
+        var = cov[:, m] if ctype == "diag" else np.repeat(cov[:, None], m.size, axis=1)
+        s[:, m] = nk[:, None] * var
+        return SuffStats(ctype, params.means.copy(), nk, t, s, st.log_likelihood, st.weight,
+                         st.n_samples)
+    pc = marg.precisions_cholesky
+    if ctype == "full":
+        prec_oo = np.einsum("kij,klj->kil", pc, pc)
+        s_mo_cov = cov[:, m][:, :, o]
+        gain = s_mo_cov @ prec_oo                                    # (k, m, o)
+        cond = cov[:, m][:, :, m] - gain @ np.swapaxes(s_mo_cov, 1, 2)
+        t[:, m] = np.einsum("kmo,ko->km", gain, st.t)
+        s = np.zeros((k, d, d))
+        s_mo = gain @ st.s
+        s[:, o[:, None], o[None, :]] = st.s
+        s[:, m[:, None], o[None, :]] = s_mo
+        s[:, o[:, None], m[None, :]] = np.swapaxes(s_mo, 1, 2)
+        s_mm = s_mo @ np.swapaxes(gain, 1, 2) + nk[:, None, None] * cond
+        s[:, m[:, None], m[None, :]] = 0.5 * (s_mm + np.swapaxes(s_mm, 1, 2))
+        return SuffStats(ctype, params.means.copy(), nk, t, s, st.log_likelihood, st.weight,
+                         st.n_samples)
+    # Tied: about the common shift c, with x*_m - c_m = a_k + B (x_o - c_o).
+    shift = params.weights @ params.means
+    st = st.recenter(shift[o])
+    t[:, o] = st.t
+    s_mo_cov = cov[np.ix_(m, o)]
+    gain = s_mo_cov @ (pc @ pc.T)                                    # (m, o)
+    cond = cov[np.ix_(m, m)] - gain @ s_mo_cov.T
+    a = (params.means[:, m] - shift[m]) - (params.means[:, o] - shift[o]) @ gain.T  # (k, m)
+    t[:, m] = nk[:, None] * a + st.t @ gain.T
+    s = np.zeros((d, d))
+    s_mo = a.T @ st.t + gain @ st.s
+    s[np.ix_(o, o)] = st.s
+    s[np.ix_(m, o)] = s_mo
+    s[np.ix_(o, m)] = s_mo.T
+    cross = a.T @ (st.t @ gain.T)
+    s_mm = ((nk[:, None] * a).T @ a + cross + cross.T + gain @ st.s @ gain.T
+            + st.weight * cond)
+    s[np.ix_(m, m)] = 0.5 * (s_mm + s_mm.T)
+    return SuffStats(ctype, shift, nk, t, s, st.log_likelihood, st.weight, st.n_samples)
 
 
 def missing_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams) -> SuffStats:

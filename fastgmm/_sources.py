@@ -171,6 +171,15 @@ class ArraySource(_ArrayShape, _Source):
     def dtype(self):
         return self.X.dtype
 
+    def start_run(self) -> None:
+        """Drop the per-row hints of earlier passes (they only save work)."""
+        super().start_run()
+        split = self._split
+        if split is not None:
+            for group in split.patterns:
+                if group.hints is not None:
+                    group.hints.valid = False
+
     def stats(self, params: GaussianParams) -> SuffStats:
         """Sufficient statistics of all rows under ``params``.
 
