@@ -473,3 +473,59 @@ def test_pattern_with_few_rows_is_fine():
     model = fastgmm.fit(X, 1, missing="marginalize", random_state=0)
     assert np.isfinite(model.covariances_).all()
     np.testing.assert_allclose(model.means_[0], np.nanmean(X, axis=0), atol=0.01)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def test_cli_fit_missing_and_impute(tmp_path, capsys):
+    from fastgmm.cli import main
+
+    rng = np.random.default_rng(14)
+    X = np.exp(rng.multivariate_normal([1.0, 2.0, 0.5], [[0.5, 0.3, 0.1], [0.3, 0.4, 0.0],
+                                                          [0.1, 0.0, 0.3]], size=300))
+    cells = X.astype(object)
+    holes = [(0, 1), (3, 0), (3, 2), (10, 2)]
+    for i, j in holes:
+        cells[i, j] = "" if i != 10 else "NA"
+    path = tmp_path / "gaps.csv"
+    lines = ["a,b,c"] + [",".join(str(v) for v in row) for row in cells]
+    path.write_text("\n".join(lines) + "\n")
+    model_path = tmp_path / "m.npz"
+    assert main(["fit", str(path), "--k", "1", "--missing", "--log", "--standardize",
+                 "--seed", "0", "--out", str(model_path), "-q"]) == 0
+    assert main(["fit", str(path), "--k", "1", "--out", str(tmp_path / "no.npz"), "-q"]) == 2
+    assert "--missing" in capsys.readouterr().err
+    out = tmp_path / "filled.csv"
+    assert main(["impute", str(model_path), str(path), "--out", str(out)]) == 0
+    assert "filled 4 missing cells in 3 of 300 rows" in capsys.readouterr().out
+    filled = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert filled.shape == (300, 3) and np.isfinite(filled).all()
+    keep = np.ones_like(X, dtype=bool)
+    for i, j in holes:
+        keep[i, j] = False
+    np.testing.assert_allclose(filled[keep], X[keep], rtol=1e-12)
+    # The conditional expectation in the model's (log, standardised) units.
+    model = fastgmm.load(model_path)
+    Z = np.log(np.where(keep, X, np.nan))
+    Z = (Z - np.nanmean(Z, axis=0)) / np.nanstd(Z, axis=0)
+    expect = np.exp(np.nanmean(np.log(np.where(keep, X, np.nan)), axis=0)
+                    + np.nanstd(np.log(np.where(keep, X, np.nan)), axis=0) * model.impute(Z))
+    np.testing.assert_allclose(filled, expect, rtol=1e-9)
+    drawn = tmp_path / "drawn.csv"
+    assert main(["impute", str(model_path), str(path), "--seed", "3", "--out",
+                 str(drawn)]) == 0
+    draws = np.loadtxt(drawn, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(draws[keep], X[keep], rtol=1e-12)
+    assert not np.allclose(draws[~keep], filled[~keep])
+
+
+def test_model_file_keeps_the_option(tmp_path):
+    model, X = fitted_model("tied")
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = fastgmm.load(path)
+    assert loaded.missing == "marginalize"
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
