@@ -884,39 +884,43 @@ class GaussianMixture(_MixtureBase):
         self._check_params()
         decay = self._check_online_params()
         running = getattr(self, "_online_stats", None)
+        marginalize = self.missing == "marginalize"
+        batch_stats = missing_stats if marginalize else compute_stats
         if running is None and not self.__sklearn_is_fitted__():
             # In-memory batches only: the running statistics are computed
             # from the very rows the first fit saw.
-            Xa = check_array(X)
+            Xa = check_array(X, allow_nan=marginalize)
             w = check_sample_weight(sample_weight, Xa.shape[0])
-            self._fit(_sources.ArraySource(Xa, w, feature_names(X)), None)
+            self._fit(_sources.ArraySource(Xa, w, feature_names(X), missing=marginalize), None)
             with thread_limit(self.n_threads):
-                stats = compute_stats(Xa, w, self._params())
+                stats = batch_stats(Xa, w, self._params())
             self._online_stats = per_sample(stats)
             self.n_steps_ = 1
             return self
         params = self._params()
         self._check_continues(params, "partial_fit",
                               "call fit to start afresh")
-        Xa = self._validate_predict_X(X, params.n_features)
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=marginalize)
         w = check_sample_weight(sample_weight, Xa.shape[0])
         step = getattr(self, "n_steps_", 0) if running is not None else 0
-        repair = DegenerateRepair(self.on_degenerate, _sources.ArraySource(Xa, w))
+        repair = DegenerateRepair(self.on_degenerate,
+                                  _sources.ArraySource(Xa, w, missing=marginalize))
 
         def m_step(stats):
             return repair(stats, float(self.reg_covar), step + 1)
 
         with thread_limit(self.n_threads):
             if running is None:
-                stats = compute_stats(Xa, w, params)
+                stats = batch_stats(Xa, w, params)
                 running, mean_ll = per_sample(stats), stats.mean_log_likelihood
                 new = m_step(running)
             else:
                 rho = step_size(step, float(self.learning_offset), decay)
                 running, new, mean_ll = stepwise_update(
-                    running, Xa, w, params, rho, m_step)
+                    running, Xa, w, params, rho, m_step, batch_stats)
         self.n_steps_ = step + 1
         self._online_stats = running
+        self._fit_missing = marginalize
         self._set_fitted(new, self._fitted_dtype())
         self.lower_bound_ = float(mean_ll)
         return self

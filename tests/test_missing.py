@@ -600,3 +600,26 @@ def test_recovery_beats_dropping_rows_and_mean_imputation(fraction):
     assert ours[1] < errors["drop incomplete rows"][1]
     assert ours[1] < errors["mean imputation"][1]
     assert ours[0] < errors["mean imputation"][0]
+
+
+def test_partial_fit_with_missing_entries():
+    X, _ = medium_data()
+    complete = np.random.default_rng(17).normal(size=X.shape)
+    kw = dict(n_components=2, random_state=0, max_iter=20)
+    online = fastgmm.GaussianMixture(missing="marginalize", **kw)
+    for lo in range(0, 3000, 1000):
+        online.partial_fit(X[lo:lo + 1000])
+    assert online.n_steps_ == 3 and np.isfinite(online.covariances_).all()
+    # The second-batch E-step is the exact missing-data one.
+    before = online._params()
+    online.partial_fit(X[:500])
+    stats = missing_stats(X[:500], None, before)
+    assert online.lower_bound_ == pytest.approx(stats.mean_log_likelihood, rel=1e-12)
+    # Batches without NaN: the option changes nothing.
+    a = fastgmm.GaussianMixture(**kw)
+    b = fastgmm.GaussianMixture(missing="marginalize", **kw)
+    for lo in range(0, 3000, 1000):
+        a.partial_fit(complete[lo:lo + 1000])
+        b.partial_fit(complete[lo:lo + 1000])
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.covariances_, b.covariances_)
