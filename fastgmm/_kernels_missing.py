@@ -173,8 +173,8 @@ def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, log_
 
 
 @jit()
-def _row_full_pruned(x, means, prec_chol, log_norm, floor, log_gap, miss, nm, diff, z, chol,
-                     bvec, log_dets, chol_ok, bound, logp):
+def _row_full_pruned(x, means, means_t, prec_chol, log_norm, floor, log_gap, miss, nm, diff, z,
+                     chol, bvec, log_dets, chol_ok, bound, logp):
     """:func:`_row_full`, skipping components that cannot carry mass (``logp = -inf``).
 
     With ``floor[k]`` a lower bound of the smallest eigenvalue of
@@ -183,23 +183,24 @@ def _row_full_pruned(x, means, prec_chol, log_norm, floor, log_gap, miss, nm, di
     bounds each log density from above at the cost of a squared distance.
     Components bounded more than the cut-off below the best exact log
     density are skipped: their responsibility would be under exp(-50).
-    ``log_gap[k] = (log(2 pi) - log(floor[k])) / 2`` (where ``floor[k] > 0``).
+    ``log_gap[k] = (log(2 pi) - log(floor[k])) / 2`` (where ``floor[k] > 0``);
+    ``means_t`` is ``means.T``, C-contiguous.
     """
     n_comp, d = means.shape
-    # Observed entries with a 0/1 mask, so that the distances below run
-    # branch-free (and vectorise) over all features.
-    for j in range(d):
-        z[j] = 1.0
-        bvec[j] = x[j]
-    for a in range(nm):
-        z[miss[a]] = 0.0
-        bvec[miss[a]] = 0.0
+    # Squared distances over the observed features, with the components in
+    # the inner loop: independent sums that vectorise (a sum over features
+    # per component would wait on each addition in turn).
     for k in range(n_comp):
-        dist = 0.0
-        for j in range(d):
-            v = (bvec[j] - means[k, j]) * z[j]
-            dist += v * v
-        bound[k] = dist
+        bound[k] = 0.0
+    a = 0
+    for j in range(d):
+        if a < nm and miss[a] == j:
+            a += 1
+            continue
+        xj = x[j]
+        for k in range(n_comp):
+            v = xj - means_t[j, k]
+            bound[k] += v * v
     top = 0
     for k in range(n_comp):
         dist = bound[k]
@@ -342,6 +343,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     z = np.empty(d)
     bvec = np.empty(d)
     bound = np.empty(n_comp)
+    means_t = np.ascontiguousarray(means.T)
     log_gap = np.zeros(n_comp)
     for k in range(n_comp):
         if floor[k] > 0.0:
@@ -380,8 +382,8 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     prev[a] = miss[a]
                 n_prev = nm
             wi = w[i] if weighted else 1.0
-            _row_full_pruned(x, means, prec_chol, log_norm, floor, log_gap, miss, nm, diff, z,
-                             chol, bvec, log_dets, chol_ok, bound, logp)
+            _row_full_pruned(x, means, means_t, prec_chol, log_norm, floor, log_gap, miss, nm,
+                             diff, z, chol, bvec, log_dets, chol_ok, bound, logp)
             lse = _normalize(logp, resp)
             if wi == 0.0:
                 continue

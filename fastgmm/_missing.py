@@ -40,7 +40,7 @@ from ._stats import SuffStats
 MISSING_OPTIONS = ("error", "marginalize")
 
 #: Rows per group of the missing-data kernels (fixes the summation order).
-ROWS_PER_GROUP = 256
+ROWS_PER_GROUP = 1024
 
 #: Bytes of per-group statistics slots in flight during one kernel call.
 _SLOT_BUDGET_BYTES = 8 * 2**20
