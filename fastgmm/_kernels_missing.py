@@ -43,8 +43,10 @@ from ._config import jit
 _LOG_2PI = math.log(2.0 * math.pi)
 
 #: Components whose log density is this far below the row's best carry a
-#: responsibility under exp(-50), about 2e-22: their statistics are skipped.
-_CUTOFF = -50.0
+#: responsibility under exp(-37), about 8.5e-17 of the best one's: below the
+#: rounding of any sum it would enter, so their statistics are skipped (and
+#: a looser cut-off would make the pruning bound evaluate more components).
+_CUTOFF = -37.0
 
 
 # ---------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def _row_full_pruned(x, means, means_t, prec_chol, log_norm, floor, log_gap, mis
     mu_ko||^2`` and ``det Lambda_mm >= floor[k]^nm`` (interlacing), which
     bounds each log density from above at the cost of a squared distance.
     Components bounded more than the cut-off below the best exact log
-    density are skipped: their responsibility would be under exp(-50).
+    density are skipped: their responsibility would be under exp(-37).
     ``log_gap[k] = (log(2 pi) - log(floor[k])) / 2`` (where ``floor[k] > 0``);
     ``means_t`` is ``means.T``, C-contiguous.
     """
@@ -281,7 +283,7 @@ def _normalize(logp, resp):
         for k in range(n_comp):
             resp[k] = 0.0
         return -np.inf
-    # Terms under the cut-off change the sum by less than exp(-50) each:
+    # Terms under the cut-off change the sum by less than exp(-37) each:
     # they are left out of it, as their statistics are.
     total = 0.0
     for k in range(n_comp):
