@@ -360,13 +360,25 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
         lo = g * rows_per_group
         hi = min(lo + rows_per_group, n)
         n_prev = -1
+        # The per-row work is written out here rather than called: every
+        # call with array arguments costs an atomic reference-count update
+        # per array, which cost more than the arithmetic at these sizes.
         for i in range(lo, hi + 1):
             nm = 0
             if i < hi:
                 for j in range(d):
-                    x[j] = X[i, j]
-                nm = _missing_index(x, miss)
-            if i == hi or not _same_pattern(miss, nm, prev, n_prev):
+                    v = X[i, j]
+                    x[j] = v
+                    if v != v:
+                        miss[nm] = j
+                        nm += 1
+            same = nm == n_prev
+            if same:
+                for a in range(nm):
+                    if miss[a] != prev[a]:
+                        same = False
+                        break
+            if i == hi or not same:
                 # A run of rows with one pattern ends: its conditional
                 # covariances enter the second moments once, weighted by the
                 # run's responsibilities, and the factors are forgotten.
@@ -384,19 +396,112 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     prev[a] = miss[a]
                 n_prev = nm
             wi = w[i] if weighted else 1.0
-            _row_full_pruned(x, means, means_t, prec_chol, log_norm, floor, log_gap, miss, nm,
-                             diff, z, chol, bvec, log_dets, chol_ok, bound, logp)
-            lse = _normalize(logp, resp)
+            # Upper bounds of the log densities (see _row_full_pruned), from
+            # squared distances over the observed features, components innermost.
+            for k in range(n_comp):
+                bound[k] = 0.0
+            a = 0
+            for j in range(d):
+                if a < nm and miss[a] == j:
+                    a += 1
+                    continue
+                xj = x[j]
+                for k in range(n_comp):
+                    v = xj - means_t[j, k]
+                    bound[k] += v * v
+            top = 0
+            for k in range(n_comp):
+                fk = floor[k]
+                if fk > 0.0:
+                    bound[k] = log_norm[k] + nm * log_gap[k] - 0.5 * fk * bound[k]
+                else:
+                    bound[k] = np.inf
+                if bound[k] > bound[top]:
+                    top = k
+            best = -np.inf
+            for q in range(n_comp):
+                # The component of largest bound first, then the others.
+                k = top if q == 0 else (q - 1 if q - 1 < top else q)
+                if q > 0 and bound[k] - best < _CUTOFF:
+                    logp[k] = -np.inf
+                    continue
+                # The marginal log density of component k (as _comp_full).
+                for j in range(d):
+                    diff[k, j] = x[j] - means[k, j]
+                    z[j] = 0.0
+                for a in range(nm):
+                    diff[k, miss[a]] = 0.0
+                for j in range(d):
+                    dj = diff[k, j]
+                    if dj != 0.0:
+                        for e in range(j, d):
+                            z[e] += dj * prec_chol[k, j, e]
+                if not chol_ok[k]:
+                    log_det = 0.0
+                    for a in range(nm):
+                        ra = miss[a]
+                        for b in range(a + 1):
+                            rb = miss[b]
+                            acc = 0.0
+                            for e in range(ra, d):
+                                acc += prec_chol[k, ra, e] * prec_chol[k, rb, e]
+                            for c in range(b):
+                                acc -= chol[k, a, c] * chol[k, b, c]
+                            if a == b:
+                                piv = math.sqrt(acc) if acc > 0.0 else 1e-300
+                                chol[k, a, a] = piv
+                                log_det += math.log(piv)
+                            else:
+                                chol[k, a, b] = acc / chol[k, b, b]
+                    log_dets[k] = log_det
+                    chol_ok[k] = True
+                for a in range(nm):
+                    ra = miss[a]
+                    acc = 0.0
+                    for e in range(ra, d):
+                        acc += prec_chol[k, ra, e] * z[e]
+                    for c in range(a):
+                        acc -= chol[k, a, c] * bvec[c]
+                    bvec[a] = acc / chol[k, a, a]
+                for a in range(nm - 1, -1, -1):
+                    acc = bvec[a]
+                    for c in range(a + 1, nm):
+                        acc -= chol[k, c, a] * bvec[c]
+                    bvec[a] = acc / chol[k, a, a]
+                    diff[k, miss[a]] = -bvec[a]
+                for a in range(nm):
+                    ra = miss[a]
+                    da = diff[k, ra]
+                    for e in range(ra, d):
+                        z[e] += da * prec_chol[k, ra, e]
+                maha = 0.0
+                for e in range(d):
+                    maha += z[e] * z[e]
+                lp = log_norm[k] + 0.5 * nm * _LOG_2PI - log_dets[k] - 0.5 * maha
+                logp[k] = lp
+                if lp > best:
+                    best = lp
+            # Responsibilities (as _normalize).
+            if best == -np.inf:
+                if wi != 0.0:
+                    ll_slot[g, 1] += 1.0
+                continue
+            total = 0.0
+            for k in range(n_comp):
+                gap = logp[k] - best
+                if gap < _CUTOFF:
+                    resp[k] = 0.0
+                else:
+                    resp[k] = math.exp(gap)
+                    total += resp[k]
             if wi == 0.0:
                 continue
-            if lse == -np.inf:
-                ll_slot[g, 1] += 1.0
-                continue
-            ll_slot[g, 0] += wi * lse
+            ll_slot[g, 0] += wi * (best + math.log(total))
+            scale = wi / total
             for k in range(n_comp):
                 if resp[k] == 0.0:
                     continue
-                wr = wi * resp[k]
+                wr = scale * resp[k]
                 nk_slot[g, k] += wr
                 run_w[k] += wr
                 for e in range(d):
