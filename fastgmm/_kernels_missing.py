@@ -175,60 +175,6 @@ def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, log_
 
 
 @jit()
-def _row_full_pruned(x, means, means_t, prec_chol, log_norm, floor, log_gap, miss, nm, diff, z,
-                     chol, bvec, log_dets, chol_ok, bound, logp):
-    """:func:`_row_full`, skipping components that cannot carry mass (``logp = -inf``).
-
-    With ``floor[k]`` a lower bound of the smallest eigenvalue of
-    ``Lambda_k``, the marginal distance is at least ``floor[k] ||x_o -
-    mu_ko||^2`` and ``det Lambda_mm >= floor[k]^nm`` (interlacing), which
-    bounds each log density from above at the cost of a squared distance.
-    Components bounded more than the cut-off below the best exact log
-    density are skipped: their responsibility would be under exp(-37).
-    ``log_gap[k] = (log(2 pi) - log(floor[k])) / 2`` (where ``floor[k] > 0``);
-    ``means_t`` is ``means.T``, C-contiguous.
-    """
-    n_comp, d = means.shape
-    # Squared distances over the observed features, with the components in
-    # the inner loop: independent sums that vectorise (a sum over features
-    # per component would wait on each addition in turn).
-    for k in range(n_comp):
-        bound[k] = 0.0
-    a = 0
-    for j in range(d):
-        if a < nm and miss[a] == j:
-            a += 1
-            continue
-        xj = x[j]
-        for k in range(n_comp):
-            v = xj - means_t[j, k]
-            bound[k] += v * v
-    top = 0
-    for k in range(n_comp):
-        dist = bound[k]
-        fk = floor[k]
-        if fk > 0.0:
-            bound[k] = log_norm[k] + nm * log_gap[k] - 0.5 * fk * dist
-        else:
-            bound[k] = np.inf
-        if bound[k] > bound[top]:
-            top = k
-    best = _comp_full(x, means, prec_chol, log_norm, miss, nm, top, diff, z, chol, bvec,
-                      log_dets, chol_ok)
-    logp[top] = best
-    for k in range(n_comp):
-        if k == top:
-            continue
-        if bound[k] - best < _CUTOFF:
-            logp[k] = -np.inf
-            continue
-        logp[k] = _comp_full(x, means, prec_chol, log_norm, miss, nm, k, diff, z, chol, bvec,
-                             log_dets, chol_ok)
-        if logp[k] > best:
-            best = logp[k]
-
-
-@jit()
 def _cond_cov_full(chol, k, nm, linv, cov):
     """``cov[:nm, :nm] = Lambda_mm^{-1} = L^{-T} L^{-1}`` from the factor ``chol[k]``."""
     for a in range(nm):
@@ -319,7 +265,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     log_norm : ndarray (k,) float64
     floor : ndarray (k,) float64
         Lower bounds of the smallest eigenvalue of each precision matrix
-        (zero: never skip the component); see :func:`_row_full_pruned`.
+        (zero: never skip the component); see Notes.
     rows_per_group : int
     nk_slot, t_slot, s_slot, ll_slot : ndarray
         ``(G, k)``, ``(G, k, d)``, ``(G, k, d, d)`` (upper triangle written),
@@ -328,6 +274,17 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
 
     Notes
     -----
+    Components that cannot carry mass are skipped: with ``floor[k]`` a
+    lower bound of the smallest eigenvalue of ``Lambda_k``, the marginal
+    distance is at least ``floor[k] ||x_o - mu_ko||^2`` and ``det Lambda_mm
+    >= floor[k]^nm`` (interlacing), which bounds each log density from above
+    for the cost of a squared distance; a component bounded more than the
+    cut-off below the best exact log density would get a responsibility
+    under exp(-37) of the largest, and is skipped.
+
+    Rows of one missing pattern side by side reuse the factors of
+    ``Lambda_mm`` and add their conditional covariances once per run.
+
     Thread-safe: group ``g`` writes only slot ``g`` of each slot array.
     """
     n, d = X.shape
@@ -396,7 +353,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     prev[a] = miss[a]
                 n_prev = nm
             wi = w[i] if weighted else 1.0
-            # Upper bounds of the log densities (see _row_full_pruned), from
+            # Upper bounds of the log densities (see Notes), from
             # squared distances over the observed features, components innermost.
             for k in range(n_comp):
                 bound[k] = 0.0
