@@ -304,7 +304,13 @@ class _MixtureBase:
             if hasattr(self, "_fit_missing"):
                 return bool(self._fit_missing)
             return getattr(self, "missing", "error") == "marginalize"
-        return check_missing_option(missing) == "marginalize"
+        marginalize = check_missing_option(missing) == "marginalize"
+        if marginalize and not isinstance(self, GaussianMixture):
+            # The variational E-step's constants depend on the number of
+            # features, so the marginal of a row is not the plug-in one.
+            raise ValueError(f"missing='marginalize' is available for GaussianMixture, not "
+                             f"{type(self).__name__}; impute the missing values first")
+        return marginalize
 
     def _point(self, X, missing=None, **what) -> dict:
         """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
@@ -331,7 +337,8 @@ class _MixtureBase:
             ``'marginalize'``: NaN marks a missing entry and a row with NaN
             is scored by the marginal density of its observed entries;
             ``'error'``: NaN raises ``ValueError``; None: as the model was
-            fitted (the ``missing`` parameter of the fit).
+            fitted (the ``missing`` parameter of the fit).  ``'marginalize'``
+            is for :class:`GaussianMixture` only.
         """
         return self._point(X, missing, labels=True)["labels"]
 
@@ -357,114 +364,6 @@ class _MixtureBase:
         scores = self.score_samples(X, missing)
         w = check_sample_weight(sample_weight, scores.shape[0])
         return float(np.average(scores.astype(np.float64), weights=w))
-
-    def impute(self, X, random_state=None) -> np.ndarray:
-        """Fill the missing (NaN) entries of ``X`` under the fitted mixture.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            NaN marks a missing entry; a row may not be entirely missing.
-        random_state : int, RandomState or Generator, optional
-            None: each missing entry becomes its conditional expectation given
-            the row's observed entries, ``sum_k p(k | x_o) E[x_m | x_o, k]``.
-            Given: one draw from the conditional distribution of the missing
-            entries (a Gaussian mixture), for multiple imputation: call again
-            with other seeds for more draws.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features)
-            A new array (the dtype of the fitted model); observed entries are
-            kept as they are.
-
-        Examples
-        --------
-        >>> import numpy as np, fastgmm
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=2000)
-        >>> model = fastgmm.fit(X, 1, random_state=0)
-        >>> filled = model.impute([[1.0, np.nan]])
-        >>> bool(abs(filled[0, 1] - 0.9) < 0.1)
-        True
-        """
-        params = self._params()
-        Xa = self._validate_predict_X(X, params.n_features, allow_nan=True)
-        rng = None
-        if random_state is not None:
-            rng = np.random.default_rng(
-                check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        with thread_limit(self.n_threads):
-            return _missing.impute(Xa, params, rng, out_dtype=self._fitted_dtype())
-
-    def condition(self, X_given, given_features) -> _missing.ConditionalMixture:
-        """The conditional distribution of the other features given ``given_features``.
-
-        For each row of ``X_given`` the features not given follow a Gaussian
-        mixture again: its weights come from the marginal densities of the
-        given values, its means are the components' conditional means and its
-        covariances their conditional covariances.
-
-        Parameters
-        ----------
-        X_given : array-like of shape (n_samples, n_given)
-            Values of the given features, in the order of ``given_features``;
-            finite.
-        given_features : sequence of int or str
-            Indices of the given features (or their names, for a model fitted
-            on a DataFrame); at least one, and not all.
-
-        Returns
-        -------
-        ConditionalMixture
-            ``weights`` (n_samples, n_components), ``means`` (n_samples,
-            n_components, n_targets), ``covariances`` (n_components,
-            n_targets, n_targets), ``target_features`` (the other features,
-            ascending) and ``predict(return_cov=False)``, the conditional mean
-            per row (a regression of the targets on the given features) and
-            optionally its covariance.
-
-        Examples
-        --------
-        >>> import numpy as np, fastgmm
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=2000)
-        >>> cond = fastgmm.fit(X, 1, random_state=0).condition([[1.0]], [0])
-        >>> bool(abs(cond.predict()[0, 0] - 0.9) < 0.1)
-        True
-        """
-        params = self._params()
-        d = params.n_features
-        given = self._feature_indices(given_features, d)
-        Xg = check_array(X_given, name="X_given", n_features=given.size,
-                         estimator=type(self).__name__)
-        with thread_limit(self.n_threads):
-            return _missing.condition(params, Xg, given)
-
-    def _feature_indices(self, features, n_features: int) -> np.ndarray:
-        """Feature indices from indices or names: distinct, at least one, not all."""
-        names = getattr(self, "feature_names_in_", None)
-        items = [features] if isinstance(features, (str, numbers.Integral)) else list(features)
-        idx = []
-        for f in items:
-            if isinstance(f, str):
-                if names is None or f not in list(names):
-                    raise ValueError(f"given_features: unknown feature name {f!r}")
-                idx.append(list(names).index(f))
-            elif isinstance(f, numbers.Integral) and not isinstance(f, (bool, np.bool_)):
-                if not 0 <= f < n_features:
-                    raise ValueError(f"given_features: feature index {f} is out of range "
-                                     f"for {n_features} features")
-                idx.append(int(f))
-            else:
-                raise TypeError(f"given_features must hold ints or names, got {f!r}")
-        idx = np.asarray(idx, dtype=np.int64)
-        if idx.size == 0 or idx.size >= n_features:
-            raise ValueError(f"given_features must name at least one and at most "
-                             f"{n_features - 1} of the {n_features} features, got {idx.size}")
-        if np.unique(idx).size != idx.size:
-            raise ValueError("given_features names a feature twice")
-        return idx
 
     def sample(self, n_samples: int = 1, random_state=None):
         """Draw samples from the fitted mixture.
@@ -703,6 +602,114 @@ class GaussianMixture(_MixtureBase):
             elif not (precisions > 0).all():
                 raise ValueError("precisions_init must be positive")
         return weights, means, precisions
+
+    def impute(self, X, random_state=None) -> np.ndarray:
+        """Fill the missing (NaN) entries of ``X`` under the fitted mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing entry; a row may not be entirely missing.
+        random_state : int, RandomState or Generator, optional
+            None: each missing entry becomes its conditional expectation given
+            the row's observed entries, ``sum_k p(k | x_o) E[x_m | x_o, k]``.
+            Given: one draw from the conditional distribution of the missing
+            entries (a Gaussian mixture), for multiple imputation: call again
+            with other seeds for more draws.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            A new array (the dtype of the fitted model); observed entries are
+            kept as they are.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgmm
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=2000)
+        >>> model = fastgmm.fit(X, 1, random_state=0)
+        >>> filled = model.impute([[1.0, np.nan]])
+        >>> bool(abs(filled[0, 1] - 0.9) < 0.1)
+        True
+        """
+        params = self._params()
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=True)
+        rng = None
+        if random_state is not None:
+            rng = np.random.default_rng(
+                check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        with thread_limit(self.n_threads):
+            return _missing.impute(Xa, params, rng, out_dtype=self._fitted_dtype())
+
+    def condition(self, X_given, given_features) -> _missing.ConditionalMixture:
+        """The conditional distribution of the other features given ``given_features``.
+
+        For each row of ``X_given`` the features not given follow a Gaussian
+        mixture again: its weights come from the marginal densities of the
+        given values, its means are the components' conditional means and its
+        covariances their conditional covariances.
+
+        Parameters
+        ----------
+        X_given : array-like of shape (n_samples, n_given)
+            Values of the given features, in the order of ``given_features``;
+            finite.
+        given_features : sequence of int or str
+            Indices of the given features (or their names, for a model fitted
+            on a DataFrame); at least one, and not all.
+
+        Returns
+        -------
+        ConditionalMixture
+            ``weights`` (n_samples, n_components), ``means`` (n_samples,
+            n_components, n_targets), ``covariances`` (n_components,
+            n_targets, n_targets), ``target_features`` (the other features,
+            ascending) and ``predict(return_cov=False)``, the conditional mean
+            per row (a regression of the targets on the given features) and
+            optionally its covariance.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgmm
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=2000)
+        >>> cond = fastgmm.fit(X, 1, random_state=0).condition([[1.0]], [0])
+        >>> bool(abs(cond.predict()[0, 0] - 0.9) < 0.1)
+        True
+        """
+        params = self._params()
+        d = params.n_features
+        given = self._feature_indices(given_features, d)
+        Xg = check_array(X_given, name="X_given", n_features=given.size,
+                         estimator=type(self).__name__)
+        with thread_limit(self.n_threads):
+            return _missing.condition(params, Xg, given)
+
+    def _feature_indices(self, features, n_features: int) -> np.ndarray:
+        """Feature indices from indices or names: distinct, at least one, not all."""
+        names = getattr(self, "feature_names_in_", None)
+        items = [features] if isinstance(features, (str, numbers.Integral)) else list(features)
+        idx = []
+        for f in items:
+            if isinstance(f, str):
+                if names is None or f not in list(names):
+                    raise ValueError(f"given_features: unknown feature name {f!r}")
+                idx.append(list(names).index(f))
+            elif isinstance(f, numbers.Integral) and not isinstance(f, (bool, np.bool_)):
+                if not 0 <= f < n_features:
+                    raise ValueError(f"given_features: feature index {f} is out of range "
+                                     f"for {n_features} features")
+                idx.append(int(f))
+            else:
+                raise TypeError(f"given_features must hold ints or names, got {f!r}")
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size == 0 or idx.size >= n_features:
+            raise ValueError(f"given_features must name at least one and at most "
+                             f"{n_features - 1} of the {n_features} features, got {idx.size}")
+        if np.unique(idx).size != idx.size:
+            raise ValueError("given_features names a feature twice")
+        return idx
 
     def _params(self) -> GaussianParams:
         """The fitted parameters as float64 :class:`GaussianParams`, shapes checked.

@@ -623,3 +623,18 @@ def test_partial_fit_with_missing_entries():
         b.partial_fit(complete[lo:lo + 1000])
     np.testing.assert_array_equal(a.means_, b.means_)
     np.testing.assert_array_equal(a.covariances_, b.covariances_)
+
+
+def test_bayesian_mixture_refuses_marginalizing():
+    # Its variational constants depend on the number of features: no plug-in marginal.
+    X = small_data()
+    rows = ~np.isnan(X).any(axis=1)
+    model = fastgmm.BayesianGaussianMixture(n_components=2, random_state=0, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastgmm.ConvergenceWarning)
+        model.fit(X[rows])
+    with pytest.raises(ValueError, match="available for GaussianMixture"):
+        model.predict(X, missing="marginalize")
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(X)
+    assert not hasattr(model, "impute")
