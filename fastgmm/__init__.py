@@ -22,6 +22,7 @@ __version__ = "0.2.0.dev0"
 # line and every new process pay for it): name -> (module, attribute or None).
 _LAZY = {
     "BayesianGaussianMixture": ("._bayesian", "BayesianGaussianMixture"),
+    "ConditionalMixture": ("._missing", "ConditionalMixture"),
     "ConvergenceWarning": ("._exceptions", "ConvergenceWarning"),
     "NotFittedError": ("._exceptions", "NotFittedError"),
     "DaskSource": ("._dask", "DaskSource"),
@@ -53,6 +54,7 @@ def __dir__():
 
 __all__ = [
     "BayesianGaussianMixture",
+    "ConditionalMixture",
     "ConvergenceWarning",
     "DaskSource",
     "DegenerateCovarianceError",

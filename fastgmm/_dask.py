@@ -24,6 +24,12 @@ from functools import reduce
 import numpy as np
 
 from ._compute import compute_stats, point_outputs
+from ._missing import (
+    check_missing_rows,
+    check_observed_features,
+    missing_point_outputs,
+    missing_stats,
+)
 from ._parallel import numba_threads
 from ._params import GaussianParams, covariance_shape
 from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _Source, draw_seed, uniform_rows
@@ -68,10 +74,13 @@ def _as_rows_array(X, name: str = "X"):
 # ---------------------------------------------------------------------------
 
 
-def _block_stats(xb, wb, params: GaussianParams, n_threads: int | None) -> SuffStats:
+def _block_stats(xb, wb, params: GaussianParams, n_threads: int | None,
+                 missing: bool = False) -> SuffStats:
     xb = np.ascontiguousarray(xb)
     wb = None if wb is None else np.ascontiguousarray(wb, dtype=np.float64)
     with numba_threads(n_threads):
+        if missing:
+            return missing_stats(xb, wb, params)
         return compute_stats(xb, wb, params)
 
 
@@ -79,18 +88,35 @@ def _sum_stats(*parts: SuffStats) -> SuffStats:
     return reduce(lambda a, b: a + b, parts)
 
 
-def _check_block_task(xb, wb):
-    """``(X all finite, weights all finite, weights all >= 0, total weight)``."""
-    finite = bool(np.isfinite(xb).all())
+def _check_block_task(xb, wb, missing: bool = False, start: int = 0):
+    """``(X all finite, weights all finite, weights all >= 0, total weight, extra)``.
+
+    With ``missing``, the first entry is instead the error message about the
+    block's rows (``""``: none) and ``extra`` the count of observed values
+    per feature; otherwise ``extra`` is None.
+    """
+    extra = None
+    if missing:
+        xb = np.asarray(xb)
+        try:
+            check_missing_rows(xb, start)
+            finite = ""
+        except ValueError as exc:
+            finite = str(exc)
+        extra = xb.shape[0] - np.isnan(xb).sum(axis=0)
+    else:
+        finite = bool(np.isfinite(xb).all())
     if wb is None:
-        return finite, True, True, float(xb.shape[0])
+        return finite, True, True, float(xb.shape[0]), extra
     with np.errstate(over="ignore"):
         total = float(wb.sum())
-    return finite, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), total
+    return finite, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), total, extra
 
 
-def _point_block(xb, params: GaussianParams, what: str):
+def _point_block(xb, params: GaussianParams, what: str, missing: bool = False):
     xb = np.ascontiguousarray(xb)
+    if missing:
+        return missing_point_outputs(xb, params, **{what: True})[what]
     if not np.isfinite(xb).all():
         raise ValueError("X contains NaN or infinity; remove or impute non-finite values "
                          "first")
@@ -121,6 +147,9 @@ class DaskSource(_Source):
         parallel, one per worker thread.
     split_every : int, default=8
         Fan-in of the tree that adds the blocks' statistics.
+    missing : bool, default=False
+        NaN marks missing values (``missing='marginalize'`` of the
+        estimator, which sets it); otherwise NaN is an error.
 
     Notes
     -----
@@ -130,7 +159,7 @@ class DaskSource(_Source):
 
     def __init__(self, X, sample_weight=None, *,
                  init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
-                 parallel: bool = False, split_every: int = 8):
+                 parallel: bool = False, split_every: int = 8, missing: bool = False):
         dask, da = _import_dask()
         if not isinstance(X, da.Array):
             raise TypeError(f"X must be a dask.array.Array, got {type(X).__name__}")
@@ -158,6 +187,7 @@ class DaskSource(_Source):
         if not isinstance(split_every, (int, np.integer)) or split_every < 2:
             raise ValueError(f"split_every must be an integer >= 2, got {split_every!r}")
         self.X = X
+        self.missing = bool(missing)
         self.sample_weight = w
         self.dtype = np.dtype(X.dtype)
         self.init_sample_size = int(init_sample_size)
@@ -182,10 +212,17 @@ class DaskSource(_Source):
             return
         dask, _ = _import_dask()
         check = dask.delayed(_check_block_task, pure=True)
-        parts = [check(xb, None if self._w_blocks is None else self._w_blocks[i])
+        starts = np.r_[0, np.cumsum(self.X.chunks[0])[:-1]]
+        parts = [check(xb, None if self._w_blocks is None else self._w_blocks[i],
+                       self.missing, int(starts[i]))
                  for i, xb in enumerate(self._x_blocks)]
         results = dask.compute(*parts)
-        if not all(r[0] for r in results):
+        if self.missing:
+            for r in results:
+                if r[0]:
+                    raise ValueError(r[0])
+            check_observed_features(sum(r[4] for r in results), "X")
+        elif not all(r[0] for r in results):
             raise ValueError("X contains NaN or infinity; remove or impute non-finite "
                              "values first")
         if self.sample_weight is not None:
@@ -216,7 +253,7 @@ class DaskSource(_Source):
         params_task = dask.delayed(params, traverse=False)
         block = dask.delayed(_block_stats, pure=True)
         parts = [block(xb, None if self._w_blocks is None else self._w_blocks[i],
-                       params_task, self._task_threads)
+                       params_task, self._task_threads, self.missing)
                  for i, xb in enumerate(self._x_blocks)]
         add = dask.delayed(_sum_stats, pure=True)
         while len(parts) > 1:
@@ -255,7 +292,7 @@ class DaskSource(_Source):
 # ---------------------------------------------------------------------------
 
 
-def lazy_point(X, params: GaussianParams, what: str, n_features: int):
+def lazy_point(X, params: GaussianParams, what: str, n_features: int, missing: bool = False):
     """Lazy per-row outputs of a Dask array, one task per block of rows.
 
     Parameters
@@ -265,6 +302,8 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int):
     what : {'labels', 'resp', 'score'}
     n_features : int
         The fitted number of features.
+    missing : bool
+        Rows with NaN get their marginal densities (else NaN is an error).
 
     Returns
     -------
@@ -278,10 +317,10 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int):
     # ``meta`` spares Dask a trial call of the kernel on an empty block.
     if what == "resp":
         k = params.n_components
-        return X.map_blocks(_point_block, params, what, dtype=X.dtype,
+        return X.map_blocks(_point_block, params, what, missing, dtype=X.dtype,
                             chunks=(X.chunks[0], (k,)), meta=np.empty((0, k), X.dtype))
     dtype = np.dtype(np.int64) if what == "labels" else X.dtype
-    return X.map_blocks(_point_block, params, what, dtype=dtype, drop_axis=1,
+    return X.map_blocks(_point_block, params, what, missing, dtype=dtype, drop_axis=1,
                         meta=np.empty((0,), dtype))
 
 

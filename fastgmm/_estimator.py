@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _em, _exceptions, _sources
+from . import _em, _exceptions, _missing, _sources
 from ._compute import compute_stats
 from ._degenerate import ON_DEGENERATE, DegenerateRepair
 from ._init import INIT_METHODS, Initializer
+from ._missing import check_missing_option, missing_point_outputs, missing_stats
 from ._parallel import thread_limit
 from ._params import GaussianParams, check_covariance_type, covariance_shape
 from ._stats import SuffStats
@@ -141,7 +142,7 @@ class _MixtureBase:
                 f"This {type(self).__name__} instance is not fitted yet; call 'fit' with "
                 "appropriate arguments first.")
 
-    def _validate_predict_X(self, X, n_features: int) -> np.ndarray:
+    def _validate_predict_X(self, X, n_features: int, allow_nan: bool = False) -> np.ndarray:
         """``X`` checked against the fitted model (``n_features`` from :meth:`_params`)."""
         names = feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
@@ -149,7 +150,8 @@ class _MixtureBase:
                 len(names) != len(fitted_names) or not (names == fitted_names).all()):
             raise ValueError("X has feature names that differ from those seen in fit: "
                              f"{list(names)} vs {list(fitted_names)}")
-        return check_array(X, n_features=n_features, estimator=type(self).__name__)
+        return check_array(X, n_features=n_features, estimator=type(self).__name__,
+                           allow_nan=allow_nan)
 
     def _fitted_covariance_type(self) -> str:
         """The covariance type of the fitted arrays.
@@ -291,38 +293,75 @@ class _MixtureBase:
     # per-point outputs
     # ------------------------------------------------------------------
 
-    def _point(self, X, **what) -> dict:
+    def _marginalize(self, missing) -> bool:
+        """Whether per-point outputs treat NaN as missing (``missing`` None: as fitted).
+
+        A model fitted with ``missing='marginalize'`` does by default (as does
+        one loaded from a file saved with it); ``missing='marginalize'`` or
+        ``'error'`` given to the method decides for that call.
+        """
+        if missing is None:
+            if hasattr(self, "_fit_missing"):
+                return bool(self._fit_missing)
+            return getattr(self, "missing", "error") == "marginalize"
+        marginalize = check_missing_option(missing) == "marginalize"
+        if marginalize and not isinstance(self, GaussianMixture):
+            # The variational E-step's constants depend on the number of
+            # features, so the marginal of a row is not the plug-in one.
+            raise ValueError(f"missing='marginalize' is available for GaussianMixture, not "
+                             f"{type(self).__name__}; impute the missing values first")
+        return marginalize
+
+    def _point(self, X, missing=None, **what) -> dict:
         """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
         params = self._params()
+        marginalize = self._marginalize(missing)
         with thread_limit(self.n_threads):
+            if marginalize and not _sources.is_dask_array(X):
+                Xa = self._validate_predict_X(X, params.n_features, allow_nan=True)
+                return missing_point_outputs(Xa, params, **what)
             return _sources.per_point(
                 X, params, params.n_features,
-                lambda Xv: self._validate_predict_X(Xv, params.n_features), **what)
+                lambda Xv: self._validate_predict_X(Xv, params.n_features),
+                missing=marginalize, **what)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, missing: str | None = None) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,).
 
         A Dask array gives a lazy Dask array, computed block by block.
-        """
-        return self._point(X, labels=True)["labels"]
 
-    def predict_proba(self, X) -> np.ndarray:
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        missing : {None, 'error', 'marginalize'}, default=None
+            ``'marginalize'``: NaN marks a missing entry and a row with NaN
+            is scored by the marginal density of its observed entries;
+            ``'error'``: NaN raises ``ValueError``; None: as the model was
+            fitted (the ``missing`` parameter of the fit).  ``'marginalize'``
+            is for :class:`GaussianMixture` only.
+        """
+        return self._point(X, missing, labels=True)["labels"]
+
+    def predict_proba(self, X, missing: str | None = None) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components).
 
         A Dask array gives a lazy Dask array, computed block by block.
+        ``missing`` as in :meth:`predict`.
         """
-        return self._point(X, resp=True)["resp"]
+        return self._point(X, missing, resp=True)["resp"]
 
-    def score_samples(self, X) -> np.ndarray:
+    def score_samples(self, X, missing: str | None = None) -> np.ndarray:
         """Log density of each row under the model, shape (n_samples,).
 
-        A Dask array gives a lazy Dask array, computed block by block.
+        A Dask array gives a lazy Dask array, computed block by block.  With
+        ``missing='marginalize'`` (see :meth:`predict`) a row with NaN gets
+        the log density of its observed entries.
         """
-        return self._point(X, score=True)["score"]
+        return self._point(X, missing, score=True)["score"]
 
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """(Weighted) mean log density of the rows of ``X``."""
-        scores = self.score_samples(X)
+    def score(self, X, y=None, sample_weight=None, missing: str | None = None) -> float:
+        """(Weighted) mean log density of the rows of ``X`` (``missing`` as in :meth:`predict`)."""
+        scores = self.score_samples(X, missing)
         w = check_sample_weight(sample_weight, scores.shape[0])
         return float(np.average(scores.astype(np.float64), weights=w))
 
@@ -433,6 +472,18 @@ class GaussianMixture(_MixtureBase):
         worst-explained sample (split off the heaviest component when the data
         are not in memory).  ``'ignore'`` repairs silently; ``'raise'`` raises
         :class:`fastgmm.DegenerateCovarianceError` instead.
+    missing : {'error', 'marginalize'}, default='error'
+        ``'error'``: NaN in the data raises ``ValueError``.
+        ``'marginalize'``: NaN marks a missing entry, assumed missing at
+        random, and EM maximises the likelihood of the observed entries
+        exactly: each row's responsibilities come from the marginal density
+        of its observed entries, and the M-step uses the conditional means
+        and covariances of the missing ones.  The initialisation runs on the
+        data with each missing entry replaced by its column's mean.  The
+        fitted model then scores rows with NaN by their marginal densities
+        (``predict``, ``predict_proba``, ``score_samples``, ``score``).  A
+        row with every entry missing, or a feature never observed, raises
+        ``ValueError``.  See also :meth:`impute` and :meth:`condition`.
 
     Attributes
     ----------
@@ -483,7 +534,7 @@ class GaussianMixture(_MixtureBase):
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_threads: int | None = None, callback: Callable | None = None,
                  learning_offset: float = 10.0, learning_decay: float = 0.6,
-                 on_degenerate: str = "warn"):
+                 on_degenerate: str = "warn", missing: str = "error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -503,6 +554,7 @@ class GaussianMixture(_MixtureBase):
         self.learning_offset = learning_offset
         self.learning_decay = learning_decay
         self.on_degenerate = on_degenerate
+        self.missing = missing
 
     # ------------------------------------------------------------------
     # validation helpers
@@ -515,6 +567,7 @@ class GaussianMixture(_MixtureBase):
         if self.on_degenerate not in ON_DEGENERATE:
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {self.on_degenerate!r}")
+        check_missing_option(self.missing)
 
     def _check_online_params(self) -> float:
         """Check ``learning_offset`` and ``learning_decay``; returns the decay."""
@@ -550,6 +603,114 @@ class GaussianMixture(_MixtureBase):
                 raise ValueError("precisions_init must be positive")
         return weights, means, precisions
 
+    def impute(self, X, random_state=None) -> np.ndarray:
+        """Fill the missing (NaN) entries of ``X`` under the fitted mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing entry; a row may not be entirely missing.
+        random_state : int, RandomState or Generator, optional
+            None: each missing entry becomes its conditional expectation given
+            the row's observed entries, ``sum_k p(k | x_o) E[x_m | x_o, k]``.
+            Given: one draw from the conditional distribution of the missing
+            entries (a Gaussian mixture), for multiple imputation: call again
+            with other seeds for more draws.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            A new array (the dtype of the fitted model); observed entries are
+            kept as they are.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgmm
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=2000)
+        >>> model = fastgmm.fit(X, 1, random_state=0)
+        >>> filled = model.impute([[1.0, np.nan]])
+        >>> bool(abs(filled[0, 1] - 0.9) < 0.1)
+        True
+        """
+        params = self._params()
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=True)
+        rng = None
+        if random_state is not None:
+            rng = np.random.default_rng(
+                check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        with thread_limit(self.n_threads):
+            return _missing.impute(Xa, params, rng, out_dtype=self._fitted_dtype())
+
+    def condition(self, X_given, given_features) -> _missing.ConditionalMixture:
+        """The conditional distribution of the other features given ``given_features``.
+
+        For each row of ``X_given`` the features not given follow a Gaussian
+        mixture again: its weights come from the marginal densities of the
+        given values, its means are the components' conditional means and its
+        covariances their conditional covariances.
+
+        Parameters
+        ----------
+        X_given : array-like of shape (n_samples, n_given)
+            Values of the given features, in the order of ``given_features``;
+            finite.
+        given_features : sequence of int or str
+            Indices of the given features (or their names, for a model fitted
+            on a DataFrame); at least one, and not all.
+
+        Returns
+        -------
+        ConditionalMixture
+            ``weights`` (n_samples, n_components), ``means`` (n_samples,
+            n_components, n_targets), ``covariances`` (n_components,
+            n_targets, n_targets), ``target_features`` (the other features,
+            ascending) and ``predict(return_cov=False)``, the conditional mean
+            per row (a regression of the targets on the given features) and
+            optionally its covariance.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgmm
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=2000)
+        >>> cond = fastgmm.fit(X, 1, random_state=0).condition([[1.0]], [0])
+        >>> bool(abs(cond.predict()[0, 0] - 0.9) < 0.1)
+        True
+        """
+        params = self._params()
+        d = params.n_features
+        given = self._feature_indices(given_features, d)
+        Xg = check_array(X_given, name="X_given", n_features=given.size,
+                         estimator=type(self).__name__)
+        with thread_limit(self.n_threads):
+            return _missing.condition(params, Xg, given)
+
+    def _feature_indices(self, features, n_features: int) -> np.ndarray:
+        """Feature indices from indices or names: distinct, at least one, not all."""
+        names = getattr(self, "feature_names_in_", None)
+        items = [features] if isinstance(features, (str, numbers.Integral)) else list(features)
+        idx = []
+        for f in items:
+            if isinstance(f, str):
+                if names is None or f not in list(names):
+                    raise ValueError(f"given_features: unknown feature name {f!r}")
+                idx.append(list(names).index(f))
+            elif isinstance(f, numbers.Integral) and not isinstance(f, (bool, np.bool_)):
+                if not 0 <= f < n_features:
+                    raise ValueError(f"given_features: feature index {f} is out of range "
+                                     f"for {n_features} features")
+                idx.append(int(f))
+            else:
+                raise TypeError(f"given_features must hold ints or names, got {f!r}")
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size == 0 or idx.size >= n_features:
+            raise ValueError(f"given_features must name at least one and at most "
+                             f"{n_features - 1} of the {n_features} features, got {idx.size}")
+        if np.unique(idx).size != idx.size:
+            raise ValueError("given_features names a feature twice")
+        return idx
+
     def _params(self) -> GaussianParams:
         """The fitted parameters as float64 :class:`GaussianParams`, shapes checked.
 
@@ -576,7 +737,8 @@ class GaussianMixture(_MixtureBase):
         # Nothing is changed before the fit succeeds: a rejected fit leaves
         # the fitted and the online-EM state as they were.
         self._check_params()
-        source = _sources.make_source(X, sample_weight)
+        marginalize = self.missing == "marginalize"
+        source = _sources.make_source(X, sample_weight, missing=marginalize)
         source.validate()
         k, d = self.n_components, source.n_features
         _check_enough_rows(source.n_samples, k)
@@ -596,7 +758,12 @@ class GaussianMixture(_MixtureBase):
                 xs = ws = None
                 if any(v is None for v in (weights_init, means_init, precisions_init)):
                     xs, ws = source.sample(rng)
-                    _check_positive_rows(xs, ws, k, whole=xs.shape[0] == source.n_samples)
+                    whole = xs.shape[0] == source.n_samples
+                    _check_positive_rows(xs, ws, k, whole=whole)
+                    if marginalize:
+                        # k-means cannot take NaN: start from column means.
+                        xs = _missing.mean_impute(
+                            xs, ws, "X" if whole else "the initialisation sample")
                 initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
                                           float(self.reg_covar), weights_init, means_init,
                                           precisions_init, repair)
@@ -605,6 +772,7 @@ class GaussianMixture(_MixtureBase):
         # Chunk iterators learn their row count on the first pass.
         _check_enough_rows(source.n_samples, k)
         self._store_result(result, source)
+        self._fit_missing = marginalize
 
     # ------------------------------------------------------------------
     # sufficient statistics and online EM
@@ -620,6 +788,8 @@ class GaussianMixture(_MixtureBase):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            NaN marks missing entries when the model was fitted with
+            ``missing='marginalize'`` (the exact missing-data E-step).
         sample_weight : array-like of shape (n_samples,), optional
 
         Returns
@@ -639,9 +809,12 @@ class GaussianMixture(_MixtureBase):
         [0.0, 6.0]
         """
         params = self._params()
-        Xa = self._validate_predict_X(X, params.n_features)
+        marginalize = self._marginalize(None)
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=marginalize)
         w = check_sample_weight(sample_weight, Xa.shape[0])
         with thread_limit(self.n_threads):
+            if marginalize:
+                return missing_stats(Xa, w, params)
             return compute_stats(Xa, w, params)
 
     def apply_stats(self, stats: SuffStats) -> GaussianMixture:
@@ -718,39 +891,43 @@ class GaussianMixture(_MixtureBase):
         self._check_params()
         decay = self._check_online_params()
         running = getattr(self, "_online_stats", None)
+        marginalize = self.missing == "marginalize"
+        batch_stats = missing_stats if marginalize else compute_stats
         if running is None and not self.__sklearn_is_fitted__():
             # In-memory batches only: the running statistics are computed
             # from the very rows the first fit saw.
-            Xa = check_array(X)
+            Xa = check_array(X, allow_nan=marginalize)
             w = check_sample_weight(sample_weight, Xa.shape[0])
-            self._fit(_sources.ArraySource(Xa, w, feature_names(X)), None)
+            self._fit(_sources.ArraySource(Xa, w, feature_names(X), missing=marginalize), None)
             with thread_limit(self.n_threads):
-                stats = compute_stats(Xa, w, self._params())
+                stats = batch_stats(Xa, w, self._params())
             self._online_stats = per_sample(stats)
             self.n_steps_ = 1
             return self
         params = self._params()
         self._check_continues(params, "partial_fit",
                               "call fit to start afresh")
-        Xa = self._validate_predict_X(X, params.n_features)
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=marginalize)
         w = check_sample_weight(sample_weight, Xa.shape[0])
         step = getattr(self, "n_steps_", 0) if running is not None else 0
-        repair = DegenerateRepair(self.on_degenerate, _sources.ArraySource(Xa, w))
+        repair = DegenerateRepair(self.on_degenerate,
+                                  _sources.ArraySource(Xa, w, missing=marginalize))
 
         def m_step(stats):
             return repair(stats, float(self.reg_covar), step + 1)
 
         with thread_limit(self.n_threads):
             if running is None:
-                stats = compute_stats(Xa, w, params)
+                stats = batch_stats(Xa, w, params)
                 running, mean_ll = per_sample(stats), stats.mean_log_likelihood
                 new = m_step(running)
             else:
                 rho = step_size(step, float(self.learning_offset), decay)
                 running, new, mean_ll = stepwise_update(
-                    running, Xa, w, params, rho, m_step)
+                    running, Xa, w, params, rho, m_step, batch_stats)
         self.n_steps_ = step + 1
         self._online_stats = running
+        self._fit_missing = marginalize
         self._set_fitted(new, self._fitted_dtype())
         self.lower_bound_ = float(mean_ll)
         return self

@@ -37,7 +37,8 @@ def per_sample(stats: SuffStats) -> SuffStats:
 
 
 def stepwise_update(running: SuffStats, X, w, params: GaussianParams, rho: float,
-                    m_step: Callable[[SuffStats], GaussianParams]):
+                    m_step: Callable[[SuffStats], GaussianParams],
+                    stats: Callable = compute_stats):
     """One stepwise-EM update on a batch.
 
     Parameters
@@ -52,6 +53,9 @@ def stepwise_update(running: SuffStats, X, w, params: GaussianParams, rho: float
         Step size in ``(0, 1]``.
     m_step : callable
         ``m_step(stats) -> GaussianParams`` (with degenerate-component repair).
+    stats : callable, default compute_stats
+        ``stats(X, w, params) -> SuffStats``, the batch's E-step (the
+        missing-data one for batches with NaN).
 
     Returns
     -------
@@ -62,7 +66,7 @@ def stepwise_update(running: SuffStats, X, w, params: GaussianParams, rho: float
     batch_log_likelihood : float
         Mean log-likelihood of the batch under ``params`` (before the update).
     """
-    batch = compute_stats(X, w, params)
+    batch = stats(X, w, params)
     mean_ll = batch.mean_log_likelihood
     blended = running.recenter(batch.shift).scale(1.0 - rho) + per_sample(batch).scale(rho)
     return blended, m_step(blended), mean_ll

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import _config, _parallel
 from ._compute import RowHints, StatsWorkspace, compute_stats, kernel_inputs, point_outputs
+from ._missing import SplitRows, check_missing_rows, check_observed_features, split_stats
 from ._params import GaussianParams
 from ._stats import SuffStats
 from ._validation import (
@@ -80,9 +81,13 @@ def draw_seed(rng: np.random.RandomState) -> int:
     return int(copy.deepcopy(rng).randint(np.iinfo(np.int32).max))
 
 
-def _check_block(xb: np.ndarray, dtype: np.dtype, start: int, name: str = "X") -> np.ndarray:
-    """Native-order, C-contiguous block in ``dtype``; rejects NaN and infinity."""
+def _check_block(xb: np.ndarray, dtype: np.dtype, start: int, name: str = "X",
+                 allow_nan: bool = False) -> np.ndarray:
+    """Native-order, C-contiguous block in ``dtype``; rejects NaN (unless allowed) and infinity."""
     out = np.ascontiguousarray(xb, dtype=dtype).view(np.ndarray)
+    if allow_nan:
+        check_missing_rows(out, start, name)
+        return out
     finite = np.isfinite(out)
     if not finite.all():
         row = start + int(np.argmin(finite.all(axis=1)))
@@ -96,6 +101,8 @@ class _Source:
     """What every source shares: no column names, nothing to validate, no reseed rows."""
 
     feature_names: np.ndarray | None = None
+    #: Whether NaN marks missing values (``missing='marginalize'``) or is refused.
+    missing: bool = False
 
     def validate(self) -> None:
         """Nothing to check beyond what the constructor checked."""
@@ -139,19 +146,39 @@ class ArraySource(_ArrayShape, _Source):
     sample_weight : ndarray (n,) float64 or None, validated
     feature_names : ndarray of str, optional
         Column names of the data the user passed.
+    missing : bool, default=False
+        NaN marks missing values (validated here: no row all NaN, every
+        feature observed somewhere).  The rows are then split once into
+        complete rows and rows with NaN (a copy of the data).
     """
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None,
-                 feature_names: np.ndarray | None = None):
+                 feature_names: np.ndarray | None = None, missing: bool = False):
         self.X = X
         self.sample_weight = sample_weight
         self.feature_names = feature_names
+        self.missing = bool(missing)
         self._workspace: StatsWorkspace | None = None
         self._hints: RowHints | None = None
+        self._split: SplitRows | None = None
+        if self.missing:
+            split = SplitRows(X, sample_weight)
+            check_observed_features(split.observed, "X", feature_names)
+            if split.has_missing:
+                self._split = split
 
     @property
     def dtype(self):
         return self.X.dtype
+
+    def start_run(self) -> None:
+        """Drop the per-row hints of earlier passes (they only save work)."""
+        super().start_run()
+        split = self._split
+        if split is not None:
+            for group in split.patterns:
+                if group.hints is not None:
+                    group.hints.valid = False
 
     def stats(self, params: GaussianParams) -> SuffStats:
         """Sufficient statistics of all rows under ``params``.
@@ -160,12 +187,19 @@ class ArraySource(_ArrayShape, _Source):
         kept between calls with parameters of the same shape.
         """
         ws = self._workspace
+        split = self._split
         if (ws is None or ws.covariance_type != params.covariance_type
                 or ws.shapes[1] != (params.n_components, params.n_features)):
+            n_complete = self.X.shape[0] if split is None else (
+                0 if split.complete is None else split.complete.shape[0])
             ws = self._workspace = StatsWorkspace(
                 params.covariance_type, params.n_components, params.n_features,
-                _parallel.n_threads(), self.X.shape[0])
-            self._hints = RowHints(self.X.shape[0])
+                _parallel.n_threads(), max(n_complete, 1))
+            self._hints = RowHints(max(n_complete, 1))
+        if split is not None:
+            # The hints are indexed by the complete rows, which stay in place.
+            return split_stats(split, params, ws, kernel_inputs(params, self.X.dtype),
+                               self._hints, hints_ok=True)
         return compute_stats(self.X, self.sample_weight, params, ws,
                              kernel_inputs(params, self.X.dtype), self._hints)
 
@@ -184,6 +218,9 @@ class ArraySource(_ArrayShape, _Source):
         -------
         list of (row index, row)
         """
+        if self._split is not None:
+            # A row with NaN cannot seed a mean: split the heaviest component instead.
+            return None
         X = self.X
         scores = point_outputs(X, params, score=True)["score"].astype(np.float64)
         if self.sample_weight is not None:
@@ -241,12 +278,20 @@ class _BlockSource(_Source):
         inputs = kernel_inputs(params, self.dtype)
         hints = self._row_hints(params)
         total = None
+        observed = None
         for xb, wb, lo in self._blocks():
-            part = compute_stats(xb, wb, params, ws, inputs,
-                                 None if hints is None else hints.rows(lo, xb.shape[0]))
+            block_hints = None if hints is None else hints.rows(lo, xb.shape[0])
+            if self.missing:
+                split = SplitRows(xb, wb, lo)
+                observed = split.observed if observed is None else observed + split.observed
+                part = split_stats(split, params, ws, inputs, block_hints)
+            else:
+                part = compute_stats(xb, wb, params, ws, inputs, block_hints)
             total = part if total is None else total + part
         if total is None:
             raise ValueError("the data source yielded no rows")
+        if observed is not None:
+            check_observed_features(observed, "X")
         if hints is not None:
             hints.valid = True
         return total
@@ -283,6 +328,9 @@ class MemmapSource(_ArrayShape, _BlockSource):
     init_sample_size : int, default=100_000
         Rows drawn uniformly (without replacement) for the initialisation;
         all rows, in order, when there are no more.
+    missing : bool, default=False
+        NaN marks missing values (``missing='marginalize'`` of the
+        estimator, which sets it); otherwise NaN is an error.
 
     Notes
     -----
@@ -296,7 +344,8 @@ class MemmapSource(_ArrayShape, _BlockSource):
     _same_rows_each_pass = True
 
     def __init__(self, X, sample_weight=None, *, block_size: int | None = None,
-                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE):
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE, missing: bool = False):
+        self.missing = bool(missing)
         if isinstance(X, (str, os.PathLike)):
             path = os.fspath(X)
             if not path.endswith(".npy"):
@@ -362,7 +411,7 @@ class MemmapSource(_ArrayShape, _BlockSource):
     def _rows(self, lo: int, hi: int, check: bool) -> tuple[np.ndarray, np.ndarray | None]:
         xb = self.X[lo:hi]
         if check:
-            xb = _check_block(xb, self.dtype, lo)
+            xb = _check_block(xb, self.dtype, lo, allow_nan=self.missing)
         else:
             xb = np.ascontiguousarray(xb, dtype=self.dtype).view(np.ndarray)
         wb = None
@@ -476,6 +525,9 @@ class IterableSource(_BlockSource):
     init_sample_size : int, default=100_000
         Size of the uniform reservoir sample used for initialisation (one
         extra pass); all rows, in order, when there are no more.
+    missing : bool, default=False
+        NaN marks missing values (``missing='marginalize'`` of the
+        estimator, which sets it); otherwise NaN is an error.
 
     Notes
     -----
@@ -485,7 +537,7 @@ class IterableSource(_BlockSource):
     """
 
     def __init__(self, chunks: Callable[[], Iterable], *,
-                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE):
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE, missing: bool = False):
         if not callable(chunks):
             raise TypeError(f"chunks must be a callable returning an iterator of arrays, "
                             f"got {type(chunks).__name__}")
@@ -494,6 +546,7 @@ class IterableSource(_BlockSource):
                              f"{init_sample_size!r}")
         self.chunks = chunks
         self.init_sample_size = int(init_sample_size)
+        self.missing = bool(missing)
         self.dtype: np.dtype | None = None
         self._n_features: int | None = None
         self._n_samples: int | None = None
@@ -530,7 +583,9 @@ class IterableSource(_BlockSource):
                 xc, wc = item
             else:
                 xc, wc = item, None
-            xc = check_array(xc, name=f"chunk {i}", min_samples=0)
+            xc = check_array(xc, name=f"chunk {i}", min_samples=0, allow_nan=self.missing)
+            if self.missing:
+                check_missing_rows(xc, n, f"chunk {i}")
             rows = xc.shape[0]
             if self._n_features is None:
                 self._n_features = xc.shape[1]
@@ -633,43 +688,56 @@ def is_source(obj) -> bool:
     return callable(getattr(obj, "stats", None)) and callable(getattr(obj, "sample", None))
 
 
-def make_source(X, sample_weight=None):
+def make_source(X, sample_weight=None, missing: bool = False):
     """The source for what the user passed as ``X`` (validated).
 
     An array-like gives an :class:`ArraySource` (validated by
     :func:`~fastgmm._validation.check_array`), ``str``/``os.PathLike``
     (``.npy``) and :class:`numpy.memmap` a :class:`MemmapSource`, a callable
     an :class:`IterableSource`, a Dask array a
-    :class:`fastgmm._dask.DaskSource`; a source is returned as is.
+    :class:`fastgmm._dask.DaskSource`; a source is returned as is (with
+    ``missing``, its own ``missing`` attribute is switched on: NaN marks
+    missing values).
     """
     if is_source(X):
         if sample_weight is not None:
             raise ValueError("sample_weight must be given to the data source itself, "
                              "not to fit, when X is a data source")
+        if missing and not getattr(X, "missing", False):
+            if not hasattr(X, "missing"):
+                raise ValueError(f"the data source {type(X).__name__} cannot take missing "
+                                 "values")
+            X = copy.copy(X)
+            X.missing = True
+            if isinstance(X, ArraySource):
+                X = ArraySource(X.X, X.sample_weight, X.feature_names, missing=True)
         return X
     if isinstance(X, (str, os.PathLike, np.memmap)):
-        return MemmapSource(X, sample_weight)
+        return MemmapSource(X, sample_weight, missing=missing)
     if is_dask_array(X):
         from ._dask import DaskSource
-        return DaskSource(X, sample_weight)
+        return DaskSource(X, sample_weight, missing=missing)
     if callable(X) and not isinstance(X, np.ndarray) and not hasattr(X, "__array__"):
         if sample_weight is not None:
             raise ValueError("sample_weight cannot be given with a chunk factory; yield "
                              "(X_chunk, weight_chunk) tuples instead")
-        return IterableSource(X)
-    Xa = check_array(X)
-    return ArraySource(Xa, check_sample_weight(sample_weight, Xa.shape[0]), feature_names(X))
+        return IterableSource(X, missing=missing)
+    Xa = check_array(X, allow_nan=missing)
+    return ArraySource(Xa, check_sample_weight(sample_weight, Xa.shape[0]), feature_names(X),
+                       missing=missing)
 
 
-def per_point(X, params: GaussianParams, n_features: int, validate: Callable, **what) -> dict:
+def per_point(X, params: GaussianParams, n_features: int, validate: Callable,
+              missing: bool = False, **what) -> dict:
     """Per-point outputs (``labels``, ``resp``, ``score``) for what the user passed.
 
-    A Dask array gives lazy Dask arrays, one task per block of rows; anything
+    A Dask array gives lazy Dask arrays, one task per block of rows (rows
+    with NaN scored by their marginal densities when ``missing``); anything
     else goes through ``validate`` (which returns a checked array) and
     :func:`fastgmm._compute.point_outputs`.
     """
     if is_dask_array(X):
         from ._dask import lazy_point
 
-        return {key: lazy_point(X, params, key, n_features) for key in what}
+        return {key: lazy_point(X, params, key, n_features, missing=missing) for key in what}
     return point_outputs(validate(X), params, **what)

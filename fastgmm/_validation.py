@@ -60,7 +60,8 @@ def reject_masked(value, name: str) -> None:
 
 
 def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None,
-                allow_float32: bool = True, estimator: str = "the model") -> np.ndarray:
+                allow_float32: bool = True, estimator: str = "the model",
+                allow_nan: bool = False) -> np.ndarray:
     """Validate a data matrix and return a C-contiguous float32/float64 array.
 
     float32 stays float32 (when ``allow_float32``); every other real numeric
@@ -85,6 +86,8 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     allow_float32 : bool
     estimator : str
         The class name, for the message of a feature-count mismatch.
+    allow_nan : bool
+        Let NaN through (missing values); infinity is still refused.
 
     Raises
     ------
@@ -140,8 +143,16 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
         # kernel again for it (tens of seconds); a private copy avoids that.
         out = out.copy()
     if not np.isfinite(out).all():
-        what = "NaN" if np.isnan(out).any() else "infinity"
-        raise ValueError(f"{name} contains {what}; remove or impute non-finite values first")
+        if allow_nan:
+            if np.isinf(out).any():
+                raise ValueError(f"{name} contains infinity; only NaN may mark a missing "
+                                 "value")
+        else:
+            what = "NaN" if np.isnan(out).any() else "infinity"
+            hint = (" (or fit with missing='marginalize' to treat NaN as missing)"
+                    if what == "NaN" else "")
+            raise ValueError(f"{name} contains {what}; remove or impute non-finite values "
+                             f"first{hint}")
     return out
 
 

@@ -82,22 +82,27 @@ class _Data:
         #: How the header was decided, when it is worth telling (printed on stderr).
         self.note = note
 
-    def columns(self, names: Sequence[str]) -> np.ndarray:
-        """The given columns as a float64 (n_rows, len(names)) array, checked finite."""
+    def columns(self, names: Sequence[str], missing: bool = False) -> np.ndarray:
+        """The given columns as a float64 (n_rows, len(names)) array, checked finite.
+
+        With ``missing``, empty cells (and NA, N/A, NULL, NaN) become NaN and
+        only infinite values are refused.
+        """
         for name in names:
             if name not in self.names:
                 shown = ", ".join(self.names[:12]) + (", ..." if len(self.names) > 12 else "")
                 raise CLIError(f"{self.path}: unknown column {name!r}; the columns are {shown}")
         idx = [self.names.index(n) for n in names]
-        X = self._loader(idx)
+        X = self._loader(idx, missing)
         if X.shape[0] == 0:
             raise CLIError(f"{self.path} has no data rows")
-        bad = ~np.isfinite(X)
+        bad = np.isinf(X) if missing else ~np.isfinite(X)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             what = "NaN (a missing value)" if np.isnan(X[row, col]) else "infinite"
+            hint = " (or fit with --missing)" if np.isnan(X[row, col]) else ""
             raise CLIError(f"{self.path}: column {names[col]!r} is {what} in data row "
-                           f"{row + 1}; remove or impute such rows first")
+                           f"{row + 1}; remove or impute such rows first{hint}")
         return X
 
 
@@ -128,7 +133,8 @@ def _read_npy(path: str) -> _Data:
     if arr.ndim != 2:
         raise CLIError(f"{path} holds a {arr.ndim}-dimensional array; 1 or 2 dimensions needed")
     names = [str(j) for j in range(arr.shape[1])]
-    return _Data(path, names, lambda idx: np.asarray(arr[:, idx], dtype=np.float64), False)
+    return _Data(path, names,
+                 lambda idx, missing=False: np.asarray(arr[:, idx], dtype=np.float64), False)
 
 
 def _read_parquet(path: str) -> _Data:
@@ -144,7 +150,7 @@ def _read_parquet(path: str) -> _Data:
         raise CLIError(f"{path} is not a readable Parquet file ({exc})") from None
     names = [str(c) for c in frame.columns]
 
-    def load(idx):
+    def load(idx, missing=False):
         out = np.empty((len(frame), len(idx)))
         for j, i in enumerate(idx):
             col = frame.iloc[:, i]
@@ -167,6 +173,14 @@ def _is_number(text: str) -> bool:
 
 #: Cells read as a missing value (never as a column name).
 _MISSING = ("", "NA", "N/A", "NULL")
+
+
+def _missing_cell(cell: str) -> float:
+    """A CSV cell as a number, NaN for an empty or NA/N/A/NULL cell."""
+    text = cell.strip().strip('"').strip()
+    if text.upper() in _MISSING:
+        return np.nan
+    return float(text)
 
 
 def _cell_kind(cell: str) -> str:
@@ -240,7 +254,10 @@ def _read_csv(path: str, delimiter: str, header: str = "auto") -> _Data:
     else:
         names = [str(j) for j in range(len(first))]
 
-    def load(idx):
+    def load(idx, missing=False):
+        # Missing cells become NaN only when asked for; otherwise numpy's
+        # error leads to the message naming the first bad cell.
+        converters = _missing_cell if missing else None
         try:
             with warnings.catch_warnings():
                 # A header-only file: numpy warns, and the caller reports the
@@ -250,7 +267,7 @@ def _read_csv(path: str, delimiter: str, header: str = "auto") -> _Data:
                 X = np.loadtxt(path, delimiter=delimiter, comments=None,
                                skiprows=header_lines if has_header else 0,
                                usecols=idx, dtype=np.float64, ndmin=2, quotechar='"',
-                               encoding="utf-8-sig")
+                               encoding="utf-8-sig", converters=converters)
         except ValueError as exc:
             raise CLIError(_csv_problem(path, delimiter, has_header, names, idx, exc)) from None
         return X
@@ -274,7 +291,8 @@ def _csv_problem(path, delimiter, has_header, names, idx, exc) -> str:
                 cell = row[i].strip()
                 if cell.upper() in _MISSING:
                     return (f"{path}: column {names[i]!r} has a missing value in data row "
-                            f"{row_no}; remove or impute such rows first")
+                            f"{row_no}; remove or impute such rows first (or fit with "
+                            "--missing)")
                 if not _is_number(cell):
                     return (f"{path}: column {names[i]!r} is not numeric "
                             f"(data row {row_no} holds {cell!r})")
@@ -477,7 +495,7 @@ def _cmd_fit(args) -> int:
         columns = [c for c in data.names if c != args.sample_weight]
     if args.sample_weight is not None and args.sample_weight in columns:
         raise CLIError(f"--sample-weight {args.sample_weight!r} is also a feature column")
-    X = data.columns(columns)
+    X = data.columns(columns, missing=args.missing)
     _say_header(args, data)
     weights = None
     if args.sample_weight is not None:
@@ -503,7 +521,7 @@ def _cmd_fit(args) -> int:
         from ._prep import standardize
 
         try:
-            Z, center, scale = standardize(Z, columns)
+            Z, center, scale = standardize(Z, columns, ignore_nan=args.missing)
         except ValueError as exc:
             raise CLIError(f"--standardize: {exc}") from None
         extra_arrays = {"center": center, "scale": scale}
@@ -511,13 +529,19 @@ def _cmd_fit(args) -> int:
     if args.k == "auto" and args.bayesian:
         raise CLIError("--k auto chooses k by BIC; with --bayesian give the most components "
                        "(unused ones get weights near zero)")
+    if args.k == "auto" and args.missing:
+        raise CLIError("--k auto is not available with --missing; give the number of "
+                       "components")
     if args.k == "auto":
         args.k, args.seed = _choose_k(args, Z, weights)
     if args.bayesian:
         from ._bayesian import BayesianGaussianMixture as GaussianMixture  # same arguments
+    if args.missing and args.bayesian:
+        raise CLIError("--missing is not available with --bayesian")
+    more = {"missing": "marginalize"} if args.missing else {}
     model = GaussianMixture(args.k, covariance_type=args.covariance, n_init=args.n_init,
                             max_iter=args.max_iter, random_state=args.seed,
-                            callback=None if args.quiet else _Progress())
+                            callback=None if args.quiet else _Progress(), **more)
     _note(args, f"{n} rows x {len(columns)} columns from {args.data}; fitting k={args.k}, "
           f"{args.covariance} covariances, {args.n_init} initialisation(s)")
     start = time.perf_counter()
@@ -595,15 +619,15 @@ def _print_components(model, columns, prep, center, scale) -> None:
     print(Table(("component", "weight") + tuple(heads), rows, {"weight": ".3f"}, title))
 
 
-def _model_input(mf, prep, data: _Data) -> np.ndarray:
+def _model_input(mf, prep, data: _Data, missing: bool = False) -> np.ndarray:
     model = mf.model
     d = model.n_features_in_
     if prep is not None:
         columns = prep["columns"]
         if data.has_header or all(c in data.names for c in columns):
-            X = data.columns(columns)
+            X = data.columns(columns, missing)
         elif len(data.names) == d:
-            X = data.columns(data.names)
+            X = data.columns(data.names, missing)
         else:
             raise CLIError(f"{data.path} has {len(data.names)} unnamed columns; the model "
                            f"needs {d} ({', '.join(columns)})")
@@ -611,10 +635,10 @@ def _model_input(mf, prep, data: _Data) -> np.ndarray:
                           mf.extra_arrays.get("scale"))
     names = getattr(model, "feature_names_in_", None)
     if names is not None and data.has_header:
-        return data.columns([str(n) for n in names])
+        return data.columns([str(n) for n in names], missing)
     if len(data.names) != d:
         raise CLIError(f"{data.path} has {len(data.names)} columns; the model needs {d}")
-    return data.columns(data.names)
+    return data.columns(data.names, missing)
 
 
 def _say_header(args, data: _Data) -> None:
@@ -644,6 +668,33 @@ def _cmd_predict(args) -> int:
         counts = np.bincount(values, minlength=model.weights_.shape[0])
         print(f"wrote the components of {X.shape[0]} rows to {args.out}")
         print("rows per component: " + ", ".join(f"{j}: {c}" for j, c in enumerate(counts)))
+    return 0
+
+
+def _cmd_impute(args) -> int:
+    mf, prep = _read_model(args.model)
+    data = _read_data(args.data, args.header)
+    _check_output(args.out, inputs=(args.model, args.data))
+    X = _model_input(mf, prep, data, missing=True)
+    _say_header(args, data)
+    model = mf.model
+    if not hasattr(model, "impute"):
+        raise CLIError(f"{args.model}: this kind of model cannot impute")
+    filled = np.asarray(model.impute(X, random_state=args.seed), dtype=np.float64)
+    if prep is not None:
+        filled = _untransform(filled, prep, mf.extra_arrays.get("center"),
+                              mf.extra_arrays.get("scale"))
+        names = list(prep["columns"])
+    else:
+        fitted = getattr(model, "feature_names_in_", None)
+        names = ([str(v) for v in fitted] if fitted is not None
+                 else [f"x{j}" for j in range(filled.shape[1])])
+    _write_table(args.out, names, filled, "%.17g")
+    n_missing = int(np.isnan(X).sum())
+    how = (f"one draw from the conditional distribution (seed {args.seed})"
+           if args.seed is not None else "the conditional expectation")
+    print(f"filled {n_missing} missing cells in {int(np.isnan(X).any(axis=1).sum())} of "
+          f"{X.shape[0]} rows with {how}; wrote {args.out}")
     return 0
 
 
@@ -777,6 +828,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=None, metavar="S", help="random seed")
     p.add_argument("--bayesian", action="store_true",
                    help="variational Bayesian mixture: --k is the most components")
+    p.add_argument("--missing", action="store_true",
+                   help="empty (or NA) cells are missing values: fit by exact "
+                   "missing-data EM (see 'fastgmm impute')")
     header(p)
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
     common(p)
@@ -792,6 +846,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
     common(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("impute", help="fill the missing cells of a data file",
+                       description="Fill the empty (or NA) cells of the model's columns of "
+                       "DATA with their conditional expectation under the model, or with "
+                       "--seed one draw from their conditional distribution (multiple "
+                       "imputation: repeat with other seeds).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--seed", type=_seed, default=None, metavar="S",
+                   help="draw from the conditional distribution with this seed")
+    header(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
+    common(p)
+    p.set_defaults(func=_cmd_impute)
 
     p = sub.add_parser("sample", help="draw samples from a model",
                        description="Draw N rows from the model, in the units of the data it "
@@ -836,7 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastgmm: error: {exc}", file=sys.stderr)
         return 2
     if args.command is None:
-        print("fastgmm: error: choose a command: demo, fit, predict, sample or info "
+        print("fastgmm: error: choose a command: demo, fit, predict, impute, sample or info "
               "(see 'fastgmm --help')", file=sys.stderr)
         return 2
     try:

@@ -196,3 +196,76 @@ def random_params(covariance_type, k, d, seed=0):
     else:
         cov = rng.random(k) + 0.3
     return w, means, cov
+
+
+# ---------------------------------------------------------------------------
+# Missing data (NaN marks a missing entry)
+# ---------------------------------------------------------------------------
+
+
+def missing_e_step(X, weights, means, covariances, covariance_type):
+    """Row by row, with every missing pattern written out: scipy marginal densities.
+
+    Returns responsibilities (n, k), the log density of each row's observed
+    entries (n,), the completed rows (n, k, d) and the conditional
+    covariances (n, k, d, d) (zero outside the missing block), all from the
+    conditional formulas on ``Sigma_oo`` with ``np.linalg.solve``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    k = means.shape[0]
+    full = full_covariances(covariance_type, covariances, k, d)
+    logp = np.empty((n, k))
+    completed = np.empty((n, k, d))
+    cond = np.zeros((n, k, d, d))
+    for i in range(n):
+        m = np.isnan(X[i])
+        o = ~m
+        xo = X[i, o]
+        for j in range(k):
+            s_oo = full[j][np.ix_(o, o)]
+            s_mo = full[j][np.ix_(m, o)]
+            s_mm = full[j][np.ix_(m, m)]
+            logp[i, j] = np.log(weights[j]) + multivariate_normal(means[j, o], s_oo).logpdf(xo)
+            completed[i, j] = X[i]
+            completed[i, j, m] = means[j, m] + s_mo @ np.linalg.solve(s_oo, xo - means[j, o])
+            cond[i, j][np.ix_(m, m)] = s_mm - s_mo @ np.linalg.solve(s_oo, s_mo.T)
+    lse = logsumexp(logp, axis=1)
+    return np.exp(logp - lse[:, None]), lse, completed, cond
+
+
+def missing_m_step(resp, completed, cond, covariance_type, reg_covar, sample_weight=None):
+    """Maximum-likelihood parameters from the expected complete-data statistics (two passes)."""
+    n, k, d = completed.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    rw = resp * w[:, None]
+    nk = rw.sum(axis=0)
+    weights = nk / nk.sum()
+    means = np.einsum("ik,ikd->kd", rw, completed) / nk[:, None]
+    dev = completed - means[None]
+    covs = (np.einsum("ik,ikd,ike->kde", rw, dev, dev)
+            + np.einsum("ik,ikde->kde", rw, cond)) / nk[:, None, None]
+    if covariance_type == "full":
+        cov = covs + reg_covar * np.eye(d)
+    elif covariance_type == "tied":
+        cov = (nk[:, None, None] * covs).sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
+    elif covariance_type == "diag":
+        cov = np.stack([np.diag(c) for c in covs]) + reg_covar
+    else:
+        cov = np.stack([np.diag(c).mean() for c in covs]) + reg_covar
+    return weights, means, cov
+
+
+def missing_em_iterations(X, weights, means, covariances, covariance_type, n_iter, reg_covar,
+                          sample_weight=None):
+    """Plain missing-data EM; returns the parameters after each iteration and the bounds."""
+    w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    iterates, bounds = [], []
+    for _ in range(n_iter):
+        resp, lse, completed, cond = missing_e_step(X, weights, means, covariances,
+                                                    covariance_type)
+        bounds.append(float(np.average(lse, weights=w)))
+        weights, means, covariances = missing_m_step(resp, completed, cond, covariance_type,
+                                                     reg_covar, w)
+        iterates.append((weights, means, covariances))
+    return iterates, bounds

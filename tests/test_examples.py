@@ -74,7 +74,7 @@ def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert scripts == sorted(["wholesale_segmentation.py", "plot_model_selection.py",
                               "plot_out_of_core_and_dask.py", "plot_online_em.py",
-                              "plot_soft_vs_hard.py"])
+                              "plot_soft_vs_hard.py", "plot_missing_data.py"])
     assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
 
 
@@ -282,3 +282,15 @@ def test_soft_vs_hard_example(run):
         members = which == b
         if members.sum() >= 100:
             assert abs(correct[members].mean() - confidence[members].mean()) < 0.1
+
+
+def test_missing_data_example(run):
+    env, printed, n_figures, left = run("plot_missing_data.py")
+    assert left == () and n_figures == 1
+    assert 0.15 < env["removed"].mean() < 0.25
+    assert env["rmse_mixture"] < env["rmse_means"]
+    obs = ~env["removed"]
+    assert np.array_equal(env["imputed"][obs], env["X"][obs])
+    # The fit with entries missing stays close to the complete-data fit.
+    assert env["missing_fit"].score(env["X"]) > env["complete_fit"].score(env["X"]) - 0.5
+    assert env["inside"].mean() > 0.85

@@ -1,0 +1,683 @@
+"""Missing data: exact EM statistics, per-point outputs, imputation and conditioning.
+
+NaN marks a missing entry, assumed missing at random.  A row's
+responsibilities come from the marginal density of its observed coordinates,
+and its statistics from the completed row (observed values, and the
+conditional mean of each component for the missing ones) with the
+conditional covariance added to the second moment: the exact E-step of the
+incomplete-data likelihood.  The statistics are an ordinary
+:class:`~fastgmm.SuffStats` (same shifts as
+:func:`fastgmm._compute.compute_stats`), so the M-step, the merging of
+blocks, out-of-core sources and Dask need nothing new.
+
+Rows without NaN always go through :func:`fastgmm._compute.compute_stats`
+and :func:`fastgmm._compute.point_outputs` unchanged, so data without NaN
+gives the same bits with the option on or off; rows with NaN go through the
+kernels of :mod:`fastgmm._kernels_missing`.
+
+Tied covariances: the scatter of :class:`~fastgmm.SuffStats` carries no
+responsibilities for complete rows, but a completed row depends on the
+component.  With one shift ``c`` for all components and ``sum_k r_ik = 1``,
+``s = sum_i sum_k w_i r_ik [(x*_ik - c)(x*_ik - c)^T + C_i]`` (``C_i`` the
+conditional covariance, the same for every component) reduces to the
+complete-data scatter for complete rows, and the tied M-step ``(s - sum_k
+t_k t_k^T / n_k) / N`` is then the exact maximiser.  Its full-type
+statistics, recentred per component on ``c`` and summed, are that ``s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _parallel
+from ._compute import RowHints, compute_stats, point_outputs
+from ._params import GaussianParams
+from ._stats import SuffStats
+
+#: Values of the ``missing`` option.
+MISSING_OPTIONS = ("error", "marginalize")
+
+#: Rows per group of the missing-data kernels (fixes the summation order).
+ROWS_PER_GROUP = 1024
+
+#: Bytes of per-group statistics slots in flight during one kernel call.
+_SLOT_BUDGET_BYTES = 8 * 2**20
+
+#: A missing pattern with at least this many rows in a block runs the
+#: complete-data kernel on its observed columns under the marginal mixture,
+#: and its statistics are lifted to all features exactly; rarer patterns go
+#: through the per-row kernels, which cost more per row but nothing per pattern.
+PATTERN_MIN_ROWS = 2048
+
+#: Rows of per-point outputs computed at once (bounds the (rows, k) scratch).
+_POINT_BLOCK_ROWS = 65536
+
+
+def _kernels():
+    """:mod:`fastgmm._kernels_missing`, imported on first use (it imports Numba)."""
+    from . import _kernels_missing
+
+    return _kernels_missing
+
+
+def check_missing_option(value) -> str:
+    """Return ``value`` if it is one of :data:`MISSING_OPTIONS`, else raise."""
+    if not isinstance(value, str) or value not in MISSING_OPTIONS:
+        raise ValueError(f"missing must be one of {MISSING_OPTIONS}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+def check_missing_rows(X: np.ndarray, start: int = 0, name: str = "X") -> np.ndarray:
+    """Rows of ``X`` that hold NaN (a boolean mask); refuses infinity and all-NaN rows.
+
+    Raises
+    ------
+    ValueError
+        An infinite value, or a row with every entry missing (it carries no
+        information; drop it).
+    """
+    nan = np.isnan(X)
+    if np.isinf(X).any():
+        row = start + int(np.argmax(np.isinf(X).any(axis=1)))
+        raise ValueError(f"{name} contains infinity (row {row}); only NaN may mark a "
+                         "missing value")
+    rows = nan.any(axis=1)
+    if rows.any():
+        empty = nan.all(axis=1)
+        if empty.any():
+            row = start + int(np.argmax(empty))
+            raise ValueError(f"{name} has a row with every entry missing (row {row}); it "
+                             "carries no information: drop it")
+    return rows
+
+
+def check_observed_features(observed: np.ndarray, where: str = "X",
+                            names: np.ndarray | None = None) -> None:
+    """Raise unless every feature has at least one observed value.
+
+    ``observed`` is the count of non-missing values per feature.
+    """
+    never = np.flatnonzero(np.asarray(observed) == 0)
+    if never.size:
+        j = int(never[0])
+        label = f"feature {j}" if names is None else f"feature {j} ({names[j]!r})"
+        raise ValueError(f"{label} is never observed in {where} (every value is NaN); "
+                         "its distribution cannot be estimated: drop the column")
+
+
+def check_finite_params(params: GaussianParams) -> None:
+    """Raise unless every parameter is finite (a NaN would spread through every row)."""
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        if not np.isfinite(getattr(params, name)).all():
+            raise ValueError(f"the model's {name} contain NaN or infinity; refit the model")
+
+
+def mean_impute(X: np.ndarray, w: np.ndarray | None, where: str = "X") -> np.ndarray:
+    """``X`` with every NaN replaced by its column's (weighted) observed mean.
+
+    Used to initialise a fit with missing values (k-means cannot take NaN);
+    EM then treats the entries as missing.
+    """
+    nan = np.isnan(X)
+    if not nan.any():
+        return X
+    check_observed_features((~nan).sum(axis=0), where)
+    ww = np.ones(X.shape[0]) if w is None else w
+    obs = (~nan) * ww[:, None]
+    total = obs.sum(axis=0)
+    sums = (np.where(nan, 0.0, X.astype(np.float64)) * ww[:, None]).sum(axis=0)
+    # A feature observed only on rows of zero weight: its plain mean.
+    plain = np.where(nan, 0.0, X.astype(np.float64)).sum(axis=0) / (~nan).sum(axis=0)
+    means = np.where(total > 0, sums / np.where(total > 0, total, 1.0), plain)
+    out = np.array(X, copy=True)
+    rows, cols = np.nonzero(nan)
+    out[rows, cols] = means[cols]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Rows split by completeness, grouped by missing pattern
+# ---------------------------------------------------------------------------
+
+
+def pattern_groups(nan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by missing pattern.
+
+    Parameters
+    ----------
+    nan : ndarray (n, d) bool
+        Where entries are missing.
+
+    Returns
+    -------
+    order : ndarray (n,) int64
+        Row indices, rows of one pattern together (stable within a pattern).
+    starts : ndarray (p + 1,) int64
+        Pattern ``j`` holds ``order[starts[j]:starts[j + 1]]``.
+    patterns : ndarray (p, d) bool
+        The missing entries of each pattern.
+    """
+    n, d = nan.shape
+    packed = np.ascontiguousarray(np.packbits(nan, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    starts = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    return order, starts, nan[first]
+
+
+class SplitRows:
+    """The rows of one block, split into complete rows and rows with NaN.
+
+    Parameters
+    ----------
+    X : ndarray (n, d), float32/float64, C-contiguous, NaN where missing
+    w : ndarray (n,) float64 or None
+    start : int
+        Index of the first row (for messages).
+
+    Attributes
+    ----------
+    complete, w_complete
+        Complete rows (``X`` itself when it has no NaN) and their weights.
+    incomplete, w_incomplete
+        Rows with NaN (``None`` when there are none) and their weights.
+    observed : ndarray (d,) int64
+        Non-missing values per feature.
+    """
+
+    def __init__(self, X: np.ndarray, w: np.ndarray | None, start: int = 0):
+        rows = check_missing_rows(X, start)
+        self.n_samples = X.shape[0]
+        self.weight = float(X.shape[0]) if w is None else float(w.sum())
+        if not rows.any():
+            self.complete, self.w_complete = X, w
+            self.incomplete = self.w_incomplete = None
+            self.patterns = []
+            self.observed = np.full(X.shape[1], X.shape[0], dtype=np.int64)
+            return
+        self.observed = X.shape[0] - np.isnan(X).sum(axis=0)
+        keep = ~rows
+        self.complete = np.ascontiguousarray(X[keep]) if keep.any() else None
+        self.w_complete = None if w is None or self.complete is None else w[keep]
+        # Rows of one pattern side by side: the kernels reuse the pattern's
+        # factorisations from row to row.
+        idx = np.flatnonzero(rows)
+        order, starts, patterns = pattern_groups(np.isnan(X[idx]))
+        idx = idx[order]
+        counts = np.diff(starts)
+        self.patterns = []
+        rare = []
+        for j in range(patterns.shape[0]):
+            rows_j = idx[starts[j]:starts[j + 1]]
+            if counts[j] >= PATTERN_MIN_ROWS:
+                obs = np.flatnonzero(~patterns[j])
+                self.patterns.append(PatternRows(
+                    obs, np.flatnonzero(patterns[j]), np.ascontiguousarray(X[rows_j][:, obs]),
+                    None if w is None else w[rows_j]))
+            else:
+                rare.append(rows_j)
+        self.incomplete = self.w_incomplete = None
+        if rare:
+            rare_idx = np.concatenate(rare)
+            self.incomplete = np.ascontiguousarray(X[rare_idx])
+            self.w_incomplete = None if w is None else w[rare_idx]
+
+    @property
+    def has_missing(self) -> bool:
+        return self.incomplete is not None or bool(self.patterns)
+
+
+@dataclass
+class PatternRows:
+    """The rows of one frequent missing pattern: their observed columns, gathered.
+
+    ``hints`` keeps the complete-data kernel's per-row hints between passes.
+    """
+
+    observed: np.ndarray
+    missing: np.ndarray
+    X: np.ndarray
+    w: np.ndarray | None
+    hints: object = None
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------
+
+
+def _kernel_params(params: GaussianParams) -> tuple:
+    """``(kind, means, prec, log_norm)`` for the missing-data kernels, float64.
+
+    Tied factors are repeated per component (the full kernels serve them);
+    spherical ones are repeated along the features (the diagonal kernels
+    serve them).
+    """
+    ctype = params.covariance_type
+    k, d = params.n_components, params.n_features
+    pc = params.precisions_cholesky
+    if ctype == "full":
+        prec = np.ascontiguousarray(pc, dtype=np.float64)
+    elif ctype == "tied":
+        prec = np.ascontiguousarray(np.broadcast_to(pc, (k, d, d)), dtype=np.float64)
+    elif ctype == "diag":
+        prec = np.ascontiguousarray(pc, dtype=np.float64)
+    else:
+        prec = np.ascontiguousarray(np.repeat(pc.reshape(k, 1), d, axis=1),
+                                    dtype=np.float64)
+    kind = "full" if ctype in ("full", "tied") else "diag"
+    means = np.ascontiguousarray(params.means, dtype=np.float64)
+    return kind, means, prec, np.ascontiguousarray(params.log_norm())
+
+
+def _precision_floor(prec: np.ndarray) -> np.ndarray:
+    """Lower bounds of the smallest eigenvalue of each ``U U^T``, shape (k,).
+
+    The smallest singular value of ``U`` squared, shrunk by one part in a
+    thousand so that rounding can never make the pruning bound too tight.
+    """
+    sv = np.linalg.svd(prec, compute_uv=False)
+    return np.ascontiguousarray(np.maximum(sv[:, -1], 0.0) ** 2 * 0.999)
+
+
+def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
+                     inputs: tuple | None = None) -> SuffStats:
+    """Exact E-step statistics of rows that may hold NaN (not all of a row).
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    w : ndarray (n,) float64 or None
+    params : GaussianParams
+    inputs : tuple, optional
+        :func:`_kernel_params` of ``params``.
+
+    Returns
+    -------
+    SuffStats
+        With the shift of :func:`fastgmm._compute.compute_stats`.
+    """
+    from ._compute import _symmetrize_upper
+
+    ctype = params.covariance_type
+    kind, means, prec, log_norm = _kernel_params(params) if inputs is None else inputs
+    n, d = X.shape
+    k = params.n_components
+    s_shape = (k, d, d) if kind == "full" else (k, d)
+    per_slot = 8 * (k + k * d + int(np.prod(s_shape)) + 2)
+    n_slots = max(4 * _parallel.n_threads(), _SLOT_BUDGET_BYTES // per_slot)
+    nk_slot = np.empty((n_slots, k))
+    t_slot = np.empty((n_slots, k, d))
+    s_slot = np.empty((n_slots,) + s_shape)
+    ll_slot = np.empty((n_slots, 2))
+    nk, t, s, ll = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape), np.zeros(2)
+    if kind == "full":
+        kern = _kernels().em_stats_missing_full
+        extra = (_precision_floor(prec),)
+    else:
+        kern = _kernels().em_stats_missing_diag
+        extra = ()
+    weighted = w is not None
+    step = n_slots * ROWS_PER_GROUP
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        wb = w[lo:hi] if weighted else np.empty(0)
+        n_groups = -(-(hi - lo) // ROWS_PER_GROUP)
+        _parallel.run_groups(kern, (X[lo:hi], wb, weighted, means, prec, log_norm, *extra,
+                                    ROWS_PER_GROUP, nk_slot, t_slot, s_slot, ll_slot),
+                             n_groups, hi - lo)
+        _parallel.fold_slots((nk_slot, t_slot, s_slot, ll_slot), n_groups, (nk, t, s, ll))
+    if kind == "full":
+        s = _symmetrize_upper(s, "full")
+    log_lik = float(ll[0]) if ll[1] == 0 else -np.inf
+    weight = float(n) if w is None else float(w.sum())
+    if ctype == "tied":
+        # Recentre each component's moments on the common shift and add them up.
+        shift = params.weights @ params.means
+        delta = shift[None, :] - params.means
+        cross = t[:, :, None] * delta[:, None, :]
+        s_k = (s - cross - np.swapaxes(cross, 1, 2)
+               + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
+        return SuffStats("tied", shift, nk, t - nk[:, None] * delta, s_k.sum(axis=0),
+                         log_lik, weight, n)
+    return SuffStats(ctype, params.means.copy(), nk, t, s, log_lik, weight, n)
+
+
+def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs=None,
+                hints=None, hints_ok: bool = False) -> SuffStats:
+    """Statistics of a :class:`SplitRows` block: complete rows as without the option.
+
+    ``workspace``, ``inputs`` and ``hints`` go to
+    :func:`fastgmm._compute.compute_stats`.  Hints are indexed by row: they
+    are used when the block has no NaN, or when ``hints_ok`` says that they
+    are indexed by the complete rows (a split kept between passes).
+    """
+    total = None
+    if split.complete is not None:
+        use = hints_ok or not split.has_missing
+        total = compute_stats(split.complete, split.w_complete, params, workspace, inputs,
+                              hints if use else None)
+    if split.incomplete is not None:
+        part = incomplete_stats(split.incomplete, split.w_incomplete, params)
+        total = part if total is None else total + part
+    for group in split.patterns:
+        part = pattern_stats(group, params)
+        total = part if total is None else total + part
+    return total
+
+
+def marginal_params(params: GaussianParams, obs: np.ndarray) -> GaussianParams:
+    """The mixture of the features ``obs`` (a marginal of a Gaussian mixture is one)."""
+    ctype = params.covariance_type
+    cov = params.covariances
+    if ctype == "full":
+        marg = cov[:, obs][:, :, obs]
+    elif ctype == "tied":
+        marg = cov[np.ix_(obs, obs)]
+    elif ctype == "diag":
+        marg = cov[:, obs]
+    else:
+        marg = cov
+    return GaussianParams.from_covariances(ctype, params.weights, params.means[:, obs], marg)
+
+
+def pattern_stats(group: PatternRows, params: GaussianParams) -> SuffStats:
+    """Exact statistics of the rows of one missing pattern, through the complete-data kernel.
+
+    The E-step of the observed columns under the marginal mixture gives
+    ``n_k``, ``t_o`` and ``s_oo``; the conditional mean is affine in
+    ``x_o`` (``x*_m - mu_m = B_k (x_o - mu_o)`` with ``B_k = Sigma_mo
+    Sigma_oo^{-1}``), so the missing blocks follow exactly: ``t_m = B t_o``,
+    ``s_mo = B s_oo``, ``s_mm = B s_oo B^T + n_k C_k`` with ``C_k = Sigma_mm
+    - B_k Sigma_om`` (tied: about the common shift, see the module notes).
+    """
+    ctype = params.covariance_type
+    o, m = group.observed, group.missing
+    k, d = params.n_components, params.n_features
+    marg = marginal_params(params, o)
+    if group.hints is None and ctype == "full":
+        group.hints = RowHints(group.X.shape[0])
+    st = compute_stats(group.X, group.w, marg, hints=group.hints)
+    nk = st.nk
+    t = np.zeros((k, d))
+    t[:, o] = st.t
+    cov = params.covariances
+    if ctype in ("diag", "spherical"):
+        s = np.zeros((k, d))
+        s[:, o] = st.s
+        var = cov[:, m] if ctype == "diag" else np.repeat(cov[:, None], m.size, axis=1)
+        s[:, m] = nk[:, None] * var
+        return SuffStats(ctype, params.means.copy(), nk, t, s, st.log_likelihood, st.weight,
+                         st.n_samples)
+    pc = marg.precisions_cholesky
+    if ctype == "full":
+        prec_oo = np.einsum("kij,klj->kil", pc, pc)
+        s_mo_cov = cov[:, m][:, :, o]
+        gain = s_mo_cov @ prec_oo                                    # (k, m, o)
+        cond = cov[:, m][:, :, m] - gain @ np.swapaxes(s_mo_cov, 1, 2)
+        t[:, m] = np.einsum("kmo,ko->km", gain, st.t)
+        s = np.zeros((k, d, d))
+        s_mo = gain @ st.s
+        s[:, o[:, None], o[None, :]] = st.s
+        s[:, m[:, None], o[None, :]] = s_mo
+        s[:, o[:, None], m[None, :]] = np.swapaxes(s_mo, 1, 2)
+        s_mm = s_mo @ np.swapaxes(gain, 1, 2) + nk[:, None, None] * cond
+        s[:, m[:, None], m[None, :]] = 0.5 * (s_mm + np.swapaxes(s_mm, 1, 2))
+        return SuffStats(ctype, params.means.copy(), nk, t, s, st.log_likelihood, st.weight,
+                         st.n_samples)
+    # Tied: about the common shift c, with x*_m - c_m = a_k + B (x_o - c_o).
+    shift = params.weights @ params.means
+    st = st.recenter(shift[o])
+    t[:, o] = st.t
+    s_mo_cov = cov[np.ix_(m, o)]
+    gain = s_mo_cov @ (pc @ pc.T)                                    # (m, o)
+    cond = cov[np.ix_(m, m)] - gain @ s_mo_cov.T
+    a = (params.means[:, m] - shift[m]) - (params.means[:, o] - shift[o]) @ gain.T  # (k, m)
+    t[:, m] = nk[:, None] * a + st.t @ gain.T
+    s = np.zeros((d, d))
+    s_mo = a.T @ st.t + gain @ st.s
+    s[np.ix_(o, o)] = st.s
+    s[np.ix_(m, o)] = s_mo
+    s[np.ix_(o, m)] = s_mo.T
+    cross = a.T @ (st.t @ gain.T)
+    s_mm = ((nk[:, None] * a).T @ a + cross + cross.T + gain @ st.s @ gain.T
+            + st.weight * cond)
+    s[np.ix_(m, m)] = 0.5 * (s_mm + s_mm.T)
+    return SuffStats(ctype, shift, nk, t, s, st.log_likelihood, st.weight, st.n_samples)
+
+
+def missing_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams) -> SuffStats:
+    """Statistics of rows that may hold NaN (:class:`SplitRows`, then :func:`split_stats`)."""
+    return split_stats(SplitRows(X, w), params)
+
+
+# ---------------------------------------------------------------------------
+# Per-point outputs and imputation
+# ---------------------------------------------------------------------------
+
+
+def _point_kernel(X: np.ndarray, params: GaussianParams, mode: int, u=None, eps=None):
+    """Log densities ``(n, k)`` and, for ``mode`` 1 or 2, completed rows ``(n, d)``."""
+    kind, means, prec, log_norm = _kernel_params(params)
+    n, d = X.shape
+    k = params.n_components
+    kern = (_kernels().point_missing_full if kind == "full"
+            else _kernels().point_missing_diag)
+    out_logp = np.empty((n, k))
+    out_x = np.empty((n, d) if mode else (0, d))
+    u = np.empty(0) if u is None else np.ascontiguousarray(u, dtype=np.float64)
+    eps = np.empty((0, d)) if eps is None else np.ascontiguousarray(eps, dtype=np.float64)
+    n_groups = -(-n // ROWS_PER_GROUP)
+    _parallel.run_groups(kern, (X, means, prec, log_norm, mode, u, eps, ROWS_PER_GROUP,
+                                out_logp, out_x), n_groups, n)
+    return out_logp, out_x
+
+
+def missing_point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
+                          log_prob: bool = False, score: bool = False,
+                          labels: bool = False, out_dtype=None) -> dict:
+    """:func:`fastgmm._compute.point_outputs` for rows that may hold NaN.
+
+    Rows with NaN use the marginal density of their observed entries; the
+    others go through :func:`~fastgmm._compute.point_outputs` unchanged.
+    """
+    what = dict(resp=resp, log_prob=log_prob, score=score, labels=labels)
+    rows = check_missing_rows(X)
+    if not rows.any():
+        return point_outputs(X, params, out_dtype=out_dtype, **what)
+    check_finite_params(params)
+    n, k = X.shape[0], params.n_components
+    out_dtype = X.dtype if out_dtype is None else out_dtype
+    out = {}
+    if resp or log_prob:
+        out["resp" if resp else "log_prob"] = np.empty((n, k), dtype=out_dtype)
+    if score:
+        out["score"] = np.empty(n, dtype=out_dtype)
+    if labels:
+        out["labels"] = np.empty(n, dtype=np.int64)
+    full_rows = np.flatnonzero(~rows)
+    if full_rows.size:
+        part = point_outputs(np.ascontiguousarray(X[full_rows]), params,
+                             out_dtype=out_dtype, **what)
+        for key, value in part.items():
+            out[key][full_rows] = value
+    miss_rows = np.flatnonzero(rows)
+    miss_rows = miss_rows[pattern_groups(np.isnan(X[miss_rows]))[0]]
+    for lo in range(0, miss_rows.size, _POINT_BLOCK_ROWS):
+        idx = miss_rows[lo:lo + _POINT_BLOCK_ROWS]
+        logp, _ = _point_kernel(np.ascontiguousarray(X[idx]), params, 0)
+        top = logp.max(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lse = top[:, 0] + np.log(np.exp(logp - np.where(np.isfinite(top), top, 0.0))
+                                     .sum(axis=1))
+        if log_prob:
+            out["log_prob"][idx] = logp
+        if resp:
+            with np.errstate(invalid="ignore"):
+                out["resp"][idx] = np.exp(logp - lse[:, None])
+        if score:
+            out["score"][idx] = lse
+        if labels:
+            out["labels"][idx] = np.argmax(logp, axis=1)
+    return out
+
+
+def impute(X: np.ndarray, params: GaussianParams, rng: np.random.Generator | None = None,
+           out_dtype=None) -> np.ndarray:
+    """``X`` with its NaN entries filled in under the mixture.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float32/float64, C-contiguous
+    params : GaussianParams
+    rng : numpy Generator, optional
+        None: the conditional expectation ``sum_k r_k(x_o) E_k[x_m | x_o]``;
+        a generator: one draw from the conditional distribution (a Gaussian
+        mixture) of each row.
+
+    Returns
+    -------
+    ndarray (n, d), a new array in ``out_dtype`` (default the dtype of ``X``)
+    """
+    rows = check_missing_rows(X)
+    out = np.array(X, dtype=X.dtype if out_dtype is None else out_dtype, copy=True)
+    if not rows.any():
+        return out
+    check_finite_params(params)
+    miss_rows = np.flatnonzero(rows)
+    miss_rows = miss_rows[pattern_groups(np.isnan(X[miss_rows]))[0]]
+    d = X.shape[1]
+    for lo in range(0, miss_rows.size, _POINT_BLOCK_ROWS):
+        idx = miss_rows[lo:lo + _POINT_BLOCK_ROWS]
+        if rng is None:
+            _, filled = _point_kernel(np.ascontiguousarray(X[idx]), params, 1)
+        else:
+            u = rng.random(idx.size)
+            eps = rng.standard_normal((idx.size, d))
+            _, filled = _point_kernel(np.ascontiguousarray(X[idx]), params, 2, u, eps)
+        out[idx] = filled
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Conditioning
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ConditionalMixture:
+    """The conditional distribution of some features given the others, row by row.
+
+    Given the values ``x_g`` of the features ``given_features`` of a row, the
+    other features ``m`` follow a Gaussian mixture with weights
+    ``weights[i, k] ∝ w_k N(x_g; mu_kg, Sigma_kgg)``, means ``means[i, k] =
+    mu_km + Sigma_kmg Sigma_kgg^{-1} (x_g - mu_kg)`` and covariances
+    ``covariances[k] = Sigma_kmm - Sigma_kmg Sigma_kgg^{-1} Sigma_kgm`` (the
+    same for every row).
+
+    Attributes
+    ----------
+    weights : ndarray (n_samples, n_components)
+    means : ndarray (n_samples, n_components, n_targets)
+    covariances : ndarray (n_components, n_targets, n_targets)
+        Full matrices whatever the model's covariance type.
+    given_features : ndarray of int
+        The conditioning features, in the order of the columns of ``X_given``.
+    target_features : ndarray of int
+        The other features, ascending: the last axis of ``means``.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    given_features: np.ndarray
+    target_features: np.ndarray
+
+    def predict(self, return_cov: bool = False):
+        """The conditional mean of the target features per row (a regression).
+
+        Parameters
+        ----------
+        return_cov : bool, default=False
+            Also return the conditional covariance of each row (law of total
+            covariance: ``sum_k w_k (C_k + m_k m_k^T) - m m^T``).
+
+        Returns
+        -------
+        mean : ndarray (n_samples, n_targets)
+        cov : ndarray (n_samples, n_targets, n_targets)
+            Only with ``return_cov``.
+        """
+        mean = np.einsum("ik,ikm->im", self.weights, self.means)
+        if not return_cov:
+            return mean
+        dev = self.means - mean[:, None, :]
+        cov = (np.einsum("ik,kab->iab", self.weights, self.covariances)
+               + np.einsum("ik,ika,ikb->iab", self.weights, dev, dev))
+        return mean, cov
+
+
+def condition(params: GaussianParams, X_given: np.ndarray,
+              given: np.ndarray) -> ConditionalMixture:
+    """The conditional mixture of the features not in ``given``, per row of ``X_given``.
+
+    Parameters
+    ----------
+    params : GaussianParams
+    X_given : ndarray (n, len(given)), finite, C-contiguous float32/float64
+    given : ndarray of int, distinct feature indices (at least one, not all)
+
+    Returns
+    -------
+    ConditionalMixture
+    """
+    from scipy import linalg
+
+    check_finite_params(params)
+    ctype = params.covariance_type
+    k, d = params.n_components, params.n_features
+    target = np.setdiff1d(np.arange(d), given)
+    cov = params.covariances
+    if ctype == "full":
+        full = cov
+    elif ctype == "tied":
+        full = np.broadcast_to(cov, (k, d, d))
+    elif ctype == "diag":
+        full = np.einsum("kd,de->kde", cov, np.eye(d))
+    else:
+        full = cov[:, None, None] * np.eye(d)[None]
+    gg = full[:, given][:, :, given]
+    mg = full[:, target][:, :, given]
+    mm = full[:, target][:, :, target]
+    if ctype in ("full", "tied"):
+        marg_cov = gg if ctype == "full" else gg[0]
+    elif ctype == "diag":
+        marg_cov = cov[:, given]
+    else:
+        marg_cov = cov
+    marginal = GaussianParams.from_covariances(ctype, params.weights, params.means[:, given],
+                                               marg_cov)
+    log_prob = point_outputs(X_given, marginal, log_prob=True,
+                             out_dtype=np.float64)["log_prob"]
+    top = log_prob.max(axis=1, keepdims=True)
+    weights = np.exp(log_prob - top)
+    weights /= weights.sum(axis=1, keepdims=True)
+    gain = np.empty((k, target.size, given.size))
+    cond_cov = np.empty((k, target.size, target.size))
+    for j in range(k):
+        # gain = Sigma_mg Sigma_gg^{-1}, through a solve with the SPD Sigma_gg.
+        gain[j] = linalg.solve(gg[j], mg[j].T, assume_a="pos").T
+        c = mm[j] - gain[j] @ mg[j].T
+        cond_cov[j] = 0.5 * (c + c.T)
+    dev = X_given.astype(np.float64)[:, None, :] - params.means[None, :, given]
+    means = params.means[None, :, target] + np.einsum("kmg,ikg->ikm", gain, dev)
+    return ConditionalMixture(weights, means, cond_cov, np.asarray(given), target)
