@@ -30,7 +30,7 @@ from ._missing import (
     missing_point_outputs,
     missing_stats,
 )
-from ._parallel import numba_threads
+from ._parallel import thread_limit
 from ._params import GaussianParams, covariance_shape
 from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _Source, draw_seed, uniform_rows
 from ._stats import SuffStats
@@ -78,7 +78,9 @@ def _block_stats(xb, wb, params: GaussianParams, n_threads: int | None,
                  missing: bool = False) -> SuffStats:
     xb = np.ascontiguousarray(xb)
     wb = None if wb is None else np.ascontiguousarray(wb, dtype=np.float64)
-    with numba_threads(n_threads):
+    # BLAS on one thread as in every fit: the dense E-step calls it from
+    # each kernel thread.
+    with thread_limit(n_threads):
         if missing:
             return missing_stats(xb, wb, params)
         return compute_stats(xb, wb, params)
