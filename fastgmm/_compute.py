@@ -371,7 +371,11 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         ended_dense = ll[3]
         run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
                    n_groups, hi - lo)
-        fold_slots(slots, n_groups, accs)
+        if ctype != "tied" and not workspace.ll_slot[:n_groups, 2].any():
+            # No dense rows: the dense slots hold zeros, nothing to add.
+            fold_slots(slots[:3] + slots[4:], n_groups, accs[:3] + accs[4:])
+        else:
+            fold_slots(slots, n_groups, accs)
         if ctype != "tied":
             workspace.dense_first = 2 * (ll[3] - ended_dense) > n_groups
         probe = False

@@ -301,11 +301,16 @@ def _full_stats_scratch(X, m):
 
 @jit(inline=True)
 def _gemm_scratch(X, wt, on):
-    """A :class:`GemmScratch` for the model ``wt`` (k, p); every buffer empty unless ``on``."""
+    """A :class:`GemmScratch` for the model ``wt`` (k, p); every buffer empty unless ``on``.
+
+    Groups start with the empty one and allocate the real one at their first
+    dense chunk: on separated data it is never needed, and with many
+    features it is megabytes per group.
+    """
     n_components, n_terms = wt.shape
     rows = GEMM_ROWS if on else 0
-    return GemmScratch(np.zeros((n_terms, rows), dtype=X.dtype),
-                       np.zeros((n_components, rows), dtype=X.dtype),
+    return GemmScratch(np.empty((n_terms, rows), dtype=X.dtype),
+                       np.empty((n_components, rows), dtype=X.dtype),
                        np.empty((n_terms, n_components if on else 0), dtype=X.dtype),
                        np.empty(rows), np.empty(rows), np.empty(rows, dtype=np.int64))
 
@@ -1654,12 +1659,14 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
         bs = _bucket_scratch(n_components, mc)
         hs = _hint_scratch(n_components, mc, hinted)
         ss = _full_stats_scratch(X, mc)
-        gs = _gemm_scratch(X, wt, dense_on)
+        gs = _gemm_scratch(X, wt, False)
         kmax = ls.kmax
         dense = dense_on and dense_first
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
+                if gs.pt.shape[1] == 0:
+                    gs = _gemm_scratch(X, wt, True)
                 kept = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True, gs,
                                    g_slot[g], ll_slot[g], hint)
                 ll_slot[g, 2] += m
@@ -1786,11 +1793,13 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
         mc = min(chunk_size, n_samples)
         ls = _list_scratch(n_components, mc)
         ds = _dense_scratch(X, mc, False)
-        gs = _gemm_scratch(X, wt, dense_on)
+        gs = _gemm_scratch(X, wt, False)
         dense = dense_on and dense_first
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
+                if gs.pt.shape[1] == 0:
+                    gs = _gemm_scratch(X, wt, True)
                 kept = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False, gs,
                                    g_slot[g], ll_slot[g], no_hint)
                 ll_slot[g, 2] += m
