@@ -1482,16 +1482,6 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hin
     return kept
 
 
-@jit()
-def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint):
-    """:func:`_gemm_block` over a chunk of any length, block by block; returns the entries kept."""
-    kept = 0.0
-    for b in range(0, m, GEMM_ROWS):
-        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt, const,
-                            full, gs, g, ll, hint)
-    return kept
-
-
 @jit(inline=True)
 def _dense_next(dense, work, m, n_components, up, down):
     """Whether the next chunk takes the dense path, from what this chunk of ``m`` rows cost.
@@ -1507,6 +1497,25 @@ def _dense_next(dense, work, m, n_components, up, down):
     if dense:
         return work >= down * m
     return work > up * m * n_components
+
+
+@jit()
+def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint, up, down):
+    """:func:`_gemm_block` over a chunk of any length, block by block.
+
+    ``gs`` may be the empty scratch, allocated here on first use; ``ll[2]``
+    counts the chunk's rows, ``up`` and ``down`` are the thresholds of
+    :func:`_dense_next`.  Returns the scratch and whether the next chunk
+    stays on the dense path.
+    """
+    if gs.pt.shape[1] == 0:
+        gs = _gemm_scratch(X, wt, True)
+    kept = 0.0
+    for b in range(0, m, GEMM_ROWS):
+        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt, const,
+                            full, gs, g, ll, hint)
+    ll[2] += m
+    return gs, _dense_next(True, kept, m, wt.shape[0], up, down)
 
 
 # ---------------------------------------------------------------------------
@@ -1665,12 +1674,8 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
-                if gs.pt.shape[1] == 0:
-                    gs = _gemm_scratch(X, wt, True)
-                kept = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True, gs,
-                                   g_slot[g], ll_slot[g], hint)
-                ll_slot[g, 2] += m
-                dense = _dense_next(True, kept, m, n_components, dense_up, dense_down)
+                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True, gs,
+                                        g_slot[g], ll_slot[g], hint, dense_up, dense_down)
                 continue
             if hinted:
                 for i in range(m):
@@ -1798,12 +1803,8 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
-                if gs.pt.shape[1] == 0:
-                    gs = _gemm_scratch(X, wt, True)
-                kept = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False, gs,
-                                   g_slot[g], ll_slot[g], no_hint)
-                ll_slot[g, 2] += m
-                dense = _dense_next(True, kept, m, n_components, dense_up, dense_down)
+                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False, gs,
+                                        g_slot[g], ll_slot[g], no_hint, dense_up, dense_down)
                 continue
             _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
             _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
