@@ -39,6 +39,18 @@ def e_step(X, weights, means, covariances, covariance_type):
     return np.exp(lp - lse[:, None]), lse
 
 
+def _parametrise(covs, nk, covariance_type, reg_covar):
+    """Per-component covariances (k, d, d) in the shape of a covariance type, plus reg_covar."""
+    d = covs.shape[-1]
+    if covariance_type == "full":
+        return covs + reg_covar * np.eye(d)
+    if covariance_type == "tied":
+        return (nk[:, None, None] * covs).sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in covs]) + reg_covar
+    return np.stack([np.diag(c).mean() for c in covs]) + reg_covar
+
+
 def m_step(X, resp, covariance_type, reg_covar, sample_weight=None):
     """Weighted maximum-likelihood parameters with numpy's weighted covariance."""
     X = np.asarray(X, dtype=np.float64)
@@ -50,15 +62,7 @@ def m_step(X, resp, covariance_type, reg_covar, sample_weight=None):
     means = (rw.T @ X) / nk[:, None]
     covs = np.stack([np.cov(X.T, aweights=rw[:, j], bias=True).reshape(d, d)
                      for j in range(resp.shape[1])])
-    if covariance_type == "full":
-        cov = covs + reg_covar * np.eye(d)
-    elif covariance_type == "tied":
-        cov = (nk[:, None, None] * covs).sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
-    elif covariance_type == "diag":
-        cov = np.stack([np.diag(c) for c in covs]) + reg_covar
-    else:
-        cov = np.stack([np.diag(c).mean() for c in covs]) + reg_covar
-    return weights, means, cov
+    return weights, means, _parametrise(covs, nk, covariance_type, reg_covar)
 
 
 def em_iterations(X, weights, means, covariances, covariance_type, n_iter, reg_covar,
@@ -245,15 +249,7 @@ def missing_m_step(resp, completed, cond, covariance_type, reg_covar, sample_wei
     dev = completed - means[None]
     covs = (np.einsum("ik,ikd,ike->kde", rw, dev, dev)
             + np.einsum("ik,ikde->kde", rw, cond)) / nk[:, None, None]
-    if covariance_type == "full":
-        cov = covs + reg_covar * np.eye(d)
-    elif covariance_type == "tied":
-        cov = (nk[:, None, None] * covs).sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
-    elif covariance_type == "diag":
-        cov = np.stack([np.diag(c) for c in covs]) + reg_covar
-    else:
-        cov = np.stack([np.diag(c).mean() for c in covs]) + reg_covar
-    return weights, means, cov
+    return weights, means, _parametrise(covs, nk, covariance_type, reg_covar)
 
 
 def missing_em_iterations(X, weights, means, covariances, covariance_type, n_iter, reg_covar,
