@@ -187,6 +187,9 @@ def fit_restarts(source, initializer: Callable, n_init: int, rng: np.random.Rand
                  **em_kwargs) -> EMResult:
     """Run ``n_init`` independent EM runs over ``source`` and keep the best lower bound.
 
+    Of restarts whose bounds agree to :data:`RESTART_TIE_RTOL` (the same
+    optimum, found twice) the earliest is kept.
+
     Parameters
     ----------
     source : data source (see :mod:`fastgmm._sources`)
@@ -205,9 +208,27 @@ def fit_restarts(source, initializer: Callable, n_init: int, rng: np.random.Rand
     for i in range(n_init):
         params = initializer(np.random.RandomState(seeds[i]))
         res = run_em(source, params, init=i, **em_kwargs)
-        if best is None or res.lower_bound > best.lower_bound:
+        if best is None or _clearly_better(res.lower_bound, best.lower_bound):
             best = res
     return best
+
+
+#: Restarts whose final lower bounds differ by less than this (relative)
+#: reached the same optimum, usually with the components permuted.
+RESTART_TIE_RTOL = 1e-12
+
+
+def _clearly_better(bound: float, best: float) -> bool:
+    """Whether a restart's ``bound`` beats ``best`` by more than rounding.
+
+    Two restarts that converge to the same optimum give bounds equal up to
+    the last bits, and which of them is larger then depends on summation
+    order; keeping the earlier one in such a tie makes the kept model (and
+    its component order) the same whatever the rounding.
+    """
+    if not np.isfinite(best):
+        return bound > best
+    return bound > best + RESTART_TIE_RTOL * max(1.0, abs(best))
 
 
 #: Start of the warning text of :func:`warn_not_converged`, for filters that

@@ -237,3 +237,26 @@ def test_fit_holds_no_array_proportional_to_n_times_k(init_params):
             tracemalloc.stop()
     resp_nbytes = n * k * 8
     assert peak < 0.5 * resp_nbytes, (peak, resp_nbytes)
+
+
+@pytest.mark.parametrize("gap, kept", [(0.0, 0), (1e-15, 0), (-1e-15, 0), (1e-9, 1), (-1e-9, 0)])
+def test_restarts_tied_to_rounding_keep_the_first(monkeypatch, gap, kept):
+    """A later restart is kept only when its bound beats the best by more than 1e-12
+    relative: two runs to the same optimum differ in the last bits only, and which is
+    larger must not decide the component order of the fit.
+    """
+    from fastgmm import _em
+
+    bound = -3.573369653578188
+    bounds = [bound, bound + gap * abs(bound)]
+    calls = []
+
+    def fake_run_em(source, params, init=0, **kw):
+        calls.append(init)
+        return _em.EMResult(params=params, lower_bound=bounds[init], converged=True, init=init)
+
+    monkeypatch.setattr(_em, "run_em", fake_run_em)
+    best = _em.fit_restarts(None, lambda rng: f"start {len(calls)}", 2,
+                            np.random.RandomState(0))
+    assert calls == [0, 1]
+    assert best.init == kept
