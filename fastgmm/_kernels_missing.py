@@ -388,11 +388,12 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     z[j] = 0.0
                 for a in range(nm):
                     diff[k, miss[a]] = 0.0
+                # Full-length rows of U (zeros below the diagonal): fixed-length
+                # loops vectorise, where the triangle's ragged ones do not.
                 for j in range(d):
                     dj = diff[k, j]
-                    if dj != 0.0:
-                        for e in range(j, d):
-                            z[e] += dj * prec_chol[k, j, e]
+                    for e in range(d):
+                        z[e] += dj * prec_chol[k, j, e]
                 if not chol_ok[k]:
                     log_det = 0.0
                     for a in range(nm):
@@ -415,7 +416,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 for a in range(nm):
                     ra = miss[a]
                     acc = 0.0
-                    for e in range(ra, d):
+                    for e in range(d):
                         acc += prec_chol[k, ra, e] * z[e]
                     for c in range(a):
                         acc -= chol[k, a, c] * bvec[c]
@@ -429,7 +430,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 for a in range(nm):
                     ra = miss[a]
                     da = diff[k, ra]
-                    for e in range(ra, d):
+                    for e in range(d):
                         z[e] += da * prec_chol[k, ra, e]
                 maha = 0.0
                 for e in range(d):
@@ -461,12 +462,13 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 wr = scale * resp[k]
                 nk_slot[g, k] += wr
                 run_w[k] += wr
+                # The whole square (the lower triangle is never read): a
+                # fixed-length inner loop vectorises, the triangle's does not.
                 for e in range(d):
                     v = wr * diff[k, e]
                     t_slot[g, k, e] += v
-                    if v != 0.0:
-                        for f in range(e, d):
-                            s_slot[g, k, e, f] += v * diff[k, f]
+                    for f in range(d):
+                        s_slot[g, k, e, f] += v * diff[k, f]
 
 
 @jit()
