@@ -175,26 +175,6 @@ def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, log_
 
 
 @jit()
-def _cond_cov_full(chol, k, nm, linv, cov):
-    """``cov[:nm, :nm] = Lambda_mm^{-1} = L^{-T} L^{-1}`` from the factor ``chol[k]``."""
-    for a in range(nm):
-        inv_diag = 1.0 / chol[k, a, a]
-        linv[a, a] = inv_diag
-        for b in range(a):
-            acc = 0.0
-            for c in range(b, a):
-                acc -= chol[k, a, c] * linv[c, b]
-            linv[a, b] = acc * inv_diag
-    for a in range(nm):
-        for b in range(a, nm):
-            acc = 0.0
-            for c in range(b, nm):
-                acc += linv[c, a] * linv[c, b]
-            cov[a, b] = acc
-            cov[b, a] = acc
-
-
-@jit()
 def _row_diag(x, means, prec, log_norm, miss, nm, diff, logp):
     """Marginal log densities and completed differences of one row, diagonal covariances.
 
@@ -298,11 +278,20 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     chol_ok = np.zeros(n_comp, dtype=np.bool_)
     run_w = np.zeros(n_comp)
     linv = np.empty((d, d))
-    cov = np.empty((d, d))
     z = np.empty(d)
     bvec = np.empty(d)
     bound = np.empty(n_comp)
     means_t = np.ascontiguousarray(means.T)
+    # The precisions U U^T, once per call: each pattern's Lambda_mm is then
+    # read from them rather than formed by a dot product per entry.
+    lam = np.empty((n_comp, d, d))
+    for k in range(n_comp):
+        for a in range(d):
+            for b in range(d):
+                acc = 0.0
+                for e in range(max(a, b), d):
+                    acc += prec_chol[k, a, e] * prec_chol[k, b, e]
+                lam[k, a, b] = acc
     log_gap = np.zeros(n_comp)
     for k in range(n_comp):
         if floor[k] > 0.0:
@@ -341,10 +330,22 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 # run's responsibilities, and the factors are forgotten.
                 for k in range(n_comp):
                     if run_w[k] > 0.0 and n_prev > 0:
-                        _cond_cov_full(chol, k, n_prev, linv, cov)
+                        # Lambda_mm^{-1} = L^{-T} L^{-1}, written out as the rest.
+                        for a in range(n_prev):
+                            inv_diag = 1.0 / chol[k, a, a]
+                            linv[a, a] = inv_diag
+                            for b in range(a):
+                                acc = 0.0
+                                for c in range(b, a):
+                                    acc -= chol[k, a, c] * linv[c, b]
+                                linv[a, b] = acc * inv_diag
+                        rw = run_w[k]
                         for a in range(n_prev):
                             for b in range(a, n_prev):
-                                s_slot[g, k, prev[a], prev[b]] += run_w[k] * cov[a, b]
+                                acc = 0.0
+                                for c in range(b, n_prev):
+                                    acc += linv[c, a] * linv[c, b]
+                                s_slot[g, k, prev[a], prev[b]] += rw * acc
                     run_w[k] = 0.0
                     chol_ok[k] = False
                 if i == hi:
@@ -399,10 +400,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     for a in range(nm):
                         ra = miss[a]
                         for b in range(a + 1):
-                            rb = miss[b]
-                            acc = 0.0
-                            for e in range(ra, d):
-                                acc += prec_chol[k, ra, e] * prec_chol[k, rb, e]
+                            acc = lam[k, ra, miss[b]]
                             for c in range(b):
                                 acc -= chol[k, a, c] * chol[k, b, c]
                             if a == b:
