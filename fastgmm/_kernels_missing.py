@@ -48,6 +48,10 @@ _LOG_2PI = math.log(2.0 * math.pi)
 #: a looser cut-off would make the pruning bound evaluate more components).
 _CUTOFF = -37.0
 
+#: The line bound's distance is shrunk by this factor so that the rounding
+#: of ``U^{-1}`` and of the projections can never make it exceed the exact one.
+_LINE_SAFETY = 0.999
+
 
 # ---------------------------------------------------------------------------
 # Per-row helpers
@@ -254,13 +258,35 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
 
     Notes
     -----
-    Components that cannot carry mass are skipped: with ``floor[k]`` a
-    lower bound of the smallest eigenvalue of ``Lambda_k``, the marginal
-    distance is at least ``floor[k] ||x_o - mu_ko||^2`` and ``det Lambda_mm
-    >= floor[k]^nm`` (interlacing), which bounds each log density from above
-    for the cost of a squared distance; a component bounded more than the
-    cut-off below the best exact log density would get a responsibility
-    under exp(-37) of the largest, and is skipped.
+    Components that cannot carry mass are skipped.  The marginal log density
+    of component ``k`` at a row with observed set ``o`` and ``nm`` missing
+    entries is ``log_norm[k] + nm/2 log 2pi - 1/2 log det Lambda_mm - 1/2
+    maha``, ``maha = d_o^T Sigma_oo^{-1} d_o`` with ``d_o = x_o - mu_ko``.
+    Two bounds of ``maha`` from below give upper bounds of it:
+
+    * eigenvalue bound: with ``floor[k]`` a lower bound of the smallest
+      eigenvalue of ``Lambda_k``, interlacing gives ``maha >= floor[k]
+      ||d_o||^2`` (every eigenvalue of ``Sigma_oo`` is at most that of
+      ``Sigma``) and ``log det Lambda_mm >= nm log floor[k]`` (every
+      eigenvalue of a principal submatrix of ``Lambda`` is at least its
+      smallest), for the cost of a squared distance;
+    * line bound, for the components the first leaves: for any ``u`` with
+      ``u_m = 0`` and any completion ``d`` of ``d_o``, Cauchy-Schwarz in the
+      ``Lambda`` inner product gives ``(u_o . d_o)^2 = (u . d)^2 <= (u^T
+      Sigma u) (d^T Lambda d)``; the minimum of ``d^T Lambda d`` over the
+      completions is ``maha``, so ``maha >= (u_o . d_o)^2 / (u_o^T Sigma_oo
+      u_o)`` where ``u_o . d_o > 0``.  ``u`` is the unit vector from ``mu_k``
+      to the mean of the row's component of largest bound, with its missing
+      entries zeroed; ``u^T Sigma u = ||U^{-1} v - sum_{a in m} v_a U^{-1}
+      e_a||^2`` costs ``O(d nm)`` from ``U^{-1}`` and ``U^{-1} v`` formed
+      once per call.  It is tight for rows near the line between the means,
+      where the eigenvalue bound is loose by up to the condition number, and
+      is shrunk by ``_LINE_SAFETY`` against rounding.
+
+    The component of largest eigenvalue bound is evaluated exactly first; a
+    component whose bound is more than the cut-off below the best exact log
+    density would get a responsibility under exp(-37) of the largest (zero
+    in :func:`_normalize` too), and is skipped.
 
     Rows of one missing pattern side by side reuse the factors of
     ``Lambda_mm`` and add their conditional covariances once per run.
@@ -271,6 +297,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
     x = np.empty(d)
+    ow = np.empty(d)
     prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
@@ -296,6 +323,34 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     for k in range(n_comp):
         if floor[k] > 0.0:
             log_gap[k] = 0.5 * (_LOG_2PI - math.log(floor[k]))
+    # For the line bound (see Notes): uinv_t[k, a] is column a of U_k^{-1},
+    # vdir[b, k] the unit vector from mu_k to mu_b and pvec[b, k] = U_k^{-1}
+    # vdir[b, k] (zero when the means coincide, which disables the bound).
+    uinv_t = np.zeros((n_comp, d, d))
+    for k in range(n_comp):
+        for a in range(d):
+            uinv_t[k, a, a] = 1.0 / prec_chol[k, a, a]
+            for e in range(a - 1, -1, -1):
+                acc = 0.0
+                for f in range(e + 1, a + 1):
+                    acc += prec_chol[k, e, f] * uinv_t[k, a, f]
+                uinv_t[k, a, e] = -acc / prec_chol[k, e, e]
+    vdir = np.zeros((n_comp, n_comp, d))
+    pvec = np.zeros((n_comp, n_comp, d))
+    for b in range(n_comp):
+        for k in range(n_comp):
+            dist2 = 0.0
+            for e in range(d):
+                dist2 += (means[b, e] - means[k, e]) ** 2
+            if b == k or not dist2 > 0.0:
+                continue
+            inv_dist = 1.0 / math.sqrt(dist2)
+            for e in range(d):
+                vdir[b, k, e] = (means[b, e] - means[k, e]) * inv_dist
+            for a in range(d):
+                va = vdir[b, k, a]
+                for e in range(d):
+                    pvec[b, k, e] += va * uinv_t[k, a, e]
     logp = np.empty(n_comp)
     resp = np.empty(n_comp)
     for g in range(g_lo, g_hi):
@@ -312,12 +367,15 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
         for i in range(lo, hi + 1):
             nm = 0
             if i < hi:
+                # Branch-free (the positions of NaN are random): x holds zeros
+                # and ow zeros at the missing entries, ones elsewhere.
                 for j in range(d):
                     v = X[i, j]
-                    x[j] = v
-                    if v != v:
-                        miss[nm] = j
-                        nm += 1
+                    gap = v != v
+                    miss[nm] = j
+                    nm += gap
+                    x[j] = 0.0 if gap else v
+                    ow[j] = 0.0 if gap else 1.0
             same = nm == n_prev
             if same:
                 for a in range(nm):
@@ -358,15 +416,12 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
             # squared distances over the observed features, components innermost.
             for k in range(n_comp):
                 bound[k] = 0.0
-            a = 0
             for j in range(d):
-                if a < nm and miss[a] == j:
-                    a += 1
-                    continue
                 xj = x[j]
+                oj = ow[j]
                 for k in range(n_comp):
                     v = xj - means_t[j, k]
-                    bound[k] += v * v
+                    bound[k] += oj * (v * v)
             top = 0
             for k in range(n_comp):
                 fk = floor[k]
@@ -383,12 +438,31 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 if q > 0 and bound[k] - best < _CUTOFF:
                     logp[k] = -np.inf
                     continue
+                if q > 0 and floor[k] > 0.0:
+                    # The line bound along vdir[top, k] (see Notes), for the
+                    # few components the eigenvalue bound leaves.
+                    lin = 0.0
+                    for j in range(d):
+                        lin += ow[j] * (vdir[top, k, j] * (x[j] - means[k, j]))
+                    if lin > 0.0:
+                        for e in range(d):
+                            z[e] = pvec[top, k, e]
+                        for a in range(nm):
+                            va = vdir[top, k, miss[a]]
+                            for e in range(d):
+                                z[e] -= va * uinv_t[k, miss[a], e]
+                        s_o = 0.0
+                        for e in range(d):
+                            s_o += z[e] * z[e]
+                        if s_o > 0.0:
+                            lb = _LINE_SAFETY * lin * lin / s_o
+                            if log_norm[k] + nm * log_gap[k] - 0.5 * lb - best < _CUTOFF:
+                                logp[k] = -np.inf
+                                continue
                 # The marginal log density of component k (as _comp_full).
                 for j in range(d):
-                    diff[k, j] = x[j] - means[k, j]
+                    diff[k, j] = ow[j] * (x[j] - means[k, j])
                     z[j] = 0.0
-                for a in range(nm):
-                    diff[k, miss[a]] = 0.0
                 # Full-length rows of U (zeros below the diagonal): fixed-length
                 # loops vectorise, where the triangle's ragged ones do not.
                 for j in range(d):
