@@ -320,9 +320,13 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     acc += prec_chol[k, a, e] * prec_chol[k, b, e]
                 lam[k, a, b] = acc
     log_gap = np.zeros(n_comp)
+    half_floor = np.zeros(n_comp)
+    bound_base = np.full(n_comp, np.inf)
     for k in range(n_comp):
         if floor[k] > 0.0:
+            bound_base[k] = log_norm[k]
             log_gap[k] = 0.5 * (_LOG_2PI - math.log(floor[k]))
+            half_floor[k] = 0.5 * floor[k]
     # For the line bound (see Notes): uinv_t[k, a] is column a of U_k^{-1},
     # vdir[b, k] the unit vector from mu_k to mu_b and pvec[b, k] = U_k^{-1}
     # vdir[b, k] (zero when the means coincide, which disables the bound).
@@ -422,13 +426,12 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 for k in range(n_comp):
                     v = xj - means_t[j, k]
                     bound[k] += oj * (v * v)
-            top = 0
+            # Branch-free, so that it vectorises: where floor is zero,
+            # bound_base is infinite and the rest zero (never skipped).
             for k in range(n_comp):
-                fk = floor[k]
-                if fk > 0.0:
-                    bound[k] = log_norm[k] + nm * log_gap[k] - 0.5 * fk * bound[k]
-                else:
-                    bound[k] = np.inf
+                bound[k] = (bound_base[k] + nm * log_gap[k]) - half_floor[k] * bound[k]
+            top = 0
+            for k in range(1, n_comp):
                 if bound[k] > bound[top]:
                     top = k
             best = -np.inf
