@@ -435,6 +435,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 if bound[k] > bound[top]:
                     top = k
             best = -np.inf
+            n_eval = 0
             for q in range(n_comp):
                 # The component of largest bound first, then the others.
                 k = top if q == 0 else (q - 1 if q - 1 < top else q)
@@ -512,12 +513,28 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     maha += z[e] * z[e]
                 lp = log_norm[k] + 0.5 * nm * _LOG_2PI - log_dets[k] - 0.5 * maha
                 logp[k] = lp
+                n_eval += 1
                 if lp > best:
                     best = lp
             # Responsibilities (as _normalize).
             if best == -np.inf:
                 if wi != 0.0:
                     ll_slot[g, 1] += 1.0
+                continue
+            if n_eval == 1:
+                # The only component evaluated (most rows): responsibility
+                # exp(0) = 1 and log 1 = 0, the same bits as the general path
+                # without its exponentials and logarithm.
+                if wi == 0.0:
+                    continue
+                ll_slot[g, 0] += wi * best
+                nk_slot[g, top] += wi
+                run_w[top] += wi
+                for e in range(d):
+                    v = wi * diff[top, e]
+                    t_slot[g, top, e] += v
+                    for f in range(d):
+                        s_slot[g, top, e, f] += v * diff[top, f]
                 continue
             total = 0.0
             for k in range(n_comp):
