@@ -731,3 +731,27 @@ def test_pruned_kernel_matches_reference_on_separated_clusters(condition, monkey
             worst = max(worst, rel_diff(a, b))
     assert worst < REF_RTOL, worst
     np.testing.assert_allclose(model.lower_bounds_, ref_bounds, rtol=REF_RTOL)
+
+
+def test_pruned_kernel_is_thread_independent(monkeypatch):
+    # Every row through the per-row kernel, on separated clusters (both bounds
+    # skip components), over enough rows for the groups to be shared.
+    import fastgmm._missing as mod
+    from fastgmm._parallel import numba_threads
+
+    monkeypatch.setattr(mod, "PATTERN_MIN_ROWS", 10**9)
+    k, d = 6, 7
+    w, means, cov = ill_conditioned_params(k, d, seed=9, spread=5.0, condition=50.0)
+    rng = np.random.default_rng(10)
+    labels = rng.integers(0, k, size=20000)
+    X = means[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(cov)[labels],
+                                  rng.normal(size=(20000, d)))
+    X = knock_out(X, 0.25, seed=11)
+    p = GaussianParams.from_covariances("full", w, means, cov)
+    with numba_threads(1):
+        a = missing_stats(X, None, p)
+    with numba_threads(2):
+        b = missing_stats(X, None, p)
+    for name in ("nk", "t", "s"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert a.log_likelihood == b.log_likelihood
