@@ -52,6 +52,12 @@ _CUTOFF = -37.0
 #: of ``U^{-1}`` and of the projections can never make it exceed the exact one.
 _LINE_SAFETY = 0.999
 
+#: Its denominator ``u_o^T Sigma_oo u_o`` is formed by a subtraction whose
+#: rounding error is a few ``eps (1 + nm) lambda_max(Sigma)``; this multiple
+#: of ``1 / floor >= lambda_max(Sigma)`` is added to it, so that the bound
+#: holds also where ``u_o`` is nearly zero (the direction mostly missing).
+_LINE_MARGIN = 1e-10
+
 
 # ---------------------------------------------------------------------------
 # Per-row helpers
@@ -280,8 +286,9 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
       entries zeroed; ``u^T Sigma u = ||U^{-1} v - sum_{a in m} v_a U^{-1}
       e_a||^2`` costs ``O(d nm)`` from ``U^{-1}`` and ``U^{-1} v`` formed
       once per call.  It is tight for rows near the line between the means,
-      where the eigenvalue bound is loose by up to the condition number, and
-      is shrunk by ``_LINE_SAFETY`` against rounding.
+      where the eigenvalue bound is loose by up to the condition number.
+      Against rounding, ``_LINE_MARGIN / floor[k]`` is added to the
+      denominator and the distance shrunk by ``_LINE_SAFETY``.
 
     The component of largest eigenvalue bound is evaluated exactly first; a
     component whose bound is more than the cut-off below the best exact log
@@ -458,6 +465,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                         s_o = 0.0
                         for e in range(d):
                             s_o += z[e] * z[e]
+                        s_o += _LINE_MARGIN / floor[k]
                         if s_o > 0.0:
                             lb = _LINE_SAFETY * lin * lin / s_o
                             if log_norm[k] + nm * log_gap[k] - 0.5 * lb - best < _CUTOFF:

@@ -666,7 +666,7 @@ def test_pruning_bounds_hold_against_scipy_marginals(condition):
     # (where the line bound is tight) and far from them.
     from scipy.stats import multivariate_normal
 
-    from fastgmm._kernels_missing import _LINE_SAFETY
+    from fastgmm._kernels_missing import _LINE_MARGIN, _LINE_SAFETY
     from fastgmm._missing import _kernel_params, _precision_floor
 
     k, d = 4, 6
@@ -697,7 +697,7 @@ def test_pruning_bounds_hold_against_scipy_marginals(condition):
             v = (means[b] - means[j]) / np.linalg.norm(means[b] - means[j])
             u = np.where(miss, 0.0, v)
             lin = u[o] @ d_o
-            s_o = u @ cov[j] @ u
+            s_o = u @ cov[j] @ u + _LINE_MARGIN / floor[j]
             if lin > 0 and s_o > 0:
                 line_bound = log_norm[j] + nm * log_gap - 0.5 * _LINE_SAFETY * lin**2 / s_o
                 assert line_bound >= exact - 1e-9 * abs(exact)
