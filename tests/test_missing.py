@@ -71,12 +71,17 @@ def rel_diff(a, b):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["per-row", "per-pattern"])
+@pytest.fixture(params=["per-row", "per-pattern", "mid"])
 def route(request, monkeypatch):
-    """Rows with NaN through the per-row kernels, or patterns through the lifted E-step."""
+    """Rows with NaN through the per-row kernels, or patterns through the lifted E-step.
+
+    ``mid``: patterns of two rows or more are mid-sized (full covariances run
+    them through the per-row kernel, the other types as patterns).
+    """
     import fastgmm._missing as mod
 
     monkeypatch.setattr(mod, "PATTERN_MIN_ROWS", 10**9 if request.param == "per-row" else 2)
+    monkeypatch.setattr(mod, "FULL_PATTERN_MIN_ROWS", 10**9 if request.param == "mid" else 2)
     return request.param
 
 
