@@ -52,10 +52,12 @@ _CUTOFF = -37.0
 #: of ``U^{-1}`` and of the projections can never make it exceed the exact one.
 _LINE_SAFETY = 0.999
 
-#: Its denominator ``u_o^T Sigma_oo u_o`` is formed by a subtraction whose
-#: rounding error is a few ``eps (1 + nm) lambda_max(Sigma)``; this multiple
-#: of ``1 / floor >= lambda_max(Sigma)`` is added to it, so that the bound
-#: holds also where ``u_o`` is nearly zero (the direction mostly missing).
+#: Its denominator ``u_o^T Sigma_oo u_o`` is a sum of about ``(nm + 1)^2``
+#: terms, each at most ``lambda_max(Sigma)`` and computed with a relative
+#: error of about ``cond(U) (d + 2) eps``; ``_LINE_MARGIN (nm + 1)^2 (d + 2) /
+#: floor`` (``1 / floor >= lambda_max(Sigma)``) is added to it, which covers
+#: that rounding up to ``cond(U)`` near 1e6, so that the bound holds also
+#: where the sum cancels (the direction mostly missing).
 _LINE_MARGIN = 1e-10
 
 
@@ -283,12 +285,12 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
       completions is ``maha``, so ``maha >= (u_o . d_o)^2 / (u_o^T Sigma_oo
       u_o)`` where ``u_o . d_o > 0``.  ``u`` is the unit vector from ``mu_k``
       to the mean of the row's component of largest bound, with its missing
-      entries zeroed; ``u^T Sigma u = ||U^{-1} v - sum_{a in m} v_a U^{-1}
-      e_a||^2`` costs ``O(d nm)`` from ``U^{-1}`` and ``U^{-1} v`` formed
-      once per call.  It is tight for rows near the line between the means,
+      entries zeroed; ``u^T Sigma u = v^T Sigma v - 2 v_m^T (Sigma v)_m +
+      v_m^T Sigma_mm v_m`` costs ``O(nm^2)`` from ``Sigma``, ``Sigma v`` and
+      ``v^T Sigma v`` formed once per call.  It is tight for rows near the line between the means,
       where the eigenvalue bound is loose by up to the condition number.
-      Against rounding, ``_LINE_MARGIN / floor[k]`` is added to the
-      denominator and the distance shrunk by ``_LINE_SAFETY``.
+      Against rounding, a margin is added to the denominator (see
+      ``_LINE_MARGIN``) and the distance shrunk by ``_LINE_SAFETY``.
 
     The component of largest eigenvalue bound is evaluated exactly first; a
     component whose bound is more than the cut-off below the best exact log
@@ -362,6 +364,30 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 va = vdir[b, k, a]
                 for e in range(d):
                     pvec[b, k, e] += va * uinv_t[k, a, e]
+    # sig[k] = Sigma_k = U_k^{-T} U_k^{-1}; sv[b, k] = Sigma_k vdir[b, k] and
+    # s_full[b, k] = vdir^T Sigma_k vdir: the line bound's denominator is
+    # then a sum over the missing entries only (see Notes).
+    sig = np.empty((n_comp, d, d))
+    sv = np.zeros((n_comp, n_comp, d))
+    s_full = np.zeros((n_comp, n_comp))
+    for k in range(n_comp):
+        for a in range(d):
+            for b in range(d):
+                acc = 0.0
+                for e in range(d):
+                    acc += uinv_t[k, a, e] * uinv_t[k, b, e]
+                sig[k, a, b] = acc
+    for b in range(n_comp):
+        for k in range(n_comp):
+            acc = 0.0
+            for e in range(d):
+                acc += pvec[b, k, e] * pvec[b, k, e]
+            s_full[b, k] = acc
+            for a in range(d):
+                acc = 0.0
+                for e in range(d):
+                    acc += pvec[b, k, e] * uinv_t[k, a, e]
+                sv[b, k, a] = acc
     logp = np.empty(n_comp)
     resp = np.empty(n_comp)
     for g in range(g_lo, g_hi):
@@ -456,16 +482,17 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     for j in range(d):
                         lin += ow[j] * (vdir[top, k, j] * (x[j] - means[k, j]))
                     if lin > 0.0:
-                        for e in range(d):
-                            z[e] = pvec[top, k, e]
+                        # u^T Sigma u = v^T Sigma v - 2 v_m^T (Sigma v)_m +
+                        # v_m^T Sigma_mm v_m, plus the rounding margin.
+                        s_o = s_full[top, k]
                         for a in range(nm):
-                            va = vdir[top, k, miss[a]]
-                            for e in range(d):
-                                z[e] -= va * uinv_t[k, miss[a], e]
-                        s_o = 0.0
-                        for e in range(d):
-                            s_o += z[e] * z[e]
-                        s_o += _LINE_MARGIN / floor[k]
+                            ma = miss[a]
+                            va = vdir[top, k, ma]
+                            acc = 0.5 * va * sig[k, ma, ma] - sv[top, k, ma]
+                            for c in range(a):
+                                acc += vdir[top, k, miss[c]] * sig[k, ma, miss[c]]
+                            s_o += 2.0 * va * acc
+                        s_o += _LINE_MARGIN * ((nm + 1) * (nm + 1) * (d + 2)) / floor[k]
                         if s_o > 0.0:
                             lb = _LINE_SAFETY * lin * lin / s_o
                             if log_norm[k] + nm * log_gap[k] - 0.5 * lb - best < _CUTOFF:

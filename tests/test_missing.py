@@ -702,7 +702,7 @@ def test_pruning_bounds_hold_against_scipy_marginals(condition):
             v = (means[b] - means[j]) / np.linalg.norm(means[b] - means[j])
             u = np.where(miss, 0.0, v)
             lin = u[o] @ d_o
-            s_o = u @ cov[j] @ u + _LINE_MARGIN / floor[j]
+            s_o = u @ cov[j] @ u + _LINE_MARGIN * (nm + 1) ** 2 * (d + 2) / floor[j]
             if lin > 0 and s_o > 0:
                 line_bound = log_norm[j] + nm * log_gap - 0.5 * _LINE_SAFETY * lin**2 / s_o
                 assert line_bound >= exact - 1e-9 * abs(exact)
