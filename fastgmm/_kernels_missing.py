@@ -310,6 +310,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
+    pinv = np.empty((n_comp, d))
     log_dets = np.empty(n_comp)
     chol_ok = np.zeros(n_comp, dtype=np.bool_)
     run_w = np.zeros(n_comp)
@@ -427,7 +428,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     if run_w[k] > 0.0 and n_prev > 0:
                         # Lambda_mm^{-1} = L^{-T} L^{-1}, written out as the rest.
                         for a in range(n_prev):
-                            inv_diag = 1.0 / chol[k, a, a]
+                            inv_diag = pinv[k, a]
                             linv[a, a] = inv_diag
                             for b in range(a):
                                 acc = 0.0
@@ -519,9 +520,13 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                             if a == b:
                                 piv = math.sqrt(acc) if acc > 0.0 else 1e-300
                                 chol[k, a, a] = piv
+                                # Reciprocals once per factor: the solves
+                                # below multiply (a division per step would
+                                # lengthen their chains of dependent steps).
+                                pinv[k, a] = 1.0 / piv
                                 log_det += math.log(piv)
                             else:
-                                chol[k, a, b] = acc / chol[k, b, b]
+                                chol[k, a, b] = acc * pinv[k, b]
                     log_dets[k] = log_det
                     chol_ok[k] = True
                 for a in range(nm):
@@ -531,12 +536,12 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                         acc += prec_chol[k, ra, e] * z[e]
                     for c in range(a):
                         acc -= chol[k, a, c] * bvec[c]
-                    bvec[a] = acc / chol[k, a, a]
+                    bvec[a] = acc * pinv[k, a]
                 for a in range(nm - 1, -1, -1):
                     acc = bvec[a]
                     for c in range(a + 1, nm):
                         acc -= chol[k, c, a] * bvec[c]
-                    bvec[a] = acc / chol[k, a, a]
+                    bvec[a] = acc * pinv[k, a]
                     diff[k, miss[a]] = -bvec[a]
                 for a in range(nm):
                     ra = miss[a]
