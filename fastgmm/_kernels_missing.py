@@ -48,6 +48,18 @@ _LOG_2PI = math.log(2.0 * math.pi)
 #: a looser cut-off would make the pruning bound evaluate more components).
 _CUTOFF = -37.0
 
+#: The line bound's distance is shrunk by this factor so that the rounding
+#: of ``U^{-1}`` and of the projections can never make it exceed the exact one.
+_LINE_SAFETY = 0.999
+
+#: Its denominator ``u_o^T Sigma_oo u_o`` is a sum of about ``(nm + 1)^2``
+#: terms, each at most ``lambda_max(Sigma)`` and computed with a relative
+#: error of about ``cond(U) (d + 2) eps``; ``_LINE_MARGIN (nm + 1)^2 (d + 2) /
+#: floor`` (``1 / floor >= lambda_max(Sigma)``) is added to it, which covers
+#: that rounding up to ``cond(U)`` near 1e6, so that the bound holds also
+#: where the sum cancels (the direction mostly missing).
+_LINE_MARGIN = 1e-10
+
 
 # ---------------------------------------------------------------------------
 # Per-row helpers
@@ -175,26 +187,6 @@ def _row_full(x, means, prec_chol, log_norm, miss, nm, diff, z, chol, bvec, log_
 
 
 @jit()
-def _cond_cov_full(chol, k, nm, linv, cov):
-    """``cov[:nm, :nm] = Lambda_mm^{-1} = L^{-T} L^{-1}`` from the factor ``chol[k]``."""
-    for a in range(nm):
-        inv_diag = 1.0 / chol[k, a, a]
-        linv[a, a] = inv_diag
-        for b in range(a):
-            acc = 0.0
-            for c in range(b, a):
-                acc -= chol[k, a, c] * linv[c, b]
-            linv[a, b] = acc * inv_diag
-    for a in range(nm):
-        for b in range(a, nm):
-            acc = 0.0
-            for c in range(b, nm):
-                acc += linv[c, a] * linv[c, b]
-            cov[a, b] = acc
-            cov[b, a] = acc
-
-
-@jit()
 def _row_diag(x, means, prec, log_norm, miss, nm, diff, logp):
     """Marginal log densities and completed differences of one row, diagonal covariances.
 
@@ -274,13 +266,36 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
 
     Notes
     -----
-    Components that cannot carry mass are skipped: with ``floor[k]`` a
-    lower bound of the smallest eigenvalue of ``Lambda_k``, the marginal
-    distance is at least ``floor[k] ||x_o - mu_ko||^2`` and ``det Lambda_mm
-    >= floor[k]^nm`` (interlacing), which bounds each log density from above
-    for the cost of a squared distance; a component bounded more than the
-    cut-off below the best exact log density would get a responsibility
-    under exp(-37) of the largest, and is skipped.
+    Components that cannot carry mass are skipped.  The marginal log density
+    of component ``k`` at a row with observed set ``o`` and ``nm`` missing
+    entries is ``log_norm[k] + nm/2 log 2pi - 1/2 log det Lambda_mm - 1/2
+    maha``, ``maha = d_o^T Sigma_oo^{-1} d_o`` with ``d_o = x_o - mu_ko``.
+    Two bounds of ``maha`` from below give upper bounds of it:
+
+    * eigenvalue bound: with ``floor[k]`` a lower bound of the smallest
+      eigenvalue of ``Lambda_k``, interlacing gives ``maha >= floor[k]
+      ||d_o||^2`` (every eigenvalue of ``Sigma_oo`` is at most that of
+      ``Sigma``) and ``log det Lambda_mm >= nm log floor[k]`` (every
+      eigenvalue of a principal submatrix of ``Lambda`` is at least its
+      smallest), for the cost of a squared distance;
+    * line bound, for the components the first leaves: for any ``u`` with
+      ``u_m = 0`` and any completion ``d`` of ``d_o``, Cauchy-Schwarz in the
+      ``Lambda`` inner product gives ``(u_o . d_o)^2 = (u . d)^2 <= (u^T
+      Sigma u) (d^T Lambda d)``; the minimum of ``d^T Lambda d`` over the
+      completions is ``maha``, so ``maha >= (u_o . d_o)^2 / (u_o^T Sigma_oo
+      u_o)`` where ``u_o . d_o > 0``.  ``u`` is the unit vector from ``mu_k``
+      to the mean of the row's component of largest bound, with its missing
+      entries zeroed; ``u^T Sigma u = v^T Sigma v - 2 v_m^T (Sigma v)_m +
+      v_m^T Sigma_mm v_m`` costs ``O(nm^2)`` from ``Sigma``, ``Sigma v`` and
+      ``v^T Sigma v`` formed once per call.  It is tight for rows near the line between the means,
+      where the eigenvalue bound is loose by up to the condition number.
+      Against rounding, a margin is added to the denominator (see
+      ``_LINE_MARGIN``) and the distance shrunk by ``_LINE_SAFETY``.
+
+    The component of largest eigenvalue bound is evaluated exactly first; a
+    component whose bound is more than the cut-off below the best exact log
+    density would get a responsibility under exp(-37) of the largest (zero
+    in :func:`_normalize` too), and is skipped.
 
     Rows of one missing pattern side by side reuse the factors of
     ``Lambda_mm`` and add their conditional covariances once per run.
@@ -291,22 +306,89 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     n_comp = means.shape[0]
     miss = np.empty(d, dtype=np.int64)
     x = np.empty(d)
+    ow = np.empty(d)
     prev = np.empty(d, dtype=np.int64)
     diff = np.empty((n_comp, d))
     chol = np.empty((n_comp, d, d))
+    pinv = np.empty((n_comp, d))
     log_dets = np.empty(n_comp)
     chol_ok = np.zeros(n_comp, dtype=np.bool_)
     run_w = np.zeros(n_comp)
     linv = np.empty((d, d))
-    cov = np.empty((d, d))
     z = np.empty(d)
     bvec = np.empty(d)
     bound = np.empty(n_comp)
     means_t = np.ascontiguousarray(means.T)
+    # The precisions U U^T, once per call: each pattern's Lambda_mm is then
+    # read from them rather than formed by a dot product per entry.
+    lam = np.empty((n_comp, d, d))
+    for k in range(n_comp):
+        for a in range(d):
+            for b in range(d):
+                acc = 0.0
+                for e in range(max(a, b), d):
+                    acc += prec_chol[k, a, e] * prec_chol[k, b, e]
+                lam[k, a, b] = acc
     log_gap = np.zeros(n_comp)
+    half_floor = np.zeros(n_comp)
+    bound_base = np.full(n_comp, np.inf)
     for k in range(n_comp):
         if floor[k] > 0.0:
+            bound_base[k] = log_norm[k]
             log_gap[k] = 0.5 * (_LOG_2PI - math.log(floor[k]))
+            half_floor[k] = 0.5 * floor[k]
+    # For the line bound (see Notes): uinv_t[k, a] is column a of U_k^{-1},
+    # vdir[b, k] the unit vector from mu_k to mu_b and pvec[b, k] = U_k^{-1}
+    # vdir[b, k] (zero when the means coincide, which disables the bound).
+    uinv_t = np.zeros((n_comp, d, d))
+    for k in range(n_comp):
+        for a in range(d):
+            uinv_t[k, a, a] = 1.0 / prec_chol[k, a, a]
+            for e in range(a - 1, -1, -1):
+                acc = 0.0
+                for f in range(e + 1, a + 1):
+                    acc += prec_chol[k, e, f] * uinv_t[k, a, f]
+                uinv_t[k, a, e] = -acc / prec_chol[k, e, e]
+    vdir = np.zeros((n_comp, n_comp, d))
+    pvec = np.zeros((n_comp, n_comp, d))
+    for b in range(n_comp):
+        for k in range(n_comp):
+            dist2 = 0.0
+            for e in range(d):
+                dist2 += (means[b, e] - means[k, e]) ** 2
+            if b == k or not dist2 > 0.0:
+                continue
+            inv_dist = 1.0 / math.sqrt(dist2)
+            for e in range(d):
+                vdir[b, k, e] = (means[b, e] - means[k, e]) * inv_dist
+            for a in range(d):
+                va = vdir[b, k, a]
+                for e in range(d):
+                    pvec[b, k, e] += va * uinv_t[k, a, e]
+    # sig[k] = Sigma_k = U_k^{-T} U_k^{-1}; sv[b, k] = Sigma_k vdir[b, k] and
+    # s_full[b, k] = vdir^T Sigma_k vdir: the line bound's denominator is
+    # then a sum over the missing entries only (see Notes).
+    sig = np.empty((n_comp, d, d))
+    sv = np.zeros((n_comp, n_comp, d))
+    s_full = np.zeros((n_comp, n_comp))
+    for k in range(n_comp):
+        for a in range(d):
+            for b in range(d):
+                acc = 0.0
+                for e in range(d):
+                    acc += uinv_t[k, a, e] * uinv_t[k, b, e]
+                sig[k, a, b] = acc
+    for b in range(n_comp):
+        for k in range(n_comp):
+            acc = 0.0
+            for e in range(d):
+                acc += pvec[b, k, e] * pvec[b, k, e]
+            s_full[b, k] = acc
+            for a in range(d):
+                acc = 0.0
+                for e in range(d):
+                    acc += pvec[b, k, e] * uinv_t[k, a, e]
+                sv[b, k, a] = acc
     logp = np.empty(n_comp)
     resp = np.empty(n_comp)
     for g in range(g_lo, g_hi):
@@ -323,12 +405,15 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
         for i in range(lo, hi + 1):
             nm = 0
             if i < hi:
+                # Branch-free (the positions of NaN are random): x holds zeros
+                # and ow zeros at the missing entries, ones elsewhere.
                 for j in range(d):
                     v = X[i, j]
-                    x[j] = v
-                    if v != v:
-                        miss[nm] = j
-                        nm += 1
+                    gap = v != v
+                    miss[nm] = j
+                    nm += gap
+                    x[j] = 0.0 if gap else v
+                    ow[j] = 0.0 if gap else 1.0
             same = nm == n_prev
             if same:
                 for a in range(nm):
@@ -341,10 +426,22 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 # run's responsibilities, and the factors are forgotten.
                 for k in range(n_comp):
                     if run_w[k] > 0.0 and n_prev > 0:
-                        _cond_cov_full(chol, k, n_prev, linv, cov)
+                        # Lambda_mm^{-1} = L^{-T} L^{-1}, written out as the rest.
+                        for a in range(n_prev):
+                            inv_diag = pinv[k, a]
+                            linv[a, a] = inv_diag
+                            for b in range(a):
+                                acc = 0.0
+                                for c in range(b, a):
+                                    acc -= chol[k, a, c] * linv[c, b]
+                                linv[a, b] = acc * inv_diag
+                        rw = run_w[k]
                         for a in range(n_prev):
                             for b in range(a, n_prev):
-                                s_slot[g, k, prev[a], prev[b]] += run_w[k] * cov[a, b]
+                                acc = 0.0
+                                for c in range(b, n_prev):
+                                    acc += linv[c, a] * linv[c, b]
+                                s_slot[g, k, prev[a], prev[b]] += rw * acc
                     run_w[k] = 0.0
                     chol_ok[k] = False
                 if i == hi:
@@ -357,91 +454,127 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
             # squared distances over the observed features, components innermost.
             for k in range(n_comp):
                 bound[k] = 0.0
-            a = 0
             for j in range(d):
-                if a < nm and miss[a] == j:
-                    a += 1
-                    continue
                 xj = x[j]
+                oj = ow[j]
                 for k in range(n_comp):
                     v = xj - means_t[j, k]
-                    bound[k] += v * v
-            top = 0
+                    bound[k] += oj * (v * v)
+            # Branch-free, so that it vectorises: where floor is zero,
+            # bound_base is infinite and the rest zero (never skipped).
             for k in range(n_comp):
-                fk = floor[k]
-                if fk > 0.0:
-                    bound[k] = log_norm[k] + nm * log_gap[k] - 0.5 * fk * bound[k]
-                else:
-                    bound[k] = np.inf
+                bound[k] = (bound_base[k] + nm * log_gap[k]) - half_floor[k] * bound[k]
+            top = 0
+            for k in range(1, n_comp):
                 if bound[k] > bound[top]:
                     top = k
             best = -np.inf
+            n_eval = 0
             for q in range(n_comp):
                 # The component of largest bound first, then the others.
                 k = top if q == 0 else (q - 1 if q - 1 < top else q)
                 if q > 0 and bound[k] - best < _CUTOFF:
                     logp[k] = -np.inf
                     continue
+                if q > 0 and floor[k] > 0.0:
+                    # The line bound along vdir[top, k] (see Notes), for the
+                    # few components the eigenvalue bound leaves.
+                    lin = 0.0
+                    for j in range(d):
+                        lin += ow[j] * (vdir[top, k, j] * (x[j] - means[k, j]))
+                    if lin > 0.0:
+                        # u^T Sigma u = v^T Sigma v - 2 v_m^T (Sigma v)_m +
+                        # v_m^T Sigma_mm v_m, plus the rounding margin.
+                        s_o = s_full[top, k]
+                        for a in range(nm):
+                            ma = miss[a]
+                            va = vdir[top, k, ma]
+                            acc = 0.5 * va * sig[k, ma, ma] - sv[top, k, ma]
+                            for c in range(a):
+                                acc += vdir[top, k, miss[c]] * sig[k, ma, miss[c]]
+                            s_o += 2.0 * va * acc
+                        s_o += _LINE_MARGIN * ((nm + 1) * (nm + 1) * (d + 2)) / floor[k]
+                        if s_o > 0.0:
+                            lb = _LINE_SAFETY * lin * lin / s_o
+                            if log_norm[k] + nm * log_gap[k] - 0.5 * lb - best < _CUTOFF:
+                                logp[k] = -np.inf
+                                continue
                 # The marginal log density of component k (as _comp_full).
                 for j in range(d):
-                    diff[k, j] = x[j] - means[k, j]
+                    diff[k, j] = ow[j] * (x[j] - means[k, j])
                     z[j] = 0.0
-                for a in range(nm):
-                    diff[k, miss[a]] = 0.0
+                # Full-length rows of U (zeros below the diagonal): fixed-length
+                # loops vectorise, where the triangle's ragged ones do not.
                 for j in range(d):
                     dj = diff[k, j]
-                    if dj != 0.0:
-                        for e in range(j, d):
-                            z[e] += dj * prec_chol[k, j, e]
+                    for e in range(d):
+                        z[e] += dj * prec_chol[k, j, e]
                 if not chol_ok[k]:
                     log_det = 0.0
                     for a in range(nm):
                         ra = miss[a]
                         for b in range(a + 1):
-                            rb = miss[b]
-                            acc = 0.0
-                            for e in range(ra, d):
-                                acc += prec_chol[k, ra, e] * prec_chol[k, rb, e]
+                            acc = lam[k, ra, miss[b]]
                             for c in range(b):
                                 acc -= chol[k, a, c] * chol[k, b, c]
                             if a == b:
                                 piv = math.sqrt(acc) if acc > 0.0 else 1e-300
                                 chol[k, a, a] = piv
+                                # Reciprocals once per factor: the solves
+                                # below multiply (a division per step would
+                                # lengthen their chains of dependent steps).
+                                pinv[k, a] = 1.0 / piv
                                 log_det += math.log(piv)
                             else:
-                                chol[k, a, b] = acc / chol[k, b, b]
+                                chol[k, a, b] = acc * pinv[k, b]
                     log_dets[k] = log_det
                     chol_ok[k] = True
                 for a in range(nm):
                     ra = miss[a]
                     acc = 0.0
-                    for e in range(ra, d):
+                    for e in range(d):
                         acc += prec_chol[k, ra, e] * z[e]
                     for c in range(a):
                         acc -= chol[k, a, c] * bvec[c]
-                    bvec[a] = acc / chol[k, a, a]
+                    bvec[a] = acc * pinv[k, a]
                 for a in range(nm - 1, -1, -1):
                     acc = bvec[a]
                     for c in range(a + 1, nm):
                         acc -= chol[k, c, a] * bvec[c]
-                    bvec[a] = acc / chol[k, a, a]
+                    bvec[a] = acc * pinv[k, a]
                     diff[k, miss[a]] = -bvec[a]
                 for a in range(nm):
                     ra = miss[a]
                     da = diff[k, ra]
-                    for e in range(ra, d):
+                    for e in range(d):
                         z[e] += da * prec_chol[k, ra, e]
                 maha = 0.0
                 for e in range(d):
                     maha += z[e] * z[e]
                 lp = log_norm[k] + 0.5 * nm * _LOG_2PI - log_dets[k] - 0.5 * maha
                 logp[k] = lp
+                n_eval += 1
                 if lp > best:
                     best = lp
             # Responsibilities (as _normalize).
             if best == -np.inf:
                 if wi != 0.0:
                     ll_slot[g, 1] += 1.0
+                continue
+            if n_eval == 1:
+                # The only component evaluated (most rows): responsibility
+                # exp(0) = 1 and log 1 = 0, the same bits as the general path
+                # without its exponentials and logarithm.
+                if wi == 0.0:
+                    continue
+                ll_slot[g, 0] += wi * best
+                nk_slot[g, top] += wi
+                run_w[top] += wi
+                for e in range(d):
+                    v = wi * diff[top, e]
+                    t_slot[g, top, e] += v
+                    for f in range(d):
+                        s_slot[g, top, e, f] += v * diff[top, f]
                 continue
             total = 0.0
             for k in range(n_comp):
@@ -461,12 +594,13 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 wr = scale * resp[k]
                 nk_slot[g, k] += wr
                 run_w[k] += wr
+                # The whole square (the lower triangle is never read): a
+                # fixed-length inner loop vectorises, the triangle's does not.
                 for e in range(d):
                     v = wr * diff[k, e]
                     t_slot[g, k, e] += v
-                    if v != 0.0:
-                        for f in range(e, d):
-                            s_slot[g, k, e, f] += v * diff[k, f]
+                    for f in range(d):
+                        s_slot[g, k, e, f] += v * diff[k, f]
 
 
 @jit()

@@ -51,6 +51,13 @@ _SLOT_BUDGET_BYTES = 8 * 2**20
 #: through the per-row kernels, which cost more per row but nothing per pattern.
 PATTERN_MIN_ROWS = 2048
 
+#: Full covariances: patterns with fewer rows than this (and at least
+#: :data:`PATTERN_MIN_ROWS`) go through the per-row kernel all the same: its
+#: bounds skip most components, and the pattern route's fixed cost per
+#: pattern (the marginal mixture's kernel inputs) is larger below it.  Other
+#: covariance types run them as patterns.
+FULL_PATTERN_MIN_ROWS = 8192
+
 #: Rows of per-point outputs computed at once (bounds the (rows, k) scratch).
 _POINT_BLOCK_ROWS = 65536
 
@@ -189,7 +196,14 @@ class SplitRows:
     complete, w_complete
         Complete rows (``X`` itself when it has no NaN) and their weights.
     incomplete, w_incomplete
-        Rows with NaN (``None`` when there are none) and their weights.
+        Rows with NaN of patterns rarer than :data:`PATTERN_MIN_ROWS`
+        (``None`` when there are none) and their weights.
+    mid, w_mid
+        Rows of patterns from :data:`PATTERN_MIN_ROWS` to
+        :data:`FULL_PATTERN_MIN_ROWS` rows (``None`` when there are none),
+        by pattern, and their weights.
+    patterns : list of PatternRows
+        The patterns with more rows.
     observed : ndarray (d,) int64
         Non-missing values per feature.
     """
@@ -198,6 +212,9 @@ class SplitRows:
         rows = check_missing_rows(X, start)
         self.n_samples = X.shape[0]
         self.weight = float(X.shape[0]) if w is None else float(w.sum())
+        self.mid = self.w_mid = None
+        self._mid_specs = []
+        self._mid_groups = None
         if not rows.any():
             self.complete, self.w_complete = X, w
             self.incomplete = self.w_incomplete = None
@@ -216,13 +233,20 @@ class SplitRows:
         counts = np.diff(starts)
         self.patterns = []
         rare = []
+        mid = []
+        n_mid = 0
         for j in range(patterns.shape[0]):
             rows_j = idx[starts[j]:starts[j + 1]]
-            if counts[j] >= PATTERN_MIN_ROWS:
-                obs = np.flatnonzero(~patterns[j])
+            obs = np.flatnonzero(~patterns[j])
+            if counts[j] >= max(PATTERN_MIN_ROWS, FULL_PATTERN_MIN_ROWS):
                 self.patterns.append(PatternRows(
                     obs, np.flatnonzero(patterns[j]), np.ascontiguousarray(X[rows_j][:, obs]),
                     None if w is None else w[rows_j]))
+            elif counts[j] >= PATTERN_MIN_ROWS:
+                self._mid_specs.append((n_mid, n_mid + rows_j.size, obs,
+                                        np.flatnonzero(patterns[j])))
+                n_mid += rows_j.size
+                mid.append(rows_j)
             else:
                 rare.append(rows_j)
         self.incomplete = self.w_incomplete = None
@@ -230,10 +254,27 @@ class SplitRows:
             rare_idx = np.concatenate(rare)
             self.incomplete = np.ascontiguousarray(X[rare_idx])
             self.w_incomplete = None if w is None else w[rare_idx]
+        if mid:
+            mid_idx = np.concatenate(mid)
+            self.mid = np.ascontiguousarray(X[mid_idx])
+            self.w_mid = None if w is None else w[mid_idx]
 
     @property
     def has_missing(self) -> bool:
-        return self.incomplete is not None or bool(self.patterns)
+        return self.incomplete is not None or bool(self.patterns) or self.mid is not None
+
+    def mid_patterns(self) -> list:
+        """The patterns of :attr:`mid` as :class:`PatternRows`, gathered on first use.
+
+        Only covariance types other than full use them (see
+        :data:`FULL_PATTERN_MIN_ROWS`), so full fits hold one copy of the rows.
+        """
+        if self._mid_groups is None:
+            self._mid_groups = [
+                PatternRows(obs, miss, np.ascontiguousarray(self.mid[lo:hi][:, obs]),
+                            None if self.w_mid is None else self.w_mid[lo:hi])
+                for lo, hi, obs, miss in self._mid_specs]
+        return self._mid_groups
 
 
 @dataclass
@@ -369,7 +410,13 @@ def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs
     if split.incomplete is not None:
         part = incomplete_stats(split.incomplete, split.w_incomplete, params)
         total = part if total is None else total + part
-    for group in split.patterns:
+    if split.mid is not None and params.covariance_type == "full":
+        part = incomplete_stats(split.mid, split.w_mid, params)
+        total = part if total is None else total + part
+    groups = split.patterns
+    if split.mid is not None and params.covariance_type != "full":
+        groups = groups + split.mid_patterns()
+    for group in groups:
         part = pattern_stats(group, params)
         total = part if total is None else total + part
     return total

@@ -71,12 +71,17 @@ def rel_diff(a, b):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["per-row", "per-pattern"])
+@pytest.fixture(params=["per-row", "per-pattern", "mid"])
 def route(request, monkeypatch):
-    """Rows with NaN through the per-row kernels, or patterns through the lifted E-step."""
+    """Rows with NaN through the per-row kernels, or patterns through the lifted E-step.
+
+    ``mid``: patterns of two rows or more are mid-sized (full covariances run
+    them through the per-row kernel, the other types as patterns).
+    """
     import fastgmm._missing as mod
 
     monkeypatch.setattr(mod, "PATTERN_MIN_ROWS", 10**9 if request.param == "per-row" else 2)
+    monkeypatch.setattr(mod, "FULL_PATTERN_MIN_ROWS", 10**9 if request.param == "mid" else 2)
     return request.param
 
 
@@ -638,3 +643,120 @@ def test_bayesian_mixture_refuses_marginalizing():
     with pytest.raises(ValueError, match="NaN"):
         model.predict(X)
     assert not hasattr(model, "impute")
+
+
+# ---------------------------------------------------------------------------
+# Pruning bounds of the per-row kernel
+# ---------------------------------------------------------------------------
+
+
+def ill_conditioned_params(k, d, seed, spread=3.0, condition=1e4):
+    """Full covariances with eigenvalues from 1/sqrt(condition) to sqrt(condition)."""
+    rng = np.random.default_rng(seed)
+    w = rng.random(k) + 0.2
+    w /= w.sum()
+    means = rng.normal(scale=spread, size=(k, d))
+    cov = np.empty((k, d, d))
+    for j in range(k):
+        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        eig = np.exp(np.linspace(-0.5, 0.5, d) * np.log(condition))
+        cov[j] = (q * rng.permutation(eig)) @ q.T
+    return w, means, 0.5 * (cov + np.swapaxes(cov, 1, 2))
+
+
+@pytest.mark.parametrize("condition", [1.0, 30.0, 1e4])
+def test_pruning_bounds_hold_against_scipy_marginals(condition):
+    # The eigenvalue bound and the line bound of em_stats_missing_full (its
+    # Notes) are upper bounds of every marginal log density, near the means
+    # (where the line bound is tight) and far from them.
+    from scipy.stats import multivariate_normal
+
+    from fastgmm._kernels_missing import _LINE_MARGIN, _LINE_SAFETY
+    from fastgmm._missing import _kernel_params, _precision_floor
+
+    k, d = 4, 6
+    w, means, cov = ill_conditioned_params(k, d, seed=int(condition), condition=condition)
+    p = GaussianParams.from_covariances("full", w, means, cov)
+    _, _, prec, log_norm = _kernel_params(p)
+    floor = _precision_floor(prec)
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(300):
+        b = trial % k
+        scale = [0.0, 0.3, 1.0, 5.0][trial % 4]
+        x = means[b] + scale * rng.multivariate_normal(np.zeros(d), cov[b])
+        miss = rng.random(d) < 0.4
+        if miss.all():
+            miss[rng.integers(d)] = False
+        o = ~miss
+        nm = int(miss.sum())
+        for j in range(k):
+            exact = np.log(w[j]) + multivariate_normal(means[j, o], cov[j][np.ix_(o, o)]).logpdf(
+                x[o])
+            d_o = x[o] - means[j, o]
+            log_gap = 0.5 * (np.log(2 * np.pi) - np.log(floor[j]))
+            eig_bound = log_norm[j] + nm * log_gap - 0.5 * floor[j] * (d_o @ d_o)
+            assert eig_bound >= exact - 1e-9 * abs(exact)
+            if j == b:
+                continue
+            v = (means[b] - means[j]) / np.linalg.norm(means[b] - means[j])
+            u = np.where(miss, 0.0, v)
+            lin = u[o] @ d_o
+            s_o = u @ cov[j] @ u + _LINE_MARGIN * (nm + 1) ** 2 * (d + 2) / floor[j]
+            if lin > 0 and s_o > 0:
+                line_bound = log_norm[j] + nm * log_gap - 0.5 * _LINE_SAFETY * lin**2 / s_o
+                assert line_bound >= exact - 1e-9 * abs(exact)
+                checked += 1
+    assert checked > 300
+
+
+@pytest.mark.parametrize("condition", [1.0, 1e3])
+def test_pruned_kernel_matches_reference_on_separated_clusters(condition, monkeypatch):
+    # Separated, anisotropic clusters: the per-row kernel skips most (row,
+    # component) pairs, and rows between clusters keep responsibilities from
+    # exp(-30) to 1 that a bound too tight would drop.
+    import fastgmm._missing as mod
+
+    monkeypatch.setattr(mod, "PATTERN_MIN_ROWS", 10**9)
+    k, d = 5, 6
+    w, means, cov = ill_conditioned_params(k, d, seed=3, spread=6.0, condition=condition)
+    rng = np.random.default_rng(5)
+    parts = [rng.multivariate_normal(means[j], cov[j], size=150) for j in range(k)]
+    # Rows along the lines between means: every gap between components.
+    for j in range(k - 1):
+        t = rng.uniform(0.0, 1.0, size=(60, 1))
+        parts.append(means[j] + t * (means[j + 1] - means[j]) + 0.1 * rng.normal(size=(60, d)))
+    X = knock_out(np.concatenate(parts), 0.25, seed=8)
+    params = (w, means, cov)
+    ref, ref_bounds = missing_em_iterations(X, *params, "full", 3, 1e-6)
+    model, seen = run_iterates(X, "full", params, 3)
+    worst = 0.0
+    for (rw, rm, rc), got in zip(ref, seen, strict=True):
+        for a, b in ((got.weights, rw), (got.means, rm), (got.covariances, rc)):
+            worst = max(worst, rel_diff(a, b))
+    assert worst < REF_RTOL, worst
+    np.testing.assert_allclose(model.lower_bounds_, ref_bounds, rtol=REF_RTOL)
+
+
+def test_pruned_kernel_is_thread_independent(monkeypatch):
+    # Every row through the per-row kernel, on separated clusters (both bounds
+    # skip components), over enough rows for the groups to be shared.
+    import fastgmm._missing as mod
+    from fastgmm._parallel import numba_threads
+
+    monkeypatch.setattr(mod, "PATTERN_MIN_ROWS", 10**9)
+    k, d = 6, 7
+    w, means, cov = ill_conditioned_params(k, d, seed=9, spread=5.0, condition=50.0)
+    rng = np.random.default_rng(10)
+    labels = rng.integers(0, k, size=20000)
+    X = means[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(cov)[labels],
+                                  rng.normal(size=(20000, d)))
+    X = knock_out(X, 0.25, seed=11)
+    p = GaussianParams.from_covariances("full", w, means, cov)
+    with numba_threads(1):
+        a = missing_stats(X, None, p)
+    with numba_threads(2):
+        b = missing_stats(X, None, p)
+    for name in ("nk", "t", "s"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert a.log_likelihood == b.log_likelihood
