@@ -243,6 +243,26 @@ def _normalize(logp, resp):
 
 
 @jit()
+def _pick_component(resp, u):
+    """The component a uniform draw ``u`` in [0, 1) selects from responsibilities ``resp``.
+
+    Never one of zero responsibility, even when rounding leaves the running
+    sum just below ``u`` at the end.
+    """
+    n_comp = resp.shape[0]
+    pick = n_comp - 1
+    cum = 0.0
+    for k in range(n_comp):
+        cum += resp[k]
+        if u < cum and resp[k] > 0.0:
+            pick = k
+            break
+    while pick > 0 and resp[pick] == 0.0:
+        pick -= 1
+    return pick
+
+
+@jit()
 def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, rows_per_group,
                           nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
     """Statistics of rows with missing entries, full covariances, groups ``g_lo:g_hi``.
@@ -726,15 +746,7 @@ def point_missing_full(X, means, prec_chol, log_norm, mode, u, eps, rows_per_gro
                             acc += resp[k] * (means[k, miss[a]] + diff[k, miss[a]])
                     out_x[i, miss[a]] = acc
                 continue
-            pick = n_comp - 1
-            cum = 0.0
-            for k in range(n_comp):
-                cum += resp[k]
-                if u[i] < cum and resp[k] > 0.0:
-                    pick = k
-                    break
-            while pick > 0 and resp[pick] == 0.0:
-                pick -= 1
+            pick = _pick_component(resp, u[i])
             # Solve L^T y = eps: y has covariance L^{-T} L^{-1} = Lambda_mm^{-1}.
             for a in range(nm - 1, -1, -1):
                 acc = eps[i, a]
@@ -780,15 +792,7 @@ def point_missing_diag(X, means, prec, log_norm, mode, u, eps, rows_per_group,
                             acc += resp[k] * means[k, miss[a]]
                     out_x[i, miss[a]] = acc
                 continue
-            pick = n_comp - 1
-            cum = 0.0
-            for k in range(n_comp):
-                cum += resp[k]
-                if u[i] < cum and resp[k] > 0.0:
-                    pick = k
-                    break
-            while pick > 0 and resp[pick] == 0.0:
-                pick -= 1
+            pick = _pick_component(resp, u[i])
             for a in range(nm):
                 ra = miss[a]
                 out_x[i, ra] = means[pick, ra] + eps[i, a] / prec[pick, ra]

@@ -134,6 +134,19 @@ def test_stats_of_complete_rows_agree_with_compute_stats(covariance_type):
     assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-12)
 
 
+def assert_same_bits_on_one_and_two_threads(X, params):
+    """``missing_stats`` gives identical statistics on 1 and 2 Numba threads."""
+    from fastgmm._parallel import numba_threads
+
+    with numba_threads(1):
+        a = missing_stats(X, None, params)
+    with numba_threads(2):
+        b = missing_stats(X, None, params)
+    for name in ("nk", "t", "s"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert a.log_likelihood == b.log_likelihood
+
+
 def test_float32_data_stays_float32():
     X = small_data().astype(np.float32)
     params = random_params("full", 3, X.shape[1], seed=2)
@@ -148,15 +161,8 @@ def test_statistics_are_thread_independent():
     X = knock_out(np.random.default_rng(6).normal(size=(20000, 5)), 0.2, seed=6)
     w, m, c = random_params("full", 4, 5, seed=7)
     p = GaussianParams.from_covariances("full", w, m, c)
-    from fastgmm._parallel import numba_threads
 
-    with numba_threads(1):
-        a = missing_stats(X, None, p)
-    with numba_threads(2):
-        b = missing_stats(X, None, p)
-    for name in ("nk", "t", "s"):
-        assert np.array_equal(getattr(a, name), getattr(b, name))
-    assert a.log_likelihood == b.log_likelihood
+    assert_same_bits_on_one_and_two_threads(X, p)
 
 
 # ---------------------------------------------------------------------------
@@ -742,7 +748,6 @@ def test_pruned_kernel_is_thread_independent(monkeypatch):
     # Every row through the per-row kernel, on separated clusters (both bounds
     # skip components), over enough rows for the groups to be shared.
     import fastgmm._missing as mod
-    from fastgmm._parallel import numba_threads
 
     monkeypatch.setattr(mod, "PATTERN_MIN_ROWS", 10**9)
     k, d = 6, 7
@@ -753,10 +758,4 @@ def test_pruned_kernel_is_thread_independent(monkeypatch):
                                   rng.normal(size=(20000, d)))
     X = knock_out(X, 0.25, seed=11)
     p = GaussianParams.from_covariances("full", w, means, cov)
-    with numba_threads(1):
-        a = missing_stats(X, None, p)
-    with numba_threads(2):
-        b = missing_stats(X, None, p)
-    for name in ("nk", "t", "s"):
-        assert np.array_equal(getattr(a, name), getattr(b, name))
-    assert a.log_likelihood == b.log_likelihood
+    assert_same_bits_on_one_and_two_threads(X, p)
