@@ -60,6 +60,14 @@ _LINE_SAFETY = 0.999
 #: where the sum cancels (the direction mostly missing).
 _LINE_MARGIN = 1e-10
 
+#: Doubles in each per-pair array of :func:`em_stats_missing_full` (its rows
+#: are taken in blocks small enough that every (row, component) pair fits).
+_PAIR_BUDGET = 2**18
+
+#: A component's pairs in one round add their second moments by one BLAS
+#: product from this many on (below it, the call costs more than a loop).
+_GEMM_MIN_PAIRS = 8
+
 
 # ---------------------------------------------------------------------------
 # Per-row helpers
@@ -324,21 +332,6 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     """
     n, d = X.shape
     n_comp = means.shape[0]
-    miss = np.empty(d, dtype=np.int64)
-    x = np.empty(d)
-    ow = np.empty(d)
-    prev = np.empty(d, dtype=np.int64)
-    diff = np.empty((n_comp, d))
-    chol = np.empty((n_comp, d, d))
-    pinv = np.empty((n_comp, d))
-    log_dets = np.empty(n_comp)
-    chol_ok = np.zeros(n_comp, dtype=np.bool_)
-    run_w = np.zeros(n_comp)
-    linv = np.empty((d, d))
-    z = np.empty(d)
-    bvec = np.empty(d)
-    bound = np.empty(n_comp)
-    means_t = np.ascontiguousarray(means.T)
     # The precisions U U^T, once per call: each pattern's Lambda_mm is then
     # read from them rather than formed by a dot product per entry.
     lam = np.empty((n_comp, d, d))
@@ -409,218 +402,425 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 for e in range(d):
                     acc += pvec[b, k, e] * uinv_t[k, a, e]
                 sv[b, k, a] = acc
+    # Rows are processed in blocks of up to n_rows within a group.  Scratch
+    # per row (index r, block order) and per (row, component) pair whose log
+    # density is evaluated exactly (index p): round 0 holds each row's first
+    # pair at p < m, round 1 the others after them; within a round, pairs of
+    # component k sit at koff[round, k]:koff[round, k + 1], rows ascending.
+    n_rows = max(8, min(rows_per_group, _PAIR_BUDGET // max(1, n_comp * d)))
+    n_pairs = n_rows * n_comp
+    xs = np.empty((n_rows, d))
+    ows = np.empty((n_rows, d))
+    qn = np.empty(n_rows)
+    # Rows and means are taken about the means' centre, where the expanded
+    # squared distances of step 2 lose least to cancellation; their rounding
+    # error is at most about (2 d + 6) eps (|x_o - c|^2 + |mu_ko - c|^2).
+    centre = np.zeros(d)
+    for k in range(n_comp):
+        for j in range(d):
+            centre[j] += means[k, j]
+    for j in range(d):
+        centre[j] /= n_comp
+    means_c = np.empty((n_comp, d))
+    means_c2 = np.empty((n_comp, d))
+    for k in range(n_comp):
+        for j in range(d):
+            v = means[k, j] - centre[j]
+            means_c[k, j] = v
+            means_c2[k, j] = v * v
+    dist_rel = (2 * d + 8) * 2.3e-16
+    missb = np.empty((n_rows, d), dtype=np.int64)
+    nmb = np.empty(n_rows, dtype=np.int64)
+    pat = np.empty(n_rows, dtype=np.int64)
+    wts = np.empty(n_rows)
+    bnd = np.empty((n_comp, n_rows))
+    top = np.empty(n_rows, dtype=np.int64)
+    best_b = np.empty(n_rows)
+    next_b = np.empty(n_rows)
+    pos0 = np.empty(n_rows, dtype=np.int64)
+    xptr = np.empty(n_rows + 1, dtype=np.int64)
+    x_comp = np.empty(n_pairs, dtype=np.int64)
+    x_pos = np.empty(n_pairs, dtype=np.int64)
+    koff = np.empty((2, n_comp + 1), dtype=np.int64)
+    fill = np.empty(n_comp, dtype=np.int64)
+    prow = np.empty(n_pairs, dtype=np.int64)
+    dif = np.empty((n_pairs, d))
+    dw = np.empty((n_pairs, d))
+    sq = np.empty((d, d))
+    zb = np.empty((n_pairs, d))
+    lp = np.empty(n_pairs)
+    wp = np.empty(n_pairs)
+    fid = np.empty(n_pairs, dtype=np.int64)
+    # Factors of Lambda_mm (one per run of rows of one pattern within a
+    # component's pairs) and their conditional covariances Lambda_mm^{-1},
+    # upper triangles packed.
+    cinv = np.empty((n_pairs, d * (d + 1) // 2))
+    fac_row = np.empty(n_pairs, dtype=np.int64)
+    fac_k = np.empty(n_pairs, dtype=np.int64)
+    fac_w = np.empty(n_pairs)
+    chol = np.empty((d, d))
+    pinv = np.empty(d)
+    linv = np.empty((d, d))
+    bvec = np.empty(d)
     logp = np.empty(n_comp)
-    resp = np.empty(n_comp)
+    prev = np.empty(d, dtype=np.int64)
     for g in range(g_lo, g_hi):
         nk_slot[g, :] = 0.0
         t_slot[g, :, :] = 0.0
         s_slot[g, :, :, :] = 0.0
         ll_slot[g, :] = 0.0
-        lo = g * rows_per_group
-        hi = min(lo + rows_per_group, n)
-        n_prev = -1
-        # The per-row work is written out here rather than called: every
-        # call with array arguments costs an atomic reference-count update
-        # per array, which cost more than the arithmetic at these sizes.
-        for i in range(lo, hi + 1):
-            nm = 0
-            if i < hi:
-                # Branch-free (the positions of NaN are random): x holds zeros
-                # and ow zeros at the missing entries, ones elsewhere.
+        g_end = min((g + 1) * rows_per_group, n)
+        for lo in range(g * rows_per_group, g_end, n_rows):
+            m = min(n_rows, g_end - lo)
+            # 1. Rows: values less the centre with zeros at the missing
+            # entries, the observed mask, squared norms, missing indices,
+            # pattern ids (rows of one pattern side by side share one).
+            n_prev = -1
+            pid = -1
+            for r in range(m):
+                i = lo + r
+                nm = 0
+                qr = 0.0
+                # Branch-free (the positions of NaN are random).
                 for j in range(d):
                     v = X[i, j]
                     gap = v != v
-                    miss[nm] = j
+                    missb[r, nm] = j
                     nm += gap
-                    x[j] = 0.0 if gap else v
-                    ow[j] = 0.0 if gap else 1.0
-            same = nm == n_prev
-            if same:
-                for a in range(nm):
-                    if miss[a] != prev[a]:
-                        same = False
-                        break
-            if i == hi or not same:
-                # A run of rows with one pattern ends: its conditional
-                # covariances enter the second moments once, weighted by the
-                # run's responsibilities, and the factors are forgotten.
-                for k in range(n_comp):
-                    if run_w[k] > 0.0 and n_prev > 0:
-                        # Lambda_mm^{-1} = L^{-T} L^{-1}, written out as the rest.
-                        for a in range(n_prev):
-                            inv_diag = pinv[k, a]
-                            linv[a, a] = inv_diag
-                            for b in range(a):
-                                acc = 0.0
-                                for c in range(b, a):
-                                    acc -= chol[k, a, c] * linv[c, b]
-                                linv[a, b] = acc * inv_diag
-                        rw = run_w[k]
-                        for a in range(n_prev):
-                            for b in range(a, n_prev):
-                                acc = 0.0
-                                for c in range(b, n_prev):
-                                    acc += linv[c, a] * linv[c, b]
-                                s_slot[g, k, prev[a], prev[b]] += rw * acc
-                    run_w[k] = 0.0
-                    chol_ok[k] = False
-                if i == hi:
-                    break
-                for a in range(nm):
-                    prev[a] = miss[a]
-                n_prev = nm
-            wi = w[i] if weighted else 1.0
-            # Upper bounds of the log densities (see Notes), from
-            # squared distances over the observed features, components innermost.
-            for k in range(n_comp):
-                bound[k] = 0.0
-            for j in range(d):
-                xj = x[j]
-                oj = ow[j]
-                for k in range(n_comp):
-                    v = xj - means_t[j, k]
-                    bound[k] += oj * (v * v)
-            # Branch-free, so that it vectorises: where floor is zero,
-            # bound_base is infinite and the rest zero (never skipped).
-            for k in range(n_comp):
-                bound[k] = (bound_base[k] + nm * log_gap[k]) - half_floor[k] * bound[k]
-            top = 0
-            for k in range(1, n_comp):
-                if bound[k] > bound[top]:
-                    top = k
-            best = -np.inf
-            n_eval = 0
-            for q in range(n_comp):
-                # The component of largest bound first, then the others.
-                k = top if q == 0 else (q - 1 if q - 1 < top else q)
-                if q > 0 and bound[k] - best < _CUTOFF:
-                    logp[k] = -np.inf
-                    continue
-                if q > 0 and floor[k] > 0.0:
-                    # The line bound along vdir[top, k] (see Notes), for the
-                    # few components the eigenvalue bound leaves.
-                    lin = 0.0
-                    for j in range(d):
-                        lin += ow[j] * (vdir[top, k, j] * (x[j] - means[k, j]))
-                    if lin > 0.0:
-                        # u^T Sigma u = v^T Sigma v - 2 v_m^T (Sigma v)_m +
-                        # v_m^T Sigma_mm v_m, plus the rounding margin.
-                        s_o = s_full[top, k]
-                        for a in range(nm):
-                            ma = miss[a]
-                            va = vdir[top, k, ma]
-                            acc = 0.5 * va * sig[k, ma, ma] - sv[top, k, ma]
-                            for c in range(a):
-                                acc += vdir[top, k, miss[c]] * sig[k, ma, miss[c]]
-                            s_o += 2.0 * va * acc
-                        s_o += _LINE_MARGIN * ((nm + 1) * (nm + 1) * (d + 2)) / floor[k]
-                        if s_o > 0.0:
-                            lb = _LINE_SAFETY * lin * lin / s_o
-                            if log_norm[k] + nm * log_gap[k] - 0.5 * lb - best < _CUTOFF:
-                                logp[k] = -np.inf
-                                continue
-                # The marginal log density of component k (as _comp_full).
-                for j in range(d):
-                    diff[k, j] = ow[j] * (x[j] - means[k, j])
-                    z[j] = 0.0
-                # Full-length rows of U (zeros below the diagonal): fixed-length
-                # loops vectorise, where the triangle's ragged ones do not.
-                for j in range(d):
-                    dj = diff[k, j]
-                    for e in range(d):
-                        z[e] += dj * prec_chol[k, j, e]
-                if not chol_ok[k]:
-                    log_det = 0.0
+                    xv = 0.0 if gap else v - centre[j]
+                    xs[r, j] = xv
+                    ows[r, j] = 0.0 if gap else 1.0
+                    qr += xv * xv
+                nmb[r] = nm
+                qn[r] = qr
+                same = nm == n_prev
+                if same:
                     for a in range(nm):
-                        ra = miss[a]
-                        for b in range(a + 1):
-                            acc = lam[k, ra, miss[b]]
-                            for c in range(b):
-                                acc -= chol[k, a, c] * chol[k, b, c]
-                            if a == b:
-                                piv = math.sqrt(acc) if acc > 0.0 else 1e-300
-                                chol[k, a, a] = piv
-                                # Reciprocals once per factor: the solves
-                                # below multiply (a division per step would
-                                # lengthen their chains of dependent steps).
-                                pinv[k, a] = 1.0 / piv
-                                log_det += math.log(piv)
-                            else:
-                                chol[k, a, b] = acc * pinv[k, b]
-                    log_dets[k] = log_det
-                    chol_ok[k] = True
-                for a in range(nm):
-                    ra = miss[a]
-                    acc = 0.0
-                    for e in range(d):
-                        acc += prec_chol[k, ra, e] * z[e]
-                    for c in range(a):
-                        acc -= chol[k, a, c] * bvec[c]
-                    bvec[a] = acc * pinv[k, a]
-                for a in range(nm - 1, -1, -1):
-                    acc = bvec[a]
-                    for c in range(a + 1, nm):
-                        acc -= chol[k, c, a] * bvec[c]
-                    bvec[a] = acc * pinv[k, a]
-                    diff[k, miss[a]] = -bvec[a]
-                for a in range(nm):
-                    ra = miss[a]
-                    da = diff[k, ra]
-                    for e in range(d):
-                        z[e] += da * prec_chol[k, ra, e]
-                maha = 0.0
-                for e in range(d):
-                    maha += z[e] * z[e]
-                lp = log_norm[k] + 0.5 * nm * _LOG_2PI - log_dets[k] - 0.5 * maha
-                logp[k] = lp
-                n_eval += 1
-                if lp > best:
-                    best = lp
-            # Responsibilities (as _normalize).
-            if best == -np.inf:
-                if wi != 0.0:
-                    ll_slot[g, 1] += 1.0
-                continue
-            if n_eval == 1:
-                # The only component evaluated (most rows): responsibility
-                # exp(0) = 1 and log 1 = 0, the same bits as the general path
-                # without its exponentials and logarithm.
-                if wi == 0.0:
-                    continue
-                ll_slot[g, 0] += wi * best
-                nk_slot[g, top] += wi
-                run_w[top] += wi
-                for e in range(d):
-                    v = wi * diff[top, e]
-                    t_slot[g, top, e] += v
-                    for f in range(d):
-                        s_slot[g, top, e, f] += v * diff[top, f]
-                continue
-            total = 0.0
+                        if missb[r, a] != prev[a]:
+                            same = False
+                            break
+                if not same:
+                    pid += 1
+                    for a in range(nm):
+                        prev[a] = missb[r, a]
+                    n_prev = nm
+                pat[r] = pid
+                wts[r] = w[i] if weighted else 1.0
+            # 2. Eigenvalue bounds of every log density (see Notes), the
+            # squared distances over the observed features expanded into two
+            # matrix products (BLAS), less their rounding error.
+            cross = np.dot(means_c, xs[:m].T)
+            msq = np.dot(means_c2, ows[:m].T)
             for k in range(n_comp):
-                gap = logp[k] - best
-                if gap < _CUTOFF:
-                    resp[k] = 0.0
+                # Branch-free: where floor is zero, bound_base is infinite
+                # and the rest zero (never skipped).
+                base = bound_base[k]
+                lg = log_gap[k]
+                hf = half_floor[k]
+                for r in range(m):
+                    mk = msq[k, r]
+                    dist = (qn[r] - 2.0 * cross[k, r] + mk) - dist_rel * (qn[r] + mk)
+                    bnd[k, r] = (base + nmb[r] * lg) - hf * max(dist, 0.0)
+            # 3. Each row's component of largest bound (its first pair) and
+            # the second largest bound.
+            for r in range(m):
+                top[r] = 0
+                best_b[r] = bnd[0, r]
+                next_b[r] = -np.inf
+            for k in range(1, n_comp):
+                for r in range(m):
+                    v = bnd[k, r]
+                    if v > best_b[r]:
+                        next_b[r] = best_b[r]
+                        best_b[r] = v
+                        top[r] = k
+                    elif v > next_b[r]:
+                        next_b[r] = v
+            n_fac = 0
+            for rnd in range(2):
+                for k in range(n_comp + 1):
+                    koff[rnd, k] = 0
+                if rnd == 0:
+                    for r in range(m):
+                        koff[0, top[r] + 1] += 1
+                    koff[0, 0] = 0
+                    for k in range(n_comp):
+                        koff[0, k + 1] += koff[0, k]
+                        fill[k] = koff[0, k]
+                    for r in range(m):
+                        k = top[r]
+                        prow[fill[k]] = r
+                        pos0[r] = fill[k]
+                        fill[k] += 1
                 else:
-                    resp[k] = math.exp(gap)
-                    total += resp[k]
-            if wi == 0.0:
-                continue
-            ll_slot[g, 0] += wi * (best + math.log(total))
-            scale = wi / total
-            for k in range(n_comp):
-                if resp[k] == 0.0:
+                    # 5. The other components of each row whose bounds
+                    # leave them within the cut-off of its first pair's
+                    # exact log density (in row order: xptr, x_comp).
+                    n_x = 0
+                    for r in range(m):
+                        xptr[r] = n_x
+                        kt = top[r]
+                        nm = nmb[r]
+                        best = lp[pos0[r]]
+                        if next_b[r] - best < _CUTOFF:
+                            # No other bound comes within the cut-off (most
+                            # rows): nothing to look at one by one.
+                            continue
+                        for k in range(n_comp):
+                            if k == kt or bnd[k, r] - best < _CUTOFF:
+                                continue
+                            if floor[k] > 0.0:
+                                # The line bound along vdir[kt, k] (see Notes).
+                                lin = 0.0
+                                for j in range(d):
+                                    lin += ows[r, j] * (vdir[kt, k, j] * (xs[r, j] - means_c[k, j]))
+                                if lin > 0.0:
+                                    # u^T Sigma u = v^T Sigma v - 2 v_m^T
+                                    # (Sigma v)_m + v_m^T Sigma_mm v_m, plus
+                                    # the rounding margin.
+                                    s_o = s_full[kt, k]
+                                    for a in range(nm):
+                                        ma = missb[r, a]
+                                        va = vdir[kt, k, ma]
+                                        acc = 0.5 * va * sig[k, ma, ma] - sv[kt, k, ma]
+                                        for c in range(a):
+                                            mc = missb[r, c]
+                                            acc += vdir[kt, k, mc] * sig[k, ma, mc]
+                                        s_o += 2.0 * va * acc
+                                    s_o += _LINE_MARGIN * ((nm + 1) * (nm + 1) * (d + 2)) / floor[k]
+                                    if s_o > 0.0:
+                                        lb = _LINE_SAFETY * lin * lin / s_o
+                                        ub = log_norm[k] + nm * log_gap[k] - 0.5 * lb
+                                        if ub - best < _CUTOFF:
+                                            continue
+                            x_comp[n_x] = k
+                            n_x += 1
+                            koff[1, k + 1] += 1
+                    xptr[m] = n_x
+                    koff[1, 0] = m
+                    for k in range(n_comp):
+                        koff[1, k + 1] += koff[1, k]
+                        fill[k] = koff[1, k]
+                    for r in range(m):
+                        for q in range(xptr[r], xptr[r + 1]):
+                            k = x_comp[q]
+                            prow[fill[k]] = r
+                            x_pos[q] = fill[k]
+                            fill[k] += 1
+                # 4. Exact log densities of the round's pairs, one component
+                # at a time: z = U^T d for all its rows with U in cache, then
+                # per row the conditional mean of the missing entries (see
+                # _comp_full), written out (a call costs more than this).
+                for k in range(n_comp):
+                    p_lo = koff[rnd, k]
+                    p_hi = koff[rnd, k + 1]
+                    if p_lo == p_hi:
+                        continue
+                    for p in range(p_lo, p_hi):
+                        r = prow[p]
+                        for j in range(d):
+                            dif[p, j] = ows[r, j] * (xs[r, j] - means_c[k, j])
+                            zb[p, j] = 0.0
+                    j = 0
+                    while j < d:
+                        if j + 4 <= d:
+                            for p in range(p_lo, p_hi):
+                                c0 = dif[p, j]
+                                c1 = dif[p, j + 1]
+                                c2 = dif[p, j + 2]
+                                c3 = dif[p, j + 3]
+                                for e in range(d):
+                                    zb[p, e] += ((c0 * prec_chol[k, j, e]
+                                                  + c1 * prec_chol[k, j + 1, e])
+                                                 + (c2 * prec_chol[k, j + 2, e]
+                                                    + c3 * prec_chol[k, j + 3, e]))
+                            j += 4
+                        else:
+                            for p in range(p_lo, p_hi):
+                                c0 = dif[p, j]
+                                for e in range(d):
+                                    zb[p, e] += c0 * prec_chol[k, j, e]
+                            j += 1
+                    chol_pat = -1
+                    log_det = 0.0
+                    for p in range(p_lo, p_hi):
+                        r = prow[p]
+                        nm = nmb[r]
+                        fid[p] = -1
+                        if nm > 0 and pat[r] != chol_pat:
+                            # The factor of Lambda_mm for a new pattern, and
+                            # its inverse (the conditional covariance).
+                            chol_pat = pat[r]
+                            det = 1.0
+                            for a in range(nm):
+                                ra = missb[r, a]
+                                for b in range(a + 1):
+                                    acc = lam[k, ra, missb[r, b]]
+                                    for c in range(b):
+                                        acc -= chol[a, c] * chol[b, c]
+                                    if a == b:
+                                        # Lambda_mm is positive definite
+                                        # whenever U is invertible; a
+                                        # non-positive pivot can only come
+                                        # from rounding.
+                                        piv = math.sqrt(acc) if acc > 0.0 else 1e-300
+                                        chol[a, a] = piv
+                                        pinv[a] = 1.0 / piv
+                                        det *= piv
+                                    else:
+                                        chol[a, b] = acc * pinv[b]
+                            # One logarithm of the product, unless it left
+                            # the normal range.
+                            if 1e-280 < det < 1e280:
+                                log_det = math.log(det)
+                            else:
+                                log_det = 0.0
+                                for a in range(nm):
+                                    log_det += math.log(chol[a, a])
+                            # Lambda_mm^{-1} = L^{-T} L^{-1}.
+                            for a in range(nm):
+                                inv_diag = pinv[a]
+                                linv[a, a] = inv_diag
+                                for b in range(a):
+                                    acc = 0.0
+                                    for c in range(b, a):
+                                        acc -= chol[a, c] * linv[c, b]
+                                    linv[a, b] = acc * inv_diag
+                            q = 0
+                            for a in range(nm):
+                                for b in range(a, nm):
+                                    acc = 0.0
+                                    for c in range(b, nm):
+                                        acc += linv[c, a] * linv[c, b]
+                                    cinv[n_fac, q] = acc
+                                    q += 1
+                            fac_row[n_fac] = r
+                            fac_k[n_fac] = k
+                            n_fac += 1
+                        if nm > 0:
+                            fid[p] = n_fac - 1
+                        # bvec = L^{-1} A z, then L^T y = bvec:
+                        # y = Lambda_mm^{-1} A z.
+                        for a in range(nm):
+                            ra = missb[r, a]
+                            acc = 0.0
+                            for e in range(d):
+                                acc += prec_chol[k, ra, e] * zb[p, e]
+                            for c in range(a):
+                                acc -= chol[a, c] * bvec[c]
+                            bvec[a] = acc * pinv[a]
+                        for a in range(nm - 1, -1, -1):
+                            acc = bvec[a]
+                            for c in range(a + 1, nm):
+                                acc -= chol[c, a] * bvec[c]
+                            bvec[a] = acc * pinv[a]
+                            dif[p, missb[r, a]] = -bvec[a]
+                        # The marginal distance is the full quadratic form at
+                        # the completed row.
+                        for a in range(nm):
+                            ra = missb[r, a]
+                            da = dif[p, ra]
+                            for e in range(d):
+                                zb[p, e] += da * prec_chol[k, ra, e]
+                        maha = 0.0
+                        for e in range(d):
+                            maha += zb[p, e] * zb[p, e]
+                        lp[p] = (log_norm[k] + 0.5 * nm * _LOG_2PI
+                                 - (log_det if nm > 0 else 0.0) - 0.5 * maha)
+            # 6. Responsibilities and the log-likelihood, per row.
+            for r in range(m):
+                wi = wts[r]
+                kt = top[r]
+                p0 = pos0[r]
+                best = lp[p0]
+                for q in range(xptr[r], xptr[r + 1]):
+                    best = max(best, lp[x_pos[q]])
+                wp[p0] = 0.0
+                for q in range(xptr[r], xptr[r + 1]):
+                    wp[x_pos[q]] = 0.0
+                if best == -np.inf or wi == 0.0:
+                    if best == -np.inf and wi != 0.0:
+                        ll_slot[g, 1] += 1.0
+                    # Out of the statistics: zeros, never 0 * inf.
+                    for j in range(d):
+                        dif[p0, j] = 0.0
+                    for q in range(xptr[r], xptr[r + 1]):
+                        for j in range(d):
+                            dif[x_pos[q], j] = 0.0
                     continue
-                wr = scale * resp[k]
-                nk_slot[g, k] += wr
-                run_w[k] += wr
-                # The whole square (the lower triangle is never read): a
-                # fixed-length inner loop vectorises, the triangle's does not.
-                for e in range(d):
-                    v = wr * diff[k, e]
-                    t_slot[g, k, e] += v
-                    for f in range(d):
-                        s_slot[g, k, e, f] += v * diff[k, f]
+                if xptr[r + 1] == xptr[r]:
+                    # Responsibility exp(0) = 1 and log 1 = 0: the same bits
+                    # as below without its exponentials and logarithm.
+                    ll_slot[g, 0] += wi * best
+                    wp[p0] = wi
+                    continue
+                for k in range(n_comp):
+                    logp[k] = -np.inf
+                logp[kt] = lp[p0]
+                for q in range(xptr[r], xptr[r + 1]):
+                    logp[x_comp[q]] = lp[x_pos[q]]
+                # As _normalize, components in order.
+                total = 0.0
+                for k in range(n_comp):
+                    gap = logp[k] - best
+                    if gap < _CUTOFF:
+                        logp[k] = 0.0
+                    else:
+                        logp[k] = math.exp(gap)
+                        total += logp[k]
+                ll_slot[g, 0] += wi * (best + math.log(total))
+                scale = wi / total
+                wp[p0] = scale * logp[kt]
+                for q in range(xptr[r], xptr[r + 1]):
+                    wp[x_pos[q]] = scale * logp[x_comp[q]]
+            # 7. Statistics, one component at a time: the second moments of
+            # longer runs of pairs as one matrix product (BLAS), the
+            # conditional covariances once per factor.
+            for f in range(n_fac):
+                fac_w[f] = 0.0
+            for k in range(n_comp):
+                for rnd in range(2):
+                    p_lo = koff[rnd, k]
+                    p_hi = koff[rnd, k + 1]
+                    if p_lo == p_hi:
+                        continue
+                    nkk = 0.0
+                    for p in range(p_lo, p_hi):
+                        wr = wp[p]
+                        nkk += wr
+                        for e in range(d):
+                            dw[p, e] = wr * dif[p, e]
+                        f = fid[p]
+                        if f >= 0:
+                            fac_w[f] += wr
+                    nk_slot[g, k] += nkk
+                    for p in range(p_lo, p_hi):
+                        for e in range(d):
+                            t_slot[g, k, e] += dw[p, e]
+                    if p_hi - p_lo >= _GEMM_MIN_PAIRS:
+                        np.dot(dw[p_lo:p_hi].T, dif[p_lo:p_hi], sq)
+                        for e in range(d):
+                            for f in range(d):
+                                s_slot[g, k, e, f] += sq[e, f]
+                    else:
+                        for p in range(p_lo, p_hi):
+                            for e in range(d):
+                                v = dw[p, e]
+                                for f in range(d):
+                                    s_slot[g, k, e, f] += v * dif[p, f]
+            for f in range(n_fac):
+                rw = fac_w[f]
+                if rw == 0.0:
+                    continue
+                r = fac_row[f]
+                k = fac_k[f]
+                nm = nmb[r]
+                q = 0
+                for a in range(nm):
+                    ma = missb[r, a]
+                    for b in range(a, nm):
+                        s_slot[g, k, ma, missb[r, b]] += rw * cinv[f, q]
+                        q += 1
 
 
 @jit()

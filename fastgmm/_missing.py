@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _parallel
-from ._compute import RowHints, compute_stats, point_outputs
+from ._compute import RowHints, StatsWorkspace, compute_stats, point_outputs
 from ._params import GaussianParams
 from ._stats import SuffStats
 
@@ -281,7 +281,9 @@ class SplitRows:
 class PatternRows:
     """The rows of one frequent missing pattern: their observed columns, gathered.
 
-    ``hints`` keeps the complete-data kernel's per-row hints between passes.
+    ``hints`` and ``workspace`` keep the complete-data kernel's per-row hints
+    and its :class:`~fastgmm._compute.StatsWorkspace` (slots, and the dense
+    path's choice) between passes.
     """
 
     observed: np.ndarray
@@ -289,6 +291,7 @@ class PatternRows:
     X: np.ndarray
     w: np.ndarray | None
     hints: object = None
+    workspace: object = None
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +456,11 @@ def pattern_stats(group: PatternRows, params: GaussianParams) -> SuffStats:
     marg = marginal_params(params, o)
     if group.hints is None and ctype == "full":
         group.hints = RowHints(group.X.shape[0])
-    st = compute_stats(group.X, group.w, marg, hints=group.hints)
+    ws = group.workspace
+    if ws is None or ws.covariance_type != ctype or ws.shapes[1] != (k, o.size):
+        ws = group.workspace = StatsWorkspace(ctype, k, o.size, _parallel.n_threads(),
+                                              group.X.shape[0])
+    st = compute_stats(group.X, group.w, marg, ws, hints=group.hints)
     nk = st.nk
     t = np.zeros((k, d))
     t[:, o] = st.t
