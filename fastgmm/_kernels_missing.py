@@ -68,6 +68,9 @@ _PAIR_BUDGET = 2**18
 #: product from this many on (below it, the call costs more than a loop).
 _GEMM_MIN_PAIRS = 8
 
+#: Factors of one size factorised side by side in :func:`em_stats_missing_full`.
+_FACTOR_BATCH = 32
+
 
 # ---------------------------------------------------------------------------
 # Per-row helpers
@@ -451,16 +454,25 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     lp = np.empty(n_pairs)
     wp = np.empty(n_pairs)
     fid = np.empty(n_pairs, dtype=np.int64)
-    # Factors of Lambda_mm (one per run of rows of one pattern within a
-    # component's pairs) and their conditional covariances Lambda_mm^{-1},
-    # upper triangles packed.
-    cinv = np.empty((n_pairs, d * (d + 1) // 2))
+    # Factors of Lambda_mm (one per run of pairs of one component and one
+    # pattern): row, component, weight, log det, and where the packed lower
+    # triangles of L and of Lambda_mm^{-1} (the conditional covariance) start
+    # in fac_l and fac_c, which grow as needed.
     fac_row = np.empty(n_pairs, dtype=np.int64)
     fac_k = np.empty(n_pairs, dtype=np.int64)
     fac_w = np.empty(n_pairs)
-    chol = np.empty((d, d))
-    pinv = np.empty(d)
-    linv = np.empty((d, d))
+    fac_ld = np.empty(n_pairs)
+    fac_off = np.empty(n_pairs, dtype=np.int64)
+    fac_l = np.empty(n_rows * d)
+    fac_c = np.empty(n_rows * d)
+    n_by = np.empty(d + 1, dtype=np.int64)
+    by_size = np.empty(n_pairs, dtype=np.int64)
+    n_tri_max = d * (d + 1) // 2
+    bl = np.empty((n_tri_max, _FACTOR_BATCH))
+    bi = np.empty((n_tri_max, _FACTOR_BATCH))
+    bc = np.empty((n_tri_max, _FACTOR_BATCH))
+    bp = np.empty((d, _FACTOR_BATCH))
+    bdet = np.empty(_FACTOR_BATCH)
     bvec = np.empty(d)
     logp = np.empty(n_comp)
     prev = np.empty(d, dtype=np.int64)
@@ -537,6 +549,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     elif v > next_b[r]:
                         next_b[r] = v
             n_fac = 0
+            tri_used = 0
             for rnd in range(2):
                 for k in range(n_comp + 1):
                     koff[rnd, k] = 0
@@ -641,92 +654,177 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                                 for e in range(d):
                                     zb[p, e] += c0 * prec_chol[k, j, e]
                             j += 1
-                    chol_pat = -1
-                    log_det = 0.0
-                    for p in range(p_lo, p_hi):
+                # The round's factors of Lambda_mm: one per run of pairs of
+                # one component and one pattern (rows of a pattern are side
+                # by side), numbered on from the last round's.
+                f_lo = n_fac
+                tri_need = tri_used
+                prev_k = -1
+                prev_pat = -1
+                for k in range(n_comp):
+                    for p in range(koff[rnd, k], koff[rnd, k + 1]):
                         r = prow[p]
                         nm = nmb[r]
-                        fid[p] = -1
-                        if nm > 0 and pat[r] != chol_pat:
-                            # The factor of Lambda_mm for a new pattern, and
-                            # its inverse (the conditional covariance).
-                            chol_pat = pat[r]
-                            det = 1.0
-                            for a in range(nm):
-                                ra = missb[r, a]
-                                for b in range(a + 1):
-                                    acc = lam[k, ra, missb[r, b]]
-                                    for c in range(b):
-                                        acc -= chol[a, c] * chol[b, c]
-                                    if a == b:
-                                        # Lambda_mm is positive definite
-                                        # whenever U is invertible; a
-                                        # non-positive pivot can only come
-                                        # from rounding.
-                                        piv = math.sqrt(acc) if acc > 0.0 else 1e-300
-                                        chol[a, a] = piv
-                                        pinv[a] = 1.0 / piv
-                                        det *= piv
-                                    else:
-                                        chol[a, b] = acc * pinv[b]
-                            # One logarithm of the product, unless it left
-                            # the normal range.
-                            if 1e-280 < det < 1e280:
-                                log_det = math.log(det)
-                            else:
-                                log_det = 0.0
-                                for a in range(nm):
-                                    log_det += math.log(chol[a, a])
-                            # Lambda_mm^{-1} = L^{-T} L^{-1}.
-                            for a in range(nm):
-                                inv_diag = pinv[a]
-                                linv[a, a] = inv_diag
-                                for b in range(a):
-                                    acc = 0.0
-                                    for c in range(b, a):
-                                        acc -= chol[a, c] * linv[c, b]
-                                    linv[a, b] = acc * inv_diag
-                            q = 0
-                            for a in range(nm):
-                                for b in range(a, nm):
-                                    acc = 0.0
-                                    for c in range(b, nm):
-                                        acc += linv[c, a] * linv[c, b]
-                                    cinv[n_fac, q] = acc
-                                    q += 1
+                        if nm == 0:
+                            fid[p] = -1
+                            continue
+                        if k != prev_k or pat[r] != prev_pat:
+                            prev_k = k
+                            prev_pat = pat[r]
                             fac_row[n_fac] = r
                             fac_k[n_fac] = k
+                            fac_off[n_fac] = tri_need
+                            tri_need += nm * (nm + 1) // 2
                             n_fac += 1
-                        if nm > 0:
-                            fid[p] = n_fac - 1
-                        # bvec = L^{-1} A z, then L^T y = bvec:
-                        # y = Lambda_mm^{-1} A z.
+                        fid[p] = n_fac - 1
+                if tri_need > fac_l.shape[0]:
+                    grown = max(tri_need, 2 * fac_l.shape[0])
+                    new_l = np.empty(grown)
+                    new_c = np.empty(grown)
+                    new_l[:tri_used] = fac_l[:tri_used]
+                    new_c[:tri_used] = fac_c[:tri_used]
+                    fac_l = new_l
+                    fac_c = new_c
+                tri_used = tri_need
+                # Factorised in batches of one size, the batch innermost so
+                # that the short dependent chains of the Cholesky
+                # factorisation (square roots, reciprocals) run side by side.
+                for nm in range(d + 1):
+                    n_by[nm] = 0
+                for f in range(f_lo, n_fac):
+                    n_by[nmb[fac_row[f]]] += 1
+                at = 0
+                for nm in range(d + 1):
+                    c = n_by[nm]
+                    n_by[nm] = at
+                    at += c
+                for f in range(f_lo, n_fac):
+                    nm = nmb[fac_row[f]]
+                    by_size[n_by[nm]] = f
+                    n_by[nm] += 1
+                b_lo = 0
+                while b_lo < n_fac - f_lo:
+                    nm = nmb[fac_row[by_size[b_lo]]]
+                    nb = 1
+                    while (nb < _FACTOR_BATCH and b_lo + nb < n_fac - f_lo
+                           and nmb[fac_row[by_size[b_lo + nb]]] == nm):
+                        nb += 1
+                    n_tri = nm * (nm + 1) // 2
+                    for i in range(nb):
+                        f = by_size[b_lo + i]
+                        r = fac_row[f]
+                        k = fac_k[f]
+                        t = 0
                         for a in range(nm):
                             ra = missb[r, a]
+                            for b in range(a + 1):
+                                bl[t, i] = lam[k, ra, missb[r, b]]
+                                t += 1
+                        bdet[i] = 1.0
+                    # Cholesky, L (lower) over bl in place, row by row.
+                    for a in range(nm):
+                        ta = a * (a + 1) // 2
+                        for b in range(a + 1):
+                            tb = b * (b + 1) // 2
+                            for c in range(b):
+                                for i in range(nb):
+                                    bl[ta + b, i] -= bl[ta + c, i] * bl[tb + c, i]
+                            if a == b:
+                                for i in range(nb):
+                                    v = bl[ta + a, i]
+                                    # Lambda_mm is positive definite whenever U
+                                    # is invertible; a non-positive pivot can
+                                    # only come from rounding.
+                                    piv = math.sqrt(v) if v > 0.0 else 1e-300
+                                    bl[ta + a, i] = piv
+                                    bp[a, i] = 1.0 / piv
+                                    bdet[i] *= piv
+                            else:
+                                for i in range(nb):
+                                    bl[ta + b, i] *= bp[b, i]
+                    # L^{-1} (lower), then Lambda_mm^{-1} = L^{-T} L^{-1}.
+                    for a in range(nm):
+                        ta = a * (a + 1) // 2
+                        for i in range(nb):
+                            bi[ta + a, i] = bp[a, i]
+                        for b in range(a):
+                            for i in range(nb):
+                                bi[ta + b, i] = 0.0
+                            for c in range(b, a):
+                                tc = c * (c + 1) // 2
+                                for i in range(nb):
+                                    bi[ta + b, i] -= bl[ta + c, i] * bi[tc + b, i]
+                            for i in range(nb):
+                                bi[ta + b, i] *= bp[a, i]
+                    for a in range(nm):
+                        ta = a * (a + 1) // 2
+                        for b in range(a + 1):
+                            for i in range(nb):
+                                bc[ta + b, i] = 0.0
+                            for c in range(a, nm):
+                                tc = c * (c + 1) // 2
+                                for i in range(nb):
+                                    bc[ta + b, i] += bi[tc + a, i] * bi[tc + b, i]
+                    for i in range(nb):
+                        f = by_size[b_lo + i]
+                        off = fac_off[f]
+                        for t in range(n_tri):
+                            fac_l[off + t] = bl[t, i]
+                            fac_c[off + t] = bc[t, i]
+                        # The diagonal of L is kept as its reciprocals: the
+                        # solves multiply (a division per step would lengthen
+                        # their chains of dependent steps).
+                        for a in range(nm):
+                            fac_l[off + a * (a + 1) // 2 + a] = bp[a, i]
+                        # One logarithm of the product of the pivots, unless
+                        # it left the normal range.
+                        det = bdet[i]
+                        if 1e-280 < det < 1e280:
+                            fac_ld[f] = math.log(det)
+                        else:
                             acc = 0.0
-                            for e in range(d):
-                                acc += prec_chol[k, ra, e] * zb[p, e]
-                            for c in range(a):
-                                acc -= chol[a, c] * bvec[c]
-                            bvec[a] = acc * pinv[a]
-                        for a in range(nm - 1, -1, -1):
-                            acc = bvec[a]
-                            for c in range(a + 1, nm):
-                                acc -= chol[c, a] * bvec[c]
-                            bvec[a] = acc * pinv[a]
-                            dif[p, missb[r, a]] = -bvec[a]
-                        # The marginal distance is the full quadratic form at
-                        # the completed row.
-                        for a in range(nm):
-                            ra = missb[r, a]
-                            da = dif[p, ra]
-                            for e in range(d):
-                                zb[p, e] += da * prec_chol[k, ra, e]
+                            for a in range(nm):
+                                acc += math.log(bl[a * (a + 1) // 2 + a, i])
+                            fac_ld[f] = acc
+                    b_lo += nb
+                # Per pair, written out (a call costs more than this): bvec =
+                # L^{-1} A z, then L^T y = bvec: y = Lambda_mm^{-1} A z, the
+                # conditional mean of the missing entries (see _comp_full).
+                for k in range(n_comp):
+                    for p in range(koff[rnd, k], koff[rnd, k + 1]):
+                        r = prow[p]
+                        nm = nmb[r]
+                        log_det = 0.0
+                        if nm > 0:
+                            f = fid[p]
+                            off = fac_off[f]
+                            log_det = fac_ld[f]
+                            for a in range(nm):
+                                ra = missb[r, a]
+                                ta = off + a * (a + 1) // 2
+                                acc = 0.0
+                                for e in range(d):
+                                    acc += prec_chol[k, ra, e] * zb[p, e]
+                                for c in range(a):
+                                    acc -= fac_l[ta + c] * bvec[c]
+                                bvec[a] = acc * fac_l[ta + a]
+                            for a in range(nm - 1, -1, -1):
+                                acc = bvec[a]
+                                for c in range(a + 1, nm):
+                                    acc -= fac_l[off + c * (c + 1) // 2 + a] * bvec[c]
+                                bvec[a] = acc * fac_l[off + a * (a + 1) // 2 + a]
+                                dif[p, missb[r, a]] = -bvec[a]
+                            # The marginal distance is the full quadratic
+                            # form at the completed row.
+                            for a in range(nm):
+                                ra = missb[r, a]
+                                da = dif[p, ra]
+                                for e in range(d):
+                                    zb[p, e] += da * prec_chol[k, ra, e]
                         maha = 0.0
                         for e in range(d):
                             maha += zb[p, e] * zb[p, e]
-                        lp[p] = (log_norm[k] + 0.5 * nm * _LOG_2PI
-                                 - (log_det if nm > 0 else 0.0) - 0.5 * maha)
+                        lp[p] = log_norm[k] + 0.5 * nm * _LOG_2PI - log_det - 0.5 * maha
             # 6. Responsibilities and the log-likelihood, per row.
             for r in range(m):
                 wi = wts[r]
@@ -814,13 +912,13 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                     continue
                 r = fac_row[f]
                 k = fac_k[f]
-                nm = nmb[r]
-                q = 0
-                for a in range(nm):
+                off = fac_off[f]
+                for a in range(nmb[r]):
                     ma = missb[r, a]
-                    for b in range(a, nm):
-                        s_slot[g, k, ma, missb[r, b]] += rw * cinv[f, q]
-                        q += 1
+                    for b in range(a + 1):
+                        # Lower triangle of the factor's inverse at (a, b):
+                        # the upper of the slot (the missing indices ascend).
+                        s_slot[g, k, missb[r, b], ma] += rw * fac_c[off + a * (a + 1) // 2 + b]
 
 
 @jit()
