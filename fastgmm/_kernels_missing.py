@@ -64,8 +64,9 @@ _LINE_MARGIN = 1e-10
 #: are taken in blocks small enough that every (row, component) pair fits).
 _PAIR_BUDGET = 2**18
 
-#: A component's pairs in one round add their second moments by one BLAS
-#: product from this many on (below it, the call costs more than a loop).
+#: A component's pairs in one round go through BLAS products (``z = U^T d``
+#: and the second moments) from this many on (below it, a call costs more
+#: than a loop).
 _GEMM_MIN_PAIRS = 8
 
 #: Factors of one size factorised side by side in :func:`em_stats_missing_full`.
@@ -621,9 +622,9 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                             x_pos[q] = fill[k]
                             fill[k] += 1
                 # 4. Exact log densities of the round's pairs, one component
-                # at a time: z = U^T d for all its rows with U in cache, then
-                # per row the conditional mean of the missing entries (see
-                # _comp_full), written out (a call costs more than this).
+                # at a time: z = U^T d for all its rows (one BLAS product
+                # where they are many), then the factors below and per row
+                # the conditional mean of the missing entries.
                 for k in range(n_comp):
                     p_lo = koff[rnd, k]
                     p_hi = koff[rnd, k + 1]
@@ -633,27 +634,16 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                         r = prow[p]
                         for j in range(d):
                             dif[p, j] = ows[r, j] * (xs[r, j] - means_c[k, j])
-                            zb[p, j] = 0.0
-                    j = 0
-                    while j < d:
-                        if j + 4 <= d:
-                            for p in range(p_lo, p_hi):
-                                c0 = dif[p, j]
-                                c1 = dif[p, j + 1]
-                                c2 = dif[p, j + 2]
-                                c3 = dif[p, j + 3]
-                                for e in range(d):
-                                    zb[p, e] += ((c0 * prec_chol[k, j, e]
-                                                  + c1 * prec_chol[k, j + 1, e])
-                                                 + (c2 * prec_chol[k, j + 2, e]
-                                                    + c3 * prec_chol[k, j + 3, e]))
-                            j += 4
-                        else:
-                            for p in range(p_lo, p_hi):
-                                c0 = dif[p, j]
-                                for e in range(d):
-                                    zb[p, e] += c0 * prec_chol[k, j, e]
-                            j += 1
+                    if p_hi - p_lo >= _GEMM_MIN_PAIRS:
+                        np.dot(dif[p_lo:p_hi], prec_chol[k], zb[p_lo:p_hi])
+                        continue
+                    for p in range(p_lo, p_hi):
+                        for e in range(d):
+                            zb[p, e] = 0.0
+                        for j in range(d):
+                            c0 = dif[p, j]
+                            for e in range(d):
+                                zb[p, e] += c0 * prec_chol[k, j, e]
                 # The round's factors of Lambda_mm: one per run of pairs of
                 # one component and one pattern (rows of a pattern are side
                 # by side), numbered on from the last round's.
