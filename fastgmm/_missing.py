@@ -172,13 +172,20 @@ def pattern_groups(nan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         The missing entries of each pattern.
     """
     n, d = nan.shape
-    packed = np.ascontiguousarray(np.packbits(nan, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
-                                          return_counts=True)
-    order = np.argsort(inverse.ravel(), kind="stable")
-    starts = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    return order, starts, nan[first]
+    if d <= 62:
+        # One integer per row: sorting integers is several times faster than
+        # sorting byte strings.
+        keys = nan.astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+    else:
+        packed = np.ascontiguousarray(np.packbits(nan, axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    starts = np.r_[np.flatnonzero(new), n].astype(np.int64)
+    return order.astype(np.int64), starts, nan[order[starts[:-1]]]
 
 
 class SplitRows:
@@ -221,37 +228,39 @@ class SplitRows:
             self.patterns = []
             self.observed = np.full(X.shape[1], X.shape[0], dtype=np.int64)
             return
-        self.observed = X.shape[0] - np.isnan(X).sum(axis=0)
+        nan = np.isnan(X)
+        self.observed = X.shape[0] - nan.sum(axis=0)
         keep = ~rows
         self.complete = np.ascontiguousarray(X[keep]) if keep.any() else None
         self.w_complete = None if w is None or self.complete is None else w[keep]
         # Rows of one pattern side by side: the kernels reuse the pattern's
         # factorisations from row to row.
         idx = np.flatnonzero(rows)
-        order, starts, patterns = pattern_groups(np.isnan(X[idx]))
+        order, starts, patterns = pattern_groups(nan[idx])
         idx = idx[order]
         counts = np.diff(starts)
         self.patterns = []
-        rare = []
         mid = []
         n_mid = 0
-        for j in range(patterns.shape[0]):
+        # Only the few frequent patterns are visited one by one; the rows of
+        # the rare ones (often tens of thousands of patterns) are gathered at
+        # once, still side by side by pattern.
+        for j in np.flatnonzero(counts >= PATTERN_MIN_ROWS):
             rows_j = idx[starts[j]:starts[j + 1]]
             obs = np.flatnonzero(~patterns[j])
             if counts[j] >= max(PATTERN_MIN_ROWS, FULL_PATTERN_MIN_ROWS):
                 self.patterns.append(PatternRows(
                     obs, np.flatnonzero(patterns[j]), np.ascontiguousarray(X[rows_j][:, obs]),
                     None if w is None else w[rows_j]))
-            elif counts[j] >= PATTERN_MIN_ROWS:
+            else:
                 self._mid_specs.append((n_mid, n_mid + rows_j.size, obs,
                                         np.flatnonzero(patterns[j])))
                 n_mid += rows_j.size
                 mid.append(rows_j)
-            else:
-                rare.append(rows_j)
         self.incomplete = self.w_incomplete = None
-        if rare:
-            rare_idx = np.concatenate(rare)
+        rare_rows = np.repeat(counts < PATTERN_MIN_ROWS, counts)
+        if rare_rows.any():
+            rare_idx = idx[rare_rows]
             self.incomplete = np.ascontiguousarray(X[rare_idx])
             self.w_incomplete = None if w is None else w[rare_idx]
         if mid:
