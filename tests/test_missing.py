@@ -134,6 +134,35 @@ def test_stats_of_complete_rows_agree_with_compute_stats(covariance_type):
     assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-12)
 
 
+def test_blocked_kernel_on_overlapping_wide_data():
+    # Overlapping components and 45 % missing: most rows evaluate several
+    # components exactly and nearly every row has its own pattern, so the
+    # factor pools of the full-covariance kernel grow; k * d = 280 splits a
+    # group of 1024 rows into blocks.  Statistics against scipy, row by row.
+    from naive import missing_e_step
+
+    rng = np.random.default_rng(21)
+    k, d, n = 14, 20, 1100
+    w, m, c = random_params("full", k, d, seed=22)
+    m *= 0.3
+    X = knock_out(m[rng.integers(0, k, n)] + rng.normal(size=(n, d)), 0.45, seed=23)
+    sw = rng.uniform(0.0, 2.0, size=n)
+    sw[::7] = 0.0
+    p = GaussianParams.from_covariances("full", w, m, c)
+    got = incomplete_stats(X, sw, p)
+    resp, lse, completed, cond = missing_e_step(X, w, m, c, "full")
+    wr = sw[:, None] * resp
+    dev = completed - m[None]
+    nk = wr.sum(axis=0)
+    t = np.einsum("ik,ikd->kd", wr, dev)
+    s = (np.einsum("ik,ikd,ike->kde", wr, dev, dev) + np.einsum("ik,ikde->kde", wr, cond))
+    assert (resp > 1e-3).sum() > 2 * n  # many rows with more than one live component
+    np.testing.assert_allclose(got.nk, nk, rtol=1e-10)
+    np.testing.assert_allclose(got.t, t, rtol=1e-10, atol=1e-10 * np.abs(t).max())
+    np.testing.assert_allclose(got.s, s, rtol=1e-10, atol=1e-10 * np.abs(s).max())
+    assert got.log_likelihood == pytest.approx(float(sw @ lse), rel=1e-12)
+
+
 def assert_same_bits_on_one_and_two_threads(X, params):
     """``missing_stats`` gives identical statistics on 1 and 2 Numba threads."""
     from fastgmm._parallel import numba_threads
