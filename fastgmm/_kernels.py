@@ -216,13 +216,17 @@ DenseScratch.__doc__ = """Scratch of the tied, diagonal and spherical builders.
 FullStatsScratch = namedtuple("FullStatsScratch", ["dr", "rr", "sl"])
 FullStatsScratch.__doc__ = """Scratch of :func:`_accumulate_full`, all in the dtype of X.
 
-``dr`` (m, d)
-    One component's rows minus the shift, gathered.
+``dr`` (m, dp)
+    One component's rows minus the shift, gathered, zeros past column ``d``.
 ``rr`` (m,)
     Their weighted responsibilities.
-``sl`` (d + 1, d)
+``sl`` (d + 1, dp)
     The chunk's sums for the component: rows ``0 .. d - 1`` the scatter,
-    row ``d`` the first moment.
+    row ``d`` the first moment (columns past ``d`` unused).
+
+``dp`` is ``d`` rounded up to whole 64-byte vectors when ``d`` is over
+four: the rank-one updates then run whole vector iterations only (a scalar
+remainder of up to seven columns cost more than the vectors before it).
 """
 
 TiedStatsScratch = namedtuple("TiedStatsScratch", ["xc", "wxc"])
@@ -295,8 +299,10 @@ def _dense_scratch(X, m, tied):
 def _full_stats_scratch(X, m):
     """A :class:`FullStatsScratch` for chunks of up to ``m`` rows."""
     n_features = X.shape[1]
-    return FullStatsScratch(np.empty((m, n_features), dtype=X.dtype), np.empty(m, dtype=X.dtype),
-                            np.empty((n_features + 1, n_features), dtype=X.dtype))
+    lanes = 64 // X.itemsize
+    dp = n_features if n_features <= 4 else (n_features + lanes - 1) // lanes * lanes
+    return FullStatsScratch(np.zeros((m, dp), dtype=X.dtype), np.empty(m, dtype=X.dtype),
+                            np.empty((n_features + 1, dp), dtype=X.dtype))
 
 
 @jit(inline=True)
@@ -1187,6 +1193,8 @@ def _accumulate_full(X, start, w, weighted, ls, shift, nk, t, s, ss):
     ptr, rows, vals = ls.ptr, ls.rows, ls.vals
     dr, rr, sl = ss.dr, ss.rr, ss.sl
     n_features = X.shape[1]
+    # Columns past n_features of dr stay zero (allocated so, never written).
+    n_pad = dr.shape[1]
     n_components = shift.shape[0]
     for k in range(n_components):
         a = ptr[k]
@@ -1205,7 +1213,7 @@ def _accumulate_full(X, start, w, weighted, ls, shift, nk, t, s, ss):
                 dr[j, e] = X[start + i, e] - shift[k, e]
         nk[k] += total
         for e in range(n_features + 1):
-            for f in range(n_features):
+            for f in range(n_pad):
                 sl[e, f] = 0
         j = 0
         while j + 4 <= cnt:
@@ -1216,7 +1224,7 @@ def _accumulate_full(X, start, w, weighted, ls, shift, nk, t, s, ss):
                 a3 = r3 * dr[j + 2, e]
                 a4 = r4 * dr[j + 3, e]
                 sl[n_features, e] += (a1 + a2) + (a3 + a4)
-                for f in range(n_features):
+                for f in range(n_pad):
                     sl[e, f] += ((a1 * dr[j, f] + a2 * dr[j + 1, f])
                                  + (a3 * dr[j + 2, f] + a4 * dr[j + 3, f]))
             j += 4
@@ -1226,7 +1234,7 @@ def _accumulate_full(X, start, w, weighted, ls, shift, nk, t, s, ss):
                 a1 = r1 * dr[j, e]
                 a2 = r2 * dr[j + 1, e]
                 sl[n_features, e] += a1 + a2
-                for f in range(n_features):
+                for f in range(n_pad):
                     sl[e, f] += a1 * dr[j, f] + a2 * dr[j + 1, f]
             j += 2
         if j < cnt:
@@ -1234,7 +1242,7 @@ def _accumulate_full(X, start, w, weighted, ls, shift, nk, t, s, ss):
             for e in range(n_features):
                 a1 = r1 * dr[j, e]
                 sl[n_features, e] += a1
-                for f in range(n_features):
+                for f in range(n_pad):
                     sl[e, f] += a1 * dr[j, f]
         for e in range(n_features):
             t[k, e] += sl[n_features, e]
