@@ -48,11 +48,12 @@ _SLOT_BUDGET_BYTES = 8 * 2**20
 #: A missing pattern with at least this many rows in a block runs the
 #: complete-data kernel on its observed columns under the marginal mixture,
 #: and its statistics are lifted to all features exactly; rarer patterns go
-#: through the per-row kernels, which cost more per row but nothing per pattern.
+#: through the kernels of :mod:`fastgmm._kernels_missing`, which cost more per
+#: row but nothing per pattern.
 PATTERN_MIN_ROWS = 2048
 
 #: Full covariances: patterns with fewer rows than this (and at least
-#: :data:`PATTERN_MIN_ROWS`) go through the per-row kernel all the same: its
+#: :data:`PATTERN_MIN_ROWS`) go through the missing-data kernel all the same: its
 #: bounds skip most components, and the pattern route's fixed cost per
 #: pattern (the marginal mixture's kernel inputs) is larger below it.  Other
 #: covariance types run them as patterns.
