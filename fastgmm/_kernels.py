@@ -1388,7 +1388,7 @@ def _gemm_features(X, start, m, shift, full, pt):
 
 
 @jit()
-def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint):
+def _gemm_block(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll, hint):
     """Dense E-step and statistics of the block of rows ``start .. start + m - 1``.
 
     Parameters
@@ -1398,6 +1398,11 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hin
         The block; ``m <= GEMM_ROWS``.
     shift : ndarray (d,), dtype of X
     wt : ndarray (k, p), dtype of X
+    wz : ndarray (k, d) or (0, d), dtype of X
+        Spherical models: ``wt[:, :d]``, contiguous.  Their squares' weights
+        ``wt[k, d:]`` are all equal, so the log densities take ``wz`` times
+        ``z`` and one weight times ``|z|^2``: an inner dimension of ``d``
+        instead of ``2 d`` in the first product.  Empty otherwise.
     const : ndarray (k,) float64
         The model (see the section comment).
     full : bool
@@ -1422,7 +1427,21 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hin
     n_components, n_terms = wt.shape
     rows = pt.shape[1]
     _gemm_features(X, start, m, shift, full, pt)
-    np.dot(wt, pt, lt)
+    if wz.shape[0] > 0:
+        n_features = wz.shape[1]
+        # |z|^2 per column, in rowsum until its own use below.
+        for i in range(rows):
+            rowsum[i] = 0.0
+        for a in range(n_features):
+            for i in range(rows):
+                rowsum[i] += pt[n_features + a, i]
+        np.dot(wz, pt[:n_features], lt)
+        for k in range(n_components):
+            qk = wt[k, n_features]
+            for i in range(rows):
+                lt[k, i] += qk * rowsum[i]
+    else:
+        np.dot(wt, pt, lt)
     for i in range(m):
         rowmax[i] = -np.inf
         kbest[i] = 0
@@ -1508,7 +1527,8 @@ def _dense_next(dense, work, m, n_components, up, down):
 
 
 @jit()
-def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint, up, down):
+def _gemm_chunk(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll, hint, up,
+                down):
     """:func:`_gemm_block` over a chunk of any length, block by block.
 
     ``gs`` may be the empty scratch, allocated here on first use; ``ll[2]``
@@ -1520,8 +1540,8 @@ def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hin
         gs = _gemm_scratch(X, wt, True)
     kept = 0.0
     for b in range(0, m, GEMM_ROWS):
-        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt, const,
-                            full, gs, g, ll, hint)
+        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt, wz,
+                            const, full, gs, g, ll, hint)
     ll[2] += m
     return gs, _dense_next(True, kept, m, wt.shape[0], up, down)
 
@@ -1666,6 +1686,7 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     hinted = use_hint and pair_w.shape[0] > 0
+    no_wz = np.empty((0, X.shape[1]), dtype=wt.dtype)
     for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot)
         g_slot[g] = 0.0
@@ -1682,8 +1703,8 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
-                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True, gs,
-                                        g_slot[g], ll_slot[g], hint, dense_up, dense_down)
+                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, no_wz, const, True,
+                                        gs, g_slot[g], ll_slot[g], hint, dense_up, dense_down)
                 continue
             if hinted:
                 for i in range(m):
@@ -1799,6 +1820,11 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     no_hint = np.empty(0, dtype=np.int32)
+    n_features = X.shape[1]
+    if spherical and wt.shape[1] == 2 * n_features:
+        wz = np.ascontiguousarray(wt[:, :n_features])
+    else:
+        wz = np.empty((0, n_features), dtype=wt.dtype)
     for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot)
         g_slot[g] = 0.0
@@ -1811,8 +1837,8 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
-                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False, gs,
-                                        g_slot[g], ll_slot[g], no_hint, dense_up, dense_down)
+                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, wz, const, False,
+                                        gs, g_slot[g], ll_slot[g], no_hint, dense_up, dense_down)
                 continue
             _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
             _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
