@@ -329,8 +329,15 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     density would get a responsibility under exp(-37) of the largest (zero
     in :func:`_normalize` too), and is skipped.
 
-    Rows of one missing pattern side by side reuse the factors of
-    ``Lambda_mm`` and add their conditional covariances once per run.
+    Rows are taken in blocks (see the comments of each step): bounds for
+    every (row, component) pair as two matrix products, each row's component
+    of largest bound evaluated first, one component at a time (``z = U^T
+    d`` for all its rows as one product), then the pairs the bounds leave,
+    the same way.  Rows of one pattern side by side share a factor of
+    ``Lambda_mm`` per component; the factors are computed in batches of one
+    size and add their conditional covariances once each.  BLAS runs on the
+    calling thread (callers hold it to one thread, as for the dense path of
+    :mod:`fastgmm._kernels`).
 
     Thread-safe: group ``g`` writes only slot ``g`` of each slot array.
     """
