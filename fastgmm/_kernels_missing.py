@@ -483,6 +483,7 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
     bdet = np.empty(_FACTOR_BATCH)
     bvec = np.empty(d)
     logp = np.empty(n_comp)
+    resp = np.empty(n_comp)
     prev = np.empty(d, dtype=np.int64)
     for g in range(g_lo, g_hi):
         nk_slot[g, :] = 0.0
@@ -844,8 +845,8 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                             dif[x_pos[q], j] = 0.0
                     continue
                 if xptr[r + 1] == xptr[r]:
-                    # Responsibility exp(0) = 1 and log 1 = 0: the same bits
-                    # as below without its exponentials and logarithm.
+                    # Responsibility exp(0) / 1 = 1 and log 1 = 0: the same
+                    # bits as below without its exponentials and logarithm.
                     ll_slot[g, 0] += wi * best
                     wp[p0] = wi
                     continue
@@ -854,20 +855,11 @@ def em_stats_missing_full(X, w, weighted, means, prec_chol, log_norm, floor, row
                 logp[kt] = lp[p0]
                 for q in range(xptr[r], xptr[r + 1]):
                     logp[x_comp[q]] = lp[x_pos[q]]
-                # As _normalize, components in order.
-                total = 0.0
-                for k in range(n_comp):
-                    gap = logp[k] - best
-                    if gap < _CUTOFF:
-                        logp[k] = 0.0
-                    else:
-                        logp[k] = math.exp(gap)
-                        total += logp[k]
-                ll_slot[g, 0] += wi * (best + math.log(total))
-                scale = wi / total
-                wp[p0] = scale * logp[kt]
+                # A call per row with several components (few rows).
+                ll_slot[g, 0] += wi * _normalize(logp, resp)
+                wp[p0] = wi * resp[kt]
                 for q in range(xptr[r], xptr[r + 1]):
-                    wp[x_pos[q]] = scale * logp[x_comp[q]]
+                    wp[x_pos[q]] = wi * resp[x_comp[q]]
             # 7. Statistics, one component at a time: the second moments of
             # longer runs of pairs as one matrix product (BLAS), the
             # conditional covariances once per factor.

@@ -66,6 +66,16 @@ def rel_diff(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
+def assert_iterates_match(model, seen, ref, ref_bounds):
+    """Every iterate and lower bound of a fit agrees with the reference EM to REF_RTOL."""
+    worst = 0.0
+    for (rw, rm, rc), got in zip(ref, seen, strict=True):
+        for a, b in ((got.weights, rw), (got.means, rm), (got.covariances, rc)):
+            worst = max(worst, rel_diff(a, b))
+    assert worst < REF_RTOL, worst
+    np.testing.assert_allclose(model.lower_bounds_, ref_bounds, rtol=REF_RTOL)
+
+
 # ---------------------------------------------------------------------------
 # Exact EM against an independent reference
 # ---------------------------------------------------------------------------
@@ -96,12 +106,7 @@ def test_iterates_match_reference(covariance_type, weighted, route):
     ref, ref_bounds = missing_em_iterations(X, *params, covariance_type, n_iter, 1e-6, w)
     model, seen = run_iterates(X, covariance_type, params, n_iter, w)
     assert len(seen) == n_iter
-    worst = 0.0
-    for (rw, rm, rc), got in zip(ref, seen, strict=True):
-        for a, b in ((got.weights, rw), (got.means, rm), (got.covariances, rc)):
-            worst = max(worst, rel_diff(a, b))
-    assert worst < REF_RTOL, worst
-    np.testing.assert_allclose(model.lower_bounds_, ref_bounds, rtol=REF_RTOL)
+    assert_iterates_match(model, seen, ref, ref_bounds)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -765,12 +770,7 @@ def test_pruned_kernel_matches_reference_on_separated_clusters(condition, monkey
     params = (w, means, cov)
     ref, ref_bounds = missing_em_iterations(X, *params, "full", 3, 1e-6)
     model, seen = run_iterates(X, "full", params, 3)
-    worst = 0.0
-    for (rw, rm, rc), got in zip(ref, seen, strict=True):
-        for a, b in ((got.weights, rw), (got.means, rm), (got.covariances, rc)):
-            worst = max(worst, rel_diff(a, b))
-    assert worst < REF_RTOL, worst
-    np.testing.assert_allclose(model.lower_bounds_, ref_bounds, rtol=REF_RTOL)
+    assert_iterates_match(model, seen, ref, ref_bounds)
 
 
 def test_pruned_kernel_is_thread_independent(monkeypatch):
