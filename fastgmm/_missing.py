@@ -32,7 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _parallel
-from ._compute import RowHints, StatsWorkspace, compute_stats, point_outputs
+from ._compute import (
+    RowHints,
+    StatsWorkspace,
+    _precision_floor,
+    compute_stats,
+    point_outputs,
+)
 from ._params import GaussianParams
 from ._stats import SuffStats
 
@@ -331,16 +337,6 @@ def _kernel_params(params: GaussianParams) -> tuple:
     kind = "full" if ctype in ("full", "tied") else "diag"
     means = np.ascontiguousarray(params.means, dtype=np.float64)
     return kind, means, prec, np.ascontiguousarray(params.log_norm())
-
-
-def _precision_floor(prec: np.ndarray) -> np.ndarray:
-    """Lower bounds of the smallest eigenvalue of each ``U U^T``, shape (k,).
-
-    The smallest singular value of ``U`` squared, shrunk by one part in a
-    thousand so that rounding can never make the pruning bound too tight.
-    """
-    sv = np.linalg.svd(prec, compute_uv=False)
-    return np.ascontiguousarray(np.maximum(sv[:, -1], 0.0) ** 2 * 0.999)
 
 
 def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
