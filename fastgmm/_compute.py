@@ -139,7 +139,8 @@ def _dense_inputs(params: GaussianParams, dtype) -> DenseInputs:
     else:
         lam = np.broadcast_to(pc.reshape(k, -1) ** 2, (k, d))
         b = lam * e
-        quad = -0.5 * lam
+        # Spherical: one weight per component on the feature |z|^2.
+        quad = -0.5 * (lam[:, :1] if ctype == "spherical" else lam)
         offset = np.einsum("ka,ka->k", b, e)
         allowed = True
     wt = np.concatenate([b, quad], axis=1)
@@ -260,14 +261,14 @@ class StatsWorkspace:
 
 
 def dense_terms(covariance_type: str, n_features: int) -> int:
-    """Features per row of the dense path: ``d + d (d + 1) / 2`` (full), ``2 d`` (diag,
-    spherical), 0 where there is none (tied, or full beyond
-    :data:`DENSE_MAX_FEATURES_FULL`).
+    """Features per row of the dense path: ``d + d (d + 1) / 2`` (full), ``2 d`` (diag),
+    ``d + 1`` (spherical: ``z`` and ``|z|^2``), 0 where there is none (tied, or
+    full beyond :data:`DENSE_MAX_FEATURES_FULL`).
     """
     d = n_features
     if covariance_type == "full":
         return d + d * (d + 1) // 2 if d <= DENSE_MAX_FEATURES_FULL else 0
-    return 0 if covariance_type == "tied" else 2 * d
+    return {"tied": 0, "diag": 2 * d, "spherical": d + 1}[covariance_type]
 
 
 class RowHints:
@@ -403,6 +404,10 @@ def _dense_stats(ctype: str, g: np.ndarray, c: np.ndarray, shift: np.ndarray) ->
         s = np.zeros((k, d, d))
         s[:, iu, ju] = g[d:-1].T
         s[:, ju, iu] = g[d:-1].T
+    elif ctype == "spherical":
+        # Only the sum over features of the second moments was accumulated,
+        # and the spherical M-step uses no more: it is shared out evenly.
+        s = np.repeat(g[d][:, None] / d, d, axis=1)
     else:
         s = np.ascontiguousarray(g[d:-1].T)
     return SuffStats(ctype, np.broadcast_to(c, (k, d)).copy(), nk, t, s).recenter(shift)

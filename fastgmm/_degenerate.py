@@ -298,6 +298,9 @@ def data_scale(stats: SuffStats) -> float:
             mean = (nk[:, None] * stats.shift + t).sum(axis=0) / total
             dc = stats.shift - mean
             var = (sdiag + nk[:, None] * dc ** 2 + 2.0 * t * dc).sum(axis=0) / total
+            if stats.covariance_type == "spherical":
+                # Its statistics define only the sum over features.
+                var = np.full_like(var, var.mean())
         scale = float(np.mean(np.maximum(var, 0.0)))
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 

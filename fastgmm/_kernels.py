@@ -1339,8 +1339,8 @@ def _accumulate_diag(X, start, w, weighted, ls, shift, nk, t, s):
 #
 # With ``z = x - c`` about one shift ``c`` shared by all components (the
 # mixture's mean), the weighted log density of component ``k`` is linear in
-# the features ``phi(z) = [z, z_a z_b for a <= b]`` (diagonal and spherical
-# types: ``[z, z_a^2]``):
+# the features ``phi(z) = [z, z_a z_b for a <= b]`` (diagonal type:
+# ``[z, z_a^2]``; spherical: ``[z, |z|^2]``):
 #
 #     log_norm_k - (z - e_k)^T P_k (z - e_k) / 2
 #         = const_k + phi(z) . W_k,     e_k = mu_k - c,
@@ -1364,7 +1364,9 @@ def _gemm_features(X, start, m, shift, full, pt):
 
     Columns ``m ..`` are zero, so that whole-block products need no
     remainder handling.  ``full``: every product ``z_a z_b`` (``a <= b``, row
-    by row of the upper triangle); otherwise the squares only.
+    by row of the upper triangle); otherwise the squares ``z_a^2`` when ``pt``
+    has ``2 d`` rows (diagonal) or their sum ``|z|^2`` when it has ``d + 1``
+    (spherical; for ``d = 1`` the two coincide).
     """
     n_features = X.shape[1]
     rows = pt.shape[1]
@@ -1381,6 +1383,12 @@ def _gemm_features(X, start, m, shift, full, pt):
                 for i in range(rows):
                     pt[q, i] = pt[a, i] * pt[b, i]
                 q += 1
+    elif pt.shape[0] == n_features + 1:
+        for i in range(rows):
+            pt[q, i] = 0
+        for a in range(n_features):
+            for i in range(rows):
+                pt[q, i] += pt[a, i] * pt[a, i]
     else:
         for a in range(n_features):
             for i in range(rows):
@@ -1388,7 +1396,7 @@ def _gemm_features(X, start, m, shift, full, pt):
 
 
 @jit()
-def _gemm_block(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll, hint):
+def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint):
     """Dense E-step and statistics of the block of rows ``start .. start + m - 1``.
 
     Parameters
@@ -1398,11 +1406,9 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll,
         The block; ``m <= GEMM_ROWS``.
     shift : ndarray (d,), dtype of X
     wt : ndarray (k, p), dtype of X
-    wz : ndarray (k, d) or (0, d), dtype of X
-        Spherical models: ``wt[:, :d]``, contiguous.  Their squares' weights
-        ``wt[k, d:]`` are all equal, so the log densities take ``wz`` times
-        ``z`` and one weight times ``|z|^2``: an inner dimension of ``d``
-        instead of ``2 d`` in the first product.  Empty otherwise.
+        ``p`` is ``d + d (d + 1) / 2`` (full), ``2 d`` (diagonal) or ``d + 1``
+        (spherical, whose squares all carry one weight per component: the
+        features are ``z`` and ``|z|^2``).
     const : ndarray (k,) float64
         The model (see the section comment).
     full : bool
@@ -1427,21 +1433,7 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll,
     n_components, n_terms = wt.shape
     rows = pt.shape[1]
     _gemm_features(X, start, m, shift, full, pt)
-    if wz.shape[0] > 0:
-        n_features = wz.shape[1]
-        # |z|^2 per column, in rowsum until its own use below.
-        for i in range(rows):
-            rowsum[i] = 0.0
-        for a in range(n_features):
-            for i in range(rows):
-                rowsum[i] += pt[n_features + a, i]
-        np.dot(wz, pt[:n_features], lt)
-        for k in range(n_components):
-            qk = wt[k, n_features]
-            for i in range(rows):
-                lt[k, i] += qk * rowsum[i]
-    else:
-        np.dot(wt, pt, lt)
+    np.dot(wt, pt, lt)
     for i in range(m):
         rowmax[i] = -np.inf
         kbest[i] = 0
@@ -1527,7 +1519,7 @@ def _dense_next(dense, work, m, n_components, up, down):
 
 
 @jit()
-def _gemm_chunk(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll, hint, up,
+def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint, up,
                 down):
     """:func:`_gemm_block` over a chunk of any length, block by block.
 
@@ -1540,7 +1532,7 @@ def _gemm_chunk(X, start, m, w, weighted, shift, wt, wz, const, full, gs, g, ll,
         gs = _gemm_scratch(X, wt, True)
     kept = 0.0
     for b in range(0, m, GEMM_ROWS):
-        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt, wz,
+        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt,
                             const, full, gs, g, ll, hint)
     ll[2] += m
     return gs, _dense_next(True, kept, m, wt.shape[0], up, down)
@@ -1686,24 +1678,24 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     hinted = use_hint and pair_w.shape[0] > 0
-    no_wz = np.empty((0, X.shape[1]), dtype=wt.dtype)
+    # Scratch is overwritten before every use: one set serves all the groups.
+    mc = min(chunk_size, n_samples)
+    ls = _list_scratch(n_components, mc)
+    fs = _full_scratch(X, mc)
+    bs = _bucket_scratch(n_components, mc)
+    hs = _hint_scratch(n_components, mc, hinted)
+    ss = _full_stats_scratch(X, mc)
+    gs = _gemm_scratch(X, wt, False)
+    kmax = ls.kmax
     for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot)
         g_slot[g] = 0.0
         ll_slot[g] = 0.0
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(n_components, mc)
-        fs = _full_scratch(X, mc)
-        bs = _bucket_scratch(n_components, mc)
-        hs = _hint_scratch(n_components, mc, hinted)
-        ss = _full_stats_scratch(X, mc)
-        gs = _gemm_scratch(X, wt, False)
-        kmax = ls.kmax
         dense = dense_on and dense_first
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
-                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, no_wz, const, True,
+                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True,
                                         gs, g_slot[g], ll_slot[g], hint, dense_up, dense_down)
                 continue
             if hinted:
@@ -1795,7 +1787,7 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
     spherical : bool
     shift, wt, const, dense_on, dense_first, dense_up, dense_down
         The dense path, as in :func:`em_stats_full`, with ``p = 2 d``
-        (diagonal features for both types).
+        (diagonal) or ``d + 1`` (spherical).
     chunk_size : int
         Rows per chunk.
     group : int
@@ -1803,7 +1795,7 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
     nk_slot : ndarray (G, k) float64
     t_slot : ndarray (G, k, d) float64
     s_slot : ndarray (G, k, d) float64
-    g_slot : ndarray (G, 2 d + 1, k) float64 (unused when ``dense_on`` is False)
+    g_slot : ndarray (G, p + 1, k) float64 (unused when ``dense_on`` is False)
     ll_slot : ndarray (G, 4) float64
         Slot ``g`` receives the statistics of group ``g`` (see
         :func:`_accumulate_diag`; spherical models use the diagonal
@@ -1820,24 +1812,20 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
     n_components = means.shape[0]
     n_chunks = (n_samples + chunk_size - 1) // chunk_size
     no_hint = np.empty(0, dtype=np.int32)
-    n_features = X.shape[1]
-    if spherical and wt.shape[1] == 2 * n_features:
-        wz = np.ascontiguousarray(wt[:, :n_features])
-    else:
-        wz = np.empty((0, n_features), dtype=wt.dtype)
+    # Scratch is overwritten before every use: one set serves all the groups.
+    mc = min(chunk_size, n_samples)
+    ls = _list_scratch(n_components, mc)
+    ds = _dense_scratch(X, mc, False)
+    gs = _gemm_scratch(X, wt, False)
     for g in range(g_lo, g_hi):
         _clear_slots(g, nk_slot, t_slot, s_slot)
         g_slot[g] = 0.0
         ll_slot[g] = 0.0
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(n_components, mc)
-        ds = _dense_scratch(X, mc, False)
-        gs = _gemm_scratch(X, wt, False)
         dense = dense_on and dense_first
         for c in range(g * group, min(g * group + group, n_chunks)):
             start, m = _chunk_bounds(c, chunk_size, n_samples)
             if dense:
-                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, wz, const, False,
+                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False,
                                         gs, g_slot[g], ll_slot[g], no_hint, dense_up, dense_down)
                 continue
             _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)

@@ -27,7 +27,9 @@ class SuffStats:
     For component ``k`` with shift ``c_k`` and responsibilities ``r_ik``:
     ``nk[k] = sum_i w_i r_ik``, ``t[k] = sum_i w_i r_ik (x_i - c_k)`` and a
     second moment ``s`` about the shift: ``(k, d, d)`` for full, the
-    per-feature diagonal ``(k, d)`` for diag and spherical, and for tied the
+    per-feature diagonal ``(k, d)`` for diag and spherical (for spherical
+    only its sum over features is defined: the dense path accumulates that
+    sum alone and shares it out evenly), and for tied the
     responsibility-free scatter ``sum_i w_i (x_i - c)(x_i - c)^T`` ``(d, d)``
     about one common shift ``c`` (shape ``(d,)``).
 
@@ -211,7 +213,8 @@ def stats_shapes(covariance_type: str, n_components: int, n_features: int) -> tu
     """Shapes of ``nk``, ``t`` and ``s`` of :class:`SuffStats`.
 
     ``s`` is per component except for the tied type, and per feature (the
-    diagonal) for diag and spherical: the spherical M-step averages it.
+    diagonal) for diag and spherical: the spherical M-step uses only its sum
+    over features.
     """
     k, d = n_components, n_features
     s_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
