@@ -96,34 +96,8 @@ def candidate_potential(X, w, weighted, candidates, closest, chunk_size, slot, c
 
 
 @jit()
-def _sq_dist_to_center(xt, m, centers, k, out):
-    """``out[i] = ||xt[:, i] - centers[k]||^2`` for ``i < m`` (a transposed chunk).
-
-    The loop over rows is innermost so that it vectorises; four features per
-    pass cut the loads and stores of ``out`` (float64) to a quarter.
-    """
-    n_features = xt.shape[0]
-    for i in range(m):
-        out[i] = 0.0
-    e = 0
-    while e + 4 <= n_features:
-        c0, c1, c2, c3 = centers[k, e], centers[k, e + 1], centers[k, e + 2], centers[k, e + 3]
-        for i in range(m):
-            z0 = xt[e, i] - c0
-            z1 = xt[e + 1, i] - c1
-            z2 = xt[e + 2, i] - c2
-            z3 = xt[e + 3, i] - c3
-            out[i] += (z0 * z0 + z1 * z1) + (z2 * z2 + z3 * z3)
-        e += 4
-    for f in range(e, n_features):
-        cf = centers[k, f]
-        for i in range(m):
-            z = xt[f, i] - cf
-            out[i] += z * z
-
-
-@jit()
-def lloyd_step(X, w, weighted, centers, labels, chunk_size, sum_slot, count_slot, c_lo, c_hi):
+def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_size, sum_slot,
+               count_slot, c_lo, c_hi):
     """One Lloyd iteration over chunks ``c_lo:c_hi``: nearest centres, per-cluster sums.
 
     Parameters
@@ -132,6 +106,12 @@ def lloyd_step(X, w, weighted, centers, labels, chunk_size, sum_slot, count_slot
     w : ndarray (n,) float64, or length 0 when ``weighted`` is False
     weighted : bool
     centers : ndarray (k, d), dtype of X
+    shift : ndarray (d,), dtype of X
+        A point near the centres (their mean).
+    offsets_t : ndarray (d, k), dtype of X, C-contiguous
+        ``(centers - shift).T``.
+    cnorm : ndarray (k,) float64
+        ``||centers[k] - shift||^2``.
     labels : ndarray (n,) int64, written: the nearest centre of each row
         (the first of ties)
     chunk_size : int
@@ -146,35 +126,42 @@ def lloyd_step(X, w, weighted, centers, labels, chunk_size, sum_slot, count_slot
 
     Notes
     -----
+    The nearest centre of ``x`` minimises ``||c - s||^2 - 2 (x - s) . (c - s)``
+    (``s`` the shift), so a chunk's comparisons are one matrix product (BLAS,
+    on this thread).  About a shift near the centres the rounding error of
+    each value is about ``eps (||x - s||^2 + ||c - s||^2)``, which can only
+    swap centres whose distances tie to that accuracy.
+
     Thread-safe for disjoint chunk ranges; the caller folds the slots in
-    chunk order.  Each chunk is transposed once, and its distances to one
-    centre at a time are formed for all its rows together.
+    chunk order.
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     mc = min(chunk_size, n_samples)
-    xt = np.empty((n_features, mc), dtype=X.dtype)
-    d2 = np.empty(mc)
-    best_d2 = np.empty(mc)
-    best = np.empty(mc, dtype=np.int64)
+    # Rows past a short last chunk keep finite values from earlier chunks.
+    xs = np.zeros((mc, n_features), dtype=X.dtype)
+    dots = np.empty((mc, n_clusters), dtype=X.dtype)
+    best_k = np.empty(mc, dtype=np.int64)
     for c in range(c_lo, c_hi):
         start = c * chunk_size
         m = min(start + chunk_size, n_samples) - start
         for i in range(m):
             for e in range(n_features):
-                xt[e, i] = X[start + i, e]
-            best_d2[i] = np.inf
-            best[i] = 0
-        for k in range(n_clusters):
-            _sq_dist_to_center(xt, m, centers, k, d2)
-            for i in range(m):
-                closer = d2[i] < best_d2[i]
-                best_d2[i] = d2[i] if closer else best_d2[i]
-                best[i] = k if closer else best[i]
+                xs[i, e] = X[start + i, e] - shift[e]
+        np.dot(xs, offsets_t, dots)
+        for i in range(m):
+            b = 0
+            bv = np.inf
+            for k in range(n_clusters):
+                v = cnorm[k] - 2.0 * dots[i, k]
+                closer = v < bv
+                bv = v if closer else bv
+                b = k if closer else b
+            best_k[i] = b
         sum_slot[c] = 0.0
         count_slot[c] = 0.0
         for i in range(m):
-            b = best[i]
+            b = best_k[i]
             labels[start + i] = b
             wi = w[start + i] if weighted else 1.0
             count_slot[c, b] += wi

@@ -88,6 +88,34 @@ def test_weighted_kmeans_equals_kmeans_on_repeated_rows(monkeypatch):
     np.testing.assert_array_equal(labels_w, ref_labels)
 
 
+@pytest.mark.parametrize("dtype, offset", [(np.float64, 0.0), (np.float64, 1e6),
+                                           (np.float32, 0.0), (np.float32, 1e3)])
+def test_lloyd_assignments_are_the_nearest_centres(dtype, offset):
+    """The Lloyd step's labels and sums equal numpy's exact nearest centres, also far
+    from the origin (the kernel compares distances as one matrix product about the
+    centres' mean).  Rows whose two nearest centres tie to within the rounding of
+    that product are left out.
+    """
+    rng = np.random.default_rng(12)
+    X = (rng.normal(size=(3000, 7)) + offset).astype(dtype)
+    centers = X[rng.choice(3000, size=9, replace=False)] + np.asarray(0.1, dtype)
+    labels = np.empty(3000, dtype=np.int64)
+    sums, counts = _init._LloydStep(X, None, 9)(centers, labels)
+    X64, c64 = X.astype(np.float64), centers.astype(np.float64)
+    d2 = ((X64[:, None, :] - c64[None]) ** 2).sum(axis=2)
+    two = np.sort(d2, axis=1)[:, :2]
+    eps = np.finfo(dtype).eps
+    mid = c64.mean(axis=0)
+    scale = ((X64 - mid) ** 2).sum(axis=1) + ((c64 - mid) ** 2).sum(axis=1).max()
+    clear = two[:, 1] - two[:, 0] > 64 * eps * scale
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(labels[clear], nearest(X64, c64)[clear])
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=9))
+    want = np.stack([(X64[labels == j] - c64[j]).sum(axis=0) for j in range(9)])
+    np.testing.assert_allclose(sums, want, rtol=1e-6 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 1e-9)
+
+
 def test_weighted_mean_var_is_numpys_two_pass_answer_far_from_the_origin():
     """Weighted column means and biased variances, block by block, 1e8 from the origin
     (a one-pass E[x^2] - E[x]^2 would lose every digit there).

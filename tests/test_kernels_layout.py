@@ -35,7 +35,8 @@ DRIVER_PARAMETERS = {
     "fold": "slot n_used acc",
     "update_min_dist": "X center closest chunk_size c_lo c_hi",
     "candidate_potential": "X w weighted candidates closest chunk_size slot c_lo c_hi",
-    "lloyd_step": "X w weighted centers labels chunk_size sum_slot count_slot c_lo c_hi",
+    "lloyd_step": ("X w weighted centers shift offsets_t cnorm labels chunk_size sum_slot "
+                   "count_slot c_lo c_hi"),
 }
 
 MODULES = (_kernels, _kernels_kmeans)
