@@ -209,6 +209,12 @@ def time_fits(makers, X, iters, repeat=2, pause=0.3):
                                    if w.category.__name__ != "ConvergenceWarning")
     per_iter = {name: np.nan if name in failed else
                 (best[name, 1 + iters[name]] - best[name, 1]) / iters[name] for name in makers}
+    for name, value in per_iter.items():
+        if not value > 0 and name not in failed:
+            # The longer fit was not the slower one: the machine's noise
+            # exceeded the difference, and no per-iteration time can be given.
+            per_iter[name] = np.nan
+            notes[name].add("timing noise exceeded the difference: rerun with more repeats")
     return per_iter, {name: ", ".join(sorted(v)) for name, v in notes.items()}
 
 
