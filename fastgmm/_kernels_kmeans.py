@@ -8,7 +8,9 @@ the helper changed.  ``tests/test_kernels_layout.py`` checks this.
 
 Conventions are those of :mod:`fastgmm._kernels`: ``X`` is C-contiguous
 ``(n_samples, n_features)`` float32 or float64, distances are formed in the
-dtype of ``X`` and accumulated in float64, every kernel is serial, releases
+dtype of ``X`` and accumulated in float64 (the Lloyd step compares them
+through one matrix product per chunk, in the dtype of ``X``; see
+:func:`lloyd_step`), every kernel is serial, releases
 the GIL and processes the chunks ``c_lo:c_hi`` given as its last two
 arguments (:func:`fastgmm._parallel.run_groups` shares them between threads),
 and each chunk writes only its own rows or its own slot, which the caller
