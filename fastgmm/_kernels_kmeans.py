@@ -143,7 +143,6 @@ def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_s
     # Rows past a short last chunk keep finite values from earlier chunks.
     xs = np.zeros((mc, n_features), dtype=X.dtype)
     dots = np.empty((mc, n_clusters), dtype=X.dtype)
-    best_k = np.empty(mc, dtype=np.int64)
     for c in range(c_lo, c_hi):
         start = c * chunk_size
         m = min(start + chunk_size, n_samples) - start
@@ -151,6 +150,8 @@ def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_s
             for e in range(n_features):
                 xs[i, e] = X[start + i, e] - shift[e]
         np.dot(xs, offsets_t, dots)
+        sum_slot[c] = 0.0
+        count_slot[c] = 0.0
         for i in range(m):
             b = 0
             bv = np.inf
@@ -159,11 +160,6 @@ def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_s
                 closer = v < bv
                 bv = v if closer else bv
                 b = k if closer else b
-            best_k[i] = b
-        sum_slot[c] = 0.0
-        count_slot[c] = 0.0
-        for i in range(m):
-            b = best_k[i]
             labels[start + i] = b
             wi = w[start + i] if weighted else 1.0
             count_slot[c, b] += wi
