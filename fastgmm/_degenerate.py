@@ -47,9 +47,10 @@ import warnings
 
 import numpy as np
 
+from ._covariance import family
 from ._exceptions import DegenerateCovarianceError, DegenerateDataWarning
 from ._params import GaussianParams
-from ._stats import SuffStats, add_to_diagonal
+from ._stats import SuffStats
 
 #: Accepted values of the estimator's ``on_degenerate`` parameter.
 ON_DEGENERATE = ("warn", "raise", "ignore")
@@ -73,7 +74,6 @@ _GROWTH = 10.0
 _MAX_STEPS = 40
 
 _HALF_SHIFT = math.sqrt(2.0 / math.pi)  # mean of a half-normal, in sigmas
-_HALF_VAR = 1.0 - 2.0 / math.pi  # its variance, in sigma^2
 
 
 class _RunState:
@@ -150,14 +150,13 @@ class DegenerateRepair:
                     return params
                 if self.on_degenerate == "raise":
                     j = int(np.flatnonzero(singular)[0])
-                    where = ("the tied covariance" if stats.covariance_type == "tied"
-                             else f"component {j}")
+                    fam = family(stats.covariance_type)
                     raise DegenerateCovarianceError(
-                        f"ill-defined empirical covariance for {where} {_when(iteration)}: "
-                        "the matrix is numerically singular (collapsed component or too "
-                        "few distinct points). Increase reg_covar, decrease n_components, "
-                        "or use on_degenerate='warn' to repair it.",
-                        None if stats.covariance_type == "tied" else j)
+                        f"ill-defined empirical covariance for {fam.where(j)} "
+                        f"{_when(iteration)}: the matrix is numerically singular (collapsed "
+                        "component or too few distinct points). Increase reg_covar, decrease "
+                        "n_components, or use on_degenerate='warn' to repair it.",
+                        fam.component_index(j))
         if self.on_degenerate == "raise":
             j = int(np.flatnonzero(empty)[0])
             raise DegenerateCovarianceError(
@@ -175,7 +174,7 @@ class DegenerateRepair:
 
     def _run_state(self, iteration: int, k: int, covariance_type: str) -> _RunState:
         st = self._state
-        n_extra = 1 if covariance_type == "tied" else k
+        n_extra = family(covariance_type).n_covariances(k)
         if (iteration <= st.last_iteration or st.extra is None
                 or st.extra.shape[0] != n_extra or st.reseeds.shape[0] != k):
             st.extra = np.zeros(n_extra)
@@ -187,42 +186,42 @@ class DegenerateRepair:
 
     def _repair(self, stats: SuffStats, reg_covar: float, empty: np.ndarray,
                 state: _RunState) -> tuple[GaussianParams, list[str]]:
-        ctype = stats.covariance_type
+        fam = family(stats.covariance_type)
         weights, means, raw = stats.moments()
         k = weights.shape[0]
         healthy = ~empty
         events: list[str] = []
         base = _BASE_RELATIVE * data_scale(stats)
 
-        # Collapsed components: raise their diagonal regularisation.
-        if ctype == "tied":
-            extra, grown = _regularise(raw, ctype, reg_covar, state.extra[0], base, self.eps)
-            state.extra[0] = extra
-            cov = add_to_diagonal(raw, ctype, reg_covar + extra)
-            if grown:
-                events.append("the tied covariance was not positive definite, or singular "
+        # Collapsed components (or the shared covariance): raise their
+        # diagonal regularisation.
+        cov = np.empty_like(raw)
+        for j in range(fam.n_covariances(k)):
+            if empty[j] and not fam.shared:
+                continue
+            one = fam.component(raw, j)
+            extra, grown = _regularise(one, fam, reg_covar, state.extra[j], base, self.eps)
+            state.extra[j] = extra
+            fixed = fam.add_to_diagonal(one, reg_covar + extra)
+            if fam.shared:
+                cov = fixed
+            else:
+                cov[j] = fixed
+            if grown and fam.shared:
+                events.append(f"{fam.where(j)} was not positive definite, or singular "
                               "to rounding; its diagonal regularisation was raised by "
                               f"{extra:.3g}")
-        else:
-            cov = np.empty_like(raw)
-            for j in range(k):
-                if empty[j]:
-                    continue
-                extra, grown = _regularise(raw[j], ctype, reg_covar, state.extra[j], base,
-                                           self.eps)
-                state.extra[j] = extra
-                cov[j] = add_to_diagonal(raw[j], ctype, reg_covar + extra)
-                if grown:
-                    events.append(f"component {j} collapsed (covariance not positive "
-                                  "definite, or singular to rounding); its diagonal "
-                                  f"regularisation was raised by {extra:.3g}")
+            elif grown:
+                events.append(f"component {j} collapsed (covariance not positive "
+                              "definite, or singular to rounding); its diagonal "
+                              f"regularisation was raised by {extra:.3g}")
 
         # Empty components: re-seed (or split) a few times, then leave them.
         empties = np.flatnonzero(empty)
         if empties.size:
-            pooled = _pooled(weights, cov, healthy, ctype)
+            pooled = fam.pooled(weights, cov, healthy)
             for j in empties:
-                if ctype != "tied":
+                if not fam.shared:
                     cov[j] = pooled
             reseed = [int(j) for j in empties if state.reseeds[j] < MAX_RESEEDS]
             for j in empties:
@@ -230,13 +229,13 @@ class DegenerateRepair:
                     events.append(f"component {int(j)} is empty again after {MAX_RESEEDS} "
                                   "re-seeds and was left empty with the pooled covariance")
             if reseed:
-                events += (self._reseed_worst(weights, means, cov, healthy, reseed, ctype)
-                           or _split_heaviest(weights, means, cov, healthy, reseed, ctype))
+                events += (self._reseed_worst(weights, means, cov, healthy, reseed, fam)
+                           or _split_heaviest(weights, means, cov, healthy, reseed, fam))
                 state.reseeds[reseed] += 1
             weights = weights / weights.sum()
-        return GaussianParams.from_covariances(ctype, weights, means, cov), events
+        return GaussianParams.from_covariances(fam.name, weights, means, cov), events
 
-    def _reseed_worst(self, weights, means, cov, healthy, reseed, ctype) -> list[str]:
+    def _reseed_worst(self, weights, means, cov, healthy, reseed, fam) -> list[str]:
         """Move each component of ``reseed`` to one of the worst-explained rows.
 
         Returns the events, or an empty list (nothing changed) when the
@@ -245,8 +244,8 @@ class DegenerateRepair:
         if self.source is None:
             return []
         h_w = weights[healthy] / weights[healthy].sum()
-        h_cov = cov if ctype == "tied" else cov[healthy]
-        scorer = GaussianParams.from_covariances(ctype, h_w, means[healthy], h_cov)
+        h_cov = cov if fam.shared else cov[healthy]
+        scorer = GaussianParams.from_covariances(fam.name, h_w, means[healthy], h_cov)
         rows = self.source.worst_explained(scorer, len(reseed))
         if rows is None:
             return []
@@ -288,19 +287,17 @@ def data_scale(stats: SuffStats) -> float:
     total = nk.sum()
     if not total > 0:
         return 1.0
+    fam = family(stats.covariance_type)
     with np.errstate(all="ignore"):
-        if stats.covariance_type == "tied":
+        if fam.shared:
             m = t.sum(axis=0) / total
-            var = np.diag(stats.s) / total - m ** 2
+            var = fam.second_moment_diagonal(stats.s) / total - m ** 2
         else:
-            sdiag = (np.diagonal(stats.s, axis1=1, axis2=2)
-                     if stats.covariance_type == "full" else stats.s)
+            sdiag = fam.second_moment_diagonal(stats.s)
             mean = (nk[:, None] * stats.shift + t).sum(axis=0) / total
             dc = stats.shift - mean
-            var = (sdiag + nk[:, None] * dc ** 2 + 2.0 * t * dc).sum(axis=0) / total
-            if stats.covariance_type == "spherical":
-                # Its statistics define only the sum over features.
-                var = np.full_like(var, var.mean())
+            var = fam.feature_variances(
+                (sdiag + nk[:, None] * dc ** 2 + 2.0 * t * dc).sum(axis=0) / total)
         scale = float(np.mean(np.maximum(var, 0.0)))
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 
@@ -320,45 +317,27 @@ def numerically_singular(params: GaussianParams,
 
     Returns a boolean array, shape (k,), or (1,) for a tied covariance.
     """
-    ctype = params.covariance_type
-    if ctype not in ("full", "tied"):
-        return np.zeros(params.n_components, dtype=bool)
     tol = SINGULAR_FACTOR * params.n_features * eps
-    pc, cov = params.precisions_cholesky, params.covariances
-    if ctype == "tied":
-        pc, cov = pc[None], cov[None]
-    # The precision factor is L^-T: its diagonal is 1 / diag(L).
-    with np.errstate(all="ignore"):
-        share = 1.0 / (np.diagonal(pc, axis1=1, axis2=2) ** 2
-                       * np.diagonal(cov, axis1=1, axis2=2))
-    return ~(share.min(axis=1) > tol)
+    return params.family.numerically_singular(params.precisions_cholesky, params.covariances,
+                                              params.n_components, tol)
 
 
-def _is_spd(cov: np.ndarray, ctype: str, eps: float) -> bool:
-    """Positive definite and not singular to rounding (see :func:`numerically_singular`)."""
-    if not np.isfinite(cov).all():
-        return False
-    if ctype in ("full", "tied"):
-        try:
-            lower = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            return False
-        share = np.diag(lower) ** 2 / np.diag(cov)
-        return bool(share.min() > SINGULAR_FACTOR * cov.shape[0] * eps)
-    return bool(np.all(cov > 0))
-
-
-def _regularise(raw, ctype, reg_covar, extra, base, eps) -> tuple[float, bool]:
+def _regularise(raw, fam, reg_covar, extra, base, eps) -> tuple[float, bool]:
     """Smallest extra diagonal (growing by 10x from ``base``) that makes ``raw`` SPD.
 
-    Returns the extra amount and whether it had to grow beyond ``extra``.
+    ``raw`` is one component's covariance (or the shared one); SPD means
+    positive definite and not singular to rounding (see
+    :func:`numerically_singular`).  Returns the extra amount and whether it
+    had to grow beyond ``extra``.
     """
-    if _is_spd(add_to_diagonal(raw, ctype, reg_covar + extra), ctype, eps):
+    def spd(amount):
+        return fam.is_spd(fam.add_to_diagonal(raw, reg_covar + amount), SINGULAR_FACTOR, eps)
+
+    if spd(extra):
         return extra, False
     candidate = base
     for _ in range(_MAX_STEPS):
-        if candidate > extra and _is_spd(add_to_diagonal(raw, ctype, reg_covar + candidate),
-                                         ctype, eps):
+        if candidate > extra and spd(candidate):
             return candidate, True
         candidate *= _GROWTH
     raise DegenerateCovarianceError(
@@ -366,15 +345,7 @@ def _regularise(raw, ctype, reg_covar, extra, base, eps) -> tuple[float, bool]:
         f"regularisation of {candidate / _GROWTH:.3g}; the data may be too badly scaled")
 
 
-def _pooled(weights, cov, healthy, ctype):
-    """Weighted average covariance of the healthy components (SPD if they are)."""
-    if ctype == "tied":
-        return cov
-    w = weights[healthy] / weights[healthy].sum()
-    return np.tensordot(w, cov[healthy], axes=1)
-
-
-def _split_heaviest(weights, means, cov, healthy, reseed, ctype) -> list[str]:
+def _split_heaviest(weights, means, cov, healthy, reseed, fam) -> list[str]:
     """Fill each component of ``reseed`` by splitting the heaviest one in two.
 
     The two halves keep the parent's mass and match its moments: means at
@@ -385,23 +356,10 @@ def _split_heaviest(weights, means, cov, healthy, reseed, ctype) -> list[str]:
     alive = healthy.copy()
     for j in reseed:
         big = int(np.flatnonzero(alive)[np.argmax(weights[alive])])
-        c = cov if ctype == "tied" else cov[big]
-        if ctype in ("full", "tied"):
-            vals, vecs = np.linalg.eigh(c)
-            lam, v = float(vals[-1]), vecs[:, -1]
-        elif ctype == "diag":
-            f = int(np.argmax(c))
-            lam, v = float(c[f]), np.eye(means.shape[1])[f]
-        else:
-            lam, v = float(c), np.eye(means.shape[1])[0]
+        lam, v, half = fam.split(fam.component(cov, big), means.shape[1])
         step = _HALF_SHIFT * math.sqrt(lam) * v
-        if ctype == "full":
-            cov[big] = c - (1.0 - _HALF_VAR) * lam * np.outer(v, v)
-            cov[big] = 0.5 * (cov[big] + cov[big].T)
-        elif ctype == "diag":
-            cov[big] = c.copy()
-            cov[big][f] = _HALF_VAR * lam
-        if ctype != "tied":
+        if not fam.shared:
+            cov[big] = half
             cov[j] = cov[big]
         means[j] = means[big] - step
         means[big] = means[big] + step

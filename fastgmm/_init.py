@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _config
 from ._compute import resp_stats, weight_args
+from ._covariance import family
 from ._parallel import fold_slots, run_groups
 from ._params import GaussianParams
 from ._sources import uniform_rows
@@ -206,7 +207,8 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
     k = n_components
     # The data mean is only needed as the tied shift and as the centre of
     # random responsibilities.
-    need_mean = covariance_type == "tied" or init_params == "random"
+    shared = family(covariance_type).shared
+    need_mean = shared or init_params == "random"
     wmean = weighted_mean_var(X, w)[0] if need_mean else None
     if init_params == "random":
         def resp_block(lo, hi):
@@ -240,7 +242,7 @@ def initial_params(X: np.ndarray, w: np.ndarray | None, n_components: int,
             centers = seeds
         resp_block = None
         centers = centers.astype(np.float64)
-    shift = wmean if covariance_type == "tied" else centers
+    shift = wmean if shared else centers
     stats = resp_stats(X, w, resp_block, k, shift, covariance_type, labels=labels)
     params = stats.m_step(reg_covar) if repair is None else repair(stats, reg_covar, 0)
     if weights_init is not None:

@@ -419,11 +419,12 @@ def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs
     if split.incomplete is not None:
         part = incomplete_stats(split.incomplete, split.w_incomplete, params)
         total = part if total is None else total + part
-    if split.mid is not None and params.covariance_type == "full":
+    pruned = params.family.pruned
+    if split.mid is not None and pruned:
         part = incomplete_stats(split.mid, split.w_mid, params)
         total = part if total is None else total + part
     groups = split.patterns
-    if split.mid is not None and params.covariance_type != "full":
+    if split.mid is not None and not pruned:
         groups = groups + split.mid_patterns()
     for group in groups:
         part = pattern_stats(group, params)
@@ -433,17 +434,9 @@ def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs
 
 def marginal_params(params: GaussianParams, obs: np.ndarray) -> GaussianParams:
     """The mixture of the features ``obs`` (a marginal of a Gaussian mixture is one)."""
-    ctype = params.covariance_type
-    cov = params.covariances
-    if ctype == "full":
-        marg = cov[:, obs][:, :, obs]
-    elif ctype == "tied":
-        marg = cov[np.ix_(obs, obs)]
-    elif ctype == "diag":
-        marg = cov[:, obs]
-    else:
-        marg = cov
-    return GaussianParams.from_covariances(ctype, params.weights, params.means[:, obs], marg)
+    marg = params.family.marginal(params.covariances, obs)
+    return GaussianParams.from_covariances(params.covariance_type, params.weights,
+                                           params.means[:, obs], marg)
 
 
 def pattern_stats(group: PatternRows, params: GaussianParams) -> SuffStats:
@@ -458,61 +451,17 @@ def pattern_stats(group: PatternRows, params: GaussianParams) -> SuffStats:
     """
     ctype = params.covariance_type
     o, m = group.observed, group.missing
-    k, d = params.n_components, params.n_features
+    k = params.n_components
     marg = marginal_params(params, o)
-    if group.hints is None and ctype == "full":
+    if group.hints is None and params.family.pruned:
         group.hints = RowHints(group.X.shape[0])
     ws = group.workspace
     if ws is None or ws.covariance_type != ctype or ws.shapes[1] != (k, o.size):
         ws = group.workspace = StatsWorkspace(ctype, k, o.size, _parallel.n_threads(),
                                               group.X.shape[0])
     st = compute_stats(group.X, group.w, marg, ws, hints=group.hints)
-    nk = st.nk
-    t = np.zeros((k, d))
-    t[:, o] = st.t
-    cov = params.covariances
-    if ctype in ("diag", "spherical"):
-        s = np.zeros((k, d))
-        s[:, o] = st.s
-        var = cov[:, m] if ctype == "diag" else np.repeat(cov[:, None], m.size, axis=1)
-        s[:, m] = nk[:, None] * var
-        return SuffStats(ctype, params.means.copy(), nk, t, s, st.log_likelihood, st.weight,
-                         st.n_samples)
-    pc = marg.precisions_cholesky
-    if ctype == "full":
-        prec_oo = np.einsum("kij,klj->kil", pc, pc)
-        s_mo_cov = cov[:, m][:, :, o]
-        gain = s_mo_cov @ prec_oo                                    # (k, m, o)
-        cond = cov[:, m][:, :, m] - gain @ np.swapaxes(s_mo_cov, 1, 2)
-        t[:, m] = np.einsum("kmo,ko->km", gain, st.t)
-        s = np.zeros((k, d, d))
-        s_mo = gain @ st.s
-        s[:, o[:, None], o[None, :]] = st.s
-        s[:, m[:, None], o[None, :]] = s_mo
-        s[:, o[:, None], m[None, :]] = np.swapaxes(s_mo, 1, 2)
-        s_mm = s_mo @ np.swapaxes(gain, 1, 2) + nk[:, None, None] * cond
-        s[:, m[:, None], m[None, :]] = 0.5 * (s_mm + np.swapaxes(s_mm, 1, 2))
-        return SuffStats(ctype, params.means.copy(), nk, t, s, st.log_likelihood, st.weight,
-                         st.n_samples)
-    # Tied: about the common shift c, with x*_m - c_m = a_k + B (x_o - c_o).
-    shift = params.weights @ params.means
-    st = st.recenter(shift[o])
-    t[:, o] = st.t
-    s_mo_cov = cov[np.ix_(m, o)]
-    gain = s_mo_cov @ (pc @ pc.T)                                    # (m, o)
-    cond = cov[np.ix_(m, m)] - gain @ s_mo_cov.T
-    a = (params.means[:, m] - shift[m]) - (params.means[:, o] - shift[o]) @ gain.T  # (k, m)
-    t[:, m] = nk[:, None] * a + st.t @ gain.T
-    s = np.zeros((d, d))
-    s_mo = a.T @ st.t + gain @ st.s
-    s[np.ix_(o, o)] = st.s
-    s[np.ix_(m, o)] = s_mo
-    s[np.ix_(o, m)] = s_mo.T
-    cross = a.T @ (st.t @ gain.T)
-    s_mm = ((nk[:, None] * a).T @ a + cross + cross.T + gain @ st.s @ gain.T
-            + st.weight * cond)
-    s[np.ix_(m, m)] = 0.5 * (s_mm + s_mm.T)
-    return SuffStats(ctype, shift, nk, t, s, st.log_likelihood, st.weight, st.n_samples)
+    shift, t, s = params.family.lift_pattern(st, params, o, m, marg.precisions_cholesky)
+    return SuffStats(ctype, shift, st.nk, t, s, st.log_likelihood, st.weight, st.n_samples)
 
 
 def missing_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams) -> SuffStats:
@@ -703,29 +652,13 @@ def condition(params: GaussianParams, X_given: np.ndarray,
     from scipy import linalg
 
     check_finite_params(params)
-    ctype = params.covariance_type
     k, d = params.n_components, params.n_features
     target = np.setdiff1d(np.arange(d), given)
-    cov = params.covariances
-    if ctype == "full":
-        full = cov
-    elif ctype == "tied":
-        full = np.broadcast_to(cov, (k, d, d))
-    elif ctype == "diag":
-        full = np.einsum("kd,de->kde", cov, np.eye(d))
-    else:
-        full = cov[:, None, None] * np.eye(d)[None]
+    full = params.family.to_full(params.covariances, k, d)
     gg = full[:, given][:, :, given]
     mg = full[:, target][:, :, given]
     mm = full[:, target][:, :, target]
-    if ctype in ("full", "tied"):
-        marg_cov = gg if ctype == "full" else gg[0]
-    elif ctype == "diag":
-        marg_cov = cov[:, given]
-    else:
-        marg_cov = cov
-    marginal = GaussianParams.from_covariances(ctype, params.weights, params.means[:, given],
-                                               marg_cov)
+    marginal = marginal_params(params, given)
     log_prob = point_outputs(X_given, marginal, log_prob=True,
                              out_dtype=np.float64)["log_prob"]
     top = log_prob.max(axis=1, keepdims=True)

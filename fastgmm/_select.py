@@ -28,9 +28,9 @@ from scipy.special import xlogy
 
 from . import _em, _exceptions
 from ._compute import point_outputs
+from ._covariance import COVARIANCE_TYPES, family
 from ._estimator import GaussianMixture
 from ._parallel import thread_limit
-from ._params import COVARIANCE_TYPES
 from ._validation import (
     check_array,
     check_int,
@@ -455,7 +455,7 @@ def _score(model: GaussianMixture, X: np.ndarray,
 def _cost(cell: tuple[str, int], n_features: int) -> float:
     """Rough relative cost of a cell, to start the long ones first."""
     ctype, k = cell
-    per_component = n_features * n_features if ctype in ("full", "tied") else n_features
+    per_component = n_features * n_features if family(ctype).matrix else n_features
     return k * (per_component + 8.0)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._covariance import family
 from ._params import GaussianParams
 
 #: Added to every component's weight, as scikit-learn does, so that an empty
@@ -119,21 +120,8 @@ class SuffStats:
         new = np.array(shift, dtype=np.float64)
         if new.shape != self.shift.shape:
             raise ValueError(f"shift has shape {new.shape}, expected {self.shift.shape}")
-        delta = new - self.shift
         nk = self.nk
-        if self.covariance_type == "tied":
-            t_sum = self.t.sum(axis=0)
-            cross = np.outer(t_sum, delta)
-            s = self.s - cross - cross.T + nk.sum() * np.outer(delta, delta)
-            t = self.t - nk[:, None] * delta[None, :]
-        elif self.covariance_type == "full":
-            cross = self.t[:, :, None] * delta[:, None, :]
-            s = (self.s - cross - np.swapaxes(cross, 1, 2)
-                 + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
-            t = self.t - nk[:, None] * delta
-        else:
-            s = self.s - 2.0 * delta * self.t + nk[:, None] * delta ** 2
-            t = self.t - nk[:, None] * delta
+        t, s = family(self.covariance_type).recenter(self.shift, new, nk, self.t, self.s)
         return SuffStats(self.covariance_type, new, nk.copy(), t, s, self.log_likelihood,
                          self.weight, self.n_samples)
 
@@ -153,22 +141,9 @@ class SuffStats:
         covariances : ndarray
             In the shape of the covariance type, symmetric, without ``reg_covar``.
         """
-        ctype = self.covariance_type
         nk = self.nk + NK_EPS
         weights = nk / nk.sum()
-        off = self.t / nk[:, None]
-        if ctype == "tied":
-            means = self.shift[None, :] + off
-            cov = (self.s - (self.t.T / nk) @ self.t) / nk.sum()
-            cov = 0.5 * (cov + cov.T)
-        elif ctype == "full":
-            means = self.shift + off
-            cov = self.s / nk[:, None, None] - off[:, :, None] * off[:, None, :]
-            cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-        else:
-            means = self.shift + off
-            var = self.s / nk[:, None] - off ** 2
-            cov = var if ctype == "diag" else var.mean(axis=1)
+        means, cov = family(self.covariance_type).moments(self.shift, nk, self.t, self.s)
         return weights, means, cov
 
     def m_step(self, reg_covar: float = 1e-6) -> GaussianParams:
@@ -201,12 +176,7 @@ def add_to_diagonal(cov: np.ndarray, covariance_type: str, amount: float) -> np.
 
     ``cov`` is one covariance type's array or one component's slice of it.
     """
-    if covariance_type in ("full", "tied"):
-        out = cov.copy()
-        d = out.shape[-1]
-        out.reshape(-1, d * d)[:, :: d + 1] += amount
-        return out
-    return cov + amount
+    return family(covariance_type).add_to_diagonal(cov, amount)
 
 
 def stats_shapes(covariance_type: str, n_components: int, n_features: int) -> tuple:
@@ -217,6 +187,4 @@ def stats_shapes(covariance_type: str, n_components: int, n_features: int) -> tu
     over features.
     """
     k, d = n_components, n_features
-    s_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
-               "spherical": (k, d)}[covariance_type]
-    return (k,), (k, d), s_shape
+    return (k,), (k, d), family(covariance_type).stats_shape(k, d)

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ._covariance import FAMILIES
+
 __all__ = ["marginal_covariances", "plot_criterion", "plot_ellipses", "plot_labels",
            "plot_soft_assignments"]
 
@@ -104,17 +106,10 @@ def marginal_covariances(model, dims=(0, 1)) -> tuple[np.ndarray, np.ndarray]:
     k, d = means.shape
     i, j = _check_dims(dims, d)
     idx = np.array([i, j])
-    if ctype == "full":
-        cov2 = cov[:, idx[:, None], idx[None, :]]
-    elif ctype == "tied":
-        cov2 = np.broadcast_to(cov[np.ix_(idx, idx)], (k, 2, 2)).copy()
-    elif ctype == "diag":
-        cov2 = np.zeros((k, 2, 2))
-        cov2[:, 0, 0], cov2[:, 1, 1] = cov[:, i], cov[:, j]
-    elif ctype == "spherical":
-        cov2 = cov[:, None, None] * np.eye(2)
-    else:
+    fam = FAMILIES.get(ctype) if isinstance(ctype, str) else None
+    if fam is None:
         raise ValueError(f"unknown covariance_type {ctype!r}")
+    cov2 = np.array(fam.to_full(fam.marginal(cov, idx), k, 2))
     return means[:, idx].copy(), cov2
 
 
