@@ -24,14 +24,10 @@ from functools import reduce
 import numpy as np
 
 from ._compute import compute_stats, point_outputs
-from ._missing import (
-    check_missing_rows,
-    check_observed_features,
-    missing_point_outputs,
-    missing_stats,
-)
+from ._covariance import family
+from ._estep import COMPLETE, BlockCache, EStep
 from ._parallel import thread_limit
-from ._params import GaussianParams, covariance_shape
+from ._params import GaussianParams
 from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _Source, draw_seed, uniform_rows
 from ._stats import SuffStats
 from ._validation import (
@@ -75,54 +71,42 @@ def _as_rows_array(X, name: str = "X"):
 
 
 def _block_stats(xb, wb, params: GaussianParams, n_threads: int | None,
-                 missing: bool = False) -> SuffStats:
+                 estep: EStep = COMPLETE) -> SuffStats:
     xb = np.ascontiguousarray(xb)
     wb = None if wb is None else np.ascontiguousarray(wb, dtype=np.float64)
     # BLAS on one thread as in every fit: the dense E-step calls it from
     # each kernel thread.
     with thread_limit(n_threads):
-        if missing:
-            return missing_stats(xb, wb, params)
-        return compute_stats(xb, wb, params)
+        return estep.stats(estep.prepare(xb, wb), params, BlockCache(keep=False))
 
 
 def _sum_stats(*parts: SuffStats) -> SuffStats:
     return reduce(lambda a, b: a + b, parts)
 
 
-def _check_block_task(xb, wb, missing: bool = False, start: int = 0):
-    """``(X all finite, weights all finite, weights all >= 0, total weight, extra)``.
+def _check_block_task(xb, wb, estep: EStep = COMPLETE, start: int = 0):
+    """``(error about X or "", weights all finite, weights all >= 0, total weight, observed)``.
 
-    With ``missing``, the first entry is instead the error message about the
-    block's rows (``""``: none) and ``extra`` the count of observed values
-    per feature; otherwise ``extra`` is None.
+    ``observed`` is what the E-step counts of the block's observed values
+    per feature (None when it counts nothing); the error text names the
+    first row the E-step refuses.
     """
-    extra = None
-    if missing:
-        xb = np.asarray(xb)
-        try:
-            check_missing_rows(xb, start)
-            finite = ""
-        except ValueError as exc:
-            finite = str(exc)
-        extra = xb.shape[0] - np.isnan(xb).sum(axis=0)
-    else:
-        finite = bool(np.isfinite(xb).all())
+    xb = np.asarray(xb)
+    error = estep.block_error(xb, start)
+    observed = None if error else estep.observed(estep.prepare(xb, None, start))
     if wb is None:
-        return finite, True, True, float(xb.shape[0]), extra
+        return error, True, True, float(xb.shape[0]), observed
     with np.errstate(over="ignore"):
         total = float(wb.sum())
-    return finite, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), total, extra
+    return error, bool(np.isfinite(wb).all()), bool((wb >= 0).all()), total, observed
 
 
-def _point_block(xb, params: GaussianParams, what: str, missing: bool = False):
+def _point_block(xb, params: GaussianParams, what: str, estep: EStep = COMPLETE):
     xb = np.ascontiguousarray(xb)
-    if missing:
-        return missing_point_outputs(xb, params, **{what: True})[what]
-    if not np.isfinite(xb).all():
-        raise ValueError("X contains NaN or infinity; remove or impute non-finite values "
-                         "first")
-    return point_outputs(xb, params, **{what: True})[what]
+    error = estep.block_error(xb)
+    if error:
+        raise ValueError(error)
+    return estep.point(xb, params, **{what: True})[what]
 
 
 # ---------------------------------------------------------------------------
@@ -149,9 +133,6 @@ class DaskSource(_Source):
         parallel, one per worker thread.
     split_every : int, default=8
         Fan-in of the tree that adds the blocks' statistics.
-    missing : bool, default=False
-        NaN marks missing values (``missing='marginalize'`` of the
-        estimator, which sets it); otherwise NaN is an error.
 
     Notes
     -----
@@ -161,7 +142,7 @@ class DaskSource(_Source):
 
     def __init__(self, X, sample_weight=None, *,
                  init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
-                 parallel: bool = False, split_every: int = 8, missing: bool = False):
+                 parallel: bool = False, split_every: int = 8):
         dask, da = _import_dask()
         if not isinstance(X, da.Array):
             raise TypeError(f"X must be a dask.array.Array, got {type(X).__name__}")
@@ -189,7 +170,6 @@ class DaskSource(_Source):
         if not isinstance(split_every, (int, np.integer)) or split_every < 2:
             raise ValueError(f"split_every must be an integer >= 2, got {split_every!r}")
         self.X = X
-        self.missing = bool(missing)
         self.sample_weight = w
         self.dtype = np.dtype(X.dtype)
         self.init_sample_size = int(init_sample_size)
@@ -198,7 +178,8 @@ class DaskSource(_Source):
         self.split_every = int(split_every)
         self._x_blocks = list(X.to_delayed().ravel())
         self._w_blocks = (None if w is None else list(w.to_delayed().ravel()))
-        self._validated = False
+        #: The E-steps whose checks the rows have passed.
+        self._validated: set = set()
 
     @property
     def n_samples(self) -> int:
@@ -208,29 +189,26 @@ class DaskSource(_Source):
     def n_features(self) -> int:
         return int(self.X.shape[1])
 
-    def validate(self) -> None:
-        """One pass: finite values, non-negative weights with a positive sum."""
-        if self._validated:
+    def validate(self, estep: EStep = COMPLETE) -> None:
+        """One pass: values the E-step accepts, non-negative weights with a positive sum."""
+        if estep in self._validated:
             return
         dask, _ = _import_dask()
         check = dask.delayed(_check_block_task, pure=True)
         starts = np.r_[0, np.cumsum(self.X.chunks[0])[:-1]]
         parts = [check(xb, None if self._w_blocks is None else self._w_blocks[i],
-                       self.missing, int(starts[i]))
+                       estep, int(starts[i]))
                  for i, xb in enumerate(self._x_blocks)]
         results = dask.compute(*parts)
-        if self.missing:
-            for r in results:
-                if r[0]:
-                    raise ValueError(r[0])
-            check_observed_features(sum(r[4] for r in results), "X")
-        elif not all(r[0] for r in results):
-            raise ValueError("X contains NaN or infinity; remove or impute non-finite "
-                             "values first")
+        for r in results:
+            if r[0]:
+                raise ValueError(r[0])
+        seen = [r[4] for r in results if r[4] is not None]
+        estep.check_pass(sum(seen) if seen else None, "X")
         if self.sample_weight is not None:
             check_weight_values(all(r[1] for r in results), all(r[2] for r in results))
             check_weight_total(sum(r[3] for r in results))
-        self._validated = True
+        self._validated.add(estep)
 
     @staticmethod
     def warm_up(covariance_types=("full",)) -> None:
@@ -246,16 +224,19 @@ class DaskSource(_Source):
         """
         warm_up(covariance_types)
 
-    def stats(self, params: GaussianParams) -> SuffStats:
-        """Sufficient statistics of all blocks: a map and a tree reduction."""
+    def stats(self, params: GaussianParams, estep: EStep = COMPLETE) -> SuffStats:
+        """Sufficient statistics of all blocks: a map and a tree reduction.
+
+        Each block task carries the E-step (it pickles as its class).
+        """
         dask, _ = _import_dask()
-        self.validate()
+        self.validate(estep)
         # One task holds the parameters; every block task depends on it, so
         # each worker fetches them once per iteration.
         params_task = dask.delayed(params, traverse=False)
         block = dask.delayed(_block_stats, pure=True)
         parts = [block(xb, None if self._w_blocks is None else self._w_blocks[i],
-                       params_task, self._task_threads, self.missing)
+                       params_task, self._task_threads, estep)
                  for i, xb in enumerate(self._x_blocks)]
         add = dask.delayed(_sum_stats, pure=True)
         while len(parts) > 1:
@@ -264,16 +245,19 @@ class DaskSource(_Source):
         (total,) = dask.compute(parts[0])
         return total
 
-    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample(self, rng: np.random.RandomState,
+               estep: EStep = COMPLETE) -> tuple[np.ndarray, np.ndarray | None]:
         """A uniform sample of rows (computed) for initialisation.
 
         Parameters
         ----------
         rng : RandomState
             Not advanced (a seed is drawn from a copy).
+        estep : EStep
+            The rows are validated for it first.
         """
         dask, _ = _import_dask()
-        self.validate()
+        self.validate(estep)
         n = self.n_samples
         m = min(n, self.init_sample_size)
         if m == n:
@@ -294,7 +278,8 @@ class DaskSource(_Source):
 # ---------------------------------------------------------------------------
 
 
-def lazy_point(X, params: GaussianParams, what: str, n_features: int, missing: bool = False):
+def lazy_point(X, params: GaussianParams, what: str, n_features: int,
+               estep: EStep = COMPLETE):
     """Lazy per-row outputs of a Dask array, one task per block of rows.
 
     Parameters
@@ -304,8 +289,9 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int, missing: b
     what : {'labels', 'resp', 'score'}
     n_features : int
         The fitted number of features.
-    missing : bool
-        Rows with NaN get their marginal densities (else NaN is an error).
+    estep : EStep
+        Checks each block and computes its outputs (rows with NaN get their
+        marginal densities with the missing-data E-step).
 
     Returns
     -------
@@ -319,10 +305,10 @@ def lazy_point(X, params: GaussianParams, what: str, n_features: int, missing: b
     # ``meta`` spares Dask a trial call of the kernel on an empty block.
     if what == "resp":
         k = params.n_components
-        return X.map_blocks(_point_block, params, what, missing, dtype=X.dtype,
+        return X.map_blocks(_point_block, params, what, estep, dtype=X.dtype,
                             chunks=(X.chunks[0], (k,)), meta=np.empty((0, k), X.dtype))
     dtype = np.dtype(np.int64) if what == "labels" else X.dtype
-    return X.map_blocks(_point_block, params, what, missing, dtype=dtype, drop_axis=1,
+    return X.map_blocks(_point_block, params, what, estep, dtype=dtype, drop_axis=1,
                         meta=np.empty((0,), dtype))
 
 
@@ -340,9 +326,7 @@ def warm_up(covariance_types=("full",)) -> None:
     """
     X = np.random.default_rng(0).normal(size=(2048, 2))
     for ctype in covariance_types:
-        shape = covariance_shape(ctype, 2, 2)
-        cov = (np.ones(shape) if ctype in ("diag", "spherical")
-               else np.broadcast_to(np.eye(2), shape).copy())
+        cov = family(ctype).unit(2, 2)
         params = GaussianParams.from_covariances(ctype, np.full(2, 0.5), X[:2].copy(), cov)
         compute_stats(X, None, params)
         point_outputs(X, params, resp=True, score=True, labels=True)

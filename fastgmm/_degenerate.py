@@ -48,6 +48,7 @@ import warnings
 import numpy as np
 
 from ._covariance import family
+from ._estep import COMPLETE
 from ._exceptions import DegenerateCovarianceError, DegenerateDataWarning
 from ._params import GaussianParams
 from ._stats import SuffStats
@@ -106,6 +107,8 @@ class DegenerateRepair:
         heaviest component.  Its ``dtype`` (the kernels' compute dtype,
         float64 without a source) sets how close to singular a covariance
         may be.
+    estep : EStep, optional
+        The E-step of the fit, handed to ``source.worst_explained``.
 
     Notes
     -----
@@ -114,12 +117,13 @@ class DegenerateRepair:
     deterministic.
     """
 
-    def __init__(self, on_degenerate: str = "warn", source=None):
+    def __init__(self, on_degenerate: str = "warn", source=None, estep=None):
         if on_degenerate not in ON_DEGENERATE:
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {on_degenerate!r}")
         self.on_degenerate = on_degenerate
         self.source = source
+        self.estep = COMPLETE if estep is None else estep
         dtype = np.float64 if source is None else source.dtype
         self.eps = float(np.finfo(np.dtype(dtype)).eps)
         self._state = _RunState()
@@ -246,7 +250,7 @@ class DegenerateRepair:
         h_w = weights[healthy] / weights[healthy].sum()
         h_cov = cov if fam.shared else cov[healthy]
         scorer = GaussianParams.from_covariances(fam.name, h_w, means[healthy], h_cov)
-        rows = self.source.worst_explained(scorer, len(reseed))
+        rows = self.source.worst_explained(scorer, len(reseed), self.estep)
         if rows is None:
             return []
         events = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _exceptions
+from ._estep import COMPLETE
 from ._params import GaussianParams
 
 
@@ -99,7 +100,7 @@ class MaximumLikelihood:
 def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_covar: float,
            init: int = 0, prev_lower_bound: float = -np.inf, verbose: int = 0,
            verbose_interval: int = 10, callback: Callable | None = None,
-           repair: Callable | None = None, model=None) -> EMResult:
+           repair: Callable | None = None, model=None, estep=None) -> EMResult:
     """Iterate EM from ``params`` until the lower bound changes by less than ``tol``.
 
     Each iteration is one pass over the data (``source.stats``), which
@@ -134,7 +135,12 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
         ``model.m_step(stats, reg_covar, iteration)`` and
         ``model.lower_bound(stats, old_params, new_params)``; default
         ``MaximumLikelihood(repair)``.
+    estep : EStep, optional
+        The E-step the source runs on its rows (:mod:`fastgmm._estep`);
+        default :data:`~fastgmm._estep.COMPLETE`.
     """
+    if estep is None:
+        estep = COMPLETE
     if model is None:
         model = MaximumLikelihood(repair)
     elif repair is not None:
@@ -149,7 +155,7 @@ def run_em(source, params: GaussianParams, *, tol: float, max_iter: int, reg_cov
         print(f"Initialization {init}", file=sys.stderr)
     for n_iter in range(1, max_iter + 1):
         prev = lower_bound
-        stats = source.stats(params)
+        stats = source.stats(params, estep)
         log_lik = stats.mean_log_likelihood
         if not np.isfinite(log_lik):
             raise FloatingPointError(

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from . import _em, _exceptions, _missing, _sources
-from ._compute import compute_stats
 from ._degenerate import ON_DEGENERATE, DegenerateRepair
+from ._estep import block_stats
 from ._init import INIT_METHODS, Initializer
-from ._missing import check_missing_option, missing_point_outputs, missing_stats
+from ._missing import check_missing_option, estep_for
 from ._parallel import thread_limit
 from ._params import GaussianParams, check_covariance_type, covariance_shape
 from ._stats import SuffStats
@@ -312,18 +312,20 @@ class _MixtureBase:
                              f"{type(self).__name__}; impute the missing values first")
         return marginalize
 
+    def _estep(self, missing=None):
+        """The E-step of per-point outputs and statistics (``missing`` as in :meth:`predict`)."""
+        return estep_for("marginalize" if self._marginalize(missing) else "error")
+
     def _point(self, X, missing=None, **what) -> dict:
         """Per-point outputs for ``X`` (lazy Dask arrays for a Dask array)."""
         params = self._params()
-        marginalize = self._marginalize(missing)
+        estep = self._estep(missing)
         with thread_limit(self.n_threads):
-            if marginalize and not _sources.is_dask_array(X):
-                Xa = self._validate_predict_X(X, params.n_features, allow_nan=True)
-                return missing_point_outputs(Xa, params, **what)
             return _sources.per_point(
                 X, params, params.n_features,
-                lambda Xv: self._validate_predict_X(Xv, params.n_features),
-                missing=marginalize, **what)
+                lambda Xv: self._validate_predict_X(Xv, params.n_features,
+                                                    allow_nan=estep.allow_nan),
+                estep, **what)
 
     def predict(self, X, missing: str | None = None) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,).
@@ -737,17 +739,17 @@ class GaussianMixture(_MixtureBase):
         # Nothing is changed before the fit succeeds: a rejected fit leaves
         # the fitted and the online-EM state as they were.
         self._check_params()
-        marginalize = self.missing == "marginalize"
-        source = _sources.make_source(X, sample_weight, missing=marginalize)
-        source.validate()
+        estep = estep_for(self.missing)
+        source = _sources.make_source(X, sample_weight, estep)
+        source.validate(estep)
         k, d = self.n_components, source.n_features
         _check_enough_rows(source.n_samples, k)
         weights_init, means_init, precisions_init = self._check_init_arrays(d)
-        repair = DegenerateRepair(self.on_degenerate, source)
+        repair = DegenerateRepair(self.on_degenerate, source, estep)
         em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
                          reg_covar=float(self.reg_covar), verbose=int(self.verbose),
                          verbose_interval=int(self.verbose_interval),
-                         callback=self.callback, repair=repair)
+                         callback=self.callback, repair=repair, estep=estep)
         warm = self._warm(d)
         with thread_limit(self.n_threads):
             if warm:
@@ -757,10 +759,10 @@ class GaussianMixture(_MixtureBase):
                 rng = check_random_state(self.random_state)
                 xs = ws = None
                 if any(v is None for v in (weights_init, means_init, precisions_init)):
-                    xs, ws = source.sample(rng)
+                    xs, ws = source.sample(rng, estep)
                     whole = xs.shape[0] == source.n_samples
                     _check_positive_rows(xs, ws, k, whole=whole)
-                    if marginalize:
+                    if estep.allow_nan:
                         # k-means cannot take NaN: start from column means.
                         xs = _missing.mean_impute(
                             xs, ws, "X" if whole else "the initialisation sample")
@@ -772,7 +774,7 @@ class GaussianMixture(_MixtureBase):
         # Chunk iterators learn their row count on the first pass.
         _check_enough_rows(source.n_samples, k)
         self._store_result(result, source)
-        self._fit_missing = marginalize
+        self._fit_missing = estep.allow_nan
 
     # ------------------------------------------------------------------
     # sufficient statistics and online EM
@@ -809,13 +811,11 @@ class GaussianMixture(_MixtureBase):
         [0.0, 6.0]
         """
         params = self._params()
-        marginalize = self._marginalize(None)
-        Xa = self._validate_predict_X(X, params.n_features, allow_nan=marginalize)
+        estep = self._estep()
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=estep.allow_nan)
         w = check_sample_weight(sample_weight, Xa.shape[0])
         with thread_limit(self.n_threads):
-            if marginalize:
-                return missing_stats(Xa, w, params)
-            return compute_stats(Xa, w, params)
+            return block_stats(estep, Xa, w, params)
 
     def apply_stats(self, stats: SuffStats) -> GaussianMixture:
         """M-step: set the parameters from (merged) sufficient statistics.
@@ -891,14 +891,17 @@ class GaussianMixture(_MixtureBase):
         self._check_params()
         decay = self._check_online_params()
         running = getattr(self, "_online_stats", None)
-        marginalize = self.missing == "marginalize"
-        batch_stats = missing_stats if marginalize else compute_stats
+        estep = estep_for(self.missing)
+
+        def batch_stats(Xb, wb, params):
+            return block_stats(estep, Xb, wb, params)
+
         if running is None and not self.__sklearn_is_fitted__():
             # In-memory batches only: the running statistics are computed
             # from the very rows the first fit saw.
-            Xa = check_array(X, allow_nan=marginalize)
+            Xa = check_array(X, allow_nan=estep.allow_nan)
             w = check_sample_weight(sample_weight, Xa.shape[0])
-            self._fit(_sources.ArraySource(Xa, w, feature_names(X), missing=marginalize), None)
+            self._fit(_sources.ArraySource(Xa, w, feature_names(X)), None)
             with thread_limit(self.n_threads):
                 stats = batch_stats(Xa, w, self._params())
             self._online_stats = per_sample(stats)
@@ -907,11 +910,10 @@ class GaussianMixture(_MixtureBase):
         params = self._params()
         self._check_continues(params, "partial_fit",
                               "call fit to start afresh")
-        Xa = self._validate_predict_X(X, params.n_features, allow_nan=marginalize)
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=estep.allow_nan)
         w = check_sample_weight(sample_weight, Xa.shape[0])
         step = getattr(self, "n_steps_", 0) if running is not None else 0
-        repair = DegenerateRepair(self.on_degenerate,
-                                  _sources.ArraySource(Xa, w, missing=marginalize))
+        repair = DegenerateRepair(self.on_degenerate, _sources.ArraySource(Xa, w), estep)
 
         def m_step(stats):
             return repair(stats, float(self.reg_covar), step + 1)
@@ -927,7 +929,7 @@ class GaussianMixture(_MixtureBase):
                     running, Xa, w, params, rho, m_step, batch_stats)
         self.n_steps_ = step + 1
         self._online_stats = running
-        self._fit_missing = marginalize
+        self._fit_missing = estep.allow_nan
         self._set_fitted(new, self._fitted_dtype())
         self.lower_bound_ = float(mean_ll)
         return self

@@ -39,6 +39,7 @@ from ._compute import (
     compute_stats,
     point_outputs,
 )
+from ._estep import COMPLETE, BlockCache, EStep
 from ._params import GaussianParams
 from ._stats import SuffStats
 
@@ -225,6 +226,7 @@ class SplitRows:
     def __init__(self, X: np.ndarray, w: np.ndarray | None, start: int = 0):
         rows = check_missing_rows(X, start)
         self.n_samples = X.shape[0]
+        self.dtype = X.dtype
         self.weight = float(X.shape[0]) if w is None else float(w.sum())
         self.mid = self.w_mid = None
         self._mid_specs = []
@@ -467,6 +469,63 @@ def pattern_stats(group: PatternRows, params: GaussianParams) -> SuffStats:
 def missing_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams) -> SuffStats:
     """Statistics of rows that may hold NaN (:class:`SplitRows`, then :func:`split_stats`)."""
     return split_stats(SplitRows(X, w), params)
+
+
+# ---------------------------------------------------------------------------
+# The E-step
+# ---------------------------------------------------------------------------
+
+
+class Marginalize(EStep):
+    """The E-step of rows with missing (NaN) entries: exact, by marginalisation.
+
+    Rows without NaN go through the complete-data E-step unchanged (same
+    bits with the option on or off); see the module notes.
+    """
+
+    allow_nan = True
+
+    def check_block(self, X, start=0, name="X"):
+        check_missing_rows(X, start, name)
+
+    def prepare(self, X, w, start=0):
+        return SplitRows(X, w, start)
+
+    def stats(self, block: SplitRows, params, cache: BlockCache):
+        # Kept between passes, the hints are indexed by the block's complete
+        # rows, which stay in place; a source's view of a pass is indexed by
+        # the block's rows, which is the same only when the block has no NaN.
+        n_complete = 0 if block.complete is None else block.complete.shape[0]
+        ws = cache.workspace(params, max(n_complete, 1))
+        return split_stats(block, params, ws, cache.inputs(params, block.dtype), cache.hints(),
+                           hints_ok=cache.keep)
+
+    def observed(self, block: SplitRows):
+        return block.observed
+
+    def check_pass(self, observed, where="X", names=None):
+        if observed is not None:
+            check_observed_features(observed, where, names)
+
+    def seeds_from_rows(self, block: SplitRows) -> bool:
+        return not block.has_missing
+
+    def forget(self, block: SplitRows) -> None:
+        for group in block.patterns:
+            if group.hints is not None:
+                group.hints.valid = False
+
+    def point(self, X, params, **what):
+        return missing_point_outputs(X, params, **what)
+
+
+#: The missing-data E-step (``missing='marginalize'``).
+MARGINALIZE = Marginalize()
+
+
+def estep_for(missing: str) -> EStep:
+    """The E-step of a ``missing`` option value (validated)."""
+    return MARGINALIZE if check_missing_option(missing) == "marginalize" else COMPLETE
 
 
 # ---------------------------------------------------------------------------

@@ -7,20 +7,25 @@ with:
 ``n_samples``, ``n_features``, ``dtype``, ``feature_names``
     Rows (``None`` while unknown), columns, the compute dtype (float32 or
     float64), and column names when the data carried them.
-``validate()``
+``validate(estep)``
     Checks the data once (values, weights); a pass over it where needed.
 ``start_run()``
     Forgets what earlier passes left behind to save work (per-row hints),
     so that each EM run gives the same bits whatever ran before it.
-``stats(params) -> SuffStats``
+``stats(params, estep) -> SuffStats``
     The sufficient statistics of all rows under ``params``: one pass.
-``sample(rng) -> (X_sample, w_sample)``
+``sample(rng, estep) -> (X_sample, w_sample)``
     Rows for the initialisation: a uniform sample of at most
     ``init_sample_size`` rows (all rows, in order, when there are no more).
-``worst_explained(params, count)``
+``worst_explained(params, count, estep)``
     The ``count`` rows of lowest density under ``params`` (for re-seeding
     empty components), or ``None`` where finding them would cost a pass
     the source cannot afford.
+
+The E-step (:mod:`fastgmm._estep`: complete rows, or marginalising missing
+entries) is handed to every call that reads rows, default
+:data:`~fastgmm._estep.COMPLETE`: a source delivers blocks of rows and
+never knows which E-step runs on them.
 
 :class:`ArraySource` holds an in-memory array; :class:`MemmapSource` and
 :class:`IterableSource` read their rows block by block and add up the
@@ -39,9 +44,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import _config, _parallel
-from ._compute import RowHints, StatsWorkspace, compute_stats, kernel_inputs, point_outputs
-from ._missing import SplitRows, check_missing_rows, check_observed_features, split_stats
+from . import _config
+from ._compute import RowHints, point_outputs
+from ._estep import COMPLETE, BlockCache, EStep
 from ._params import GaussianParams
 from ._stats import SuffStats
 from ._validation import (
@@ -81,30 +86,17 @@ def draw_seed(rng: np.random.RandomState) -> int:
     return int(copy.deepcopy(rng).randint(np.iinfo(np.int32).max))
 
 
-def _check_block(xb: np.ndarray, dtype: np.dtype, start: int, name: str = "X",
-                 allow_nan: bool = False) -> np.ndarray:
-    """Native-order, C-contiguous block in ``dtype``; rejects NaN (unless allowed) and infinity."""
-    out = np.ascontiguousarray(xb, dtype=dtype).view(np.ndarray)
-    if allow_nan:
-        check_missing_rows(out, start, name)
-        return out
-    finite = np.isfinite(out)
-    if not finite.all():
-        row = start + int(np.argmin(finite.all(axis=1)))
-        what = "NaN" if np.isnan(out).any() else "infinity"
-        raise ValueError(f"{name} contains {what} (row {row}); remove or impute non-finite "
-                         "values first")
-    return out
+def _as_block(xb, dtype: np.dtype) -> np.ndarray:
+    """Native-order, C-contiguous block in ``dtype`` (a plain ndarray)."""
+    return np.ascontiguousarray(xb, dtype=dtype).view(np.ndarray)
 
 
 class _Source:
     """What every source shares: no column names, nothing to validate, no reseed rows."""
 
     feature_names: np.ndarray | None = None
-    #: Whether NaN marks missing values (``missing='marginalize'``) or is refused.
-    missing: bool = False
 
-    def validate(self) -> None:
+    def validate(self, estep: EStep = COMPLETE) -> None:
         """Nothing to check beyond what the constructor checked."""
 
     def start_run(self) -> None:
@@ -113,7 +105,7 @@ class _Source:
         if hints is not None:
             hints.valid = False
 
-    def worst_explained(self, params: GaussianParams, count: int):
+    def worst_explained(self, params: GaussianParams, count: int, estep: EStep = COMPLETE):
         """``None``: finding the worst-explained rows would cost a pass over the data."""
         return None
 
@@ -146,68 +138,62 @@ class ArraySource(_ArrayShape, _Source):
     sample_weight : ndarray (n,) float64 or None, validated
     feature_names : ndarray of str, optional
         Column names of the data the user passed.
-    missing : bool, default=False
-        NaN marks missing values (validated here: no row all NaN, every
-        feature observed somewhere).  The rows are then split once into
-        complete rows and rows with NaN (a copy of the data).
+
+    Notes
+    -----
+    What an E-step prepares from the rows (for missing data, the rows
+    grouped by pattern: a copy of the rows with NaN) is made on first use
+    and kept, with the E-step's workspace and per-row hints, for every later
+    pass with that E-step.
     """
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None,
-                 feature_names: np.ndarray | None = None, missing: bool = False):
+                 feature_names: np.ndarray | None = None):
         self.X = X
         self.sample_weight = sample_weight
         self.feature_names = feature_names
-        self.missing = bool(missing)
-        self._workspace: StatsWorkspace | None = None
-        self._hints: RowHints | None = None
-        self._split: SplitRows | None = None
-        if self.missing:
-            split = SplitRows(X, sample_weight)
-            check_observed_features(split.observed, "X", feature_names)
-            if split.has_missing:
-                self._split = split
+        self._caches: dict[EStep, BlockCache] = {}
 
     @property
     def dtype(self):
         return self.X.dtype
 
+    def _cache(self, estep: EStep) -> BlockCache:
+        """The E-step's cache of the rows, preparing them on first use."""
+        cache = self._caches.get(estep)
+        if cache is None:
+            cache = BlockCache(keep=True)
+            cache.prepared = estep.prepare(self.X, self.sample_weight)
+            self._caches[estep] = cache
+        return cache
+
+    def validate(self, estep: EStep = COMPLETE) -> None:
+        """Prepare the rows for ``estep`` and check that they are enough for a fit."""
+        cache = self._cache(estep)
+        estep.check_pass(estep.observed(cache.prepared), "X", self.feature_names)
+
     def start_run(self) -> None:
         """Drop the per-row hints of earlier passes (they only save work)."""
-        super().start_run()
-        split = self._split
-        if split is not None:
-            for group in split.patterns:
-                if group.hints is not None:
-                    group.hints.valid = False
+        for estep, cache in self._caches.items():
+            cache.forget()
+            estep.forget(cache.prepared)
 
-    def stats(self, params: GaussianParams) -> SuffStats:
+    def stats(self, params: GaussianParams, estep: EStep = COMPLETE) -> SuffStats:
         """Sufficient statistics of all rows under ``params``.
 
-        The slots and the per-row hints of the full-covariance E-step are
-        kept between calls with parameters of the same shape.
+        The slots and the per-row hints of the E-step are kept between calls
+        with parameters of the same shape.
         """
-        ws = self._workspace
-        split = self._split
-        if (ws is None or ws.covariance_type != params.covariance_type
-                or ws.shapes[1] != (params.n_components, params.n_features)):
-            n_complete = self.X.shape[0] if split is None else (
-                0 if split.complete is None else split.complete.shape[0])
-            ws = self._workspace = StatsWorkspace(
-                params.covariance_type, params.n_components, params.n_features,
-                _parallel.n_threads(), max(n_complete, 1))
-            self._hints = RowHints(max(n_complete, 1))
-        if split is not None:
-            # The hints are indexed by the complete rows, which stay in place.
-            return split_stats(split, params, ws, kernel_inputs(params, self.X.dtype),
-                               self._hints, hints_ok=True)
-        return compute_stats(self.X, self.sample_weight, params, ws,
-                             kernel_inputs(params, self.X.dtype), self._hints)
+        cache = self._cache(estep)
+        return estep.stats(cache.prepared, params, cache)
 
-    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample(self, rng: np.random.RandomState,
+               estep: EStep = COMPLETE) -> tuple[np.ndarray, np.ndarray | None]:
         """All rows: the initialisation subsamples them itself where it pays."""
         return self.X, self.sample_weight
 
-    def worst_explained(self, params: GaussianParams, count: int) -> list[tuple[int, np.ndarray]]:
+    def worst_explained(self, params: GaussianParams, count: int,
+                        estep: EStep = COMPLETE) -> list[tuple[int, np.ndarray]] | None:
         """``count`` rows of lowest density under ``params``, distinct where possible.
 
         Rows of zero weight are never chosen; once a row is chosen, every row
@@ -218,7 +204,7 @@ class ArraySource(_ArrayShape, _Source):
         -------
         list of (row index, row)
         """
-        if self._split is not None:
+        if not estep.seeds_from_rows(self._cache(estep).prepared):
             # A row with NaN cannot seed a mean: split the heaviest component instead.
             return None
         X = self.X
@@ -246,7 +232,8 @@ class _BlockSource(_Source):
     _hints: RowHints | None = None
     _hints_key: tuple | None = None
 
-    def _blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+    def _blocks(self, estep: EStep) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+        """``(X_block, w_block, first row)`` in order, checked for ``estep``."""
         raise NotImplementedError
 
     def _row_hints(self, params: GaussianParams) -> RowHints | None:
@@ -256,7 +243,7 @@ class _BlockSource(_Source):
         int32 per row) fit in :data:`fastgmm._config.HINT_BUDGET_BYTES`, so
         that memory stays bounded whatever the number of rows.
         """
-        if not self._same_rows_each_pass or params.covariance_type != "full":
+        if not self._same_rows_each_pass or not params.family.pruned:
             return None
         n = self.n_samples
         if n is None or 4 * n > _config.HINT_BUDGET_BYTES:
@@ -266,32 +253,28 @@ class _BlockSource(_Source):
             self._hints, self._hints_key = RowHints(n), key
         return self._hints
 
-    def stats(self, params: GaussianParams) -> SuffStats:
+    def stats(self, params: GaussianParams, estep: EStep = COMPLETE) -> SuffStats:
         """Sufficient statistics of all rows under ``params`` (one pass).
 
         Blocks are visited in order and their statistics added in that
         order, so the result does not depend on timing or thread count (nor
         on the hints, which only save work).
         """
-        ws = StatsWorkspace(params.covariance_type, params.n_components,
-                            params.n_features, _parallel.n_threads())
-        inputs = kernel_inputs(params, self.dtype)
+        cache = BlockCache(keep=False)
         hints = self._row_hints(params)
         total = None
         observed = None
-        for xb, wb, lo in self._blocks():
-            block_hints = None if hints is None else hints.rows(lo, xb.shape[0])
-            if self.missing:
-                split = SplitRows(xb, wb, lo)
-                observed = split.observed if observed is None else observed + split.observed
-                part = split_stats(split, params, ws, inputs, block_hints)
-            else:
-                part = compute_stats(xb, wb, params, ws, inputs, block_hints)
+        for xb, wb, lo in self._blocks(estep):
+            cache.row_hints = None if hints is None else hints.rows(lo, xb.shape[0])
+            block = estep.prepare(xb, wb, lo)
+            seen = estep.observed(block)
+            if seen is not None:
+                observed = seen if observed is None else observed + seen
+            part = estep.stats(block, params, cache)
             total = part if total is None else total + part
         if total is None:
             raise ValueError("the data source yielded no rows")
-        if observed is not None:
-            check_observed_features(observed, "X")
+        estep.check_pass(observed, "X")
         if hints is not None:
             hints.valid = True
         return total
@@ -328,9 +311,6 @@ class MemmapSource(_ArrayShape, _BlockSource):
     init_sample_size : int, default=100_000
         Rows drawn uniformly (without replacement) for the initialisation;
         all rows, in order, when there are no more.
-    missing : bool, default=False
-        NaN marks missing values (``missing='marginalize'`` of the
-        estimator, which sets it); otherwise NaN is an error.
 
     Notes
     -----
@@ -344,8 +324,7 @@ class MemmapSource(_ArrayShape, _BlockSource):
     _same_rows_each_pass = True
 
     def __init__(self, X, sample_weight=None, *, block_size: int | None = None,
-                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE, missing: bool = False):
-        self.missing = bool(missing)
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE):
         if isinstance(X, (str, os.PathLike)):
             path = os.fspath(X)
             if not path.endswith(".npy"):
@@ -382,20 +361,22 @@ class MemmapSource(_ArrayShape, _BlockSource):
             raise ValueError("init_sample_size must be a positive integer, got "
                              f"{init_sample_size!r}")
         self.init_sample_size = int(init_sample_size)
-        self._validated = False
+        #: The E-steps whose checks a whole pass over the rows has passed.
+        self._validated: set = set()
+        self._weights_checked = False
         self._maps = [m for m in (_mmap_of(X), _mmap_of(sample_weight)) if m is not None]
 
     def _release(self) -> None:
         for mm in self._maps:
             _drop_pages(mm)
 
-    def validate(self) -> None:
+    def validate(self, estep: EStep = COMPLETE) -> None:
         """Check the weights now, a pass over them alone; the rows wait for the first pass.
 
         The initialisation already weighs its sample, so weights whose total
         is zero or overflows must be refused before it, by name.
         """
-        if self.sample_weight is None or self._validated:
+        if self.sample_weight is None or self._weights_checked:
             return
         n, total = self.n_samples, 0.0
         try:
@@ -407,22 +388,22 @@ class MemmapSource(_ArrayShape, _BlockSource):
         finally:
             self._release()
         check_weight_total(total)
+        self._weights_checked = True
 
-    def _rows(self, lo: int, hi: int, check: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        xb = self.X[lo:hi]
-        if check:
-            xb = _check_block(xb, self.dtype, lo, allow_nan=self.missing)
-        else:
-            xb = np.ascontiguousarray(xb, dtype=self.dtype).view(np.ndarray)
+    def _rows(self, lo: int, hi: int, check: EStep | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``lo:hi`` and their weights, checked for the E-step ``check`` (None: not)."""
+        xb = _as_block(self.X[lo:hi], self.dtype)
+        if check is not None:
+            check.check_block(xb, lo)
         wb = None
         if self.sample_weight is not None:
             wb = self.sample_weight[lo:hi]
-            wb = (check_weight_block(wb, hi - lo, lo) if check
+            wb = (check_weight_block(wb, hi - lo, lo) if check is not None
                   else np.array(wb, dtype=np.float64))
         return xb, wb
 
-    def _blocks(self):
-        check = not self._validated
+    def _blocks(self, estep):
+        check = None if estep in self._validated else estep
         n = self.n_samples
         total_w = 0.0
         try:
@@ -437,18 +418,22 @@ class MemmapSource(_ArrayShape, _BlockSource):
                 self._release()
         finally:
             self._release()
-        if check:
+        if check is not None:
             if self.sample_weight is not None:
                 check_weight_total(total_w)
-            self._validated = True
+                self._weights_checked = True
+            self._validated.add(estep)
 
-    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample(self, rng: np.random.RandomState,
+               estep: EStep = COMPLETE) -> tuple[np.ndarray, np.ndarray | None]:
         """A uniform sample of rows for initialisation, read block by block.
 
         Parameters
         ----------
         rng : RandomState
             Not advanced (a seed is drawn from a copy).
+        estep : EStep
+            Checks the rows read.
 
         Returns
         -------
@@ -476,7 +461,7 @@ class MemmapSource(_ArrayShape, _BlockSource):
                     count = b - a
                     if count == 0:
                         continue
-                xb, wb = self._rows(lo, hi, check=True)
+                xb, wb = self._rows(lo, hi, estep)
                 xs[filled:filled + count] = xb[sel]
                 if ws is not None:
                     ws[filled:filled + count] = wb[sel]
@@ -525,9 +510,6 @@ class IterableSource(_BlockSource):
     init_sample_size : int, default=100_000
         Size of the uniform reservoir sample used for initialisation (one
         extra pass); all rows, in order, when there are no more.
-    missing : bool, default=False
-        NaN marks missing values (``missing='marginalize'`` of the
-        estimator, which sets it); otherwise NaN is an error.
 
     Notes
     -----
@@ -537,7 +519,7 @@ class IterableSource(_BlockSource):
     """
 
     def __init__(self, chunks: Callable[[], Iterable], *,
-                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE, missing: bool = False):
+                 init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE):
         if not callable(chunks):
             raise TypeError(f"chunks must be a callable returning an iterator of arrays, "
                             f"got {type(chunks).__name__}")
@@ -546,7 +528,6 @@ class IterableSource(_BlockSource):
                              f"{init_sample_size!r}")
         self.chunks = chunks
         self.init_sample_size = int(init_sample_size)
-        self.missing = bool(missing)
         self.dtype: np.dtype | None = None
         self._n_features: int | None = None
         self._n_samples: int | None = None
@@ -560,13 +541,14 @@ class IterableSource(_BlockSource):
     @property
     def n_features(self) -> int:
         if self._n_features is None:
-            for _ in self._iter_chunks(count=False):
+            for _ in self._iter_chunks(None, count=False):
                 break
             if self._n_features is None:
                 raise ValueError("the chunk factory yielded no rows")
         return self._n_features
 
-    def _iter_chunks(self, count: bool = True):
+    def _iter_chunks(self, estep: EStep | None, count: bool = True):
+        """The chunks as ``(X, w, first row)``, checked for ``estep`` (None: shapes only)."""
         it = self.chunks()
         try:
             it = iter(it)
@@ -583,9 +565,11 @@ class IterableSource(_BlockSource):
                 xc, wc = item
             else:
                 xc, wc = item, None
-            xc = check_array(xc, name=f"chunk {i}", min_samples=0, allow_nan=self.missing)
-            if self.missing:
-                check_missing_rows(xc, n, f"chunk {i}")
+            xc = check_array(xc, name=f"chunk {i}", min_samples=0,
+                             allow_nan=estep is None or estep.allow_nan)
+            if estep is not None and estep.allow_nan:
+                # check_array refused NaN for the others, and infinity for all.
+                estep.check_block(xc, n, f"chunk {i}")
             rows = xc.shape[0]
             if self._n_features is None:
                 self._n_features = xc.shape[1]
@@ -622,16 +606,19 @@ class IterableSource(_BlockSource):
                              f"{self._n_samples} before; chunks() must return the same data "
                              "on every call")
 
-    def _blocks(self):
-        return self._iter_chunks()
+    def _blocks(self, estep):
+        return self._iter_chunks(estep)
 
-    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample(self, rng: np.random.RandomState,
+               estep: EStep = COMPLETE) -> tuple[np.ndarray, np.ndarray | None]:
         """A uniform reservoir sample of rows (one pass over the chunks).
 
         Parameters
         ----------
         rng : RandomState
             Not advanced (a seed is drawn from a copy).
+        estep : EStep
+            Checks the rows read.
 
         Returns
         -------
@@ -642,7 +629,7 @@ class IterableSource(_BlockSource):
         gen = np.random.default_rng(draw_seed(rng))
         res_x = res_w = None
         filled = 0
-        for xc, wc, lo in self._iter_chunks():
+        for xc, wc, lo in self._iter_chunks(estep):
             if res_x is None:
                 res_x = np.empty((size, xc.shape[1]), dtype=xc.dtype)
                 res_w = None if wc is None else np.empty(size)
@@ -688,56 +675,45 @@ def is_source(obj) -> bool:
     return callable(getattr(obj, "stats", None)) and callable(getattr(obj, "sample", None))
 
 
-def make_source(X, sample_weight=None, missing: bool = False):
-    """The source for what the user passed as ``X`` (validated).
+def make_source(X, sample_weight=None, estep: EStep = COMPLETE):
+    """The source for what the user passed as ``X`` (validated for ``estep``).
 
     An array-like gives an :class:`ArraySource` (validated by
     :func:`~fastgmm._validation.check_array`), ``str``/``os.PathLike``
     (``.npy``) and :class:`numpy.memmap` a :class:`MemmapSource`, a callable
     an :class:`IterableSource`, a Dask array a
-    :class:`fastgmm._dask.DaskSource`; a source is returned as is (with
-    ``missing``, its own ``missing`` attribute is switched on: NaN marks
-    missing values).
+    :class:`fastgmm._dask.DaskSource`; a source is returned as it is (the
+    E-step is handed to each of its calls, so it needs no change).
     """
     if is_source(X):
         if sample_weight is not None:
             raise ValueError("sample_weight must be given to the data source itself, "
                              "not to fit, when X is a data source")
-        if missing and not getattr(X, "missing", False):
-            if not hasattr(X, "missing"):
-                raise ValueError(f"the data source {type(X).__name__} cannot take missing "
-                                 "values")
-            X = copy.copy(X)
-            X.missing = True
-            if isinstance(X, ArraySource):
-                X = ArraySource(X.X, X.sample_weight, X.feature_names, missing=True)
         return X
     if isinstance(X, (str, os.PathLike, np.memmap)):
-        return MemmapSource(X, sample_weight, missing=missing)
+        return MemmapSource(X, sample_weight)
     if is_dask_array(X):
         from ._dask import DaskSource
-        return DaskSource(X, sample_weight, missing=missing)
+        return DaskSource(X, sample_weight)
     if callable(X) and not isinstance(X, np.ndarray) and not hasattr(X, "__array__"):
         if sample_weight is not None:
             raise ValueError("sample_weight cannot be given with a chunk factory; yield "
                              "(X_chunk, weight_chunk) tuples instead")
-        return IterableSource(X, missing=missing)
-    Xa = check_array(X, allow_nan=missing)
-    return ArraySource(Xa, check_sample_weight(sample_weight, Xa.shape[0]), feature_names(X),
-                       missing=missing)
+        return IterableSource(X)
+    Xa = check_array(X, allow_nan=estep.allow_nan)
+    return ArraySource(Xa, check_sample_weight(sample_weight, Xa.shape[0]), feature_names(X))
 
 
 def per_point(X, params: GaussianParams, n_features: int, validate: Callable,
-              missing: bool = False, **what) -> dict:
+              estep: EStep = COMPLETE, **what) -> dict:
     """Per-point outputs (``labels``, ``resp``, ``score``) for what the user passed.
 
-    A Dask array gives lazy Dask arrays, one task per block of rows (rows
-    with NaN scored by their marginal densities when ``missing``); anything
-    else goes through ``validate`` (which returns a checked array) and
-    :func:`fastgmm._compute.point_outputs`.
+    A Dask array gives lazy Dask arrays, one task per block of rows;
+    anything else goes through ``validate`` (which returns a checked array)
+    and the E-step's :meth:`~fastgmm._estep.EStep.point`.
     """
     if is_dask_array(X):
         from ._dask import lazy_point
 
-        return {key: lazy_point(X, params, key, n_features, missing=missing) for key in what}
-    return point_outputs(validate(X), params, **what)
+        return {key: lazy_point(X, params, key, n_features, estep) for key in what}
+    return estep.point(validate(X), params, **what)
