@@ -71,13 +71,13 @@ def _as_rows_array(X, name: str = "X"):
 
 
 def _block_stats(xb, wb, params: GaussianParams, n_threads: int | None,
-                 estep: EStep = COMPLETE) -> SuffStats:
+                 estep: EStep = COMPLETE, start: int = 0) -> SuffStats:
     xb = np.ascontiguousarray(xb)
     wb = None if wb is None else np.ascontiguousarray(wb, dtype=np.float64)
     # BLAS on one thread as in every fit: the dense E-step calls it from
     # each kernel thread.
     with thread_limit(n_threads):
-        return estep.stats(estep.prepare(xb, wb), params, BlockCache(keep=False))
+        return estep.stats(estep.prepare(xb, wb, start), params, BlockCache(keep=False))
 
 
 def _sum_stats(*parts: SuffStats) -> SuffStats:
@@ -189,13 +189,17 @@ class DaskSource(_Source):
     def n_features(self) -> int:
         return int(self.X.shape[1])
 
+    def _starts(self) -> np.ndarray:
+        """Index of the first row of each block."""
+        return np.r_[0, np.cumsum(self.X.chunks[0])[:-1]]
+
     def validate(self, estep: EStep = COMPLETE) -> None:
         """One pass: values the E-step accepts, non-negative weights with a positive sum."""
         if estep in self._validated:
             return
         dask, _ = _import_dask()
         check = dask.delayed(_check_block_task, pure=True)
-        starts = np.r_[0, np.cumsum(self.X.chunks[0])[:-1]]
+        starts = self._starts()
         parts = [check(xb, None if self._w_blocks is None else self._w_blocks[i],
                        estep, int(starts[i]))
                  for i, xb in enumerate(self._x_blocks)]
@@ -235,8 +239,9 @@ class DaskSource(_Source):
         # each worker fetches them once per iteration.
         params_task = dask.delayed(params, traverse=False)
         block = dask.delayed(_block_stats, pure=True)
+        starts = self._starts()
         parts = [block(xb, None if self._w_blocks is None else self._w_blocks[i],
-                       params_task, self._task_threads, estep)
+                       params_task, self._task_threads, estep, int(starts[i]))
                  for i, xb in enumerate(self._x_blocks)]
         add = dask.delayed(_sum_stats, pure=True)
         while len(parts) > 1:
