@@ -75,6 +75,7 @@ def test_a_new_estep_gives_one_fit_from_every_source(tmp_path, ctype):
                        p0, step),
     }
     import dask.array as da
+
     from fastgmm._dask import DaskSource
 
     fits["dask"] = _run(DaskSource(da.from_array(X, chunks=(800, 3))), p0, step)
