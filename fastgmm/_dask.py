@@ -28,7 +28,7 @@ from ._covariance import family
 from ._estep import COMPLETE, BlockCache, EStep
 from ._parallel import thread_limit
 from ._params import GaussianParams
-from ._sources import DEFAULT_INIT_SAMPLE_SIZE, _Source, draw_seed, uniform_rows
+from ._source_base import DEFAULT_INIT_SAMPLE_SIZE, SourceBase, draw_seed, uniform_rows
 from ._stats import SuffStats
 from ._validation import (
     check_weight_shape,
@@ -114,7 +114,7 @@ def _point_block(xb, params: GaussianParams, what: str, estep: EStep = COMPLETE)
 # ---------------------------------------------------------------------------
 
 
-class DaskSource(_Source):
+class DaskSource(SourceBase):
     """A Dask array as a data source for the EM loop.
 
     Parameters

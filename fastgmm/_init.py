@@ -11,7 +11,7 @@ from ._compute import resp_stats, weight_args
 from ._covariance import family
 from ._parallel import fold_slots, run_groups
 from ._params import GaussianParams
-from ._sources import uniform_rows
+from ._source_base import uniform_rows
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 

@@ -36,7 +36,6 @@ array.  :func:`make_source` picks the source for what the user passed.
 
 from __future__ import annotations
 
-import copy
 import mmap
 import os
 import sys
@@ -48,6 +47,12 @@ from . import _config
 from ._compute import RowHints, point_outputs
 from ._estep import COMPLETE, BlockCache, EStep
 from ._params import GaussianParams
+from ._source_base import (  # noqa: F401  (uniform_rows: re-exported)
+    DEFAULT_INIT_SAMPLE_SIZE,
+    SourceBase,
+    draw_seed,
+    uniform_rows,
+)
 from ._stats import SuffStats
 from ._validation import (
     check_array,
@@ -62,52 +67,9 @@ from ._validation import (
 #: Bytes of one block of rows read from a memory map (the default block size).
 DEFAULT_BLOCK_BYTES = 32 * 2**20
 
-#: Rows the initialisation sees at most (a uniform sample of the data).
-DEFAULT_INIT_SAMPLE_SIZE = _config.INIT_MAX_SAMPLES
-
-
-def uniform_rows(n: int, m: int, seed: int) -> np.ndarray:
-    """``m`` distinct row indices out of ``n``, uniformly, in increasing order.
-
-    Drawn by a generator seeded with ``seed``, in time proportional to
-    ``m`` rather than ``n``.
-    """
-    gen = np.random.default_rng(seed)
-    return np.sort(gen.choice(n, size=m, replace=False))
-
-
-def draw_seed(rng: np.random.RandomState) -> int:
-    """A seed drawn from a *copy* of ``rng``: sampling leaves ``rng`` untouched.
-
-    Initialisation then consumes ``rng`` exactly as an in-memory fit would,
-    so that a source whose rows all fit in the sample gives the in-memory
-    result.
-    """
-    return int(copy.deepcopy(rng).randint(np.iinfo(np.int32).max))
-
-
 def _as_block(xb, dtype: np.dtype) -> np.ndarray:
     """Native-order, C-contiguous block in ``dtype`` (a plain ndarray)."""
     return np.ascontiguousarray(xb, dtype=dtype).view(np.ndarray)
-
-
-class _Source:
-    """What every source shares: no column names, nothing to validate, no reseed rows."""
-
-    feature_names: np.ndarray | None = None
-
-    def validate(self, estep: EStep = COMPLETE) -> None:
-        """Nothing to check beyond what the constructor checked."""
-
-    def start_run(self) -> None:
-        """Drop the per-row hints of earlier passes (they only save work)."""
-        hints = getattr(self, "_hints", None)
-        if hints is not None:
-            hints.valid = False
-
-    def worst_explained(self, params: GaussianParams, count: int, estep: EStep = COMPLETE):
-        """``None``: finding the worst-explained rows would cost a pass over the data."""
-        return None
 
 
 class _ArrayShape:
@@ -129,7 +91,7 @@ class _ArrayShape:
 # ---------------------------------------------------------------------------
 
 
-class ArraySource(_ArrayShape, _Source):
+class ArraySource(_ArrayShape, SourceBase):
     """In-memory data for the EM loop.
 
     Parameters
@@ -222,7 +184,7 @@ class ArraySource(_ArrayShape, _Source):
         return chosen
 
 
-class _BlockSource(_Source):
+class _BlockSource(SourceBase):
     """Statistics as the sum of per-block statistics (out-of-core sources)."""
 
     dtype: np.dtype
