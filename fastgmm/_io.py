@@ -31,6 +31,16 @@ metadata) and ``sha256``, a digest of all the other metadata keys serialised
 canonically (sorted keys, no spaces).  The digests detect damaged or edited
 files; they are not a signature.
 
+What the files of each estimator hold (the fitted arrays and the shapes the
+layout gives them, their dtypes, the attributes, the array-valued parameters,
+the value checks, and how the state goes in and out of the estimator) is
+declared by the estimator itself: its ``model_schema()``, a
+:class:`fastgmm._schema.ModelSchema`.  This module owns the format and reads
+and writes every estimator through that declaration and its public
+parameters (``get_params``, ``set_params``) alone; the class a ``format``
+names comes from :mod:`fastgmm._registry`, so no estimator module is imported
+here.
+
 A model file is untrusted data, so :func:`read` checks all of it before an
 estimator is built, and every failure is a :class:`ModelFileError` naming
 the problem:
