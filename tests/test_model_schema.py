@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -155,6 +156,17 @@ def test_io_reaches_no_private_member_at_run_time(cls, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------
 # schemas
 # ----------------------------------------------------------------------------
+
+
+def test_reading_a_file_imports_only_the_estimator_it_names(tmp_path):
+    # _io finds the class through the registry, which imports its module on
+    # first use: a GaussianMixture file leaves fastgmm._bayesian unimported.
+    path = tmp_path / "m.npz"
+    _fitted(GaussianMixture).save(path)
+    code = (f"import sys, fastgmm._io as io; m = io.read({str(path)!r}).model; "
+            "assert type(m).__name__ == 'GaussianMixture'; "
+            "assert 'fastgmm._bayesian' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_registry_and_schemas_agree():
