@@ -15,8 +15,7 @@ from ._exceptions import DegenerateCovarianceError, DegenerateDataWarning
 from ._params import GaussianParams
 from ._sources import IterableSource, MemmapSource
 from ._stats import SuffStats
-
-__version__ = "0.2.0.dev0"
+from ._version import __version__
 
 # Imported on first use, so that ``import fastgmm`` stays cheap (the command
 # line and every new process pay for it): name -> (module, attribute or None).

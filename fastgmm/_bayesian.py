@@ -34,23 +34,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _em, _sources
-from ._estimator import (
-    _check_enough_rows,
-    _check_positive_rows,
-    _finite_array,
-    _MixtureBase,
-    _real_array,
-)
+from ._covariance import family
+from ._estimator import FitStart, _MixtureBase
 from ._init import Initializer, weighted_mean_var
-from ._parallel import thread_limit
 from ._params import (
     _LOG_2PI,
     GaussianParams,
     precisions_cholesky_from_covariances,
 )
+from ._schema import (
+    CONSISTENCY_ULPS,
+    FIT_ATTRIBUTES,
+    FLOAT64,
+    GAUSSIAN_ARRAYS,
+    ArrayField,
+    AttributeField,
+    Layout,
+    ModelSchema,
+    ParamArrayField,
+    check_gaussian_values,
+    is_int,
+    is_positive,
+    short_repr,
+)
 from ._stats import NK_EPS, SuffStats, add_to_diagonal
-from ._validation import check_float, check_random_state
+from ._validation import (
+    check_finite_array,
+    check_float,
+    check_positive_rows,
+    check_random_state,
+)
 
 #: Accepted values of ``weight_concentration_prior_type``.
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
@@ -205,7 +218,6 @@ class VariationalModel:
         nk = stats.nk + NK_EPS
         _, xk, sk = stats.moments()
         sk = add_to_diagonal(sk, ctype, reg_covar)
-        k = nk.shape[0]
         if p.prior_type == "dirichlet_process":
             # Beta(1 + n_k, gamma + sum_{j > k} n_j) for each stick proportion.
             tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
@@ -215,26 +227,8 @@ class VariationalModel:
         beta = p.mean_precision + nk
         means = (p.mean_precision * p.mean + nk[:, None] * xk) / beta[:, None]
         diff = xk - p.mean
-        if ctype == "full":
-            nu = p.degrees_of_freedom + nk
-            outer = diff[:, :, None] * diff[:, None, :]
-            cov = (p.covariance + nk[:, None, None] * sk
-                   + (nk * p.mean_precision / beta)[:, None, None] * outer)
-            cov /= nu[:, None, None]
-        elif ctype == "tied":
-            nu = np.float64(p.degrees_of_freedom + nk.sum() / k)
-            cov = (p.covariance + sk * nk.sum() / k
-                   + p.mean_precision / k * ((nk / beta) * diff.T) @ diff)
-            cov /= nu
-        elif ctype == "diag":
-            nu = p.degrees_of_freedom + nk
-            cov = p.covariance + nk[:, None] * (
-                sk + (p.mean_precision / beta)[:, None] * diff ** 2)
-            cov /= nu[:, None]
-        else:
-            nu = p.degrees_of_freedom + nk
-            cov = p.covariance + nk * (sk + p.mean_precision / beta * np.mean(diff ** 2, 1))
-            cov /= nu
+        cov, nu = family(ctype).wishart_update(p.covariance, sk, nk, diff, p.mean_precision,
+                                               beta, p.degrees_of_freedom)
         prec_chol = precisions_cholesky_from_covariances(cov, ctype)
         return VariationalParams(ctype, mixture_weights(conc, p.prior_type), means, cov,
                                  prec_chol, conc, beta, nu, p.prior_type)
@@ -306,20 +300,11 @@ def mahalanobis_total(stats: SuffStats, params: GaussianParams) -> float:
     the scatter ``s`` carries no responsibilities, which is enough because
     ``sum_k r_ik = 1`` and the precision is shared.
     """
-    ctype = stats.covariance_type
-    prec = params.precisions
-    if ctype == "tied":
-        delta = params.means - stats.shift[None, :]
-        pd = delta @ prec
-        return float(np.sum(prec * stats.s) - 2.0 * np.sum(stats.t * pd)
-                     + np.sum(stats.nk * np.einsum("kd,kd->k", pd, delta)))
-    if not np.array_equal(stats.shift, params.means):
+    fam = family(stats.covariance_type)
+    if not fam.shared and not np.array_equal(stats.shift, params.means):
         stats = stats.recenter(params.means)
-    if ctype == "full":
-        return float(np.einsum("kij,kij->", prec, stats.s))
-    if ctype == "diag":
-        return float(np.sum(prec * stats.s))
-    return float(np.sum(prec[:, None] * stats.s))
+    return fam.mahalanobis_total(stats.shift, stats.nk, stats.t, stats.s, params.means,
+                                 params.precisions)
 
 
 def data_moments(source, X_sample: np.ndarray, w_sample: np.ndarray | None,
@@ -518,7 +503,7 @@ default='dirichlet_process'
                 raise ValueError(f"degrees_of_freedom_prior must be greater than {d - 1} "
                                  f"(n_features - 1), got {dof}")
         if self.mean_prior is not None:
-            mean = _finite_array(self.mean_prior, "mean_prior", (d,))
+            mean = check_finite_array(self.mean_prior, "mean_prior", (d,))
         else:
             mean = moments()[1]
         if self.covariance_prior is not None:
@@ -530,9 +515,7 @@ default='dirichlet_process'
                     "the default covariance_prior (the covariance of X, ddof=1) cannot be "
                     f"estimated from one sample (total sample weight {weight:g}); give "
                     "covariance_prior")
-            cov = scatter / (weight - 1.0)
-            if ctype == "spherical":
-                cov = float(np.mean(cov))
+            cov = family(ctype).prior_from_scatter(scatter / (weight - 1.0))
         wcp = self.weight_concentration_prior
         return Priors(ctype, self.weight_concentration_prior_type,
                       1.0 / k if wcp is None else float(wcp),
@@ -547,23 +530,17 @@ default='dirichlet_process'
                 raise ValueError(f"degrees_of_freedom_prior must be greater than {d - 1} "
                                  f"(n_features - 1), got {dof}")
         if self.mean_prior is not None:
-            _finite_array(self.mean_prior, "mean_prior", (d,))
+            check_finite_array(self.mean_prior, "mean_prior", (d,))
         if self.covariance_prior is not None:
             self._check_covariance_prior(d)
 
     def _check_covariance_prior(self, d: int):
-        ctype, value = self.covariance_type, self.covariance_prior
-        if ctype == "spherical":
+        fam, value = family(self.covariance_type), self.covariance_prior
+        shape = fam.prior_shape(d)
+        if not shape:
             return check_float(value, "covariance_prior", 0.0, strict=True)
-        shape = (d, d) if ctype in ("full", "tied") else (d,)
-        cov = _finite_array(value, "covariance_prior", shape)
-        if ctype in ("full", "tied"):
-            if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * np.abs(cov).max()):
-                raise ValueError("covariance_prior is not symmetric")
-            if not np.linalg.eigvalsh(cov).min() > 0:
-                raise ValueError("covariance_prior is not positive definite")
-        elif not (cov > 0).all():
-            raise ValueError("covariance_prior must be positive")
+        cov = check_finite_array(value, "covariance_prior", shape)
+        fam.check_user_spd(cov, "covariance_prior", shape_of_one=True)
         return cov
 
     # ------------------------------------------------------------------
@@ -589,9 +566,9 @@ default='dirichlet_process'
                              f"got {prior_type!r}")
         conc_shape = (2, k) if prior_type == "dirichlet_process" else (k,)
         expected = {"weight_concentration_": conc_shape, "mean_precision_": (k,),
-                    "degrees_of_freedom_": () if ctype == "tied" else (k,)}
+                    "degrees_of_freedom_": family(ctype).dof_shape(k)}
         for name, shape in expected.items():
-            arrays[name] = _real_array(self, name)
+            arrays[name] = self._fitted_array(name)
             if arrays[name].shape != shape:
                 raise ValueError(f"the fitted attributes are inconsistent: {name} has shape "
                                  f"{arrays[name].shape}, but {k} components with "
@@ -627,12 +604,48 @@ default='dirichlet_process'
         self.n_effective_components_ = int(
             np.count_nonzero(params.weights > EFFECTIVE_WEIGHT_THRESHOLD))
 
-    def _set_priors(self, priors: Priors) -> None:
+    def _store_fit_state(self, priors: Priors) -> None:
         self.weight_concentration_prior_ = priors.weight_concentration
         self.mean_precision_prior_ = priors.mean_precision
         self.mean_prior_ = priors.mean
         self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
         self.covariance_prior_ = priors.covariance
+
+    # ------------------------------------------------------------------
+    # model files
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def model_schema(cls) -> ModelSchema:
+        """The declaration of this estimator's model files (see :mod:`fastgmm._schema`)."""
+        return BAYESIAN_MIXTURE_SCHEMA
+
+    def _file_state(self):
+        """As the base class, and the weight prior type must still be that of the fit."""
+        state = super()._file_state()
+        if state is not None:
+            prior_type = state[0].prior_type
+            if self.weight_concentration_prior_type != prior_type:
+                raise ValueError(
+                    f"cannot save: the model was fitted with a {prior_type!r} weight prior, "
+                    f"but its parameters now say weight_concentration_prior_type="
+                    f"{self.weight_concentration_prior_type!r}; fit it again, or set it "
+                    "back first")
+        return state
+
+    def _restore_fitted(self, layout: Layout, arrays: dict, attributes: dict) -> None:
+        """As the base class, then the estimator's own forms of the posterior and priors."""
+        super()._restore_fitted(layout, arrays, attributes)
+        # The estimator's own forms: a tuple of the two Beta parameter arrays,
+        # scalars for the tied degrees of freedom and the spherical prior.
+        self._fit_prior_type = self.weight_concentration_prior_type
+        conc = self.weight_concentration_
+        if conc.ndim == 2:
+            self.weight_concentration_ = (conc[0], conc[1])
+        if self.degrees_of_freedom_.ndim == 0:
+            self.degrees_of_freedom_ = self.degrees_of_freedom_[()]
+        if self.covariance_prior_.ndim == 0:
+            self.covariance_prior_ = float(self.covariance_prior_)
 
     def save(self, path) -> None:
         """Write the fitted model to a file that :func:`fastgmm.load` reads.
@@ -665,47 +678,117 @@ default='dirichlet_process'
         return order[w[order] > threshold]
 
     # ------------------------------------------------------------------
-    # fitting
+    # fitting (the hooks of the base class's template)
     # ------------------------------------------------------------------
 
-    def _fit(self, X, sample_weight) -> None:
-        """Validate, resolve the priors, initialise (or warm-start), run EM, store."""
-        self._check_params()
-        source = _sources.make_source(X, sample_weight)
-        source.validate()
+    def _fit_start(self, source, estep, warm: bool, init_args) -> FitStart:
+        """The variational model of the resolved priors; initial posteriors from the data."""
         k, d = self.n_components, source.n_features
-        _check_enough_rows(source.n_samples, k)
-        warm = self._warm(d)
         rng = check_random_state(self.random_state)
-        with thread_limit(self.n_threads):
-            # The sample drawn for the initialisation also centres the pass
-            # that gives the data's moments (the sample leaves rng untouched).
-            xs, ws = source.sample(rng)
-            if not warm:
-                _check_positive_rows(xs, ws, k, whole=xs.shape[0] == source.n_samples)
-            cache = []
+        # The sample drawn for the initialisation also centres the pass
+        # that gives the data's moments (the sample leaves rng untouched).
+        xs, ws = source.sample(rng, estep)
+        if not warm:
+            check_positive_rows(xs, ws, k, whole=xs.shape[0] == source.n_samples)
+        cache = []
 
-            def moments():
-                if not cache:
-                    cache.append(data_moments(source, xs, ws,
-                                              self.covariance_type in ("full", "tied")))
-                return cache[0]
+        def moments():
+            if not cache:
+                cache.append(data_moments(source, xs, ws,
+                                          family(self.covariance_type).data_scatter_full))
+            return cache[0]
 
-            priors = self._resolve_priors(d, moments)
-            model = VariationalModel(priors, moments()[0])
-            em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
-                             reg_covar=float(self.reg_covar), verbose=int(self.verbose),
-                             verbose_interval=int(self.verbose_interval),
-                             callback=self.callback, model=model)
-            if warm:
-                result = _em.run_em(source, self._params(),
-                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
-            else:
-                initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
-                                          float(self.reg_covar), repair=model.initial_m_step)
-                result = _em.fit_restarts(source, initializer, int(self.n_init), rng,
-                                          **em_kwargs)
-        _check_enough_rows(source.n_samples, k)
-        self._set_priors(priors)
-        self._store_result(result, source)
+        priors = self._resolve_priors(d, moments)
+        model = VariationalModel(priors, moments()[0])
+        if warm:
+            return FitStart(model, state=priors)
+        initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
+                                  float(self.reg_covar), repair=model.initial_m_step)
+        return FitStart(model, initializer, rng, state=priors)
 
+
+def _layout_options(params: dict, bad) -> dict:
+    """The weight prior type a file's stored parameters name (it shapes the concentrations)."""
+    value = params.get("weight_concentration_prior_type", PRIOR_TYPES[0])
+    if value not in PRIOR_TYPES:
+        bad(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, got "
+            f"{short_repr(value)}")
+    return {"prior_type": value}
+
+
+def _prior_covariance_shape(layout: Layout) -> tuple:
+    """``covariance_prior_``: ``(d, d)`` full and tied, ``(d,)`` diag, ``()`` spherical."""
+    return family(layout.covariance_type).prior_shape(layout.n_features)
+
+
+def _check_file_values(layout: Layout, arrays: dict, attributes: dict, bad) -> None:
+    """The posterior and the priors of a BayesianGaussianMixture file (all finite already).
+
+    Concentrations and mean precisions positive, degrees of freedom (of the
+    posterior and of the prior) greater than ``n_features - 1``, the
+    covariance prior symmetric and positive definite (positive for diag and
+    spherical), at most ``n_components`` effective components.
+    """
+    d, k = layout.n_features, layout.n_components
+    for name in ("weight_concentration_", "mean_precision_"):
+        if not (arrays[name] > 0).all():
+            bad(f"{name} has an entry that is not positive")
+    if not (arrays["degrees_of_freedom_"].astype(np.float64) > d - 1).all():
+        bad(f"degrees_of_freedom_ has an entry not greater than {d - 1} (n_features - 1)")
+    dof_prior = attributes.get("degrees_of_freedom_prior_")
+    if dof_prior is not None and not dof_prior > d - 1:
+        bad(f"degrees_of_freedom_prior_={dof_prior!r} is not greater than {d - 1} "
+            "(n_features - 1)")
+    cov = arrays["covariance_prior_"]
+    if cov.ndim == 2:
+        if not np.abs(cov - cov.T).max() <= d * CONSISTENCY_ULPS * np.finfo(np.float64).eps \
+                * np.abs(cov).max():
+            bad("covariance_prior_ is not symmetric")
+        if not np.linalg.eigvalsh(cov)[0] > 0:
+            bad("covariance_prior_ is not positive definite")
+    elif not (cov > 0).all():
+        bad("covariance_prior_ is not positive")
+    n_effective = attributes.get("n_effective_components_", 0)
+    if not n_effective <= k:
+        bad(f"n_effective_components_={n_effective} is more than the {k} components")
+
+
+#: What the model files of :class:`BayesianGaussianMixture` hold: the Gaussian
+#: arrays and the posterior in the model's dtype (the Dirichlet process's Beta
+#: parameters stacked as (2, k), the tied degrees of freedom as a 0-d array),
+#: the resolved priors in float64 (the spherical covariance prior as a 0-d
+#: array), the scalar priors and the count of effective components as
+#: attributes (no n_steps_: there is no online EM).
+BAYESIAN_MIXTURE_SCHEMA = ModelSchema(
+    format="fastgmm.BayesianGaussianMixture",
+    arrays=GAUSSIAN_ARRAYS + (
+        ArrayField("weight_concentration_", lambda lay: (
+            (2, lay.n_components) if lay.options["prior_type"] == "dirichlet_process"
+            else (lay.n_components,))),
+        ArrayField("mean_precision_", lambda lay: (lay.n_components,)),
+        ArrayField("degrees_of_freedom_", lambda lay: (
+            family(lay.covariance_type).dof_shape(lay.n_components))),
+        ArrayField("mean_prior_", lambda lay: (lay.n_features,), FLOAT64),
+        ArrayField("covariance_prior_", _prior_covariance_shape, FLOAT64),
+    ),
+    attributes=FIT_ATTRIBUTES + (
+        AttributeField("weight_concentration_prior_", is_positive, "a positive finite number"),
+        AttributeField("mean_precision_prior_", is_positive, "a positive finite number"),
+        AttributeField("degrees_of_freedom_prior_", is_positive, "a positive finite number"),
+        AttributeField("n_effective_components_", lambda v: is_int(v) and v >= 0,
+                       "a non-negative integer"),
+    ),
+    param_arrays=(
+        ParamArrayField("mean_prior", lambda lay: (lay.n_features,)),
+        # A spherical covariance prior is a number, stored with the JSON parameters.
+        ParamArrayField("covariance_prior", lambda lay: (
+            _prior_covariance_shape(lay) or None)),
+    ),
+    value_checks=(_check_file_values, check_gaussian_values),
+    layout_options=_layout_options,
+    fitted=lambda model: model._file_state(),
+    check_params=lambda model: model._check_file_params(),
+    check_array_params=lambda model, n_features: model._check_prior_params(n_features),
+    restore=lambda model, layout, arrays, attributes: model._restore_fitted(
+        layout, arrays, attributes),
+)

@@ -223,6 +223,15 @@ class CovarianceFamily:
             return False
         return bool(np.all(cov_j > 0))
 
+    def check_consistent(self, cov, chol, prec, tol: float, bad) -> None:
+        """Call ``bad(message)`` unless covariances, factors and precisions agree (a file's).
+
+        Symmetric positive definite covariances, factors that invert them and
+        precisions that are the factors' products, to a relative ``tol``
+        (times ``d`` and the condition number where rounding grows with them).
+        """
+        raise NotImplementedError
+
     def numerically_singular(self, prec_chol, cov, k: int, tol: float) -> np.ndarray:
         """Components (or the shared covariance) singular to rounding: bool (k,) or (1,).
 
@@ -387,6 +396,30 @@ class _MatrixFamily(CovarianceFamily):
             share = 1.0 / (np.diagonal(pc, axis1=1, axis2=2) ** 2
                            * np.diagonal(cov, axis1=1, axis2=2))
         return ~(share.min(axis=1) > tol)
+
+    def check_consistent(self, cov, chol, prec, tol, bad) -> None:
+        d = cov.shape[-1]
+        for j, (c, u, p) in enumerate(zip(self._stack(cov), self._stack(chol),
+                                          self._stack(prec), strict=True)):
+            where = "" if self.shared else f" (component {j})"
+            scale = np.abs(c).max()
+            if not np.abs(c - c.T).max() <= d * tol * scale:
+                bad(f"covariances_ is not symmetric{where}")
+            eig = np.linalg.eigvalsh(c)
+            if not eig[0] > 0:
+                bad(f"covariances_ is not positive definite{where}")
+            if np.tril(u, -1).any() or not (np.diag(u) > 0).all():
+                bad(f"precisions_cholesky_ is not upper triangular with a positive "
+                    f"diagonal{where}")
+            cond = eig[-1] / eig[0]
+            residual = np.abs(u.T @ c @ u - np.eye(d)).max()
+            if not residual <= d * tol * cond:
+                bad(f"precisions_cholesky_ does not match covariances_{where}: U^T Sigma U "
+                    f"differs from the identity by {residual:.3g}, more than "
+                    f"{d * tol * cond:.3g}")
+            uut = u @ u.T
+            if not np.abs(p - uut).max() <= d * tol * np.abs(uut).max():
+                bad(f"precisions_ is not precisions_cholesky_ times its transpose{where}")
 
     def split(self, c, d):
         vals, vecs = np.linalg.eigh(c)
@@ -599,6 +632,18 @@ class _VarianceFamily(CovarianceFamily):
 
     def precisions(self, prec_chol):
         return prec_chol ** 2
+
+    def check_consistent(self, cov, chol, prec, tol, bad) -> None:
+        if not (cov > 0).all():
+            bad("covariances_ has a variance that is not positive")
+        if not (chol > 0).all():
+            bad("precisions_cholesky_ has an entry that is not positive")
+        if not np.abs(chol * chol * cov - 1.0).max() <= tol:
+            bad(f"precisions_cholesky_ does not match covariances_ (1 / sqrt(variance) "
+                f"within a relative {tol:.1e})")
+        if not (np.abs(prec - chol * chol) <= tol * chol * chol).all():
+            bad(f"precisions_ is not precisions_cholesky_ squared (within a relative "
+                f"{tol:.1e})")
 
     def recenter(self, shift, new, nk, t, s):
         delta = new - shift

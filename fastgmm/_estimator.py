@@ -10,39 +10,98 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _em, _exceptions, _missing, _sources
+from ._covariance import family
 from ._degenerate import ON_DEGENERATE, DegenerateRepair
-from ._estep import block_stats
+from ._estep import COMPLETE, EStep, block_stats
 from ._init import INIT_METHODS, Initializer
 from ._missing import check_missing_option, estep_for
 from ._parallel import thread_limit
 from ._params import GaussianParams, check_covariance_type, covariance_shape
+from ._schema import (
+    FIT_ATTRIBUTES,
+    GAUSSIAN_ARRAYS,
+    AttributeField,
+    Layout,
+    ModelSchema,
+    ParamArrayField,
+    check_gaussian_values,
+    is_int,
+    no_layout_options,
+)
 from ._stats import SuffStats
 from ._validation import (
     check_array,
+    check_finite_array,
     check_float,
     check_int,
+    check_positive_rows,
     check_random_state,
     check_sample_weight,
     feature_names,
-    reject_masked,
 )
 
 _FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
 
+@dataclass
+class FitStart:
+    """How one fit starts: what a mixture's :meth:`_MixtureBase._fit_start` hook returns.
+
+    Attributes
+    ----------
+    model : object
+        The EM model for :func:`fastgmm._em.run_em` (``m_step``,
+        ``lower_bound``, ``bound_name``), such as
+        :class:`fastgmm._em.MaximumLikelihood`.
+    initializer : callable, optional
+        ``initializer(rng) -> params``, the start of each restart (see
+        :class:`fastgmm._init.Initializer`); None for a warm start.
+    rng : RandomState, optional
+        Draws the seeds of the restarts; None for a warm start.
+    state : object, optional
+        What the estimator keeps of this fit besides the EM result, handed
+        to its :meth:`_MixtureBase._store_fit_state` hook once the fit succeeds.
+    """
+
+    model: Any
+    initializer: Callable | None = None
+    rng: np.random.RandomState | None = None
+    state: Any = None
+
+
 class _MixtureBase:
     """What the mixture estimators share: the estimator protocol, validation,
-    the per-point outputs and the storing of a fit.
+    the fit, the per-point outputs and the model files.
 
-    Subclasses define ``__init__``, ``_check_params``, ``_fit``, ``_params``
-    (the fitted parameters as :class:`GaussianParams`, whose ``log_norm``
-    gives the per-component constants of the per-point outputs) and
-    ``_set_fitted``.
+    :meth:`fit` is one template (:meth:`_fit`): check the parameters, make the
+    data source, check there are enough rows, decide on a warm start, run EM
+    (or its restarts) and store the result.  Subclasses define ``__init__``,
+    ``_check_params``, ``_params`` (the fitted parameters as
+    :class:`GaussianParams`, whose ``log_norm`` gives the per-component
+    constants of the per-point outputs), ``_set_fitted`` and the hooks of the
+    template:
+
+    ``_fit_estep()``
+        The E-step of the fit (:mod:`fastgmm._estep`); default complete data.
+    ``_fit_init_args(n_features)``
+        The user-given initial arguments, checked (before the warm start is
+        decided); default None.
+    ``_fit_start(source, estep, warm, init_args)``
+        A :class:`FitStart`: the EM model and, unless ``warm``, the
+        initializer of the restarts and the generator of their seeds.
+    ``_store_fit_state(state)``
+        Keep ``FitStart.state`` once the fit succeeded; default nothing.
+
+    Each subclass also declares its model files: ``model_schema()`` returns
+    its :class:`~fastgmm._schema.ModelSchema`, whose callables use
+    :meth:`_file_state`, :meth:`_check_file_params` and
+    :meth:`_restore_fitted`.
     """
 
     # ------------------------------------------------------------------
@@ -190,7 +249,7 @@ class _MixtureBase:
         check_covariance_type(ctype)
         arrays = {}
         for name in _FITTED:
-            arrays[name] = _real_array(self, name)
+            arrays[name] = self._fitted_array(name)
         means = arrays["means_"]
         if means.ndim != 2 or 0 in means.shape:
             raise ValueError(f"the fitted attributes are inconsistent: means_ has shape "
@@ -209,6 +268,16 @@ class _MixtureBase:
                                  f"{arrays[name].shape}, but {ctype} covariances with means_ "
                                  f"of shape {means.shape} need {shape}")
         return ctype, arrays
+
+    def _fitted_array(self, name: str) -> np.ndarray:
+        """The fitted attribute ``name`` as a float64 array, refused unless real numbers."""
+        try:
+            arr = np.asarray(getattr(self, name))
+        except Exception:  # ragged lists, odd objects
+            arr = np.empty(0, dtype=object)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"the fitted attribute {name} is not a real array")
+        return arr.astype(np.float64, copy=False)
 
     def _check_continues(self, params: GaussianParams, what: str, remedy: str) -> None:
         """Raise unless ``n_components`` and ``covariance_type`` still match the fit.
@@ -273,6 +342,55 @@ class _MixtureBase:
                                   "set warm_start=False to fit afresh")
         return warm
 
+    def _fit(self, X, sample_weight) -> None:
+        """Validate, initialise (or warm-start), run EM, store the result.
+
+        The one fit of every mixture (``fit``, ``fit_predict``, the first
+        ``partial_fit``); the subclass supplies its hooks (see the class
+        docstring).
+        """
+        # Nothing is changed before the fit succeeds: a rejected fit leaves
+        # the fitted and the online-EM state as they were.
+        self._check_params()
+        estep = self._fit_estep()
+        source = _sources.make_source(X, sample_weight, estep)
+        source.validate(estep)
+        k, d = self.n_components, source.n_features
+        _check_enough_rows(source.n_samples, k)
+        init_args = self._fit_init_args(d)
+        warm = self._warm(d)
+        with thread_limit(self.n_threads):
+            start = self._fit_start(source, estep, warm, init_args)
+            em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
+                             reg_covar=float(self.reg_covar), verbose=int(self.verbose),
+                             verbose_interval=int(self.verbose_interval),
+                             callback=self.callback, model=start.model, estep=estep)
+            if warm:
+                result = _em.run_em(source, self._params(),
+                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
+            else:
+                result = _em.fit_restarts(source, start.initializer, int(self.n_init),
+                                          start.rng, **em_kwargs)
+        # Chunk iterators learn their row count on the first pass.
+        _check_enough_rows(source.n_samples, k)
+        self._store_result(result, source)
+        self._store_fit_state(start.state)
+
+    def _fit_estep(self) -> EStep:
+        """Hook: the E-step of the fit (:mod:`fastgmm._estep`); complete data by default."""
+        return COMPLETE
+
+    def _fit_init_args(self, n_features: int) -> Any:
+        """Hook: the user-given initial arguments, checked against ``n_features``."""
+        return None
+
+    def _fit_start(self, source, estep: EStep, warm: bool, init_args) -> FitStart:
+        """Hook: the EM model and, unless ``warm``, how each restart starts."""
+        raise NotImplementedError
+
+    def _store_fit_state(self, state) -> None:
+        """Hook: keep what :meth:`_fit_start` put in ``FitStart.state``, after a fit."""
+
     def _store_result(self, result: _em.EMResult, source) -> None:
         """Set the fitted attributes from the kept EM run (a fit starts online EM afresh)."""
         self.__dict__.pop("_online_stats", None)
@@ -288,6 +406,48 @@ class _MixtureBase:
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         _em.warn_not_converged(result, int(self.max_iter))
+
+    # ------------------------------------------------------------------
+    # model files (see model_schema)
+    # ------------------------------------------------------------------
+
+    def _file_state(self) -> tuple[GaussianParams, np.dtype] | None:
+        """The fitted parameters and dtype a model file stores; None if not fitted.
+
+        (``ModelSchema.fitted``.)  Raises ``ValueError`` when the fitted
+        arrays are inconsistent or the constructor parameters no longer
+        describe them (the file would contradict itself).
+        """
+        if not self.__sklearn_is_fitted__():
+            return None
+        fitted = self._params()  # shapes checked
+        if (self.covariance_type != fitted.covariance_type
+                or self.n_components != fitted.n_components):
+            raise ValueError(
+                f"cannot save: the model was fitted with {fitted.n_components} components "
+                f"and {fitted.covariance_type!r} covariances, but its parameters now say "
+                f"n_components={self.n_components!r}, "
+                f"covariance_type={self.covariance_type!r}; fit it again, or set them "
+                "back first")
+        return fitted, self._fitted_dtype()
+
+    def _check_file_params(self) -> None:
+        """Check the constructor parameters a model file holds (``ModelSchema.check_params``)."""
+        self._check_params()
+        check_random_state(self.random_state)
+
+    @classmethod
+    def model_schema(cls) -> ModelSchema:
+        """The declaration of this estimator's model files (see :mod:`fastgmm._schema`)."""
+        raise NotImplementedError
+
+    def _restore_fitted(self, layout: Layout, arrays: dict, attributes: dict) -> None:
+        """Set the fitted state read from a model file (``ModelSchema.restore``)."""
+        for name, value in attributes.items():
+            setattr(self, name, value)
+        for name, value in arrays.items():
+            setattr(self, name, value)
+        self._fit_covariance_type = layout.covariance_type
 
     # ------------------------------------------------------------------
     # per-point outputs
@@ -387,19 +547,10 @@ class _MixtureBase:
         rng = check_random_state(self.random_state if random_state is None else random_state)
         k, d = p.n_components, p.n_features
         counts = rng.multinomial(n_samples, p.weights / p.weights.sum())
-        ctype = p.covariance_type
         parts = []
         for j in range(k):
             z = rng.standard_normal((counts[j], d))
-            if ctype == "full":
-                z = z @ np.linalg.cholesky(p.covariances[j]).T
-            elif ctype == "tied":
-                z = z @ np.linalg.cholesky(p.covariances).T
-            elif ctype == "diag":
-                z = z * np.sqrt(p.covariances[j])
-            else:
-                z = z * np.sqrt(p.covariances[j])
-            parts.append(p.means[j] + z)
+            parts.append(p.means[j] + p.family.sample_noise(z, p.covariances, j))
         X = np.vstack(parts).astype(self._fitted_dtype())
         y = np.repeat(np.arange(k), counts)
         return X, y
@@ -583,26 +734,17 @@ class GaussianMixture(_MixtureBase):
         k, d, ctype = self.n_components, n_features, self.covariance_type
         weights = means = precisions = None
         if self.weights_init is not None:
-            weights = _finite_array(self.weights_init, "weights_init", (k,))
+            weights = check_finite_array(self.weights_init, "weights_init", (k,))
             if (weights < 0).any() or (weights > 1).any():
                 raise ValueError("weights_init must lie in [0, 1]")
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
                 raise ValueError(f"weights_init must sum to 1, got {weights.sum():.8g}")
         if self.means_init is not None:
-            means = _finite_array(self.means_init, "means_init", (k, d))
+            means = check_finite_array(self.means_init, "means_init", (k, d))
         if self.precisions_init is not None:
-            precisions = _finite_array(self.precisions_init, "precisions_init",
-                                       covariance_shape(ctype, k, d))
-            if ctype in ("full", "tied"):
-                mats = precisions if ctype == "full" else precisions[None]
-                for j, p in enumerate(mats):
-                    where = "" if ctype == "tied" else f" (component {j})"
-                    if not np.allclose(p, p.T, rtol=1e-10, atol=1e-12 * np.abs(p).max()):
-                        raise ValueError(f"precisions_init is not symmetric{where}")
-                    if not np.linalg.eigvalsh(p).min() > 0:
-                        raise ValueError(f"precisions_init is not positive definite{where}")
-            elif not (precisions > 0).all():
-                raise ValueError("precisions_init must be positive")
+            precisions = check_finite_array(self.precisions_init, "precisions_init",
+                                            covariance_shape(ctype, k, d))
+            family(ctype).check_user_spd(precisions, "precisions_init")
         return weights, means, precisions
 
     def impute(self, X, random_state=None) -> np.ndarray:
@@ -734,47 +876,51 @@ class GaussianMixture(_MixtureBase):
     # fitting
     # ------------------------------------------------------------------
 
-    def _fit(self, X, sample_weight) -> None:
-        """Validate, initialise (or warm-start), run EM, store the result."""
-        # Nothing is changed before the fit succeeds: a rejected fit leaves
-        # the fitted and the online-EM state as they were.
-        self._check_params()
-        estep = estep_for(self.missing)
-        source = _sources.make_source(X, sample_weight, estep)
-        source.validate(estep)
-        k, d = self.n_components, source.n_features
-        _check_enough_rows(source.n_samples, k)
-        weights_init, means_init, precisions_init = self._check_init_arrays(d)
+    def _fit_estep(self) -> EStep:
+        return estep_for(self.missing)
+
+    def _fit_init_args(self, n_features: int):
+        return self._check_init_arrays(n_features)
+
+    def _fit_start(self, source, estep: EStep, warm: bool, init_args) -> FitStart:
+        """Maximum likelihood with degenerate-component repair.
+
+        The user's initial arrays, the rest from the data (column means for
+        missing entries).
+        """
+        k = self.n_components
+        weights_init, means_init, precisions_init = init_args
         repair = DegenerateRepair(self.on_degenerate, source, estep)
-        em_kwargs = dict(tol=float(self.tol), max_iter=int(self.max_iter),
-                         reg_covar=float(self.reg_covar), verbose=int(self.verbose),
-                         verbose_interval=int(self.verbose_interval),
-                         callback=self.callback, repair=repair, estep=estep)
-        warm = self._warm(d)
-        with thread_limit(self.n_threads):
-            if warm:
-                result = _em.run_em(source, self._params(),
-                                    prev_lower_bound=self.lower_bound_, **em_kwargs)
-            else:
-                rng = check_random_state(self.random_state)
-                xs = ws = None
-                if any(v is None for v in (weights_init, means_init, precisions_init)):
-                    xs, ws = source.sample(rng, estep)
-                    whole = xs.shape[0] == source.n_samples
-                    _check_positive_rows(xs, ws, k, whole=whole)
-                    if estep.allow_nan:
-                        # k-means cannot take NaN: start from column means.
-                        xs = _missing.mean_impute(
-                            xs, ws, "X" if whole else "the initialisation sample")
-                initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
-                                          float(self.reg_covar), weights_init, means_init,
-                                          precisions_init, repair)
-                result = _em.fit_restarts(source, initializer, int(self.n_init), rng,
-                                          **em_kwargs)
-        # Chunk iterators learn their row count on the first pass.
-        _check_enough_rows(source.n_samples, k)
-        self._store_result(result, source)
-        self._fit_missing = estep.allow_nan
+        model = _em.MaximumLikelihood(repair)
+        if warm:
+            return FitStart(model, state=estep.allow_nan)
+        rng = check_random_state(self.random_state)
+        xs = ws = None
+        if any(v is None for v in (weights_init, means_init, precisions_init)):
+            xs, ws = source.sample(rng, estep)
+            whole = xs.shape[0] == source.n_samples
+            check_positive_rows(xs, ws, k, whole=whole)
+            if estep.allow_nan:
+                # k-means cannot take NaN: start from column means.
+                xs = _missing.mean_impute(
+                    xs, ws, "X" if whole else "the initialisation sample")
+        initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
+                                  float(self.reg_covar), weights_init, means_init,
+                                  precisions_init, repair)
+        return FitStart(model, initializer, rng, state=estep.allow_nan)
+
+    def _store_fit_state(self, marginalize: bool) -> None:
+        self._fit_missing = marginalize
+
+    @classmethod
+    def model_schema(cls) -> ModelSchema:
+        """The declaration of this estimator's model files (see :mod:`fastgmm._schema`)."""
+        return GAUSSIAN_MIXTURE_SCHEMA
+
+    def _check_file_params(self) -> None:
+        self._check_params()
+        self._check_online_params()
+        check_random_state(self.random_state)
 
     # ------------------------------------------------------------------
     # sufficient statistics and online EM
@@ -979,21 +1125,35 @@ class GaussianMixture(_MixtureBase):
         save(self, path)
 
 
+#: What the model files of :class:`GaussianMixture` hold (the user guide's
+#: "Model files" page describes the format).
+GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
+    format="fastgmm.GaussianMixture",
+    arrays=GAUSSIAN_ARRAYS,
+    # n_steps_: the batches online EM (partial_fit) has seen.
+    attributes=FIT_ATTRIBUTES + (
+        AttributeField("n_steps_", lambda v: is_int(v) and v >= 1, "a positive integer"),),
+    param_arrays=(
+        ParamArrayField("weights_init", lambda lay: (lay.n_components,)),
+        ParamArrayField("means_init", lambda lay: (lay.n_components, lay.n_features)),
+        ParamArrayField("precisions_init", lambda lay: covariance_shape(
+            lay.covariance_type, lay.n_components, lay.n_features)),
+    ),
+    value_checks=(check_gaussian_values,),
+    layout_options=no_layout_options,
+    fitted=lambda model: model._file_state(),
+    check_params=lambda model: model._check_file_params(),
+    check_array_params=lambda model, n_features: model._check_init_arrays(n_features),
+    restore=lambda model, layout, arrays, attributes: model._restore_fitted(
+        layout, arrays, attributes),
+)
+
+
 def _check_enough_rows(n_samples: int | None, n_components: int) -> None:
     """At least one row per component (``n_samples`` None: not known yet)."""
     if n_samples is not None and n_samples < n_components:
         raise ValueError(f"X has {n_samples} samples but n_components={n_components}; need "
                          "n_samples >= n_components")
-
-
-def _check_positive_rows(X: np.ndarray, w: np.ndarray | None, n_components: int,
-                         whole: bool) -> None:
-    """At least one row of positive weight per component among the initialisation rows."""
-    n_pos = X.shape[0] if w is None else int(np.count_nonzero(w))
-    if n_pos < n_components:
-        where = "samples" if whole else "rows of the initialisation sample"
-        raise ValueError(f"only {n_pos} {where} have positive weight, fewer than "
-                         f"n_components={n_components}")
 
 
 def _same_value(value, default) -> bool:
@@ -1021,30 +1181,6 @@ def _short_repr(value) -> str:
         name = "array" if isinstance(value, np.ndarray) else type(value).__name__
         return f"{name}(shape={shape})"
     return repr(value)
-
-
-def _real_array(model, name: str) -> np.ndarray:
-    """A fitted attribute as a float64 array, refused unless real numbers."""
-    try:
-        arr = np.asarray(getattr(model, name))
-    except Exception:  # ragged lists, odd objects
-        arr = np.empty(0, dtype=object)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"the fitted attribute {name} is not a real array")
-    return arr.astype(np.float64, copy=False)
-
-
-def _finite_array(value, name: str, shape: tuple) -> np.ndarray:
-    reject_masked(value, name)
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    arr = np.array(arr, dtype=np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return arr
 
 
 def fit(X, n_components: int = 1, *, sample_weight=None, **params) -> GaussianMixture:

@@ -31,6 +31,16 @@ metadata) and ``sha256``, a digest of all the other metadata keys serialised
 canonically (sorted keys, no spaces).  The digests detect damaged or edited
 files; they are not a signature.
 
+What the files of each estimator hold (the fitted arrays and the shapes the
+layout gives them, their dtypes, the attributes, the array-valued parameters,
+the value checks, and how the state goes in and out of the estimator) is
+declared by the estimator itself: its ``model_schema()``, a
+:class:`fastgmm._schema.ModelSchema`.  This module owns the format and reads
+and writes every estimator through that declaration and its public
+parameters (``get_params``, ``set_params``) alone; the class a ``format``
+names comes from :mod:`fastgmm._registry`, so no estimator module is imported
+here.
+
 A model file is untrusted data, so :func:`read` checks all of it before an
 estimator is built, and every failure is a :class:`ModelFileError` naming
 the problem:
@@ -98,10 +108,22 @@ from typing import Any
 
 import numpy as np
 
-from . import _exceptions
-from ._params import COVARIANCE_TYPES, covariance_shape
+from . import _exceptions, _registry
+from ._params import COVARIANCE_TYPES
+from ._schema import (
+    CONSISTENCY_ULPS,
+    FLOAT64,
+    MODEL_DTYPE,
+    WEIGHT_SUM_TOL,
+    Layout,
+    ModelSchema,
+)
+from ._schema import is_int as _is_int
+from ._schema import short_repr as _short
+from ._version import __version__
 
-__all__ = ["FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "save"]
+__all__ = ["CONSISTENCY_ULPS", "FORMAT_VERSION", "ModelFile", "ModelFileError", "WEIGHT_SUM_TOL",
+           "load", "read", "save"]
 
 #: Version of the model-file layout this fastgmm writes (and the newest it reads).
 FORMAT_VERSION = 1
@@ -109,8 +131,7 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "fastgmm.GaussianMixture"
 
 #: The ``format`` of each estimator's files, by class name.
-FORMAT_NAMES = {"GaussianMixture": FORMAT_NAME,
-                "BayesianGaussianMixture": "fastgmm.BayesianGaussianMixture"}
+FORMAT_NAMES = {cls: fmt for fmt, (_, cls) in _registry.MODEL_FORMATS.items()}
 #: The estimator class (in :mod:`fastgmm`) behind each ``format`` name.
 FORMAT_CLASSES = {fmt: cls for cls, fmt in FORMAT_NAMES.items()}
 
@@ -124,24 +145,12 @@ MAX_JSON_DEPTH = 32
 #: Longest JSON integer read, in digits (``2**64`` has 20).
 MAX_INT_DIGITS = 20
 
-#: The component weights must sum to 1 within this.
-WEIGHT_SUM_TOL = 1e-6
-
-#: Consistency of the fitted arrays, in machine epsilons of the model's dtype
-#: (see :func:`_check_values`): room for rounding the float64 parameters to
-#: float32 and for the products that check them.
-CONSISTENCY_ULPS = 64
+# WEIGHT_SUM_TOL and CONSISTENCY_ULPS, the tolerances of the value checks, are
+# fastgmm._schema's (imported above, documented with the format here).
 
 _ZIP_MAGIC = b"PK\x03\x04"
 # Fitted attributes are public names with a trailing underscore.
 _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_")
-_FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
-# BayesianGaussianMixture also stores its posterior (in the model's dtype; the
-# Dirichlet process's Beta parameters stacked as (2, k), the degrees of
-# freedom of the tied type as a 0-d array) and its resolved priors (float64,
-# the spherical covariance prior as a 0-d array).
-_BAYESIAN_ARRAYS = ("weight_concentration_", "mean_precision_", "degrees_of_freedom_")
-_BAYESIAN_PRIOR_ARRAYS = ("mean_prior_", "covariance_prior_")
 # numpy's own limit on the header of a .npy file it reads.
 _MAX_NPY_HEADER = 10_000
 # Deflate expands at most about 1032-fold (bzip2 and lzma, which fastgmm
@@ -263,25 +272,17 @@ def save(model, path, *, extra: dict | None = None,
     TypeError
         ``model`` is not a GaussianMixture, or ``extra`` is not JSON-serialisable.
     """
-    from . import __version__
-    from ._bayesian import BayesianGaussianMixture
-    from ._estimator import GaussianMixture
-
-    if type(model) not in (GaussianMixture, BayesianGaussianMixture):
-        if isinstance(model, BayesianGaussianMixture):
-            cls = BayesianGaussianMixture
-        elif isinstance(model, GaussianMixture):
-            cls = GaussianMixture
-        else:
-            raise TypeError(f"model must be a fastgmm.GaussianMixture or "
-                            f"BayesianGaussianMixture, got {type(model).__name__}")
-    else:
-        cls = type(model)
-    if not model.__sklearn_is_fitted__():
+    cls = _registry.registered_class(model)
+    if cls is None:
+        raise TypeError(f"model must be a fastgmm.GaussianMixture or "
+                        f"BayesianGaussianMixture, got {type(model).__name__}")
+    schema: ModelSchema = cls.model_schema()
+    state = schema.fitted(model)  # shapes checked, agreeing with the parameters
+    if state is None:
         raise _exceptions.NotFittedError(
             f"cannot save an unfitted {cls.__name__}; call fit first")
-    fmt = FORMAT_NAMES[cls.__name__]
-    schema = _SCHEMAS[fmt]
+    fitted, dtype = state
+    fmt = schema.format
 
     arrays: dict[str, np.ndarray] = {}
     params: dict[str, Any] = {}
@@ -298,21 +299,6 @@ def save(model, path, *, extra: dict | None = None,
         else:
             not_saved.append(name)
 
-    fitted = model._params()  # shapes checked
-    if (model.covariance_type != fitted.covariance_type
-            or model.n_components != fitted.n_components):
-        raise ValueError(
-            f"cannot save: the model was fitted with {fitted.n_components} components and "
-            f"{fitted.covariance_type!r} covariances, but its parameters now say "
-            f"n_components={model.n_components!r}, covariance_type={model.covariance_type!r}"
-            "; fit it again, or set them back first")
-    prior_type = getattr(fitted, "prior_type", None)
-    if prior_type is not None and model.weight_concentration_prior_type != prior_type:
-        raise ValueError(
-            f"cannot save: the model was fitted with a {prior_type!r} weight prior, but its "
-            f"parameters now say weight_concentration_prior_type="
-            f"{model.weight_concentration_prior_type!r}; fit it again, or set it back first")
-    dtype = model._fitted_dtype()
     attributes: dict[str, Any] = {}
     attributes_not_saved: list[str] = []
     feature_names = None
@@ -320,11 +306,10 @@ def save(model, path, *, extra: dict | None = None,
         value = getattr(model, name)
         if name == "feature_names_in_":
             feature_names = [str(v) for v in value]
-        elif name in schema.arrays:
-            arrays[name] = np.array(value, dtype=dtype)
-        elif name in schema.prior_arrays:
-            arrays[name] = np.array(value, dtype=np.float64)
-        elif name in schema.attributes:
+        elif (spec := schema.array(name)) is not None:
+            arrays[name] = np.array(value, dtype=dtype if spec.dtype == MODEL_DTYPE
+                                    else np.float64)
+        elif schema.attribute(name) is not None:
             try:
                 attributes[name] = _json_value(value)
             except TypeError:
@@ -628,8 +613,6 @@ def read(path) -> ModelFile:
         or inconsistent), or written with a newer format version than this
         fastgmm reads.
     """
-    from . import __version__
-
     path = _fspath(path)
     with _open_archive(path) as archive:
         members = _members(path, archive)
@@ -681,64 +664,6 @@ def read(path) -> ModelFile:
 # ----------------------------------------------------------------------------
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_log_likelihood(value) -> bool:
-    """A mean log-likelihood: a number, ``-inf`` allowed, NaN and ``+inf`` not."""
-    return _is_real(value) and not math.isnan(value) and value != math.inf
-
-
-#: The scalar and list fitted attributes a file may hold: a check and what it expects.
-_ATTRIBUTES = {
-    "converged_": (lambda v: isinstance(v, bool), "true or false"),
-    "n_iter_": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "lower_bound_": (_is_log_likelihood, "a number (not NaN)"),
-    "lower_bounds_": (lambda v: isinstance(v, list) and all(map(_is_log_likelihood, v)),
-                      "a list of numbers (not NaN)"),
-    "n_features_in_": (_is_int, "an integer"),
-    "n_steps_": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-}
-
-def _is_positive(value) -> bool:
-    """A positive, finite number."""
-    return _is_real(value) and math.isfinite(value) and value > 0
-
-
-#: BayesianGaussianMixture's attributes: those above but ``n_steps_`` (it has no
-#: online EM), its resolved scalar priors and the count of effective components
-#: (``degrees_of_freedom_prior_ > n_features - 1`` is checked with the values).
-_BAYESIAN_ATTRIBUTES = {
-    **{name: check for name, check in _ATTRIBUTES.items() if name != "n_steps_"},
-    "weight_concentration_prior_": (_is_positive, "a positive finite number"),
-    "mean_precision_prior_": (_is_positive, "a positive finite number"),
-    "degrees_of_freedom_prior_": (_is_positive, "a positive finite number"),
-    "n_effective_components_": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-}
-
-
-@dataclass(frozen=True)
-class _Schema:
-    """What the files of one estimator class may hold."""
-
-    cls: str
-    arrays: tuple  # fitted arrays, in the model's dtype
-    prior_arrays: tuple  # fitted arrays, float64
-    attributes: dict  # JSON attributes: {name: (check, expected)}
-
-
-_SCHEMAS = {
-    FORMAT_NAME: _Schema("GaussianMixture", _FITTED_ARRAYS, (), _ATTRIBUTES),
-    FORMAT_NAMES["BayesianGaussianMixture"]: _Schema(
-        "BayesianGaussianMixture", _FITTED_ARRAYS + _BAYESIAN_ARRAYS, _BAYESIAN_PRIOR_ARRAYS,
-        _BAYESIAN_ATTRIBUTES),
-}
-
 _TOP_KEYS = frozenset({
     "format", "format_version", "fastgmm_version", "covariance_type", "dtype",
     "n_components", "n_features", "feature_names", "params", "params_not_saved",
@@ -748,27 +673,20 @@ _DTYPE_TEXT = re.compile(r"[<>|=]?[biuf][0-9]{1,2}")
 _SHA256_TEXT = re.compile(r"[0-9a-f]{64}")
 
 
-def _estimator_class(fmt: str):
-    import fastgmm
-
-    return getattr(fastgmm, _SCHEMAS[fmt].cls)
+def _schema_of(fmt: str) -> ModelSchema:
+    """The schema of the files of format ``fmt``, declared by its estimator class."""
+    return _registry.model_class(fmt).model_schema()
 
 
 def _param_names(fmt: str = FORMAT_NAME) -> list[str]:
-    return _estimator_class(fmt)._get_param_names()
+    """The constructor parameters of the estimator of format ``fmt``."""
+    return sorted(_registry.model_class(fmt)().get_params())
 
 
-def _prior_type(meta: dict, bad) -> str | None:
-    """The weight prior type of a BayesianGaussianMixture file (None for others)."""
-    from ._bayesian import PRIOR_TYPES
-
-    if meta["format"] != FORMAT_NAMES["BayesianGaussianMixture"]:
-        return None
-    value = meta["params"].get("weight_concentration_prior_type", PRIOR_TYPES[0])
-    if value not in PRIOR_TYPES:
-        bad(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, got "
-            f"{_short(value)}")
-    return value
+def _layout(meta: dict, schema: ModelSchema, bad) -> Layout:
+    """What the shapes of the file's arrays follow from (its metadata checked)."""
+    return Layout(meta["covariance_type"], meta["n_components"], meta["n_features"],
+                  meta["dtype"], schema.layout_options(meta["params"], bad))
 
 
 def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
@@ -801,7 +719,7 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     if not isinstance(meta["extra"], dict):
         bad("extra must be a JSON object")
 
-    schema = _SCHEMAS[meta["format"]]
+    schema = _schema_of(meta["format"])
     param_names = set(_param_names(meta["format"]))
     params = meta["params"]
     if not isinstance(params, dict):
@@ -825,12 +743,12 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     for name, value in attributes.items():
         if not _ATTRIBUTE_NAME.fullmatch(name):
             bad(f"{name!r} is not a fitted-attribute name")
-        if name not in schema.attributes:
+        spec = schema.attribute(name)
+        if spec is None:
             bad(f"unknown fitted attribute {name!r} (a file may hold "
-                f"{', '.join(sorted(schema.attributes))})")
-        check, expected = schema.attributes[name]
-        if not check(value):
-            bad(f"{name} must be {expected}, got {_short(value)}")
+                f"{', '.join(sorted(f.name for f in schema.attributes))})")
+        if not spec.check(value):
+            bad(f"{name} must be {spec.expected}, got {_short(value)}")
     n_in = attributes.get("n_features_in_")
     if n_in != d:
         bad(f"n_features_in_={n_in!r} but the means have {d} features")
@@ -843,26 +761,13 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     table = meta["arrays"]
     if not isinstance(table, dict):
         bad("arrays must be a JSON object")
-    cov_shape = covariance_shape(ctype, k, d)
-    fitted_shapes = {"weights_": (k,), "means_": (k, d), "covariances_": cov_shape,
-                     "precisions_": cov_shape, "precisions_cholesky_": cov_shape}
-    prior_shapes = {}
-    prior_type = _prior_type(meta, bad)
-    if prior_type is None:
-        param_shapes = {"weights_init": (k,), "means_init": (k, d),
-                        "precisions_init": cov_shape}
-    else:
-        prior_cov_shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[ctype]
-        fitted_shapes.update({
-            "weight_concentration_": (2, k) if prior_type == "dirichlet_process" else (k,),
-            "mean_precision_": (k,), "degrees_of_freedom_": () if ctype == "tied" else (k,)})
-        prior_shapes = {"mean_prior_": (d,), "covariance_prior_": prior_cov_shape}
-        param_shapes = {"mean_prior": (d,)}
-        if ctype != "spherical":
-            param_shapes["covariance_prior"] = prior_cov_shape
-    for name in schema.arrays + schema.prior_arrays:
-        if name not in table:
-            bad(f"the array {name!r} is missing")
+    layout = _layout(meta, schema, bad)
+    fitted_shapes = schema.array_shapes(layout, MODEL_DTYPE)
+    prior_shapes = schema.array_shapes(layout, FLOAT64)
+    param_shapes = schema.param_shapes(layout)
+    for spec in schema.arrays:
+        if spec.name not in table:
+            bad(f"the array {spec.name!r} is missing")
     listed = {}
     for name, info in table.items():
         if not (isinstance(info, dict) and set(info) == _ARRAY_INFO_KEYS
@@ -905,119 +810,37 @@ def _check_metadata(meta: dict, bad) -> dict[str, tuple]:
     return listed
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _check_values(meta: dict, arrays: dict, bad) -> None:
-    """The fitted arrays must describe a valid mixture, consistently.
+    """The fitted arrays must describe a valid model, consistently.
 
-    Weights positive and summing to 1 (within :data:`WEIGHT_SUM_TOL`);
-    covariances finite, symmetric and positive definite; precision factors
-    upper triangular with a positive diagonal (full, tied) or positive
-    (diag, spherical), inverting the covariances and giving the precisions,
-    within the tolerances of :data:`CONSISTENCY_ULPS`.
+    Every array finite, then the value checks of the estimator's schema (for
+    every mixture :func:`fastgmm._schema.check_gaussian_values`: weights
+    positive and summing to 1 within :data:`WEIGHT_SUM_TOL`; covariances
+    symmetric and positive definite; precision factors upper triangular
+    with a positive diagonal, or positive, inverting the covariances and
+    giving the precisions within the tolerances of :data:`CONSISTENCY_ULPS`).
     """
-    ctype = meta["covariance_type"]
-    eps = float(np.finfo(np.dtype(meta["dtype"])).eps)
-    schema = _SCHEMAS[meta["format"]]
-    for name in schema.arrays + schema.prior_arrays:
-        if not np.isfinite(arrays[name]).all():
-            bad(f"{name} contains NaN or infinity")
-    if schema.prior_arrays:
-        _check_bayesian_values(meta, arrays, bad)
-    f64 = {name: arrays[name].astype(np.float64) for name in _FITTED_ARRAYS}
-    w = f64["weights_"]
-    if not (w > 0).all():
-        bad("the component weights are not a probability vector (a weight is not positive)")
-    if abs(w.sum() - 1.0) > WEIGHT_SUM_TOL:
-        bad(f"the component weights are not a probability vector (they sum to "
-            f"{w.sum():.17g})")
-    cov, chol, prec = f64["covariances_"], f64["precisions_cholesky_"], f64["precisions_"]
-    tol = CONSISTENCY_ULPS * eps
-    if ctype in ("diag", "spherical"):
-        if not (cov > 0).all():
-            bad("covariances_ has a variance that is not positive")
-        if not (chol > 0).all():
-            bad("precisions_cholesky_ has an entry that is not positive")
-        if not np.abs(chol * chol * cov - 1.0).max() <= tol:
-            bad(f"precisions_cholesky_ does not match covariances_ (1 / sqrt(variance) "
-                f"within a relative {tol:.1e})")
-        if not (np.abs(prec - chol * chol) <= tol * chol * chol).all():
-            bad(f"precisions_ is not precisions_cholesky_ squared (within a relative "
-                f"{tol:.1e})")
-        return
-    mats = (cov, chol, prec) if ctype == "full" else (cov[None], chol[None], prec[None])
-    d = cov.shape[-1]
-    for j, (c, u, p) in enumerate(zip(*mats, strict=True)):
-        where = "" if ctype == "tied" else f" (component {j})"
-        scale = np.abs(c).max()
-        if not np.abs(c - c.T).max() <= d * tol * scale:
-            bad(f"covariances_ is not symmetric{where}")
-        eig = np.linalg.eigvalsh(c)
-        if not eig[0] > 0:
-            bad(f"covariances_ is not positive definite{where}")
-        if np.tril(u, -1).any() or not (np.diag(u) > 0).all():
-            bad(f"precisions_cholesky_ is not upper triangular with a positive "
-                f"diagonal{where}")
-        cond = eig[-1] / eig[0]
-        residual = np.abs(u.T @ c @ u - np.eye(d)).max()
-        if not residual <= d * tol * cond:
-            bad(f"precisions_cholesky_ does not match covariances_{where}: U^T Sigma U "
-                f"differs from the identity by {residual:.3g}, more than "
-                f"{d * tol * cond:.3g}")
-        uut = u @ u.T
-        if not np.abs(p - uut).max() <= d * tol * np.abs(uut).max():
-            bad(f"precisions_ is not precisions_cholesky_ times its transpose{where}")
-
-
-def _check_bayesian_values(meta: dict, arrays: dict, bad) -> None:
-    """The posterior and the priors of a BayesianGaussianMixture (all finite already).
-
-    Concentrations and mean precisions positive, degrees of freedom (of the
-    posterior and of the prior) greater than ``n_features - 1``, the
-    covariance prior symmetric and positive definite (positive for diag and
-    spherical).
-    """
-    d = meta["n_features"]
-    for name in ("weight_concentration_", "mean_precision_"):
-        if not (arrays[name] > 0).all():
-            bad(f"{name} has an entry that is not positive")
-    if not (arrays["degrees_of_freedom_"].astype(np.float64) > d - 1).all():
-        bad(f"degrees_of_freedom_ has an entry not greater than {d - 1} (n_features - 1)")
-    dof_prior = meta["attributes"].get("degrees_of_freedom_prior_")
-    if dof_prior is not None and not dof_prior > d - 1:
-        bad(f"degrees_of_freedom_prior_={dof_prior!r} is not greater than {d - 1} "
-            "(n_features - 1)")
-    cov = arrays["covariance_prior_"]
-    if cov.ndim == 2:
-        if not np.abs(cov - cov.T).max() <= d * CONSISTENCY_ULPS * np.finfo(np.float64).eps \
-                * np.abs(cov).max():
-            bad("covariance_prior_ is not symmetric")
-        if not np.linalg.eigvalsh(cov)[0] > 0:
-            bad("covariance_prior_ is not positive definite")
-    elif not (cov > 0).all():
-        bad("covariance_prior_ is not positive")
+    schema = _schema_of(meta["format"])
+    for spec in schema.arrays:
+        if not np.isfinite(arrays[spec.name]).all():
+            bad(f"{spec.name} contains NaN or infinity")
+    layout = _layout(meta, schema, bad)
+    for check in schema.value_checks:
+        check(layout, arrays, meta["attributes"], bad)
 
 
 def _build_model(meta: dict, arrays: dict, bad):
     """The estimator, after its constructor parameters pass its own checks."""
-    from ._validation import check_random_state
-
     ctype, k, d = meta["covariance_type"], meta["n_components"], meta["n_features"]
-    schema = _SCHEMAS[meta["format"]]
-    bayesian = bool(schema.prior_arrays)
-    model = _estimator_class(meta["format"])()
+    cls = _registry.model_class(meta["format"])
+    schema: ModelSchema = cls.model_schema()
+    model = cls()
     params = dict(meta["params"])
     params.update({name[len("param."):]: arr for name, arr in arrays.items()
                    if name.startswith("param.")})
     model.set_params(**params)
     try:
-        model._check_params()
-        if not bayesian:
-            model._check_online_params()
-        check_random_state(model.random_state)
+        schema.check_params(model)
     except (TypeError, ValueError) as exc:
         bad(f"invalid constructor parameter: {exc}")
     if model.covariance_type != ctype:
@@ -1027,31 +850,12 @@ def _build_model(meta: dict, arrays: dict, bad):
         bad(f"the parameters say n_components={model.n_components!r} but the arrays hold "
             f"{k} components")
     try:
-        if bayesian:
-            model._check_prior_params(d)
-        else:
-            model._check_init_arrays(d)
+        schema.check_array_params(model, d)
     except (TypeError, ValueError) as exc:
         bad(f"invalid constructor parameter: {exc}")
-    for name, value in meta["attributes"].items():
-        setattr(model, name, value)
-    for name in schema.arrays + schema.prior_arrays:
-        setattr(model, name, arrays[name])
-    model._fit_covariance_type = ctype
-    if bayesian:
-        if not getattr(model, "n_effective_components_", 0) <= k:
-            bad(f"n_effective_components_={model.n_effective_components_} is more than the "
-                f"{k} components")
-        # The estimator's own forms: a tuple of the two Beta parameter arrays,
-        # scalars for the tied degrees of freedom and the spherical prior.
-        model._fit_prior_type = model.weight_concentration_prior_type
-        conc = model.weight_concentration_
-        if conc.ndim == 2:
-            model.weight_concentration_ = (conc[0], conc[1])
-        if model.degrees_of_freedom_.ndim == 0:
-            model.degrees_of_freedom_ = model.degrees_of_freedom_[()]
-        if model.covariance_prior_.ndim == 0:
-            model.covariance_prior_ = float(model.covariance_prior_)
+    schema.restore(model, _layout(meta, schema, bad),
+                   {spec.name: arrays[spec.name] for spec in schema.arrays},
+                   dict(meta["attributes"]))
     if meta["feature_names"] is not None:
         model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
     return model

@@ -269,3 +269,39 @@ def check_random_state(seed) -> np.random.RandomState:
         return np.random.RandomState(int(seed))
     raise TypeError(f"random_state must be None, an int, a numpy RandomState or "
                     f"Generator, got {seed!r}")
+
+
+def check_finite_array(value, name: str, shape: tuple) -> np.ndarray:
+    """A user-given parameter array as float64 of ``shape``: real numbers, finite.
+
+    Raises
+    ------
+    TypeError
+        Not a real numeric array (or a masked array).
+    ValueError
+        Of another shape, or holding NaN or infinity.
+    """
+    reject_masked(value, name)
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    arr = np.array(arr, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_positive_rows(X: np.ndarray, w: np.ndarray | None, n_components: int,
+                        whole: bool) -> None:
+    """At least one row of positive weight per component among the initialisation rows.
+
+    ``whole``: ``X`` holds all the rows (else a sample of them, as the
+    message then says).
+    """
+    n_pos = X.shape[0] if w is None else int(np.count_nonzero(w))
+    if n_pos < n_components:
+        where = "samples" if whole else "rows of the initialisation sample"
+        raise ValueError(f"only {n_pos} {where} have positive weight, fewer than "
+                         f"n_components={n_components}")
