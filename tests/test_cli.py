@@ -227,13 +227,21 @@ def test_failed_write_leaves_the_old_file_intact(cli_ws, tmp_path, monkeypatch, 
     d, _ = cli_ws
     out = tmp_path / "labels.csv"
     out.write_text("old\n")
-    real_savetxt = np.savetxt
+    real_writer = cli.csv.writer
 
-    def failing_savetxt(f, values, **kw):
-        real_savetxt(f, values[:10], **kw)     # part of the file, then the disk is full
-        raise OSError(28, "No space left on device")
+    class FailingWriter:
+        """Writes ten rows, then the disk is full."""
 
-    monkeypatch.setattr(np, "savetxt", failing_savetxt)
+        def __init__(self, f, **kw):
+            self._writer, self._rows = real_writer(f, **kw), 0
+
+        def writerow(self, row):
+            self._rows += 1
+            if self._rows > 10:
+                raise OSError(28, "No space left on device")
+            return self._writer.writerow(row)
+
+    monkeypatch.setattr(cli.csv, "writer", FailingWriter)
     status = cli.main(["predict", str(d / "m.npz"), str(d / "w.csv"), "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 2
