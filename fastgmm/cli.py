@@ -104,6 +104,8 @@ class _Data:
         self.has_header = has_header
         #: How the header was decided, when it is worth telling (printed on stderr).
         self.note = note
+        #: Whether the values were read from text (CSV) rather than stored as numbers.
+        self.text = False
 
     def columns(self, names: Sequence[str], missing: bool = False,
                 why: str = "remove or impute such rows first") -> np.ndarray:
@@ -125,7 +127,8 @@ class _Data:
         if bad.any():
             row, col = np.argwhere(bad)[0]
             if np.isnan(X[row, col]):
-                raise CLIError(f"{self.path}: column {names[col]!r} has a missing value in "
+                what = "has a missing value" if self.text else "is NaN (a missing value)"
+                raise CLIError(f"{self.path}: column {names[col]!r} {what} in "
                                f"data row {row + 1}; {why}")
             raise CLIError(f"{self.path}: column {names[col]!r} is infinite in data row "
                            f"{row + 1}; remove or correct such rows first")
@@ -289,7 +292,9 @@ def _read_csv(path: str, delimiter: str, header: str = "auto") -> _Data:
     def load(idx):
         return _load_csv(path, delimiter, has_header, names, idx)
 
-    return _Data(path, names, load, has_header, note)
+    data = _Data(path, names, load, has_header, note)
+    data.text = True
+    return data
 
 
 def _load_csv(path: str, delimiter: str, has_header: bool, names: list[str],
@@ -318,8 +323,8 @@ def _load_csv(path: str, delimiter: str, has_header: bool, names: list[str],
                                    "or give its fields (empty fields are written ,,)")
                 if len(row) != len(names):
                     fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
-                    raise CLIError(f"{path}: {where} ({line}) has {fields} but the file has "
-                                   f"{len(names)} columns")
+                    raise CLIError(f"{path}: {where} has {fields} but the file has "
+                                   f"{len(names)} columns ({line})")
                 values = []
                 for i in idx:
                     value = parse_cell(row[i])
