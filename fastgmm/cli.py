@@ -49,6 +49,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -523,30 +524,27 @@ def _cmd_demo(args) -> int:
 
     progress = None if args.quiet else (lambda m: print(f"demo: {m}", file=sys.stderr,
                                                         flush=True))
-    _check_folder(args.out)
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        pass  # no plots, so no folder (run_demo says why)
+    else:
+        _prepare_folder(args.out)
     run_demo(args.out, quick=args.quick, seed=args.seed, progress=progress)
     return 0
 
 
-def _check_folder(path: str) -> None:
-    """Check, before any work, that the output folder ``path`` can be written or created.
-
-    Nothing is created here: the nearest existing folder on the way must be
-    a writable folder.
-    """
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise CLIError(f"--out {path} exists and is not a folder")
-        if not os.access(path, os.W_OK):
-            raise CLIError(f"--out {path}: the folder is not writable")
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise CLIError(f"--out {path}: cannot create the folder, {parent} is a file")
-    if not os.access(parent, os.W_OK):
-        raise CLIError(f"--out {path}: cannot create the folder, {parent} is not writable")
+def _prepare_folder(path: str) -> None:
+    """Create the output folder ``path`` and try writing there, before any work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"--out {path} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CLIError(f"--out {path}: cannot write there "
+                       f"({exc.strerror or exc})") from None
 
 
 def _cmd_fit(args) -> int:

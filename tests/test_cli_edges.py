@@ -349,10 +349,27 @@ def test_demo_checks_its_folder_before_any_work(tmp_path, monkeypatch, capsys):
     status, out, err = _run(capsys, "demo", "--quick", "--out", "afile/plots")
     assert status == 2
     assert out == ""
-    assert err.strip() == ("fastgmm demo: error: --out afile/plots: cannot create the "
-                           f"folder, {tmp_path / 'afile'} is a file")
+    assert err.strip() == ("fastgmm demo: error: --out afile/plots: cannot write there "
+                           "(Not a directory)")
     assert time.perf_counter() - start < 5        # no fit ran (a quick demo takes longer)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_demo_creates_its_folder_before_any_work(tmp_path, monkeypatch, capsys):
+    """The folder exists (and was written to) before the first fit."""
+    import fastgmm._demo
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def stop_at_first_step(out_dir, **kw):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastgmm._demo, "run_demo", stop_at_first_step)
+    assert _run(capsys, "demo", "--out", "a/b/plots")[0] == 130
+    assert seen == [["a"]] and (tmp_path / "a" / "b" / "plots").is_dir()
+    assert list((tmp_path / "a" / "b" / "plots").iterdir()) == []   # the probe is gone
 
 
 # ---------------------------------------------------------------------------
