@@ -21,7 +21,7 @@ spending on six product categories), taken a few steps further:
    category, and the sales channel (Horeca or Retail) that the model never
    saw.
 
-It needs matplotlib (``pip install "fastgmm[plot]"``) and nothing else:
+It needs matplotlib (``pip install ".[plot]"`` in a checkout) and nothing else:
 k-means and the adjusted Rand index are written out below, in NumPy, so that
 what each computes is on the page.
 """
