@@ -56,7 +56,8 @@ x1 = rng.normal(true_mean, true_sd, 400)
 est_mean, est_sd = x1.mean(), x1.std()
 within_one = np.mean(np.abs(x1 - est_mean) < est_sd)
 print(f"400 draws of N({true_mean}, {true_sd}^2): mean {est_mean:.3f}, "
-      f"standard deviation {est_sd:.3f}; {within_one:.0%} within one sd of the mean")
+      f"standard deviation {est_sd:.3f};\n{within_one:.0%} of the draws within one "
+      "standard deviation of the mean")
 
 grid = np.linspace(-3, 6, 500)
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
@@ -201,7 +202,7 @@ gmm = fastgmm.GaussianMixture(3, weights_init=np.full(3, 1 / 3), means_init=star
                               precisions_init=np.tile(np.eye(2), (3, 1, 1)), max_iter=300,
                               tol=1e-6, callback=record)
 gmm.fit(X)
-print(f"EM converged after {gmm.n_iter_} iterations; mean log-likelihood "
+print(f"EM converged after {gmm.n_iter_} iterations; mean log-likelihood\n"
       f"{history[0][1]:.3f} at the first iteration, {history[-1][1]:.3f} at the last")
 
 
@@ -233,6 +234,9 @@ for ax, t in zip(axes.flat, shown, strict=True):
     ax.set_title(f"after iteration {iteration}: log-likelihood {bound:.3f}", fontsize=10)
     ax.set_aspect("equal")
 fig.suptitle("EM from a poor start: responsibilities (colour) and 1σ, 2σ ellipses")
+
+# %%
+# The log-likelihood after each iteration, as the callback reported it:
 
 fig, ax = plt.subplots(figsize=(6.5, 3.4), layout="constrained")
 ax.plot([h[0] for h in history], [h[1] for h in history], marker="o", ms=3)
@@ -281,7 +285,7 @@ rename = np.array([np.bincount(gmm_labels[km_labels == k], minlength=3).argmax()
 km_labels, km_centres = rename[km_labels], km_centres[np.argsort(rename)]
 agree = np.mean(km_labels == gmm_labels)
 unsure = proba.max(axis=1) < 0.9
-print(f"k-means and the mixture give {agree:.1%} of the points the same component; "
+print(f"k-means and the mixture give {agree:.1%} of the points the same component;\n"
       f"the mixture is less than 90 % sure of {unsure.sum()} points")
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
@@ -307,9 +311,11 @@ nearest = ((line[:, None, :] - km_centres[None]) ** 2).sum(axis=2).argmin(axis=1
 soft_cross = s[np.argmax(line_proba[:, j] > line_proba[:, i])]
 hard_cross = s[np.argmax(nearest == j)]
 spread = [np.sqrt(np.linalg.det(gmm.covariances_[c])) for c in (i, j)]
-print(f"on the line from mean {i} (0) to mean {j} (1): k-means switches at "
-      f"{hard_cross:.2f}, the responsibilities cross at {soft_cross:.2f}; the spread "
-      f"(sqrt det covariance) of component {i} is {spread[0]:.2f}, of {j} {spread[1]:.2f}")
+print(f"on the line from mean {i} (at 0) to mean {j} (at 1):\n"
+      f"  k-means switches at {hard_cross:.2f}, the responsibilities cross at "
+      f"{soft_cross:.2f}\n"
+      f"  spread (sqrt det covariance): component {i} {spread[0]:.2f}, "
+      f"component {j} {spread[1]:.2f}")
 axes[2].plot(s, line_proba[:, i], color=palette[i], lw=2, label=f"mixture: r(component {i})")
 axes[2].plot(s, line_proba[:, j], color=palette[j], lw=2, label=f"mixture: r(component {j})")
 axes[2].step(s, (nearest == i).astype(float), where="mid", color="black", ls="--",

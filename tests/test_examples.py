@@ -374,7 +374,7 @@ def test_lesson_kmeans_and_the_border(lesson):
     ref = cluster.KMeans(3, init=env["start"], n_init=1).fit(X)
     assert metrics.adjusted_rand_score(env["km_labels"], ref.labels_) == 1.0
     agree = np.mean(env["km_labels"] == env["gmm"].predict(X))
-    assert f"give {agree:.1%} of the points the same component" in printed
+    assert f"give {agree:.1%} of the points the same component;" in printed
     assert 0.5 < agree < 1.0                         # they differ, and not everywhere
     # the responsibilities cross nearer the tighter of the two components
     i, j = env["i"], env["j"]
