@@ -47,7 +47,6 @@ import argparse
 import csv
 import math
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -193,12 +192,6 @@ def _read_parquet(path: str) -> _Data:
     return _Data(path, names, load, True)
 
 
-#: The one syntax of a number in a text file: ASCII decimal digits with an
-#: optional sign, point and exponent, or inf / infinity / nan.  Python's
-#: ``float`` also takes ``1_0`` and non-ASCII digits; a data file means neither.
-_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)",
-                     re.ASCII | re.IGNORECASE)
-
 #: Cells read as a missing value (never as a column name), compared in upper case.
 _MISSING = ("", "NA", "N/A", "NULL", "NAN")
 
@@ -208,15 +201,24 @@ def parse_cell(cell: str) -> float | None:
 
     The one number reader of the command line: every CSV path (header
     detection, data with or without ``--missing``, row weights) reads cells
-    with it, so a cell means the same whatever the command or option.
-    Spaces around the text are ignored.
+    with it, so a cell means the same whatever the command or option.  A
+    number is ASCII decimal notation (an optional sign, digits with an
+    optional point, an optional exponent) or inf, infinity or nan (any
+    case); ``1_000`` and digits of other scripts are not numbers, although
+    Python's ``float`` takes them.  Spaces around the text are ignored.
     """
     text = cell.strip()
     if text.upper() in _MISSING:
         return math.nan
-    if _NUMBER.fullmatch(text) is None:
+    # Python's float() without what a data file never means: its grammar
+    # restricted to ASCII and without digit-group underscores is exactly
+    # sign, digits, point, exponent, or inf / infinity / nan.
+    if not text.isascii() or "_" in text:
         return None
-    return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _cell_kind(cell: str) -> str:
@@ -306,6 +308,7 @@ def _load_csv(path: str, delimiter: str, has_header: bool, names: list[str],
     a line of spaces is an error (it is neither a row nor nothing).
     """
     rows: list[list[float]] = []
+    n_columns = len(names)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
@@ -317,22 +320,19 @@ def _load_csv(path: str, delimiter: str, has_header: bool, names: list[str],
                 if not row:
                     continue  # an empty line
                 row_no += 1
-                where = f"data row {row_no}"
-                line = f"line {reader.line_num}"
-                if len(row) == 1 and len(names) > 1 and not row[0].strip():
-                    raise CLIError(f"{path}: {where} ({line}) holds only spaces; delete that line "
-                                   "or give its fields (empty fields are written ,,)")
-                if len(row) != len(names):
+                if len(row) != n_columns:
+                    where = f"data row {row_no} (line {reader.line_num})"
+                    if len(row) == 1 and not row[0].strip():
+                        raise CLIError(f"{path}: {where} holds only spaces; delete that "
+                                       "line or give its fields (empty fields are written ,,)")
                     fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
-                    raise CLIError(f"{path}: {where} has {fields} but the file has "
-                                   f"{len(names)} columns ({line})")
-                values = []
-                for i in idx:
-                    value = parse_cell(row[i])
-                    if value is None:
-                        raise CLIError(f"{path}: column {names[i]!r} is not numeric "
-                                       f"({where} holds {row[i]!r})")
-                    values.append(value)
+                    raise CLIError(f"{path}: data row {row_no} has {fields} but the file "
+                                   f"has {n_columns} columns (line {reader.line_num})")
+                values = [parse_cell(row[i]) for i in idx]
+                if None in values:
+                    i = idx[values.index(None)]
+                    raise CLIError(f"{path}: column {names[i]!r} is not numeric "
+                                   f"(data row {row_no} holds {row[i]!r})")
                 rows.append(values)
         except csv.Error as exc:
             raise CLIError(f"{path} is not a readable CSV file ({exc})") from None

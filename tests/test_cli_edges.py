@@ -445,3 +445,26 @@ def test_a_reader_that_closes_at_once_gets_nothing_and_no_error(tmp_path):
     assert proc.returncode == 0, err
     assert b"Broken pipe" not in err and b"Traceback" not in err, err
     assert fastgmm.load(tmp_path / "m.npz").n_components == 2
+
+
+def test_the_number_reader_is_ascii_decimal_notation():
+    """``parse_cell`` accepts exactly the grammar the docs state, checked on many strings
+    against a regular expression written from that statement.
+    """
+    grammar = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)",
+                         re.ASCII | re.IGNORECASE)
+    pieces = ["", "1", "0", "12", ".", "5", "e", "E", "+", "-", "_", "inf", "nan", "x",
+              "\u0661", "\u00bd", ",", " ", "infinity", "0x", "d"]
+    rng = np.random.default_rng(0)
+    samples = {"".join(rng.choice(pieces, size=int(rng.integers(1, 5))))
+               for _ in range(20000)}
+    samples |= {"1_0", "1e5", "-.5e-3", "+3.", "NaN", "-Inf", "1.5d3", "١٢", "1e", "e1"}
+    for text in samples:
+        value = cli.parse_cell(text)
+        stripped = text.strip()
+        if stripped.upper() in ("", "NA", "N/A", "NULL", "NAN"):
+            assert value is not None and math.isnan(value), text
+        elif grammar.fullmatch(stripped):
+            assert value == float(stripped) or (math.isnan(value) and "nan" in text.lower())
+        else:
+            assert value is None, text
