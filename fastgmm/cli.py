@@ -127,9 +127,12 @@ class _Data:
         if bad.any():
             row, col = np.argwhere(bad)[0]
             if np.isnan(X[row, col]):
-                what = "has a missing value" if self.text else "is NaN (a missing value)"
-                raise CLIError(f"{self.path}: column {names[col]!r} {what} in "
-                               f"data row {row + 1}; {why}")
+                if self.text:
+                    raise CLIError(f"{self.path}: column {names[col]!r} has a missing value "
+                                   f"in data row {row + 1} (an empty, NA, N/A, NULL or NaN "
+                                   f"cell); {why}")
+                raise CLIError(f"{self.path}: column {names[col]!r} is NaN (a missing value) "
+                               f"in data row {row + 1}; {why}")
             raise CLIError(f"{self.path}: column {names[col]!r} is infinite in data row "
                            f"{row + 1}; remove or correct such rows first")
         return X
