@@ -27,6 +27,7 @@ import fastgmm
 from fastgmm import plotting
 
 SEED = 3
+# sphinx_gallery_thumbnail_number = 4
 rng = np.random.default_rng(SEED)
 
 
