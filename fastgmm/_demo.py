@@ -148,6 +148,9 @@ def run_demo(out_dir: str = "fastgmm_demo_output", *, quick: bool = False, seed:
              progress: Callable[[str], None] | None = None, stdout=None) -> DemoResult:
     """Run the demo: fit, print the tables, write ``demo_segments.png`` and ``demo_bic_aic.png``.
 
+    ``demo_bic_aic.png`` shows BIC, AIC and the weights of the variational
+    fit's components, those switched off in grey.
+
     Without matplotlib the tables are still printed and the plots skipped,
     with a message on stderr.
 
@@ -245,10 +248,23 @@ def run_demo(out_dir: str = "fastgmm_demo_output", *, quick: bool = False, seed:
     files.append(path)
     say(f"wrote {path}")
 
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    for ax, name in zip(fig.subplots(1, 2), ("bic", "aic"), strict=True):
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, name in zip(axes[:2], ("bic", "aic"), strict=True):
         plot_criterion(curves[name], ax=ax, criterion=name.upper())
         ax.set_title(f"{name.upper()} on the six log-spending columns")
+    ax = axes[2]
+    on = vb_weights >= EFFECTIVE_WEIGHT_THRESHOLD
+    positions = np.arange(1, VB_COMPONENTS + 1)
+    ax.bar(positions[on], vb_weights[on], color=_SEGMENT_COLORS[0], label="kept")
+    ax.bar(positions[~on], vb_weights[~on], color="0.6", label="switched off")
+    ax.axhline(EFFECTIVE_WEIGHT_THRESHOLD, color=_SEGMENT_COLORS[1], linestyle="--",
+               label=f"weight {EFFECTIVE_WEIGHT_THRESHOLD:g}")
+    ax.set_yscale("log")
+    ax.set(xticks=positions, xlabel="component (heaviest first)", ylabel="weight (log scale)",
+           title=f"Variational fit: {VB_COMPONENTS - n_effective} of {VB_COMPONENTS} "
+                 "switched off")
+    ax.legend()
     path = os.path.join(out_dir, "demo_bic_aic.png")
     save_figure(fig, path)
     files.append(path)
