@@ -364,6 +364,13 @@ def test_lesson_responsibilities_are_the_e_step(lesson):
         np.testing.assert_allclose(r, terms / terms.sum(axis=1, keepdims=True), atol=1e-10)
     np.testing.assert_allclose(env["responsibilities"](X, env["history"][-1][2]),
                                gmm.predict_proba(X), atol=1e-8)
+    # the log-likelihood of the parameters after iteration t is the bound the
+    # callback reports at iteration t + 1, and the model's own score at the end
+    history = env["history"]
+    for t in range(0, len(history) - 1, 7):
+        assert env["log_likelihood"](X, history[t][2]) == pytest.approx(history[t + 1][1],
+                                                                        abs=1e-9)
+    assert env["log_likelihood"](X, history[-1][2]) == pytest.approx(gmm.score(X), abs=1e-9)
 
 
 def test_lesson_kmeans_and_the_border(lesson):
