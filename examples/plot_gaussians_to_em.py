@@ -204,7 +204,7 @@ gmm = fastgmm.GaussianMixture(3, weights_init=np.full(3, 1 / 3), means_init=star
                               tol=1e-6, callback=record)
 gmm.fit(X)
 print(f"EM converged after {gmm.n_iter_} iterations; mean log-likelihood\n"
-      f"{history[0][1]:.3f} at the first iteration, {history[-1][1]:.3f} at the last")
+      f"{history[0][1]:.3f} for the starting parameters, {gmm.score(X):.3f} for the fitted ones")
 
 
 def log_weighted_densities(X, params):
