@@ -42,6 +42,26 @@ exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "**/sg_execution_times.rst"]
 # The API pages document every name at its public path, fastgmm.<name>.
 default_role = "py:obj"
+# Every cross-reference must resolve: with -W an unresolved `name` or
+# :meth:`name` fails the build (nitpick_ignore lists the names that have no
+# page of their own here, such as NumPy's and the standard library's types
+# in numpydoc's Parameters sections).
+nitpicky = True
+nitpick_ignore = [
+    # Other projects' names: the build is offline (no intersphinx), so they
+    # have no target here.  They render as code, without a link.
+    ("py:class", "numpy.memmap"),
+    ("py:class", "pandas.DataFrame"),
+    ("py:class", "matplotlib.patches.Ellipse"),
+    ("py:class", "sklearn.exceptions.NotFittedError"),
+    ("py:class", "sklearn.exceptions.ConvergenceWarning"),
+    # Internal names that docstrings mention: no public page documents them.
+    ("py:mod", "fastgmm._covariance"),
+    ("py:func", "run_em"),
+    ("py:data", "NK_EPS"),
+    ("py:attr", "covariance_type"),
+    ("py:attr", "fastgmm.SelectionResult.table_"),
+]
 add_module_names = False
 toc_object_entries_show_parents = "hide"   # "fit()" rather than "GaussianMixture.fit()"
 
@@ -91,6 +111,10 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"(__init__|conftest)\.py$",
     "within_subsection_order": "gallery_order.LessonOrder",
     "download_all_examples": False,
+    # No "Computation times" pages: sphinx-gallery's load their table code
+    # from the network, and the docs must work offline.
+    "write_computation_times": False,
+    "show_signature": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
     "show_memory": False,
@@ -112,7 +136,8 @@ warnings.filterwarnings("ignore", category=UserWarning,
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"fastgmm {release}"
-html_static_path: list = []
+html_static_path = ["_static"]
+html_css_files = ["fastgmm.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

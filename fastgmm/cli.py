@@ -4,9 +4,11 @@
 
     fastgmm demo [--out DIR] [--quick]
     fastgmm fit DATA --k K|auto [--covariance TYPE] [--columns a,b] [--standardize] [--log]
-                [--sample-weight COL] [--n-init N] [--max-iter N] [--seed S]
+                [--sample-weight COL] [--missing] [--n-init N] [--max-iter N] [--seed S]
                 [--header auto|yes|no] --out MODEL
     fastgmm predict MODEL DATA [--proba] [--header auto|yes|no] --out FILE
+    fastgmm score MODEL DATA [--header auto|yes|no] --out FILE
+    fastgmm impute MODEL DATA [--seed S] [--header auto|yes|no] --out FILE
     fastgmm sample MODEL --n N [--seed S] --out FILE
     fastgmm info MODEL
 
@@ -17,15 +19,26 @@ default, when it looks like one: names only, or each name above a number in
 the next row.  A first row of numbers only is read as data (the columns are
 named ``0``, ``1``, ... and a note on stderr says so); a first row that could
 be either is an error asking for ``--header``.  Every row counts: nothing is
-a comment.  Output files end in ``.csv`` or ``.npy``, and never replace an
-input file.  The preprocessing chosen at fit time (columns, ``--log``,
-``--standardize``) is stored in the model file and applied again by
-``predict``, and undone by ``sample``.
+a comment.  One reader decides what a number is, for every command and
+option: ASCII decimal notation (``-1.5e3``), ``inf`` or ``nan``; an empty
+cell, ``NA``, ``N/A``, ``NULL`` or ``NaN`` is a missing value, accepted only
+where missing values are (``fit --missing``, ``impute``, and ``predict`` or
+``score`` with a model fitted with ``--missing``).
+
+Output files end in ``.csv`` or ``.npy``, and never replace an input file;
+numbers are written as the shortest text that reads back to the same double.
+The preprocessing chosen at fit time (columns, ``--log``, ``--standardize``)
+is stored in the model file and applied again by ``predict``, ``score`` and
+``impute``, and undone by ``sample`` and ``impute`` (which writes observed
+cells exactly as read and fills only the gaps).
 
 Progress goes to stderr (``--quiet`` silences it), results to stdout.  Bad
 input prints one line, ``fastgmm <command>: error: ...``, and exits with
 status 2; outputs are written to a temporary file and renamed into place, so
-a failed command leaves no partial file behind.
+a failed command leaves no partial file behind.  Argument errors name the
+subcommand (``fastgmm fit: error: ...``).  A closed standard output (``fastgmm
+fit ... | head -1``) is not an error: the command finishes its work quietly
+and exits with status 0.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ import csv
 import math
 import os
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -49,20 +63,29 @@ __all__ = ["main"]
 
 _OUTPUT_SUFFIXES = (".csv", ".npy")
 
+#: The seed of ``fit --k auto`` when ``--seed`` is not given: the choice of k
+#: is then the same from run to run.
+AUTO_SEED = 0
+
+#: The subcommands, in the order of ``--help``.
+COMMANDS = ("demo", "fit", "predict", "score", "impute", "sample", "info")
+
 
 class CLIError(Exception):
     """Bad input: reported as one line, exit status 2."""
 
 
 class _UsageError(Exception):
-    pass
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors become one line and exit status 2."""
 
     def error(self, message):  # noqa: D102
-        raise _UsageError(f"{message} (see '{self.prog} --help')")
+        raise _UsageError(self.prog, message)
 
 
 # ----------------------------------------------------------------------------
@@ -81,28 +104,37 @@ class _Data:
         self.has_header = has_header
         #: How the header was decided, when it is worth telling (printed on stderr).
         self.note = note
+        #: Whether the values were read from text (CSV) rather than stored as numbers.
+        self.text = False
 
-    def columns(self, names: Sequence[str], missing: bool = False) -> np.ndarray:
-        """The given columns as a float64 (n_rows, len(names)) array, checked finite.
+    def columns(self, names: Sequence[str], missing: bool = False,
+                why: str = "remove or impute such rows first") -> np.ndarray:
+        """The given columns as a float64 (n_rows, len(names)) array, checked.
 
         With ``missing``, empty cells (and NA, N/A, NULL, NaN) become NaN and
-        only infinite values are refused.
+        only infinite values are refused.  Without it a missing value is an
+        error, whose message ends with ``why`` (what to do about it here).
         """
         for name in names:
             if name not in self.names:
                 shown = ", ".join(self.names[:12]) + (", ..." if len(self.names) > 12 else "")
                 raise CLIError(f"{self.path}: unknown column {name!r}; the columns are {shown}")
         idx = [self.names.index(n) for n in names]
-        X = self._loader(idx, missing)
+        X = self._loader(idx)
         if X.shape[0] == 0:
             raise CLIError(f"{self.path} has no data rows")
         bad = np.isinf(X) if missing else ~np.isfinite(X)
         if bad.any():
             row, col = np.argwhere(bad)[0]
-            what = "NaN (a missing value)" if np.isnan(X[row, col]) else "infinite"
-            hint = " (or fit with --missing)" if np.isnan(X[row, col]) else ""
-            raise CLIError(f"{self.path}: column {names[col]!r} is {what} in data row "
-                           f"{row + 1}; remove or impute such rows first{hint}")
+            if np.isnan(X[row, col]):
+                if self.text:
+                    raise CLIError(f"{self.path}: column {names[col]!r} has a missing value "
+                                   f"in data row {row + 1} (an empty, NA, N/A, NULL or NaN "
+                                   f"cell); {why}")
+                raise CLIError(f"{self.path}: column {names[col]!r} is NaN (a missing value) "
+                               f"in data row {row + 1}; {why}")
+            raise CLIError(f"{self.path}: column {names[col]!r} is infinite in data row "
+                           f"{row + 1}; remove or correct such rows first")
         return X
 
 
@@ -134,7 +166,7 @@ def _read_npy(path: str) -> _Data:
         raise CLIError(f"{path} holds a {arr.ndim}-dimensional array; 1 or 2 dimensions needed")
     names = [str(j) for j in range(arr.shape[1])]
     return _Data(path, names,
-                 lambda idx, missing=False: np.asarray(arr[:, idx], dtype=np.float64), False)
+                 lambda idx: np.asarray(arr[:, idx], dtype=np.float64), False)
 
 
 def _read_parquet(path: str) -> _Data:
@@ -150,7 +182,7 @@ def _read_parquet(path: str) -> _Data:
         raise CLIError(f"{path} is not a readable Parquet file ({exc})") from None
     names = [str(c) for c in frame.columns]
 
-    def load(idx, missing=False):
+    def load(idx):
         out = np.empty((len(frame), len(idx)))
         for j, i in enumerate(idx):
             col = frame.iloc[:, i]
@@ -163,31 +195,40 @@ def _read_parquet(path: str) -> _Data:
     return _Data(path, names, load, True)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+#: Cells read as a missing value (never as a column name), compared in upper case.
+_MISSING = ("", "NA", "N/A", "NULL", "NAN")
 
 
-#: Cells read as a missing value (never as a column name).
-_MISSING = ("", "NA", "N/A", "NULL")
+def parse_cell(cell: str) -> float | None:
+    """A text cell as a number: NaN for a missing value, None if it is not a number.
 
-
-def _missing_cell(cell: str) -> float:
-    """A CSV cell as a number, NaN for an empty or NA/N/A/NULL cell."""
-    text = cell.strip().strip('"').strip()
+    The one number reader of the command line: every CSV path (header
+    detection, data with or without ``--missing``, row weights) reads cells
+    with it, so a cell means the same whatever the command or option.  A
+    number is ASCII decimal notation (an optional sign, digits with an
+    optional point, an optional exponent) or inf, infinity or nan (any
+    case); ``1_000`` and digits of other scripts are not numbers, although
+    Python's ``float`` takes them.  Spaces around the text are ignored.
+    """
+    text = cell.strip()
     if text.upper() in _MISSING:
-        return np.nan
-    return float(text)
+        return math.nan
+    # Python's float() without what a data file never means: its grammar
+    # restricted to ASCII and without digit-group underscores is exactly
+    # sign, digits, point, exponent, or inf / infinity / nan.
+    if not text.isascii() or "_" in text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _cell_kind(cell: str) -> str:
-    cell = cell.strip()
-    if cell.upper() in _MISSING:
-        return "empty"
-    return "number" if _is_number(cell) else "name"
+    value = parse_cell(cell)
+    if value is None:
+        return "name"
+    return "empty" if math.isnan(value) else "number"
 
 
 def _first_rows(path: str, delimiter: str) -> tuple[list | None, int, list | None]:
@@ -254,49 +295,51 @@ def _read_csv(path: str, delimiter: str, header: str = "auto") -> _Data:
     else:
         names = [str(j) for j in range(len(first))]
 
-    def load(idx, missing=False):
-        # Missing cells become NaN only when asked for; otherwise numpy's
-        # error leads to the message naming the first bad cell.
-        converters = _missing_cell if missing else None
-        try:
-            with warnings.catch_warnings():
-                # A header-only file: numpy warns, and the caller reports the
-                # missing rows in one line.
-                warnings.simplefilter("ignore", UserWarning)
-                # comments=None: no comment character, so no row is ever skipped.
-                X = np.loadtxt(path, delimiter=delimiter, comments=None,
-                               skiprows=header_lines if has_header else 0,
-                               usecols=idx, dtype=np.float64, ndmin=2, quotechar='"',
-                               encoding="utf-8-sig", converters=converters)
-        except ValueError as exc:
-            raise CLIError(_csv_problem(path, delimiter, has_header, names, idx, exc)) from None
-        return X
+    def load(idx):
+        return _load_csv(path, delimiter, has_header, names, idx)
 
-    return _Data(path, names, load, has_header, note)
+    data = _Data(path, names, load, has_header, note)
+    data.text = True
+    return data
 
 
-def _csv_problem(path, delimiter, has_header, names, idx, exc) -> str:
-    """Find the first bad cell among the columns ``idx`` and describe it."""
+def _load_csv(path: str, delimiter: str, has_header: bool, names: list[str],
+              idx: list[int]) -> np.ndarray:
+    """The columns ``idx`` of a CSV file as float64, missing values as NaN.
+
+    Every data row must have one field per column; an empty line is skipped,
+    a line of spaces is an error (it is neither a row nor nothing).
+    """
+    rows: list[list[float]] = []
+    n_columns = len(names)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
-        rows = (row for row in reader if row)  # numpy skips blank lines too
-        if has_header:
-            next((row for row in rows if any(cell.strip() for cell in row)), None)
-        for row_no, row in enumerate(rows, start=1):
-            if len(row) != len(names):
-                fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
-                return (f"{path}: data row {row_no} has {fields} but the file has "
-                        f"{len(names)} columns")
-            for i in idx:
-                cell = row[i].strip()
-                if cell.upper() in _MISSING:
-                    return (f"{path}: column {names[i]!r} has a missing value in data row "
-                            f"{row_no}; remove or impute such rows first (or fit with "
-                            "--missing)")
-                if not _is_number(cell):
-                    return (f"{path}: column {names[i]!r} is not numeric "
-                            f"(data row {row_no} holds {cell!r})")
-    return f"{path}: could not read the numbers ({exc})"
+        try:
+            lines = iter(reader)
+            if has_header:  # the header is the first line with a non-blank cell
+                next((row for row in lines if any(cell.strip() for cell in row)), None)
+            row_no = 0
+            for row in lines:
+                if not row:
+                    continue  # an empty line
+                row_no += 1
+                if len(row) != n_columns:
+                    where = f"data row {row_no} (line {reader.line_num})"
+                    if len(row) == 1 and not row[0].strip():
+                        raise CLIError(f"{path}: {where} holds only spaces; delete that "
+                                       "line or give its fields (empty fields are written ,,)")
+                    fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
+                    raise CLIError(f"{path}: data row {row_no} has {fields} but the file "
+                                   f"has {n_columns} columns (line {reader.line_num})")
+                values = [parse_cell(row[i]) for i in idx]
+                if None in values:
+                    i = idx[values.index(None)]
+                    raise CLIError(f"{path}: column {names[i]!r} is not numeric "
+                                   f"(data row {row_no} holds {row[i]!r})")
+                rows.append(values)
+        except csv.Error as exc:
+            raise CLIError(f"{path} is not a readable CSV file ({exc})") from None
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(idx))
 
 
 # ----------------------------------------------------------------------------
@@ -312,6 +355,8 @@ def _check_output(path: str, suffixes=_OUTPUT_SUFFIXES, inputs: Sequence[str] = 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CLIError(f"--out {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"--out {path}: the folder {folder} is not writable")
     if os.path.isdir(path):
         raise CLIError(f"--out {path} is a folder; give a file name")
     if suffixes and not path.lower().endswith(suffixes):
@@ -320,7 +365,12 @@ def _check_output(path: str, suffixes=_OUTPUT_SUFFIXES, inputs: Sequence[str] = 
     return path
 
 
-def _write_table(path: str, header: list[str], values: np.ndarray, fmt: str) -> None:
+def _write_table(path: str, header: list[str], values: np.ndarray,
+                 integer_columns: Sequence[int] = ()) -> None:
+    """Write a table as CSV (shortest round-trip numbers) or ``.npy``, atomically.
+
+    ``integer_columns`` (indices) are written as integers in a CSV file.
+    """
     from ._io import atomic_path
 
     with atomic_path(path) as tmp:
@@ -328,10 +378,14 @@ def _write_table(path: str, header: list[str], values: np.ndarray, fmt: str) -> 
             with open(tmp, "wb") as f:
                 np.save(f, values)
         else:
+            ints = set(integer_columns)
             with open(tmp, "w", newline="") as f:
                 # Quoted where needed: a name may hold a comma or a quote.
-                csv.writer(f, lineterminator="\n").writerow(header)
-                np.savetxt(f, values, delimiter=",", fmt=fmt)
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(header)
+                for row in np.asarray(values).tolist():
+                    writer.writerow([str(int(v)) if j in ints else repr(float(v))
+                                     for j, v in enumerate(row)])
 
 
 # ----------------------------------------------------------------------------
@@ -473,10 +527,27 @@ def _cmd_demo(args) -> int:
 
     progress = None if args.quiet else (lambda m: print(f"demo: {m}", file=sys.stderr,
                                                         flush=True))
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CLIError(f"--out {args.out} exists and is not a folder")
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        pass  # no plots, so no folder (run_demo says why)
+    else:
+        _prepare_folder(args.out)
     run_demo(args.out, quick=args.quick, seed=args.seed, progress=progress)
     return 0
+
+
+def _prepare_folder(path: str) -> None:
+    """Create the output folder ``path`` and try writing there, before any work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"--out {path} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CLIError(f"--out {path}: cannot write there "
+                       f"({exc.strerror or exc})") from None
 
 
 def _cmd_fit(args) -> int:
@@ -495,11 +566,14 @@ def _cmd_fit(args) -> int:
         columns = [c for c in data.names if c != args.sample_weight]
     if args.sample_weight is not None and args.sample_weight in columns:
         raise CLIError(f"--sample-weight {args.sample_weight!r} is also a feature column")
-    X = data.columns(columns, missing=args.missing)
+    X = data.columns(columns, missing=args.missing,
+                     why="remove or impute such rows first, or fit with --missing")
     _say_header(args, data)
     weights = None
     if args.sample_weight is not None:
-        weights = data.columns([args.sample_weight])[:, 0]
+        weights = data.columns([args.sample_weight],
+                               why="every row needs a weight (--missing is for the "
+                               "feature columns only)")[:, 0]
         if (weights < 0).any():
             raise CLIError(f"--sample-weight column {args.sample_weight!r} has negative values")
         if not weights.sum() > 0:
@@ -533,7 +607,12 @@ def _cmd_fit(args) -> int:
         raise CLIError("--k auto is not available with --missing; give the number of "
                        "components")
     if args.k == "auto":
+        if args.seed is None:
+            args.seed = AUTO_SEED
+            _note(args, f"--k auto: seed {AUTO_SEED} (the default; give --seed for another)")
         args.k, args.seed = _choose_k(args, Z, weights)
+    if not args.bayesian:
+        _warn_few_distinct_rows(args.k, X, weights)
     if args.bayesian:
         from ._bayesian import BayesianGaussianMixture as GaussianMixture  # same arguments
     if args.missing and args.bayesian:
@@ -572,6 +651,19 @@ def _cmd_fit(args) -> int:
     _print_components(model, columns, prep, center, scale)
     print(f"model written to {args.out}")
     return 0
+
+
+def _warn_few_distinct_rows(k: int, X: np.ndarray, weights) -> None:
+    """Warn on stderr when there are no more distinct rows (of positive weight) than k."""
+    rows = X if weights is None else X[weights > 0]
+    # NaN != NaN: compare rows with their gaps as one marker value
+    n_distinct = np.unique(np.where(np.isnan(rows), np.inf, rows), axis=0).shape[0]
+    if k >= n_distinct:
+        print(f"fastgmm fit: warning: {k} components for {n_distinct} distinct data rows"
+              f"{' of positive weight' if weights is not None else ''}: components can sit "
+              "on single points, with covariances set by the regularisation alone; the fit "
+              "says little about the data (use fewer components or more data)",
+              file=sys.stderr, flush=True)
 
 
 def _choose_k(args, Z: np.ndarray, weights) -> tuple[int, int]:
@@ -619,26 +711,48 @@ def _print_components(model, columns, prep, center, scale) -> None:
     print(Table(("component", "weight") + tuple(heads), rows, {"weight": ".3f"}, title))
 
 
-def _model_input(mf, prep, data: _Data, missing: bool = False) -> np.ndarray:
+def _fitted_with_missing(model) -> bool:
+    """Whether the model scores rows with gaps by default (fitted with ``--missing``)."""
+    return getattr(model, "missing", "error") == "marginalize"
+
+
+def _model_input(mf, prep, data: _Data, missing: bool | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's columns of DATA as read, and as the model sees them (preprocessed).
+
+    ``missing`` None: rows with gaps are accepted when the model was fitted
+    with ``--missing`` (as :meth:`GaussianMixture.predict` does), and refused
+    otherwise.
+    """
     model = mf.model
     d = model.n_features_in_
+    if missing is None:
+        missing = _fitted_with_missing(model)
+    why = ("the model was fitted without --missing, so it cannot score rows with gaps; "
+           "remove them, fill them with 'fastgmm impute', or refit with --missing")
+
+    def read(names):
+        return data.columns(names, missing, why)
+
     if prep is not None:
         columns = prep["columns"]
         if data.has_header or all(c in data.names for c in columns):
-            X = data.columns(columns, missing)
+            X = read(columns)
         elif len(data.names) == d:
-            X = data.columns(data.names, missing)
+            X = read(data.names)
         else:
             raise CLIError(f"{data.path} has {len(data.names)} unnamed columns; the model "
                            f"needs {d} ({', '.join(columns)})")
-        return _transform(X, columns, prep, mf.extra_arrays.get("center"),
-                          mf.extra_arrays.get("scale"))
+        return X, _transform(X, columns, prep, mf.extra_arrays.get("center"),
+                             mf.extra_arrays.get("scale"))
     names = getattr(model, "feature_names_in_", None)
     if names is not None and data.has_header:
-        return data.columns([str(n) for n in names], missing)
-    if len(data.names) != d:
+        X = read([str(n) for n in names])
+    elif len(data.names) != d:
         raise CLIError(f"{data.path} has {len(data.names)} columns; the model needs {d}")
-    return data.columns(data.names, missing)
+    else:
+        X = read(data.names)
+    return X, X
 
 
 def _say_header(args, data: _Data) -> None:
@@ -654,20 +768,58 @@ def _cmd_predict(args) -> int:
     mf, prep = _read_model(args.model)
     data = _read_data(args.data, args.header)
     _check_output(args.out, inputs=(args.model, args.data))
-    X = _model_input(mf, prep, data)
+    _, Z = _model_input(mf, prep, data)
     _say_header(args, data)
     model = mf.model
+    gaps = _gaps_note(Z)
     if args.proba:
-        values = model.predict_proba(X)
+        values = model.predict_proba(Z)
         header = [f"p{j}" for j in range(values.shape[1])]
-        _write_table(args.out, header, values, "%.17g")
-        print(f"wrote the component probabilities of {X.shape[0]} rows to {args.out}")
+        _write_table(args.out, header, values)
+        print(f"wrote the component probabilities of {Z.shape[0]} rows{gaps} to {args.out}")
     else:
-        values = model.predict(X)
-        _write_table(args.out, ["component"], values[:, None], "%d")
+        values = model.predict(Z)
+        _write_table(args.out, ["component"], values[:, None], integer_columns=(0,))
         counts = np.bincount(values, minlength=model.weights_.shape[0])
-        print(f"wrote the components of {X.shape[0]} rows to {args.out}")
+        print(f"wrote the components of {Z.shape[0]} rows{gaps} to {args.out}")
         print("rows per component: " + ", ".join(f"{j}: {c}" for j, c in enumerate(counts)))
+    return 0
+
+
+def _gaps_note(Z: np.ndarray) -> str:
+    n = int(np.isnan(Z).any(axis=1).sum())
+    return f" ({n} with missing values, scored on their observed columns)" if n else ""
+
+
+def _log_jacobian(X: np.ndarray, prep: dict | None, scale) -> np.ndarray:
+    """The log |dz/dx| per row of the preprocessing x -> z, over each row's observed cells.
+
+    Adding it to the model's log-density of z gives the log-density of x.
+    """
+    out = np.zeros(X.shape[0])
+    if prep is None:
+        return out
+    observed = ~np.isnan(X)
+    if prep.get("log"):
+        out -= np.where(observed, np.log(np.where(observed, X, 1.0)), 0.0).sum(axis=1)
+    if prep.get("standardize"):
+        out -= (observed * np.log(scale)).sum(axis=1)
+    return out
+
+
+def _cmd_score(args) -> int:
+    mf, prep = _read_model(args.model)
+    data = _read_data(args.data, args.header)
+    _check_output(args.out, inputs=(args.model, args.data))
+    X, Z = _model_input(mf, prep, data)
+    _say_header(args, data)
+    model = mf.model
+    values = model.score_samples(Z) + _log_jacobian(X, prep, mf.extra_arrays.get("scale"))
+    _write_table(args.out, ["log_density"], values[:, None])
+    units = "" if prep is None or not (prep.get("log") or prep.get("standardize")) else (
+        " in the units of the data (the preprocessing's Jacobian included)")
+    print(f"wrote the log-density of {Z.shape[0]} rows{_gaps_note(Z)}{units} to {args.out}")
+    print(f"mean log-density per row: {float(np.mean(values)):.6f}")
     return 0
 
 
@@ -675,25 +827,29 @@ def _cmd_impute(args) -> int:
     mf, prep = _read_model(args.model)
     data = _read_data(args.data, args.header)
     _check_output(args.out, inputs=(args.model, args.data))
-    X = _model_input(mf, prep, data, missing=True)
+    X, Z = _model_input(mf, prep, data, missing=True)
     _say_header(args, data)
     model = mf.model
     if not hasattr(model, "impute"):
         raise CLIError(f"{args.model}: this kind of model cannot impute")
-    filled = np.asarray(model.impute(X, random_state=args.seed), dtype=np.float64)
+    imputed = np.asarray(model.impute(Z, random_state=args.seed), dtype=np.float64)
     if prep is not None:
-        filled = _untransform(filled, prep, mf.extra_arrays.get("center"),
-                              mf.extra_arrays.get("scale"))
+        imputed = _untransform(imputed, prep, mf.extra_arrays.get("center"),
+                               mf.extra_arrays.get("scale"))
         names = list(prep["columns"])
     else:
         fitted = getattr(model, "feature_names_in_", None)
         names = ([str(v) for v in fitted] if fitted is not None
-                 else [f"x{j}" for j in range(filled.shape[1])])
-    _write_table(args.out, names, filled, "%.17g")
-    n_missing = int(np.isnan(X).sum())
+                 else [f"x{j}" for j in range(X.shape[1])])
+    # Only the gaps are filled: every observed cell is written exactly as read,
+    # never passed through the preprocessing and back.
+    gaps = np.isnan(X)
+    filled = X.copy()
+    filled[gaps] = imputed[gaps]
+    _write_table(args.out, names, filled)
     how = (f"one draw from the conditional distribution (seed {args.seed})"
            if args.seed is not None else "the conditional expectation")
-    print(f"filled {n_missing} missing cells in {int(np.isnan(X).any(axis=1).sum())} of "
+    print(f"filled {int(gaps.sum())} missing cells in {int(gaps.any(axis=1).sum())} of "
           f"{X.shape[0]} rows with {how}; wrote {args.out}")
     return 0
 
@@ -715,7 +871,8 @@ def _cmd_sample(args) -> int:
         fitted = getattr(model, "feature_names_in_", None)
         names = ([str(v) for v in fitted] if fitted is not None
                  else [f"x{j}" for j in range(X.shape[1])])
-    _write_table(args.out, names + ["component"], np.column_stack([X, y]), "%.17g")
+    _write_table(args.out, names + ["component"], np.column_stack([X, y]),
+                 integer_columns=(len(names),))
     print(f"wrote {args.n} samples ({len(names)} columns and the component) to {args.out}")
     return 0
 
@@ -796,7 +953,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="whether the first row of a CSV file names the columns "
                        "(default auto: names only, or names above numbers)")
 
-    p = sub.add_parser("demo", help="segment the bundled wholesale customers and plot them",
+    p = sub.add_parser("demo", prog="fastgmm demo",
+                       help="segment the bundled wholesale customers and plot them",
                        description="Fit mixtures to the bundled wholesale-customers data, "
                        "print a segment table and the BIC/AIC tables, and write PNG plots.")
     p.add_argument("--out", default="fastgmm_demo_output", metavar="DIR",
@@ -806,7 +964,8 @@ def _build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("fit", help="fit a mixture to a data file and save the model",
+    p = sub.add_parser("fit", prog="fastgmm fit",
+                       help="fit a mixture to a data file and save the model",
                        description="Fit a Gaussian mixture to DATA (CSV, .npy or Parquet) "
                        "and save it as a model file.")
     p.add_argument("data", metavar="DATA")
@@ -825,7 +984,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="restarts (default 1)")
     p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                    help="EM iterations per restart (default 100)")
-    p.add_argument("--seed", type=_seed, default=None, metavar="S", help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, metavar="S",
+                   help="random seed (default: unseeded, except that --k auto uses seed "
+                   f"{AUTO_SEED} so that it chooses the same k every run)")
     p.add_argument("--bayesian", action="store_true",
                    help="variational Bayesian mixture: --k is the most components")
     p.add_argument("--missing", action="store_true",
@@ -836,9 +997,12 @@ def _build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("predict", help="assign rows of a data file to components",
+    p = sub.add_parser("predict", prog="fastgmm predict",
+                       help="assign rows of a data file to components",
                        description="Write the most probable component of each row of DATA "
-                       "(or, with --proba, every component's probability).")
+                       "(or, with --proba, every component's probability).  With a model "
+                       "fitted with --missing, rows with empty cells are scored on their "
+                       "observed columns.")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--proba", action="store_true", help="write probabilities p0, p1, ...")
@@ -847,7 +1011,22 @@ def _build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("impute", help="fill the missing cells of a data file",
+    p = sub.add_parser("score", prog="fastgmm score",
+                       help="write the log-density of each row of a data file",
+                       description="Write the log-density of each row of DATA under the "
+                       "model, in the units of DATA (with --log or --standardize, the "
+                       "Jacobian of the preprocessing is included), and print its mean.  "
+                       "With a model fitted with --missing, a row with empty cells gets the "
+                       "density of its observed columns.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    header(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="output .csv or .npy")
+    common(p)
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("impute", prog="fastgmm impute",
+                       help="fill the missing cells of a data file",
                        description="Fill the empty (or NA) cells of the model's columns of "
                        "DATA with their conditional expectation under the model, or with "
                        "--seed one draw from their conditional distribution (multiple "
@@ -861,7 +1040,8 @@ def _build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=_cmd_impute)
 
-    p = sub.add_parser("sample", help="draw samples from a model",
+    p = sub.add_parser("sample", prog="fastgmm sample",
+                       help="draw samples from a model",
                        description="Draw N rows from the model, in the units of the data it "
                        "was fitted on, with the component of each.")
     p.add_argument("model", metavar="MODEL")
@@ -871,7 +1051,10 @@ def _build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=_cmd_sample)
 
-    p = sub.add_parser("info", help="describe a model file")
+    p = sub.add_parser("info", prog="fastgmm info",
+                       help="describe a model file",
+                       description="Describe a model file: format, components, "
+                       "preprocessing, convergence and weights.")
     p.add_argument("model", metavar="MODEL")
     common(p)
     p.set_defaults(func=_cmd_info)
@@ -897,18 +1080,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv : sequence of str, optional
         Arguments without the program name (default ``sys.argv[1:]``).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
     except _UsageError as exc:
-        print(f"fastgmm: error: {exc}", file=sys.stderr)
+        prog = exc.prog
+        if prog == "fastgmm":
+            # The main parser reports a subcommand's unrecognised arguments:
+            # name the subcommand all the same.
+            command = next((a for a in argv if not a.startswith("-")), None)
+            if command in COMMANDS:
+                prog = f"fastgmm {command}"
+        print(f"{prog}: error: {exc} (see '{prog} --help')", file=sys.stderr)
         return 2
     if args.command is None:
-        print("fastgmm: error: choose a command: demo, fit, predict, impute, sample or info "
-              "(see 'fastgmm --help')", file=sys.stderr)
+        print(f"fastgmm: error: choose a command: {', '.join(COMMANDS[:-1])} or "
+              f"{COMMANDS[-1]} (see 'fastgmm --help')", file=sys.stderr)
         return 2
+    stdout = sys.stdout
+    guard = _ClosedPipeGuard(stdout)
+    sys.stdout = guard
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        guard.flush()
+        return status
     except KeyboardInterrupt:
         print(f"fastgmm {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -916,6 +1112,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             np.linalg.LinAlgError, MemoryError, OverflowError) as exc:
         print(f"fastgmm {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout = stdout
+
+
+class _ClosedPipeGuard:
+    """Standard output that a closed pipe (``fastgmm fit ... | head -1``) cannot stop.
+
+    The first write or flush that meets a closed pipe points the file
+    descriptor at the null device, as Python's documentation advises for
+    SIGPIPE, and the command goes on to finish its work quietly: the reader
+    has all it wanted.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.pipe_closed = False
+
+    def _closed(self) -> None:
+        self.pipe_closed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a file descriptor (a test's capture): nothing to redirect
+
+    def write(self, text: str) -> int:
+        if not self.pipe_closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.pipe_closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":

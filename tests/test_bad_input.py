@@ -919,7 +919,7 @@ BAD_MESSAGES = {
     "not_a_model": r"w\.csv is not a fastgmm model file",
     "missing_model": r"nothere\.npz: no such file",
     "bad_output_suffix": r"must end in \.csv or \.npy",
-    "missing_k": r"fastgmm: error: the following arguments are required: --k",
+    "missing_k": r"fastgmm fit: error: the following arguments are required: --k",
     "no_command": r"fastgmm: error: choose a command",
     "bad_k": r"argument --k: expected a positive integer( or 'auto')?, got '?0'?",
     "ragged_csv": r"data row 2 has 1 field but the file has 2 columns",

@@ -207,12 +207,19 @@ def test_demo_writes_pngs_and_prints_the_segment_table(cli_ws):
         overall = np.dot(sizes, seg_means) / 440
         np.testing.assert_allclose(overall, table[:, 2 + col].mean(), atol=1.0)
     assert "BIC prefers k=" in proc.stdout and "AIC prefers k=" in proc.stdout
-    # The variational alternative: a count between 1 and the 10 components fitted.
-    m = re.search(r"^Variational Bayes \(10 components, Dirichlet process prior, default "
-                  r"priors\) keeps (\d+) with weight above 0\.01; BIC chose k=(\d+)\.$",
-                  proc.stdout, re.M)
-    assert m and 1 <= int(m.group(1)) <= 10
-    assert f"BIC prefers k={m.group(2)} " in proc.stdout
+    # The variational alternative switches components off: the weights it
+    # prints are a distribution, and those below 0.01 are counted as off.
+    m = re.search(r"^Component weights, largest first: ([0-9. ]+)\n(\d+) of 10 components are "
+                  r"switched off \(weight below 0\.01\); (\d+) keep the data, where BIC "
+                  r"chose k=(\d+)\.$", proc.stdout, re.M)
+    assert m, proc.stdout
+    weights = np.array([float(w) for w in m.group(1).split()])
+    assert weights.shape == (10,) and np.all(np.diff(weights) <= 0)
+    np.testing.assert_allclose(weights.sum(), 1.0, atol=6e-3)     # printed to 3 decimals
+    n_off, n_kept = int(m.group(2)), int(m.group(3))
+    assert n_off + n_kept == 10 and n_off >= 1                     # something is switched off
+    assert n_off == int(np.sum(weights < 0.01))
+    assert f"BIC prefers k={m.group(4)} " in proc.stdout
     assert "demo: wrote" in proc.stderr
 
 
@@ -227,13 +234,21 @@ def test_failed_write_leaves_the_old_file_intact(cli_ws, tmp_path, monkeypatch, 
     d, _ = cli_ws
     out = tmp_path / "labels.csv"
     out.write_text("old\n")
-    real_savetxt = np.savetxt
+    real_writer = cli.csv.writer
 
-    def failing_savetxt(f, values, **kw):
-        real_savetxt(f, values[:10], **kw)     # part of the file, then the disk is full
-        raise OSError(28, "No space left on device")
+    class FailingWriter:
+        """Writes ten rows, then the disk is full."""
 
-    monkeypatch.setattr(np, "savetxt", failing_savetxt)
+        def __init__(self, f, **kw):
+            self._writer, self._rows = real_writer(f, **kw), 0
+
+        def writerow(self, row):
+            self._rows += 1
+            if self._rows > 10:
+                raise OSError(28, "No space left on device")
+            return self._writer.writerow(row)
+
+    monkeypatch.setattr(cli.csv, "writer", FailingWriter)
     status = cli.main(["predict", str(d / "m.npz"), str(d / "w.csv"), "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 2
@@ -253,8 +268,8 @@ def test_demo_without_matplotlib_still_prints_the_tables(tmp_path, monkeypatch, 
     assert status == 0
     assert "segment  customers  share" in captured.out
     assert "BIC prefers k=" in captured.out
-    assert "Variational Bayes (10 components" in captured.out
-    assert 'plots skipped: they need matplotlib (pip install "fastgmm[plot]")' in captured.err
+    assert "components are switched off" in captured.out
+    assert 'plots skipped: they need matplotlib (pip install ".[plot]"' in captured.err
     assert not (tmp_path / "demo").exists()
 
 

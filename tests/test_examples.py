@@ -72,7 +72,8 @@ def wholesale(run):
 
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert scripts == sorted(["wholesale_segmentation.py", "plot_model_selection.py",
+    assert scripts == sorted(["plot_gaussians_to_em.py",
+                              "wholesale_segmentation.py", "plot_model_selection.py",
                               "plot_out_of_core_and_dask.py", "plot_online_em.py",
                               "plot_soft_vs_hard.py", "plot_missing_data.py"])
     assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
@@ -294,3 +295,96 @@ def test_missing_data_example(run):
     # The fit with entries missing stays close to the complete-data fit.
     assert env["missing_fit"].score(env["X"]) > env["complete_fit"].score(env["X"]) - 0.5
     assert env["inside"].mean() > 0.85
+
+
+# ---------------------------------------------------------------------------
+# The lesson from one Gaussian to EM
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lesson(run):
+    return run("plot_gaussians_to_em.py")
+
+
+def test_lesson_runs_quickly_and_draws_its_figures(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    _, printed, n_figures, left = _run("plot_gaussians_to_em.py", str(tmp_path))
+    assert time.perf_counter() - start < 20        # a few seconds on a quiet machine
+    assert n_figures == 6 and left == ()
+    assert "EM converged after" in printed
+
+
+def test_lesson_estimates_are_near_the_truth(lesson):
+    env = lesson[0]
+    # one Gaussian: the estimates within 4 standard errors of the truth
+    assert abs(env["est_mean"] - 2.0) < 4 * 0.7 / np.sqrt(400)
+    assert abs(env["est_sd"] - 0.7) < 4 * 0.7 / np.sqrt(2 * 400)
+    # three Gaussians: the fitted mixture, sorted by mean, against the truth
+    mix, order = env["mix"], env["order"]
+    np.testing.assert_allclose(mix.means_[order, 0], [-2.0, 1.0, 3.5], atol=0.2)
+    np.testing.assert_allclose(mix.weights_[order], [0.5, 0.3, 0.2], atol=0.05)
+    np.testing.assert_allclose(np.sqrt(mix.covariances_[order, 0, 0]), [0.6, 1.0, 0.5],
+                               atol=0.2)
+    # its density integrates to 1 (trapezoid rule on a wide grid)
+    grid = np.linspace(-12, 12, 4001)
+    density = np.exp(mix.score_samples(grid[:, None]))
+    assert abs(np.sum((density[1:] + density[:-1]) / 2 * np.diff(grid)) - 1) < 1e-6
+
+
+def test_lesson_em_history(lesson):
+    """The callback saw every iteration, the log-likelihood never fell, and the last
+    parameters recorded are the fitted ones, near the true clusters.
+    """
+    env = lesson[0]
+    gmm, history = env["gmm"], env["history"]
+    assert [h[0] for h in history] == list(range(1, gmm.n_iter_ + 1))
+    bounds = np.array([h[1] for h in history])
+    assert np.all(np.diff(bounds) >= -1e-10)
+    last = history[-1][2]
+    np.testing.assert_allclose(last.means, gmm.means_, rtol=1e-12, atol=1e-12)
+    for mean in env["true_means"]:
+        assert np.min(np.linalg.norm(gmm.means_ - mean, axis=1)) < 0.4
+    # the parameters drawn first are not yet the fitted ones (there is progress to see)
+    assert np.max(np.abs(history[0][2].means - gmm.means_)) > 1.0
+
+
+def test_lesson_responsibilities_are_the_e_step(lesson):
+    """The E-step written out in the lesson against scipy densities."""
+    from scipy.stats import multivariate_normal
+
+    env = lesson[0]
+    X, gmm = env["X"], env["gmm"]
+    for _, _, params in env["history"][::10] + env["history"][-1:]:
+        r = env["responsibilities"](X, params)
+        terms = np.column_stack([w * multivariate_normal(m, c).pdf(X) for w, m, c in zip(
+            params.weights, params.means, params.covariances, strict=True)])
+        np.testing.assert_allclose(r, terms / terms.sum(axis=1, keepdims=True), atol=1e-10)
+    np.testing.assert_allclose(env["responsibilities"](X, env["history"][-1][2]),
+                               gmm.predict_proba(X), atol=1e-8)
+    # the log-likelihood of the parameters after iteration t is the bound the
+    # callback reports at iteration t + 1, and the model's own score at the end
+    history = env["history"]
+    for t in range(0, len(history) - 1, 7):
+        assert env["log_likelihood"](X, history[t][2]) == pytest.approx(history[t + 1][1],
+                                                                        abs=1e-9)
+    assert env["log_likelihood"](X, history[-1][2]) == pytest.approx(gmm.score(X), abs=1e-9)
+
+
+def test_lesson_kmeans_and_the_border(lesson):
+    cluster = pytest.importorskip("sklearn.cluster")
+    metrics = pytest.importorskip("sklearn.metrics")
+    env, printed = lesson[0], lesson[1]
+    X = env["X"]
+    ref = cluster.KMeans(3, init=env["start"], n_init=1).fit(X)
+    assert metrics.adjusted_rand_score(env["km_labels"], ref.labels_) == 1.0
+    agree = np.mean(env["km_labels"] == env["gmm"].predict(X))
+    assert f"give {agree:.1%} of the points the same component;" in printed
+    assert 0.5 < agree < 1.0                         # they differ, and not everywhere
+    # the responsibilities cross nearer the tighter of the two components
+    i, j = env["i"], env["j"]
+    dets = [np.linalg.det(env["gmm"].covariances_[c]) for c in (i, j)]
+    assert (env["soft_cross"] < 0.5) == (dets[0] < dets[1])
+    assert abs(env["soft_cross"] - env["hard_cross"]) > 0.1

@@ -1,8 +1,11 @@
-"""The order of the gallery: the wholesale lesson first, then from small data to streams."""
+"""The order of the gallery: the lessons first (from one Gaussian to EM, then the wholesale
+segments), then from small data to streams.
+"""
 
 import os
 
 LESSONS = (
+    "plot_gaussians_to_em.py",
     "wholesale_segmentation.py",
     "plot_soft_vs_hard.py",
     "plot_model_selection.py",
