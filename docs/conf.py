@@ -55,12 +55,6 @@ nitpick_ignore = [
     ("py:class", "matplotlib.patches.Ellipse"),
     ("py:class", "sklearn.exceptions.NotFittedError"),
     ("py:class", "sklearn.exceptions.ConvergenceWarning"),
-    # Internal names that docstrings mention: no public page documents them.
-    ("py:mod", "fastgmm._covariance"),
-    ("py:func", "run_em"),
-    ("py:data", "NK_EPS"),
-    ("py:attr", "covariance_type"),
-    ("py:attr", "fastgmm.SelectionResult.table_"),
 ]
 add_module_names = False
 toc_object_entries_show_parents = "hide"   # "fit()" rather than "GaussianMixture.fit()"

@@ -31,7 +31,7 @@ class IterationInfo:
     iteration : int
         1-based iteration number.
     lower_bound : float
-        The model's lower bound at this iteration (see :func:`run_em`): for
+        The model's lower bound at this iteration (see ``fastgmm._em.run_em``): for
         :class:`fastgmm.GaussianMixture` the mean log-likelihood per sample
         of the parameters before this iteration's M-step.
     change : float
@@ -64,7 +64,7 @@ class EMResult:
 
 
 class MaximumLikelihood:
-    """The model of :class:`fastgmm.GaussianMixture` for :func:`run_em`.
+    """The model of :class:`fastgmm.GaussianMixture` for ``fastgmm._em.run_em``.
 
     A model tells the loop how to turn an E-step's statistics into new
     parameters (``m_step``) and what the lower bound of the iteration is
@@ -207,7 +207,7 @@ def fit_restarts(source, initializer: Callable, n_init: int, rng: np.random.Rand
         Draws one seed per restart up front, so a restart's start does not
         depend on how the others went.
     **em_kwargs
-        Passed to :func:`run_em`.
+        Passed to ``run_em``.
     """
     seeds = rng.randint(np.iinfo(np.int32).max, size=n_init)
     best = None

@@ -113,6 +113,9 @@ class EStep:
         # Stateless: a pickled E-step (in a Dask task) is its class again.
         return (type(self), ())
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
     def __eq__(self, other) -> bool:
         return type(other) is type(self)
 

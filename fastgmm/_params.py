@@ -2,7 +2,7 @@
 
 :class:`GaussianParams` is what the M-step produces and the kernels consume.
 Shapes, parameter counts and factorisations are the covariance family's
-(:mod:`fastgmm._covariance`); this module re-exports the few names other
+(``fastgmm._covariance``); this module re-exports the few names other
 modules import from here.
 """
 
@@ -71,7 +71,7 @@ class GaussianParams:
 
     @property
     def family(self) -> CovarianceFamily:
-        """The covariance family (:mod:`fastgmm._covariance`) of :attr:`covariance_type`."""
+        """The covariance family (``fastgmm._covariance``) of ``covariance_type``."""
         return family(self.covariance_type)
 
     @classmethod

@@ -134,7 +134,7 @@ class SelectionResult:
         Returns
         -------
         pandas.DataFrame or numpy structured array
-            As :attr:`~fastgmm.SelectionResult.table_`.
+            As the ``table_`` attribute.
         """
         values = self.values(criterion)
         pd = _pandas()

@@ -131,7 +131,7 @@ class SuffStats:
         ``mu_k = c_k + t_k / n_k`` and ``Sigma_k = s_k / n_k - m_k m_k^T`` with
         ``m_k = t_k / n_k``: the second moment is taken about the shift, never
         as ``E[x x^T] - mu mu^T``, which loses every digit far from the origin.
-        Every ``n_k`` is raised by :data:`NK_EPS` first, so that an empty
+        Every ``n_k`` is raised by ``NK_EPS`` (ten machine epsilons) first, so that an empty
         component divides by a tiny number instead of zero.
 
         Returns
