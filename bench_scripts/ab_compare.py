@@ -1,4 +1,4 @@
-"""This checkout against an earlier commit, timed alternately in one process.
+"""The current checkout against an earlier commit, timed alternately in one process.
 
 Run from the repository root::
 
@@ -75,7 +75,7 @@ def per_iteration(pkgs, X, make, iters, repeats):
 def whole_fits(pkgs, X, k, repeats):
     """``{version: best seconds}`` of whole default fits (k-means start), alternately."""
     best = {name: np.inf for name in pkgs}
-    for name, pkg in pkgs.items():
+    for pkg in pkgs.values():
         _quiet_fit(pkg.GaussianMixture(k, random_state=0), X[:4000])
     for _ in range(repeats):
         for name, pkg in pkgs.items():

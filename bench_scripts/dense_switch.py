@@ -11,7 +11,7 @@ are fed to one E-step three times: forced listed (``DENSE_PATH="never"``),
 forced dense (``"always"``) and the default per-chunk choice (``"auto"``),
 timed alternately in one process (best of ``--repeats``), with the fraction
 of rows the choice sent to the dense path.  The thresholds in
-``fastgmm._config.DENSE_SWITCH`` are meant to keep "auto" within a few per
+``fastgmm._compute.DENSE_SWITCH`` are meant to keep "auto" within a few per
 cent of the faster of the two; this script is how to check it on a machine.
 """
 

@@ -617,7 +617,7 @@ default='dirichlet_process'
 
     @classmethod
     def model_schema(cls) -> ModelSchema:
-        """The declaration of this estimator's model files (see :mod:`fastgmm._schema`)."""
+        """The declaration of this estimator's model files (see ``fastgmm._schema``)."""
         return BAYESIAN_MIXTURE_SCHEMA
 
     def _file_state(self):

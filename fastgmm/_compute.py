@@ -17,9 +17,32 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _config
+from ._covariance import family
 from ._parallel import fold_slots, run_groups
 from ._params import GaussianParams
 from ._stats import SuffStats, stats_shapes
+
+
+def chunk_size(kind: str) -> int:
+    """Rows per chunk of the E-step and per-point kernels of an evaluation kind.
+
+    :data:`fastgmm._config.FULL_CHUNK_SIZE` for the full kernels, whose exact
+    densities run over the rows of one component at a time, else
+    :data:`fastgmm._config.CHUNK_SIZE`.
+    """
+    return _config.FULL_CHUNK_SIZE if kind == "full" else _config.CHUNK_SIZE
+
+
+#: The switching thresholds ``(up, down)`` of the per-chunk choice, by
+#: evaluation kind (see ``fastgmm._kernels._dense_next``): a listed chunk
+#: sends the next one to the dense path when the bounds left more than the
+#: fraction ``up`` of its (row, component) pairs (full: exact densities
+#: computed; diag, spherical: entries kept), a dense chunk sends the next
+#: one back when it kept fewer than ``down`` entries per row.  Set where the
+#: two paths cost the same on the benchmark families (``bench_scripts/
+#: dense_switch.py`` re-measures it).
+DENSE_SWITCH = {"full": (0.25, 1.05), "diag": (0.2, 1.05), "spherical": (0.2, 1.05)}
+
 
 
 def _kernels():
@@ -39,13 +62,13 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
     for the tied type).
     """
     shift, args = _kernel_args(params, dtype)
-    dense = None if params.covariance_type == "tied" else dense_inputs(params, dtype)
+    dense = None if params.family.kind == "tied" else dense_inputs(params, dtype)
     return shift, args, dense
 
 
 def _kernel_args(params: GaussianParams, dtype) -> tuple:
     """The ``(shift, args)`` of :func:`kernel_inputs`."""
-    ctype = params.covariance_type
+    ctype = params.family.kind
     log_norm = params.log_norm()
     means = np.ascontiguousarray(params.means, dtype=dtype)
     pc = params.precisions_cholesky
@@ -124,7 +147,7 @@ def dense_inputs(params: GaussianParams, dtype) -> DenseInputs:
 
 def _dense_inputs(params: GaussianParams, dtype) -> DenseInputs:
     """:func:`dense_inputs` without the floating-point error state."""
-    ctype = params.covariance_type
+    ctype = params.family.kind
     k, d = params.n_components, params.n_features
     c = params.weights @ params.means
     e = params.means - c
@@ -232,11 +255,12 @@ class StatsWorkspace:
     def __init__(self, covariance_type: str, n_components: int, n_features: int,
                  n_threads: int = 1, n_samples: int | None = None):
         nk_shape, t_shape, s_shape = stats_shapes(covariance_type, n_components, n_features)
-        g_shape = (dense_terms(covariance_type, n_features) + 1, n_components)
+        kind = family(covariance_type).kind
+        g_shape = (dense_terms(kind, n_features) + 1, n_components)
         per_chunk = 8 * (n_components + int(np.prod(t_shape)) + int(np.prod(s_shape))
                          + int(np.prod(g_shape)) + 3)
         g = max(4 * max(n_threads, 1), _config.SLOT_BUDGET_BYTES // per_chunk)
-        self.chunk_size = _config.chunk_size(covariance_type)
+        self.chunk_size = chunk_size(kind)
         if n_samples is not None:
             rows = _config.chunks_per_group(n_samples, self.chunk_size) * self.chunk_size
             g = min(g, max(1, -(-int(n_samples) // rows)))
@@ -260,15 +284,15 @@ class StatsWorkspace:
         return self.n_slots * group * self.chunk_size
 
 
-def dense_terms(covariance_type: str, n_features: int) -> int:
+def dense_terms(kind: str, n_features: int) -> int:
     """Features per row of the dense path: ``d + d (d + 1) / 2`` (full), ``2 d`` (diag),
     ``d + 1`` (spherical: ``z`` and ``|z|^2``), 0 where there is none (tied, or
     full beyond :data:`DENSE_MAX_FEATURES_FULL`).
     """
     d = n_features
-    if covariance_type == "full":
+    if kind == "full":
         return d + d * (d + 1) // 2 if d <= DENSE_MAX_FEATURES_FULL else 0
-    return {"tied": 0, "diag": 2 * d, "spherical": d + 1}[covariance_type]
+    return {"tied": 0, "diag": 2 * d, "spherical": d + 1}[kind]
 
 
 class RowHints:
@@ -322,10 +346,11 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     -------
     SuffStats
     """
-    ctype = params.covariance_type
+    name = params.covariance_type
+    ctype = params.family.kind
     k, d = params.n_components, params.n_features
     if workspace is None:
-        workspace = StatsWorkspace(ctype, k, d, n_samples=X.shape[0])
+        workspace = StatsWorkspace(name, k, d, n_samples=X.shape[0])
     if inputs is None:
         inputs = kernel_inputs(params, X.dtype)
     shift, args, dense = inputs
@@ -351,7 +376,7 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         dense_on = (dense.on and g.shape[0] == dense.wt.shape[1] + 1
                     and _config.DENSE_PATH != "never"
                     and (always or X.dtype == np.float64 or n >= _config.DENSE_MIN_ROWS_FLOAT32))
-        rule = (-1.0, -1.0) if always else _config.DENSE_SWITCH[ctype]
+        rule = (-1.0, -1.0) if always else DENSE_SWITCH[ctype]
     if ctype == "full":
         use_hint = hints is not None and hints.valid
     # Without a choice from an earlier call, the first group runs alone and
@@ -387,15 +412,16 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     workspace.dense_fraction = dense_rows / n if n else 0.0
     weight = float(n) if w is None else float(w.sum())
     log_lik = ll[0] if ll[1] == 0 else -np.inf
-    stats = SuffStats(ctype, shift, nk, t, _symmetrize_upper(s, ctype), float(log_lik),
+    stats = SuffStats(name, shift, nk, t, _symmetrize_upper(s, name), float(log_lik),
                       weight, n)
     if dense_rows > 0:
-        stats = stats + _dense_stats(ctype, g, dense.shift64, shift)
+        stats = stats + _dense_stats(name, g, dense.shift64, shift)
     return stats
 
 
-def _dense_stats(ctype: str, g: np.ndarray, c: np.ndarray, shift: np.ndarray) -> SuffStats:
+def _dense_stats(name: str, g: np.ndarray, c: np.ndarray, shift: np.ndarray) -> SuffStats:
     """The dense path's statistics ``g`` (p + 1, k), about ``c``, moved to ``shift`` (k, d)."""
+    ctype = family(name).kind
     k, d = shift.shape
     nk = g[-1].copy()
     t = np.ascontiguousarray(g[:d].T)
@@ -410,7 +436,7 @@ def _dense_stats(ctype: str, g: np.ndarray, c: np.ndarray, shift: np.ndarray) ->
         s = np.repeat(g[d][:, None] / d, d, axis=1)
     else:
         s = np.ascontiguousarray(g[d:-1].T)
-    return SuffStats(ctype, np.broadcast_to(c, (k, d)).copy(), nk, t, s).recenter(shift)
+    return SuffStats(name, np.broadcast_to(c, (k, d)).copy(), nk, t, s).recenter(shift)
 
 
 def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: int,
@@ -430,8 +456,8 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     """
     n, d = X.shape
     k = n_components
-    ctype = covariance_type
-    ws = StatsWorkspace(ctype, k, d, n_samples=n)
+    ctype = family(covariance_type).kind
+    ws = StatsWorkspace(covariance_type, k, d, n_samples=n)
     nk, t, s = (np.zeros(shape) for shape in ws.shapes)
     kern = _kernels().RESP_STATS[ctype]
     shift_c = np.ascontiguousarray(np.reshape(shift, (d,) if ctype == "tied" else (k, d)),
@@ -456,13 +482,13 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
                    n_groups, hi - lo)
         fold_slots(slots, n_groups, (nk, t, s))
     weight = float(n) if w is None else float(w.sum())
-    return SuffStats(ctype, np.asarray(shift, dtype=np.float64).copy(), nk, t,
-                     _symmetrize_upper(s, ctype), 0.0, weight, n)
+    return SuffStats(covariance_type, np.asarray(shift, dtype=np.float64).copy(), nk, t,
+                     _symmetrize_upper(s, covariance_type), 0.0, weight, n)
 
 
 def _symmetrize_upper(s: np.ndarray, covariance_type: str) -> np.ndarray:
     """Copy the accumulated upper triangle onto the lower one."""
-    if covariance_type not in ("full", "tied"):
+    if family(covariance_type).kind not in ("full", "tied"):
         return s
     # One gather of the upper triangle, because two np.triu build a mask on
     # every call; ``+ 0.0`` keeps the bits of ``triu(s) + triu(s, 1).T``
@@ -503,8 +529,8 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_score = np.empty(n if score else 0, dtype=out_dtype)
     out_label = np.empty(n if labels else 0, dtype=np.int64)
     _, args = _kernel_args(params, X.dtype)
-    kern = _kernels().POINT[params.covariance_type]
-    cs = _config.chunk_size(params.covariance_type)
+    kern = _kernels().POINT[params.family.kind]
+    cs = chunk_size(params.family.kind)
     group = _config.chunks_per_group(n, cs)
     run_groups(kern, (X, *args, cs, group, resp, out_2d, out_score, out_label),
                _config.n_groups(n, cs, group), n)

@@ -20,26 +20,11 @@ CHUNK_SIZE = 256
 FULL_CHUNK_SIZE = 1024
 
 
-def chunk_size(covariance_type: str) -> int:
-    """Rows per chunk of the E-step and per-point kernels of a covariance type."""
-    return FULL_CHUNK_SIZE if covariance_type == "full" else CHUNK_SIZE
-
-
 #: When the E-step takes the dense path (``fastgmm._kernels``, section 7b):
 #: ``"auto"`` chooses per chunk from what the bounds skipped, ``"never"`` and
 #: ``"always"`` force one path (for tests and benchmarks; results agree to
 #: rounding either way).
 DENSE_PATH = "auto"
-
-#: The switching thresholds ``(up, down)`` of the per-chunk choice, by
-#: covariance type (see ``fastgmm._kernels._dense_next``): a listed chunk
-#: sends the next one to the dense path when the bounds left more than the
-#: fraction ``up`` of its (row, component) pairs (full: exact densities
-#: computed; diag, spherical: entries kept), a dense chunk sends the next
-#: one back when it kept fewer than ``down`` entries per row.  Set where the
-#: two paths cost the same on the benchmark families (``bench_scripts/
-#: dense_switch.py`` re-measures it).
-DENSE_SWITCH = {"full": (0.25, 1.05), "diag": (0.2, 1.05), "spherical": (0.2, 1.05)}
 
 #: float32 data takes the dense path only in calls over at least this many
 #: rows.  Its float32 products add rounding noise of about ``eps32`` times

@@ -438,7 +438,7 @@ class _MixtureBase:
 
     @classmethod
     def model_schema(cls) -> ModelSchema:
-        """The declaration of this estimator's model files (see :mod:`fastgmm._schema`)."""
+        """The declaration of this estimator's model files (see ``fastgmm._schema``)."""
         raise NotImplementedError
 
     def _restore_fitted(self, layout: Layout, arrays: dict, attributes: dict) -> None:
@@ -914,7 +914,7 @@ class GaussianMixture(_MixtureBase):
 
     @classmethod
     def model_schema(cls) -> ModelSchema:
-        """The declaration of this estimator's model files (see :mod:`fastgmm._schema`)."""
+        """The declaration of this estimator's model files (see ``fastgmm._schema``)."""
         return GAUSSIAN_MIXTURE_SCHEMA
 
     def _check_file_params(self) -> None:
