@@ -19,7 +19,7 @@ KERNEL_MODULES = ("fastgmm._kernels", "fastgmm._kernels_missing", "fastgmm._kern
 
 
 def compiled_functions() -> list[tuple[str, str, int, int]]:
-    """``(module, name, positional arguments, lines)`` of every dispatcher defined in the modules."""
+    """``(module, name, positional arguments, lines)`` of each dispatcher defined in them."""
     from numba.core.registry import CPUDispatcher
 
     rows = []

@@ -195,6 +195,36 @@ def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
 PAIR_BOUND_BUDGET = 2e7
 
 
+def _line_geometry(means: np.ndarray, prec_chol: np.ndarray) -> tuple:
+    """The lines between means: what the pair bounds here and the line bound of the
+    missing-data kernel share.
+
+    Returns
+    -------
+    v : ndarray (k, k, d) float64
+        ``v[b, j]`` the unit vector from ``mu_j`` to ``mu_b`` (zero where the
+        means coincide).
+    dist : ndarray (k, k) float64
+        ``||mu_b - mu_j||``.
+    z : ndarray (k, d, k) float64
+        ``z[j, :, b] = U_j^{-1} v[b, j]``.
+    s : ndarray (k, k) float64
+        ``s[b, j] = v^T Sigma_j v = |z[j, :, b]|^2``.
+    live : ndarray (k, k) bool
+        The pairs with distinct means.
+    """
+    diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
+    dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
+    live = dist > 0
+    v = diff / np.where(live, dist, 1.0)[..., None]
+    # U_j^{-1} v for every pair, one batched solve: LU of an upper-triangular
+    # matrix pivots nowhere (each column's largest entry below the diagonal
+    # is its diagonal), so this is the back substitution itself.
+    z = np.linalg.solve(prec_chol, np.ascontiguousarray(np.transpose(v, (1, 2, 0))))
+    s = np.einsum("jdb,jdb->bj", z, z)
+    return v, dist, z, s, live
+
+
 def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     """Bounds along the lines between means, for pruning the full kernel.
 
@@ -214,15 +244,7 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     k, d = means.shape
     if k < 2 or float(k * d) ** 2 > PAIR_BOUND_BUDGET:
         return np.empty((0, 0, d), dtype=dtype), np.empty((2, 0, 0))
-    diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
-    dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
-    live = dist > 0
-    v = diff / np.where(live, dist, 1.0)[..., None]
-    # U_j^{-1} v for every pair, one batched solve: LU of an upper-triangular
-    # matrix pivots nowhere (each column's largest entry below the diagonal
-    # is its diagonal), so this is the back substitution itself.
-    z = np.linalg.solve(prec_chol, np.ascontiguousarray(np.transpose(v, (1, 2, 0))))
-    s = np.einsum("jdb,jdb->bj", z, z)
+    v, dist, _, s, live = _line_geometry(means, prec_chol)
     live &= s > 0
     scale = np.where(live, 1.0 / np.sqrt(np.where(live, s, 1.0)), 0.0)
     w = v * scale[..., None]
@@ -230,6 +252,32 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     # that rounding of w in the data's dtype cannot make the bound too tight.
     c = np.stack([dist * scale, scale * 1.001])
     return np.ascontiguousarray(w, dtype=dtype), c
+
+
+def missing_line_bounds(means: np.ndarray, prec_chol: np.ndarray):
+    """The inputs of the line bound of the full missing-data kernel, float64.
+
+    Returns a :class:`fastgmm._kernels_missing.LineBounds`: the unit vectors
+    ``v`` between the means (as :func:`_pair_bounds` uses them), the
+    covariances ``Sigma_j = U_j^{-T} U_j^{-1}``, ``Sigma_j v`` and ``v^T
+    Sigma_j v``.  Formed once per E-step, for every pair of components.
+    Where a factor is singular (no bound can hold) every ``v`` is zero,
+    which switches the bound off.
+    """
+    from . import _kernels_missing
+
+    k, d = means.shape
+    with np.errstate(all="ignore"):
+        try:
+            v, _, z, s, _ = _line_geometry(means, prec_chol)
+            uinv = np.linalg.solve(prec_chol, np.broadcast_to(np.eye(d), (k, d, d)))
+        except np.linalg.LinAlgError:
+            v, z, s = np.zeros((k, k, d)), np.zeros((k, d, k)), np.zeros((k, k))
+            uinv = np.zeros((k, d, d))
+        sig = np.einsum("jea,jeb->jab", uinv, uinv)
+        sv = np.einsum("jea,jeb->bja", uinv, z)
+    return _kernels_missing.LineBounds(np.ascontiguousarray(v), np.ascontiguousarray(sig),
+                                       np.ascontiguousarray(sv), np.ascontiguousarray(s))
 
 
 class StatsWorkspace:

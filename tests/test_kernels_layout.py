@@ -27,6 +27,10 @@ DRIVER_PARAMETERS = {
     "update_min_dist": "X center closest chunk_size c_lo c_hi",
     "candidate_potential": "X w weighted candidates closest chunk_size slot c_lo c_hi",
     "lloyd_step": "X w weighted centres labels chunk_size sum_slot count_slot c_lo c_hi",
+    "em_stats_missing_full": "X w weighted model lines grid slots g_lo g_hi",
+    "em_stats_missing_diag": "X w weighted model grid slots g_lo g_hi",
+    "point_missing_full": "X model draws grid out g_lo g_hi",
+    "point_missing_diag": "X model draws grid out g_lo g_hi",
 }
 
 #: The fields of the named tuples the drivers take, in order.
@@ -149,3 +153,33 @@ def test_functions_call_only_functions_defined_above_them(module):
             obj = disp.py_func.__globals__.get(ref)
             if isinstance(obj, CPUDispatcher):
                 assert obj.py_func.__code__.co_firstlineno < line, (name, ref)
+
+
+def test_responsibility_cut_offs_of_both_kernel_files_are_pinned():
+    """Each kernel file writes its cut-off (Numba's cache checks only its own file).
+
+    The complete-data kernels drop responsibilities below ``exp(-50)`` of the
+    row's largest; the missing-data kernels, whose bounds are looser, below
+    ``exp(-37)``: the largest integer cut-off whose dropped terms stay under
+    half an ulp of the largest (see ``_kernels_missing.RESP_LOG_FLOOR``).
+    """
+    import math
+
+    assert _kernels.RESP_LOG_FLOOR == -50.0
+    assert _kernels_missing.RESP_LOG_FLOOR == -37.0
+    half_ulp = 2.0**-53
+    cut = _kernels_missing.RESP_LOG_FLOOR
+    assert math.exp(cut) < half_ulp <= math.exp(cut + 1.0)
+    assert _kernels.RESP_LOG_FLOOR <= cut
+    # No other private cut-off in the missing-data file.
+    assert "_CUTOFF" not in inspect.getsource(_kernels_missing)
+
+
+def test_missing_data_kernels_compute_no_line_geometry_of_their_own():
+    """The line bound's inputs come from ``_compute.missing_line_bounds``.
+
+    As the complete-data pair bounds come from ``_compute._pair_bounds``,
+    with which it shares the geometry, not from compiled code of their own.
+    """
+    source = inspect.getsource(_kernels_missing)
+    assert "uinv" not in source and "pvec" not in source
