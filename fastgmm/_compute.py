@@ -1,13 +1,21 @@
-"""The only caller of the compiled kernels: their inputs, workspaces and outputs.
+"""The caller of the complete-data kernels: their inputs, workspaces and outputs.
 
-Everything between :class:`~fastgmm._params.GaussianParams` and a kernel
-call lives here: the arrays the kernels read (means and precision factors in
-the data's dtype, the pruning bounds of the full kernel), the per-group
-statistics slots, the per-row hints kept between iterations, and the three
-entry points: :func:`compute_stats` (the fused E-step), :func:`resp_stats`
-(statistics of given responsibilities, for initialisation) and
-:func:`point_outputs` (predict, predict_proba, score_samples).  The kernels
-module, and Numba with it, is imported on the first call.
+Everything between :class:`~fastgmm._params.GaussianParams` and a call of a
+driver of :mod:`fastgmm._kernels` lives here: the named tuples the drivers
+read (the model in the data's dtype with the pruning bounds of the full
+kernel, the dense path, the hints, the grid of chunks and groups, the
+per-group statistics slots), the per-row hints kept between iterations, and
+the three entry points: :func:`compute_stats` (the fused E-step),
+:func:`resp_stats` (statistics of given responsibilities, for
+initialisation) and :func:`point_outputs` (predict, predict_proba,
+score_samples).  The kernels module, and Numba with it, is imported on the
+first call.
+
+The other compiled kernels have their own callers: those of rows with
+missing entries (:mod:`fastgmm._kernels_missing`) are called from
+:mod:`fastgmm._missing`, which takes its pruning bounds from here, the
+k-means ones (:mod:`fastgmm._kernels_kmeans`) from :mod:`fastgmm._init`, and
+:func:`fastgmm._kernels.fold` from :func:`fastgmm._parallel.fold_slots`.
 """
 
 from __future__ import annotations
@@ -55,11 +63,12 @@ def _kernels():
 def kernel_inputs(params: GaussianParams, dtype) -> tuple:
     """Arrays the kernels need for ``params``, in the compute dtype.
 
-    Returns a tuple ``(shift, args, dense)``: the shift of the statistics,
-    the parameter arguments of the ``em_stats_*`` and ``point_*`` kernels
-    (the spherical type uses the diagonal kernels with one precision per
-    component) and the model of the dense path (:func:`dense_inputs`; None
-    for the tied type).
+    Returns a tuple ``(shift, model, dense)``: the shift of the statistics,
+    the model the ``em_stats_*`` and ``point_*`` drivers take
+    (:class:`~fastgmm._kernels.FullModel`, :class:`~fastgmm._kernels.TiedModel`
+    or :class:`~fastgmm._kernels.DiagModel`; the spherical type uses the
+    diagonal drivers with one precision per component) and the model of the
+    dense path (:func:`dense_inputs`; None for the tied type).
     """
     shift, args = _kernel_args(params, dtype)
     dense = None if params.family.kind == "tied" else dense_inputs(params, dtype)
@@ -67,7 +76,13 @@ def kernel_inputs(params: GaussianParams, dtype) -> tuple:
 
 
 def _kernel_args(params: GaussianParams, dtype) -> tuple:
-    """The ``(shift, args)`` of :func:`kernel_inputs`."""
+    """The ``(shift, model)`` of :func:`kernel_inputs`.
+
+    Every field keeps one dtype and dimension whatever the parameters (the
+    log norms float64, the rest in ``dtype``), so that Numba compiles one
+    specialisation per covariance type and dtype.
+    """
+    kern = _kernels()
     ctype = params.family.kind
     log_norm = params.log_norm()
     means = np.ascontiguousarray(params.means, dtype=dtype)
@@ -76,14 +91,15 @@ def _kernel_args(params: GaussianParams, dtype) -> tuple:
         shift64 = params.weights @ params.means
         shift = np.ascontiguousarray(shift64, dtype=dtype)
         proj = np.ascontiguousarray((params.means - shift64) @ pc, dtype=dtype)
-        return shift64, (shift, proj, np.ascontiguousarray(pc, dtype=dtype), log_norm)
+        return shift64, kern.TiedModel(shift, proj, np.ascontiguousarray(pc, dtype=dtype),
+                                       log_norm)
     if ctype == "full":
         prec = np.ascontiguousarray(pc, dtype=dtype)
-        return params.means.copy(), (means, prec, log_norm, _precision_floor(pc),
-                                     *_pair_bounds(params.means, pc, dtype))
+        return params.means.copy(), kern.FullModel(means, prec, log_norm, _precision_floor(pc),
+                                                   *_pair_bounds(params.means, pc, dtype))
     # Diagonal and spherical share one kernel; a spherical factor is (k, 1).
     prec = np.ascontiguousarray(pc.reshape(params.n_components, -1), dtype=dtype)
-    return params.means.copy(), (means, prec, log_norm, ctype == "spherical")
+    return params.means.copy(), kern.DiagModel(means, prec, log_norm, ctype == "spherical")
 
 
 class DenseInputs(NamedTuple):
@@ -202,6 +218,36 @@ def _precision_floor(prec_chol: np.ndarray) -> np.ndarray:
 PAIR_BOUND_BUDGET = 2e7
 
 
+def _line_geometry(means: np.ndarray, prec_chol: np.ndarray) -> tuple:
+    """The lines between means: what the pair bounds here and the line bound of the
+    missing-data kernel share.
+
+    Returns
+    -------
+    v : ndarray (k, k, d) float64
+        ``v[b, j]`` the unit vector from ``mu_j`` to ``mu_b`` (zero where the
+        means coincide).
+    dist : ndarray (k, k) float64
+        ``||mu_b - mu_j||``.
+    z : ndarray (k, d, k) float64
+        ``z[j, :, b] = U_j^{-1} v[b, j]``.
+    s : ndarray (k, k) float64
+        ``s[b, j] = v^T Sigma_j v = |z[j, :, b]|^2``.
+    live : ndarray (k, k) bool
+        The pairs with distinct means.
+    """
+    diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
+    dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
+    live = dist > 0
+    v = diff / np.where(live, dist, 1.0)[..., None]
+    # U_j^{-1} v for every pair, one batched solve: LU of an upper-triangular
+    # matrix pivots nowhere (each column's largest entry below the diagonal
+    # is its diagonal), so this is the back substitution itself.
+    z = np.linalg.solve(prec_chol, np.ascontiguousarray(np.transpose(v, (1, 2, 0))))
+    s = np.einsum("jdb,jdb->bj", z, z)
+    return v, dist, z, s, live
+
+
 def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     """Bounds along the lines between means, for pruning the full kernel.
 
@@ -221,15 +267,7 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     k, d = means.shape
     if k < 2 or float(k * d) ** 2 > PAIR_BOUND_BUDGET:
         return np.empty((0, 0, d), dtype=dtype), np.empty((2, 0, 0))
-    diff = means[:, None, :] - means[None, :, :]          # mu_b - mu_j
-    dist = np.sqrt(np.einsum("bjd,bjd->bj", diff, diff))
-    live = dist > 0
-    v = diff / np.where(live, dist, 1.0)[..., None]
-    # U_j^{-1} v for every pair, one batched solve: LU of an upper-triangular
-    # matrix pivots nowhere (each column's largest entry below the diagonal
-    # is its diagonal), so this is the back substitution itself.
-    z = np.linalg.solve(prec_chol, np.ascontiguousarray(np.transpose(v, (1, 2, 0))))
-    s = np.einsum("jdb,jdb->bj", z, z)
+    v, dist, _, s, live = _line_geometry(means, prec_chol)
     live &= s > 0
     scale = np.where(live, 1.0 / np.sqrt(np.where(live, s, 1.0)), 0.0)
     w = v * scale[..., None]
@@ -237,6 +275,32 @@ def _pair_bounds(means: np.ndarray, prec_chol: np.ndarray, dtype) -> tuple:
     # that rounding of w in the data's dtype cannot make the bound too tight.
     c = np.stack([dist * scale, scale * 1.001])
     return np.ascontiguousarray(w, dtype=dtype), c
+
+
+def missing_line_bounds(means: np.ndarray, prec_chol: np.ndarray):
+    """The inputs of the line bound of the full missing-data kernel, float64.
+
+    Returns a :class:`fastgmm._kernels_missing.LineBounds`: the unit vectors
+    ``v`` between the means (as :func:`_pair_bounds` uses them), the
+    covariances ``Sigma_j = U_j^{-T} U_j^{-1}``, ``Sigma_j v`` and ``v^T
+    Sigma_j v``.  Formed once per E-step, for every pair of components.
+    Where a factor is singular (no bound can hold) every ``v`` is zero,
+    which switches the bound off.
+    """
+    from . import _kernels_missing
+
+    k, d = means.shape
+    with np.errstate(all="ignore"):
+        try:
+            v, _, z, s, _ = _line_geometry(means, prec_chol)
+            uinv = np.linalg.solve(prec_chol, np.broadcast_to(np.eye(d), (k, d, d)))
+        except np.linalg.LinAlgError:
+            v, z, s = np.zeros((k, k, d)), np.zeros((k, d, k)), np.zeros((k, k))
+            uinv = np.zeros((k, d, d))
+        sig = np.einsum("jea,jeb->jab", uinv, uinv)
+        sv = np.einsum("jea,jeb->bja", uinv, z)
+    return _kernels_missing.LineBounds(np.ascontiguousarray(v), np.ascontiguousarray(sig),
+                                       np.ascontiguousarray(sv), np.ascontiguousarray(s))
 
 
 class StatsWorkspace:
@@ -278,6 +342,14 @@ class StatsWorkspace:
         self.dense_first: bool | None = None
         #: Fraction of the rows of the last call that took the dense path.
         self.dense_fraction = 0.0
+        self._slots = None
+
+    def slots(self):
+        """The slot buffers as the drivers take them (a :class:`fastgmm._kernels.Slots`)."""
+        if self._slots is None:
+            self._slots = _kernels().Slots(self.nk_slot, self.t_slot, self.s_slot, self.g_slot,
+                                           self.ll_slot)
+        return self._slots
 
     def rows_per_call(self, group: int) -> int:
         """Rows one kernel call covers with ``group`` chunks per slot."""
@@ -353,24 +425,27 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
         workspace = StatsWorkspace(name, k, d, n_samples=X.shape[0])
     if inputs is None:
         inputs = kernel_inputs(params, X.dtype)
-    shift, args, dense = inputs
+    shift, model, dense = inputs
     nk_shape, t_shape, s_shape = workspace.shapes
     nk = np.zeros(nk_shape)
     t = np.zeros(t_shape)
     s = np.zeros(s_shape)
     g = np.zeros(workspace.g_slot.shape[1:])
     ll = np.zeros(4)
-    kern = _kernels().EM_STATS[ctype]
+    kernels = _kernels()
+    kern = kernels.EM_STATS[ctype]
     n = X.shape[0]
     cs = workspace.chunk_size
     group = _config.chunks_per_group(n, cs)
+    grid = kernels.Grid(cs, group)
     step = workspace.rows_per_call(group)
+    slots = workspace.slots()
     if ctype == "tied":
-        slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot)
+        # The tied driver writes no dense sums.
+        fold = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.ll_slot)
         accs = (nk, t, s, ll)
     else:
-        slots = (workspace.nk_slot, workspace.t_slot, workspace.s_slot, workspace.g_slot,
-                 workspace.ll_slot)
+        fold = tuple(slots)
         accs = (nk, t, s, g, ll)
         always = _config.DENSE_PATH == "always"
         dense_on = (dense.on and g.shape[0] == dense.wt.shape[1] + 1
@@ -387,21 +462,22 @@ def compute_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
     while lo < n:
         hi = min(lo + (group * cs if probe else step), n)
         wb, weighted = weight_args(w, lo, hi)
-        extra = ()
+        given = (model,)
         if ctype != "tied":
-            extra = (dense.shift, dense.wt, dense.const, dense_on,
-                     dense_on and (always or bool(workspace.dense_first)), *rule)
+            given += (kernels.DensePath(dense.shift, dense.wt, dense.const, dense_on,
+                                        dense_on and (always or bool(workspace.dense_first)),
+                                        *rule),)
         if ctype == "full":
-            extra += (_NO_HINT if hints is None else hints.best[lo:hi], use_hint)
+            given += (kernels.Hints(_NO_HINT if hints is None else hints.best[lo:hi],
+                                    use_hint),)
         n_groups = _config.n_groups(hi - lo, cs, group)
         ended_dense = ll[3]
-        run_groups(kern, (X[lo:hi], wb, weighted, *args, *extra, cs, group, *slots),
-                   n_groups, hi - lo)
+        run_groups(kern, (X[lo:hi], wb, weighted, *given, grid, slots), n_groups, hi - lo)
         if ctype != "tied" and not workspace.ll_slot[:n_groups, 2].any():
             # No dense rows: the dense slots hold zeros, nothing to add.
-            fold_slots(slots[:3] + slots[4:], n_groups, accs[:3] + accs[4:])
+            fold_slots(fold[:3] + fold[4:], n_groups, accs[:3] + accs[4:])
         else:
-            fold_slots(slots, n_groups, accs)
+            fold_slots(fold, n_groups, accs)
         if ctype != "tied":
             workspace.dense_first = 2 * (ll[3] - ended_dense) > n_groups
         probe = False
@@ -459,7 +535,8 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     ctype = family(covariance_type).kind
     ws = StatsWorkspace(covariance_type, k, d, n_samples=n)
     nk, t, s = (np.zeros(shape) for shape in ws.shapes)
-    kern = _kernels().RESP_STATS[ctype]
+    kernels = _kernels()
+    kern = kernels.RESP_STATS[ctype]
     shift_c = np.ascontiguousarray(np.reshape(shift, (d,) if ctype == "tied" else (k, d)),
                                    dtype=X.dtype)
     cs = ws.chunk_size
@@ -468,19 +545,21 @@ def resp_stats(X: np.ndarray, w: np.ndarray | None, resp_block, n_components: in
     # stays within the slot budget (memory independent of n).
     rows_cap = max(cs, _config.SLOT_BUDGET_BYTES // (8 * k)) if labels is None else n
     step = max(group * cs, min(ws.rows_per_call(group), rows_cap) // (group * cs) * group * cs)
-    slots = (ws.nk_slot, ws.t_slot, ws.s_slot)
+    grid = kernels.Grid(cs, group)
+    slots = ws.slots()
     no_resp, no_labels = np.empty((0, k)), np.empty(0, dtype=np.int64)
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb, weighted = weight_args(w, lo, hi)
         if labels is None:
-            given = (np.ascontiguousarray(resp_block(lo, hi), dtype=np.float64), no_labels)
+            given = kernels.Given(np.ascontiguousarray(resp_block(lo, hi), dtype=np.float64),
+                                  no_labels)
         else:
-            given = (no_resp, np.ascontiguousarray(labels[lo:hi], dtype=np.int64))
+            given = kernels.Given(no_resp, np.ascontiguousarray(labels[lo:hi], dtype=np.int64))
         n_groups = _config.n_groups(hi - lo, cs, group)
-        run_groups(kern, (X[lo:hi], wb, weighted, *given, shift_c, cs, group, *slots),
-                   n_groups, hi - lo)
-        fold_slots(slots, n_groups, (nk, t, s))
+        run_groups(kern, (X[lo:hi], wb, weighted, given, shift_c, grid, slots), n_groups,
+                   hi - lo)
+        fold_slots(slots[:3], n_groups, (nk, t, s))
     weight = float(n) if w is None else float(w.sum())
     return SuffStats(covariance_type, np.asarray(shift, dtype=np.float64).copy(), nk, t,
                      _symmetrize_upper(s, covariance_type), 0.0, weight, n)
@@ -528,12 +607,13 @@ def point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,
     out_2d = np.empty((n, k) if (resp or log_prob) else (0, k), dtype=out_dtype)
     out_score = np.empty(n if score else 0, dtype=out_dtype)
     out_label = np.empty(n if labels else 0, dtype=np.int64)
-    _, args = _kernel_args(params, X.dtype)
-    kern = _kernels().POINT[params.family.kind]
+    _, model = _kernel_args(params, X.dtype)
+    kernels = _kernels()
+    kern = kernels.POINT[params.family.kind]
     cs = chunk_size(params.family.kind)
     group = _config.chunks_per_group(n, cs)
-    run_groups(kern, (X, *args, cs, group, resp, out_2d, out_score, out_label),
-               _config.n_groups(n, cs, group), n)
+    out = kernels.PointOut(resp, out_2d, out_score, out_label)
+    run_groups(kern, (X, model, kernels.Grid(cs, group), out), _config.n_groups(n, cs, group), n)
     out = {}
     if resp:
         out["resp"] = out_2d

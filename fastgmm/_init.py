@@ -158,11 +158,11 @@ class _LloydStep:
         shift = centers.mean(axis=0)
         off = centers - shift
         cnorm = np.einsum("kd,kd->k", off, off, dtype=np.float64)
-        run_groups(_kernels().lloyd_step,
-                   (*self.args, centers, shift.astype(centers.dtype),
-                    np.ascontiguousarray(off.T, dtype=centers.dtype), cnorm, labels,
-                    _config.CHUNK_SIZE, *self.slots),
-                   self.n_chunks, self.n_rows)
+        kern = _kernels()
+        centres = kern.Centres(centers, shift.astype(centers.dtype),
+                               np.ascontiguousarray(off.T, dtype=centers.dtype), cnorm)
+        run_groups(kern.lloyd_step, (*self.args, centres, labels, _config.CHUNK_SIZE,
+                                     *self.slots), self.n_chunks, self.n_rows)
         sums, counts = np.zeros(sum_slot.shape[1:]), np.zeros(count_slot.shape[1:])
         fold_slots(self.slots, self.n_chunks, (sums, counts))
         return sums, counts

@@ -1,21 +1,26 @@
 """Compiled EM kernels: fused E-step and statistics, given responsibilities, per-point outputs.
 
-Kernels take arrays and scalars, never validate, and write into buffers the
-caller allocated.  Callers pick a driver by covariance type from the tables
-at the bottom (:data:`EM_STATS`, :data:`RESP_STATS`, :data:`POINT`) and fold
-the per-group slots with :func:`fold`.  The k-means kernels, which share
+Kernels take arrays, scalars and named tuples of them (section 2), never
+validate, and write into buffers the caller allocated.  Callers pick a
+driver by covariance type from the tables at the bottom (:data:`EM_STATS`,
+:data:`RESP_STATS`, :data:`POINT`) and fold the per-group slots with
+:func:`fold`.  The k-means kernels, which share
 nothing with these, are in :mod:`fastgmm._kernels_kmeans`.
 
 Layout
 ------
-All kernels but the k-means ones stay in this one file because Numba's disk
+All kernels of complete rows stay in this one file (the k-means ones and
+those of rows with missing entries have theirs) because Numba's disk
 cache checks only the source file of the function it loads: a driver calling
 a helper defined in another file would keep running a stale copy of that
 helper after it changed.  The sections come in this fixed order, and every
 function calls only functions defined above it:
 
 1. Constants.
-2. Scratch: named tuples of per-group buffers, and their allocators.
+2. Named tuples: the drivers' inputs (:class:`FullModel`, :class:`TiedModel`,
+   :class:`DiagModel`, :class:`DensePath`, :class:`Hints`, :class:`Grid`,
+   :class:`Slots`, :class:`Given`, :class:`PointOut`), the scratch buffers,
+   and the scratch allocators.
 3. Chunk helpers: transpose, squared distances, exponential.
 4. Log densities: ``_log_prob_full`` (some rows of one component),
    ``_log_prob_tied``, ``_log_prob_diag``.
@@ -24,14 +29,17 @@ function calls only functions defined above it:
    :func:`_normalize_lists`.
 7. Statistics: ``_accumulate_full``, ``_accumulate_tied``,
    ``_accumulate_diag``.
+7b. The dense path: log densities and statistics as two matrix products
+    (``_gemm_features``, ``_gemm_block``, ``_dense_next``, ``_gemm_chunk``).
 8. Folding slots: :func:`fold`.
 9. Drivers, fused E-step and statistics: ``em_stats_full``,
-   ``em_stats_tied``, ``em_stats_diag``.
+   ``em_stats_tied``, ``em_stats_diag``, and their one loop over a group's
+   chunks (``_group_chunks``, ``_chunk_bounds``).
 10. Drivers, statistics of given responsibilities: ``resp_stats_full``,
     ``resp_stats_tied``, ``resp_stats_diag``.
 11. Drivers, per-point outputs: ``point_full``, ``point_tied``,
     ``point_diag``.
-12. Tables by covariance type, and the transitional ``KERNELS``.
+12. Tables by covariance type.
 
 Functions of one covariance type are named ``<stage>_<covariance type>``
 (``em_stats_full``, ``_lists_tied``, ``_accumulate_diag``); the others after
@@ -48,16 +56,23 @@ Conventions
   per-point arithmetic runs in the dtype of ``X``; means and precision factors
   are passed in that same dtype.  Log-probabilities, responsibilities and all
   accumulated statistics are float64.
-* Rows are processed in fixed chunks of ``chunk_size`` rows, and chunks in
-  groups of ``group`` consecutive chunks.  Every kernel is serial and
-  releases the GIL; a driver processes the groups ``g_lo:g_hi`` it is given
-  (its last two arguments), and :func:`fastgmm._parallel.run_groups` shares
-  the groups between threads.  Group ``g`` handles its chunks in order and
-  writes only slot ``g`` of each ``*_slot`` array, so there are no shared
-  writes; the caller then folds the slots into the accumulators serially, in
-  group order (:func:`fold`).  The summation order therefore depends on
+* Drivers take their inputs as a few named tuples (section 2): the data
+  ``X, w, weighted``, then the model of their covariance type, the dense
+  path, the hints, the :class:`Grid`, the :class:`Slots` or outputs, and
+  last the range of groups ``g_lo, g_hi``; no compiled function takes more
+  than 12 positional arguments (``tests/test_kernel_interface.py``).
+* Rows are processed in fixed chunks of ``grid.chunk_size`` rows, and chunks
+  in groups of ``grid.group`` consecutive chunks (:func:`_group_chunks`).
+  Every kernel is serial and releases the GIL; a driver processes the
+  groups ``g_lo:g_hi`` it is given (its last two arguments), and
+  :func:`fastgmm._parallel.run_groups` shares the groups between threads.
+  Group ``g`` handles its chunks in order and writes only slot ``g`` of
+  each array of :class:`Slots`, so there are no shared writes; the caller
+  then folds the slots into the accumulators serially, in group order
+  (:func:`fold`).  The summation order therefore depends on
   ``chunk_size`` and ``group`` (chosen from the number of rows), never on
-  the number of threads.
+  the number of threads.  A driver allocates its scratch once per call,
+  before its loop over groups.
 * A chunk is rows ``start .. start + m - 1`` of ``X``; helpers take
   ``start`` and ``m``.
 * Per-group scratch travels in named tuples (:class:`ListScratch`,
@@ -127,14 +142,134 @@ GEMM_ROWS = 256
 
 
 # ---------------------------------------------------------------------------
-# 2. Scratch
+# 2. Named tuples: the drivers' inputs, and per-group scratch
 #
-# Each group allocates its scratch once (freshly allocated blocks this large
-# would be mapped and unmapped by the system allocator every chunk, and
-# threads would queue on that) and hands it to the helpers as named tuples.
-# The allocators are inlined into the drivers: compiled on their own, each
-# would carry a Python wrapper boxing its tuple and be linked and optimised
-# again in every caller, for a longer cold compile.
+# Drivers take their inputs as a few named tuples rather than two dozen
+# positional arguments: the data (``X``, ``w``, ``weighted``), the model of
+# one covariance type, the dense path, the hints, the grid of chunks and
+# groups, the slots.  The callers (:mod:`fastgmm._compute`) build them in
+# Python; Numba types a named tuple by its class and its fields' types, so
+# each field keeps one dtype and dimension (an absent input is an empty
+# array of that same dtype and dimension) and a call compiles nothing new.
+# ---------------------------------------------------------------------------
+
+FullModel = namedtuple("FullModel", ["means", "prec_chol", "log_norm", "lam_min", "pair_w",
+                                     "pair_c"])
+FullModel.__doc__ = """A full-covariance model as the kernels read it.
+
+``means`` (k, d), dtype of X
+    Also the shift of the statistics.
+``prec_chol`` (k, d, d), dtype of X, upper triangular
+``log_norm`` (k,) float64
+``lam_min`` (k,) float64
+    Lower bounds of the precisions' smallest eigenvalues (pruning).
+``pair_w`` (k, k, d), dtype of X, or (0, 0, d); ``pair_c`` (2, k, k) float64, or (2, 0, 0)
+    Pair bounds (pruning; see :func:`_lists_full`); empty to switch them off.
+"""
+
+TiedModel = namedtuple("TiedModel", ["shift", "mean_proj", "prec_chol", "log_norm"])
+TiedModel.__doc__ = """A tied-covariance model as the kernels read it.
+
+``shift`` (d,), dtype of X
+    The shift of the statistics, a point near the data (see
+    :func:`_log_prob_tied`).
+``mean_proj`` (k, d), dtype of X
+    ``(means - shift) @ prec_chol``.
+``prec_chol`` (d, d), dtype of X, upper triangular
+``log_norm`` (k,) float64
+"""
+
+DiagModel = namedtuple("DiagModel", ["means", "prec", "log_norm", "spherical"])
+DiagModel.__doc__ = """A diagonal or spherical model as the kernels read it.
+
+``means`` (k, d), dtype of X
+    Also the shift of the statistics.
+``prec`` (k, d), dtype of X, or (k, 1) when ``spherical``
+    ``1 / sqrt(variance)`` per feature (or per component).
+``log_norm`` (k,) float64
+``spherical`` bool
+"""
+
+DensePath = namedtuple("DensePath", ["shift", "wt", "const", "on", "first", "up", "down"])
+DensePath.__doc__ = """The dense path of the E-step (section 7b) and when to take it.
+
+``shift`` (d,), dtype of X
+    The shift of the dense path's features.
+``wt`` (k, p), dtype of X; ``const`` (k,) float64
+    The dense model: ``p = d + d (d + 1) / 2`` (full), ``2 d`` (diagonal)
+    or ``d + 1`` (spherical).
+``on`` bool
+    Whether the dense path may be used at all.
+``first`` bool
+    Whether each group starts on it.
+``up``, ``down`` float
+    The switching thresholds of :func:`_dense_next`.
+"""
+
+Hints = namedtuple("Hints", ["best", "use"])
+Hints.__doc__ = """Each row's most probable component, kept between iterations (full type).
+
+``best`` (n,) int32, or length 0
+    Written on the way out (for the next iteration) when not empty.
+``use`` bool
+    ``best`` already holds a guess per row (see :func:`_lists_full_hinted`;
+    used only with pair bounds); results do not depend on it.
+"""
+
+Grid = namedtuple("Grid", ["chunk_size", "group"])
+Grid.__doc__ = """How a driver cuts its rows: ``chunk_size`` rows a chunk, ``group`` chunks a slot.
+
+Group ``g`` is chunks ``g * group .. g * group + group - 1`` (see
+:func:`_group_chunks`).
+"""
+
+Slots = namedtuple("Slots", ["nk", "t", "s", "g", "ll"])
+Slots.__doc__ = """Per-group statistics slots, ``G`` of each (slot ``g`` for group ``g``).
+
+``nk`` (G, k) float64
+``t`` (G, k, d) float64
+``s`` (G, k, d, d) (full), (G, d, d) (tied), both upper triangle only, or
+(G, k, d) (diagonal, spherical) float64
+``g`` (G, p + 1, k) float64
+    The dense path's sums (see :func:`_gemm_block`), their
+    responsibilities in the last row; unused by the tied and the
+    given-responsibility drivers.
+``ll`` (G, 4) float64
+    ``ll[g, 0]`` the group's ``sum w log p(x)``, ``ll[g, 1]`` its number of
+    rows with ``p(x) = 0``, ``ll[g, 2]`` its rows on the dense path and
+    ``ll[g, 3]`` 1 if its next chunk would have taken it (else 0); unused
+    by the given-responsibility drivers.
+"""
+
+Given = namedtuple("Given", ["resp", "labels"])
+Given.__doc__ = """Given responsibilities (initialisation): one of the two is empty.
+
+``resp`` (n, k) float64, or (0, k) when ``labels`` is given
+``labels`` (n,) int64 hard assignments, or length 0 (use ``resp``)
+"""
+
+PointOut = namedtuple("PointOut", ["want_resp", "out_2d", "out_score", "out_label"])
+PointOut.__doc__ = """The per-point outputs asked for; outputs of length 0 are not computed.
+
+``want_resp`` bool
+    ``out_2d`` receives responsibilities rather than log densities.
+``out_2d`` (n, k) or (0, k), float32/float64
+    Responsibilities (``want_resp``) or weighted log densities.
+``out_score`` (n,) or (0,), float32/float64
+    Log density of each row.
+``out_label`` (n,) int64 or (0,)
+    Most probable component.
+"""
+
+# Scratch.  Every driver call allocates its scratch once, before its loop
+# over groups, and its groups reuse it (each buffer is overwritten before
+# every use; a call runs on one thread, so no two groups share it at once).
+# Freshly allocated blocks this large every chunk would be mapped and
+# unmapped by the system allocator, and threads would queue on that.  The
+# scratch reaches the helpers as named tuples.  The allocators are inlined
+# into the drivers: compiled on their own, each would carry a Python
+# wrapper boxing its tuple and be linked and optimised again in every
+# caller, for a longer cold compile.
 # ``m`` below is the rows of the largest chunk, ``k`` the components.
 # ---------------------------------------------------------------------------
 
@@ -481,8 +616,7 @@ def _maha_triangle(cnt, prec_chol, k, fs):
 
 
 @jit()
-def _log_prob_full(X, start, sel, first, cnt, gathered, means, prec_chol, log_norm, k, out,
-                   dist, fs):
+def _log_prob_full(X, start, sel, first, cnt, gathered, model, k, out, dist, fs):
     """``out[first + j] = log_norm[k] - maha_k / 2`` for ``cnt`` rows of a chunk.
 
     Parameters
@@ -494,7 +628,8 @@ def _log_prob_full(X, start, sel, first, cnt, gathered, means, prec_chol, log_no
         otherwise they are ``start .. start + cnt - 1`` and ``sel`` is unused.
     first, cnt : int
     gathered : bool
-    means, prec_chol, log_norm : the model (see :func:`em_stats_full`)
+    model : FullModel
+        ``means``, ``prec_chol`` and ``log_norm`` are used.
     k : int
         The component.
     out : ndarray (>= first + cnt,) float64, written
@@ -512,6 +647,7 @@ def _log_prob_full(X, start, sel, first, cnt, gathered, means, prec_chol, log_no
     """
     if cnt == 0:
         return
+    means, prec_chol, log_norm = model.means, model.prec_chol, model.log_norm
     dt, maha = fs.dt, fs.maha
     n_features = X.shape[1]
     want_dist = dist.shape[0] > 0
@@ -853,23 +989,19 @@ def _append_bucket(k, ls, bs):
 
 
 @jit()
-def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c, ls, fs, bs):
+def _lists_full(X, start, m, model, ls, fs, bs):
     """Per-component lists of the log densities that matter, full covariances.
 
     Parameters
     ----------
     X : ndarray (n, d); start, m : int
         The chunk is rows ``start .. start + m - 1`` of ``X``.
-    means : ndarray (k, d), dtype of X
-    prec_chol : ndarray (k, d, d), dtype of X, upper triangular
-    log_norm : ndarray (k,) float64
-    lam_min : ndarray (k,) float64
-        A lower bound of the smallest eigenvalue of each precision matrix.
-    pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
-    pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
-        ``sqrt(maha_j(x)) >= pair_w[b, j] . (x - mu_b) + pair_c[0, b, j]``
-        (see Notes) and ``pair_c[1, b, j] >= |pair_w[b, j]|``; empty arrays
-        switch these bounds off.
+    model : FullModel
+        Its ``lam_min`` bounds the smallest eigenvalue of each precision
+        matrix from below; its pair bounds give ``sqrt(maha_j(x)) >=
+        pair_w[b, j] . (x - mu_b) + pair_c[0, b, j]`` (see Notes) and
+        ``pair_c[1, b, j] >= |pair_w[b, j]|``, empty arrays switching them
+        off.
     ls : ListScratch
         On return the normalised lists, with ``kmax`` and ``lse`` (see
         :func:`_normalize_lists`).
@@ -908,6 +1040,8 @@ def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c
         ls.kmax, ls.lse
     xt, maha = fs.xt, fs.maha
     order, koff, cand = bs.order, bs.koff, bs.cand
+    means, log_norm, lam_min, pair_w, pair_c = (model.means, model.log_norm, model.lam_min,
+                                                model.pair_w, model.pair_c)
     n_components = means.shape[0]
     use_pairs = pair_w.shape[0] > 0
     no_dist = lse[:0]
@@ -942,8 +1076,7 @@ def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c
         rowmax[i] = lse[i]
     for k in range(n_components):
         a = koff[k]
-        _log_prob_full(X, start, order, a, koff[k + 1] - a, True, means, prec_chol, log_norm,
-                       k, lse, no_dist, fs)
+        _log_prob_full(X, start, order, a, koff[k + 1] - a, True, model, k, lse, no_dist, fs)
     # Threshold per row, into rowmax: that exact density plus the pruning
     # floor; NaN keeps every component of a row whose best is -inf.
     n_cand = 0
@@ -973,16 +1106,14 @@ def _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c
                 continue
             rows[p] = i
             p += 1
-        _log_prob_full(X, start, rows, c0, p - c0, True, means, prec_chol, log_norm, k, vals,
-                       no_dist, fs)
+        _log_prob_full(X, start, rows, c0, p - c0, True, model, k, vals, no_dist, fs)
     ptr[n_components] = p
     _normalize_lists(m, ls)
     return p
 
 
 @jit()
-def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, ls, fs, bs,
-                       hs):
+def _lists_full_hinted(X, start, m, model, ls, fs, bs, hs):
     """:func:`_lists_full` when each row's likely best component is known.
 
     Parameters as :func:`_lists_full`, with non-empty pair bounds; on entry
@@ -1003,6 +1134,7 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
         ls.lse
     order, koff = bs.order, bs.koff
     pair_k, pair_i, pcnt = hs.pair_k, hs.pair_i, hs.pcnt
+    means, log_norm, pair_w, pair_c = model.means, model.log_norm, model.pair_w, model.pair_c
     n_features = X.shape[1]
     n_components = means.shape[0]
     no_dist = rowsum[:0]
@@ -1020,8 +1152,7 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
     # that distance into rowsum.
     for k in range(n_components):
         a = koff[k]
-        _log_prob_full(X, start, order, a, koff[k + 1] - a, True, means, prec_chol, log_norm, k,
-                       lse, rowmax, fs)
+        _log_prob_full(X, start, order, a, koff[k + 1] - a, True, model, k, lse, rowmax, fs)
     for j in range(m):
         v = lse[j]
         rowsum[j] = np.sqrt(rowmax[j])
@@ -1069,38 +1200,42 @@ def _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w, pair_c, 
         pcnt[k] += 1
     for k in range(n_components):
         c0 = ptr[k] + koff[k + 1] - koff[k]
-        _log_prob_full(X, start, rows, c0, ptr[k + 1] - c0, True, means, prec_chol, log_norm, k,
-                       vals, no_dist, fs)
+        _log_prob_full(X, start, rows, c0, ptr[k + 1] - c0, True, model, k, vals, no_dist, fs)
     _normalize_lists(m, ls)
     return ptr[n_components]
 
 
 @jit()
-def _lists_full_dense(X, start, m, means, prec_chol, log_norm, ls, fs):
+def _lists_full_dense(X, start, m, model, ls, fs):
     """Every exact full-covariance log density of the chunk into ``ls.lp``, then the lists.
 
     For per-point outputs that need every weighted log density (no pruning).
     """
     no_dist = ls.lse[:0]
-    for k in range(means.shape[0]):
-        _log_prob_full(X, start, ls.kmax, 0, m, False, means, prec_chol, log_norm, k, ls.lp[k],
-                       no_dist, fs)
+    for k in range(model.means.shape[0]):
+        _log_prob_full(X, start, ls.kmax, 0, m, False, model, k, ls.lp[k], no_dist, fs)
     _lists_from_log_prob(m, ls)
 
 
 @jit()
-def _lists_tied(X, start, m, shift, mean_proj, prec_chol, log_norm, ls, ds):
-    """Transpose the chunk, every tied log density into ``ls.lp``, the lists."""
+def _lists_tied(X, start, m, model, ls, ds):
+    """Transpose the chunk, every tied log density into ``ls.lp``, the lists.
+
+    ``model`` is a :class:`TiedModel`.
+    """
     _transpose_chunk(X, start, m, ds.xt)
-    _log_prob_tied(m, shift, mean_proj, prec_chol, log_norm, ls.lp, ds)
+    _log_prob_tied(m, model.shift, model.mean_proj, model.prec_chol, model.log_norm, ls.lp, ds)
     _lists_from_log_prob(m, ls)
 
 
 @jit()
-def _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds):
-    """Transpose the chunk, every diagonal or spherical log density into ``ls.lp``, the lists."""
+def _lists_diag(X, start, m, model, ls, ds):
+    """Transpose the chunk, every diagonal or spherical log density into ``ls.lp``, the lists.
+
+    ``model`` is a :class:`DiagModel`.
+    """
     _transpose_chunk(X, start, m, ds.xt)
-    _log_prob_diag(m, means, prec, log_norm, spherical, ls.lp, ds)
+    _log_prob_diag(m, model.means, model.prec, model.log_norm, model.spherical, ls.lp, ds)
     _lists_from_log_prob(m, ls)
 
 
@@ -1396,7 +1531,7 @@ def _gemm_features(X, start, m, shift, full, pt):
 
 
 @jit()
-def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint):
+def _gemm_block(X, start, m, w, weighted, dense, full, gs, g, ll, hint):
     """Dense E-step and statistics of the block of rows ``start .. start + m - 1``.
 
     Parameters
@@ -1404,13 +1539,12 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hin
     X, w, weighted : as :func:`em_stats_full`
     start, m : int
         The block; ``m <= GEMM_ROWS``.
-    shift : ndarray (d,), dtype of X
-    wt : ndarray (k, p), dtype of X
-        ``p`` is ``d + d (d + 1) / 2`` (full), ``2 d`` (diagonal) or ``d + 1``
-        (spherical, whose squares all carry one weight per component: the
-        features are ``z`` and ``|z|^2``).
-    const : ndarray (k,) float64
-        The model (see the section comment).
+    dense : DensePath
+        Its ``shift``, ``wt`` and ``const`` are the model (see the section
+        comment); ``wt`` is (k, p), where ``p`` is ``d + d (d + 1) / 2``
+        (full), ``2 d`` (diagonal) or ``d + 1`` (spherical, whose squares all
+        carry one weight per component: the features are ``z`` and
+        ``|z|^2``).
     full : bool
         Features of the full type (else diagonal).
     gs : GemmScratch
@@ -1430,6 +1564,7 @@ def _gemm_block(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hin
         of their row's largest; smaller ones are set to zero, as the lists do).
     """
     pt, lt, gt, rowmax, rowsum, kbest = gs.pt, gs.lt, gs.gt, gs.rowmax, gs.rowsum, gs.kbest
+    shift, wt, const = dense.shift, dense.wt, dense.const
     n_components, n_terms = wt.shape
     rows = pt.shape[1]
     _gemm_features(X, start, m, shift, full, pt)
@@ -1519,23 +1654,22 @@ def _dense_next(dense, work, m, n_components, up, down):
 
 
 @jit()
-def _gemm_chunk(X, start, m, w, weighted, shift, wt, const, full, gs, g, ll, hint, up,
-                down):
+def _gemm_chunk(X, start, m, w, weighted, dense, full, gs, g, ll, hint):
     """:func:`_gemm_block` over a chunk of any length, block by block.
 
     ``gs`` may be the empty scratch, allocated here on first use; ``ll[2]``
-    counts the chunk's rows, ``up`` and ``down`` are the thresholds of
-    :func:`_dense_next`.  Returns the scratch and whether the next chunk
-    stays on the dense path.
+    counts the chunk's rows, ``dense.up`` and ``dense.down`` are the
+    thresholds of :func:`_dense_next`.  Returns the scratch and whether the
+    next chunk stays on the dense path.
     """
     if gs.pt.shape[1] == 0:
-        gs = _gemm_scratch(X, wt, True)
+        gs = _gemm_scratch(X, dense.wt, True)
     kept = 0.0
     for b in range(0, m, GEMM_ROWS):
-        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, shift, wt,
-                            const, full, gs, g, ll, hint)
+        kept += _gemm_block(X, start + b, min(GEMM_ROWS, m - b), w, weighted, dense, full, gs,
+                            g, ll, hint)
     ll[2] += m
-    return gs, _dense_next(True, kept, m, wt.shape[0], up, down)
+    return gs, _dense_next(True, kept, m, dense.wt.shape[0], dense.up, dense.down)
 
 
 # ---------------------------------------------------------------------------
@@ -1568,6 +1702,14 @@ def fold(slot, n_used, acc):
 
 
 @jit(inline=True)
+def _group_chunks(g, grid, n_samples):
+    """Chunks ``c_lo .. c_hi - 1`` of group ``g``: every driver's loop over a group."""
+    n_chunks = (n_samples + grid.chunk_size - 1) // grid.chunk_size
+    c_lo = g * grid.group
+    return c_lo, min(c_lo + grid.group, n_chunks)
+
+
+@jit(inline=True)
 def _chunk_bounds(c, chunk_size, n_samples):
     """First row and number of rows of chunk ``c``."""
     start = c * chunk_size
@@ -1575,11 +1717,11 @@ def _chunk_bounds(c, chunk_size, n_samples):
 
 
 @jit(inline=True)
-def _clear_slots(g, nk_slot, t_slot, s_slot):
-    """Zero slot ``g`` of the statistics."""
-    nk_slot[g] = 0.0
-    t_slot[g] = 0.0
-    s_slot[g] = 0.0
+def _clear_slots(g, slots):
+    """Zero slot ``g`` of the statistics (``nk``, ``t``, ``s``) of ``slots``."""
+    slots.nk[g] = 0.0
+    slots.t[g] = 0.0
+    slots.s[g] = 0.0
 
 
 @jit()
@@ -1604,10 +1746,7 @@ def _sum_log_lik(lse, m, w, weighted, start, out):
 
 
 @jit()
-def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                  shift, wt, const, dense_on, dense_first, dense_up, dense_down, hint, use_hint,
-                  chunk_size, group,
-                  nk_slot, t_slot, s_slot, g_slot, ll_slot, g_lo, g_hi):
+def em_stats_full(X, w, weighted, model, dense, hints, grid, slots, g_lo, g_hi):
     """Fused E-step and statistics for full covariances.
 
     Parameters
@@ -1615,51 +1754,17 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     X : ndarray (n, d) float32/float64, C-contiguous
     w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
     weighted : bool
-    means : ndarray (k, d), dtype of X; also the shift of the statistics
-    prec_chol : ndarray (k, d, d), dtype of X, upper triangular
-    log_norm : ndarray (k,) float64
-    lam_min : ndarray (k,) float64
-        Lower bounds of the precisions' smallest eigenvalues (pruning).
-    pair_w : ndarray (k, k, d), dtype of X, or (0, 0, d)
-    pair_c : ndarray (2, k, k) float64, or (2, 0, 0)
-        Pair bounds (pruning; see :func:`_lists_full`); empty to switch
-        them off.
-    shift : ndarray (d,), dtype of X
-        The shift of the dense path's features (section 7b).
-    wt : ndarray (k, p), dtype of X
-        The dense path's coefficients, ``p = d + d (d + 1) / 2``.
-    const : ndarray (k,) float64
-        The dense path's constants.
-    dense_on : bool
-        Whether the dense path may be used (see :func:`_dense_next`).
-    dense_first : bool
-        Whether each group starts on the dense path.
-    dense_up, dense_down : float
-        The switching thresholds of :func:`_dense_next`.
-    hint : ndarray (n,) int32, or length 0
-        Each row's most probable component, written on the way out (for the
-        next iteration) when not empty.
-    use_hint : bool
-        ``hint`` already holds a guess per row (see
-        :func:`_lists_full_hinted`; used only with pair bounds); results do
-        not depend on it.
-    chunk_size : int
-        Rows per chunk (the unit of the per-chunk helpers).
-    group : int
-        Chunks per slot.
-    nk_slot : ndarray (G, k) float64
-    t_slot : ndarray (G, k, d) float64
-    s_slot : ndarray (G, k, d, d) float64 (upper triangle)
-    g_slot : ndarray (G, p + 1, k) float64 (unused when ``dense_on`` is False)
-    ll_slot : ndarray (G, 4) float64
+    model : FullModel
+    dense : DensePath
+        With ``p = d + d (d + 1) / 2``.
+    hints : Hints
+    grid : Grid
+    slots : Slots
         ``G >= ceil(n / (chunk_size * group))``.  Slot ``g`` receives the
         statistics of group ``g``: of its listed chunks about the means in
-        ``t_slot`` and ``s_slot`` (see :func:`_accumulate_full`), of its dense
-        chunks about ``shift`` in ``g_slot`` (see :func:`_gemm_block`), with
-        their responsibilities in its last row; ``ll_slot[g, 0]`` its ``sum w log
-        p(x)``, ``ll_slot[g, 1]`` its number of rows with ``p(x) = 0``,
-        ``ll_slot[g, 2]`` its rows on the dense path and ``ll_slot[g, 3]``
-        1 if its next chunk would have taken it (else 0).
+        ``t`` and ``s`` (see :func:`_accumulate_full`), of its dense chunks
+        about ``dense.shift`` in ``g`` (see :func:`_gemm_block`), and its
+        ``ll`` row.
     g_lo, g_hi : int
         The groups to process (see :func:`fastgmm._parallel.run_groups`).
 
@@ -1675,50 +1780,48 @@ def em_stats_full(X, w, weighted, means, prec_chol, log_norm, lam_min, pair_w, p
     model only.
     """
     n_samples = X.shape[0]
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    hinted = use_hint and pair_w.shape[0] > 0
-    # Scratch is overwritten before every use: one set serves all the groups.
-    mc = min(chunk_size, n_samples)
+    n_components = model.means.shape[0]
+    hint = hints.best
+    hinted = hints.use and model.pair_w.shape[0] > 0
+    mc = min(grid.chunk_size, n_samples)
     ls = _list_scratch(n_components, mc)
     fs = _full_scratch(X, mc)
     bs = _bucket_scratch(n_components, mc)
     hs = _hint_scratch(n_components, mc, hinted)
     ss = _full_stats_scratch(X, mc)
-    gs = _gemm_scratch(X, wt, False)
+    gs = _gemm_scratch(X, dense.wt, False)
     kmax = ls.kmax
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot)
-        g_slot[g] = 0.0
-        ll_slot[g] = 0.0
-        dense = dense_on and dense_first
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            if dense:
-                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, True,
-                                        gs, g_slot[g], ll_slot[g], hint, dense_up, dense_down)
+        _clear_slots(g, slots)
+        slots.g[g] = 0.0
+        slots.ll[g] = 0.0
+        on_dense = dense.on and dense.first
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            if on_dense:
+                gs, on_dense = _gemm_chunk(X, start, m, w, weighted, dense, True, gs, slots.g[g],
+                                           slots.ll[g], hint)
                 continue
             if hinted:
                 for i in range(m):
                     kmax[i] = hint[start + i]
-                work = _lists_full_hinted(X, start, m, means, prec_chol, log_norm, pair_w,
-                                          pair_c, ls, fs, bs, hs)
+                work = _lists_full_hinted(X, start, m, model, ls, fs, bs, hs)
             else:
-                work = _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w,
-                                   pair_c, ls, fs, bs)
+                work = _lists_full(X, start, m, model, ls, fs, bs)
             if hint.shape[0] > 0:
                 for i in range(m):
                     hint[start + i] = kmax[i]
-            _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
-            _accumulate_full(X, start, w, weighted, ls, means, nk_slot[g], t_slot[g], s_slot[g],
-                             ss)
-            dense = dense_on and _dense_next(False, work, m, n_components, dense_up, dense_down)
-        ll_slot[g, 3] = 1.0 if dense else 0.0
+            _sum_log_lik(ls.lse, m, w, weighted, start, slots.ll[g])
+            _accumulate_full(X, start, w, weighted, ls, model.means, slots.nk[g], slots.t[g],
+                             slots.s[g], ss)
+            on_dense = dense.on and _dense_next(False, work, m, n_components, dense.up,
+                                                dense.down)
+        slots.ll[g, 3] = 1.0 if on_dense else 0.0
 
 
 @jit()
-def em_stats_tied(X, w, weighted, shift, mean_proj, prec_chol, log_norm, chunk_size, group,
-                  nk_slot, t_slot, s_slot, ll_slot, g_lo, g_hi):
+def em_stats_tied(X, w, weighted, model, grid, slots, g_lo, g_hi):
     """Fused E-step and statistics for a tied covariance.
 
     Parameters
@@ -1726,24 +1829,12 @@ def em_stats_tied(X, w, weighted, shift, mean_proj, prec_chol, log_norm, chunk_s
     X : ndarray (n, d) float32/float64, C-contiguous
     w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
     weighted : bool
-    shift : ndarray (d,), dtype of X
-        The shift of the statistics, a point near the data (see
-        :func:`_log_prob_tied`).
-    mean_proj : ndarray (k, d), dtype of X
-        ``(means - shift) @ prec_chol``.
-    prec_chol : ndarray (d, d), dtype of X, upper triangular
-    log_norm : ndarray (k,) float64
-    chunk_size : int
-        Rows per chunk.
-    group : int
-        Chunks per slot.
-    nk_slot : ndarray (G, k) float64
-    t_slot : ndarray (G, k, d) float64
-    s_slot : ndarray (G, d, d) float64 (upper triangle)
-    ll_slot : ndarray (G, 2) float64
+    model : TiedModel
+    grid : Grid
+    slots : Slots
         Slot ``g`` receives the statistics of group ``g`` (see
-        :func:`_accumulate_tied`) and its log-likelihood, as in
-        :func:`em_stats_full`.
+        :func:`_accumulate_tied`) and its log-likelihood (``ll[g, :2]``),
+        as in :func:`em_stats_full`; ``g`` is unused.
     g_lo, g_hi : int
         The groups to process.
 
@@ -1752,27 +1843,25 @@ def em_stats_tied(X, w, weighted, shift, mean_proj, prec_chol, log_norm, chunk_s
     Thread-safe for disjoint group ranges: per-group slots and scratch.
     """
     n_samples, n_features = X.shape
-    n_components = mean_proj.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    n_components = model.mean_proj.shape[0]
+    mc = min(grid.chunk_size, n_samples)
+    ls = _list_scratch(n_components, mc)
+    ds = _dense_scratch(X, mc, True)
+    ts = _tied_stats_scratch(n_features, mc)
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot)
-        ll_slot[g] = 0.0
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(n_components, mc)
-        ds = _dense_scratch(X, mc, True)
-        ts = _tied_stats_scratch(n_features, mc)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_tied(X, start, m, shift, mean_proj, prec_chol, log_norm, ls, ds)
-            _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
-            _accumulate_tied(X, start, m, ds.xt, w, weighted, ls, shift, nk_slot[g], t_slot[g],
-                             s_slot[g], ts)
+        _clear_slots(g, slots)
+        slots.ll[g] = 0.0
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            _lists_tied(X, start, m, model, ls, ds)
+            _sum_log_lik(ls.lse, m, w, weighted, start, slots.ll[g])
+            _accumulate_tied(X, start, m, ds.xt, w, weighted, ls, model.shift, slots.nk[g],
+                             slots.t[g], slots.s[g], ts)
 
 
 @jit()
-def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, const,
-                  dense_on, dense_first, dense_up, dense_down, chunk_size, group, nk_slot,
-                  t_slot, s_slot, g_slot, ll_slot, g_lo, g_hi):
+def em_stats_diag(X, w, weighted, model, dense, grid, slots, g_lo, g_hi):
     """Fused E-step and statistics for diagonal or spherical covariances.
 
     Parameters
@@ -1780,23 +1869,12 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
     X : ndarray (n, d) float32/float64, C-contiguous
     w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
     weighted : bool
-    means : ndarray (k, d), dtype of X; also the shift of the statistics
-    prec : ndarray (k, d), dtype of X, or (k, 1) when ``spherical``
-        ``1 / sqrt(variance)`` per feature (or per component).
-    log_norm : ndarray (k,) float64
-    spherical : bool
-    shift, wt, const, dense_on, dense_first, dense_up, dense_down
-        The dense path, as in :func:`em_stats_full`, with ``p = 2 d``
-        (diagonal) or ``d + 1`` (spherical).
-    chunk_size : int
-        Rows per chunk.
-    group : int
-        Chunks per slot.
-    nk_slot : ndarray (G, k) float64
-    t_slot : ndarray (G, k, d) float64
-    s_slot : ndarray (G, k, d) float64
-    g_slot : ndarray (G, p + 1, k) float64 (unused when ``dense_on`` is False)
-    ll_slot : ndarray (G, 4) float64
+    model : DiagModel
+    dense : DensePath
+        As in :func:`em_stats_full`, with ``p = 2 d`` (diagonal) or ``d + 1``
+        (spherical).
+    grid : Grid
+    slots : Slots
         Slot ``g`` receives the statistics of group ``g`` (see
         :func:`_accumulate_diag`; spherical models use the diagonal
         statistics, the M-step averages features) and its log-likelihood,
@@ -1809,31 +1887,31 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
     Thread-safe for disjoint group ranges: per-group slots and scratch.
     """
     n_samples = X.shape[0]
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    n_components = model.means.shape[0]
     no_hint = np.empty(0, dtype=np.int32)
-    # Scratch is overwritten before every use: one set serves all the groups.
-    mc = min(chunk_size, n_samples)
+    mc = min(grid.chunk_size, n_samples)
     ls = _list_scratch(n_components, mc)
     ds = _dense_scratch(X, mc, False)
-    gs = _gemm_scratch(X, wt, False)
+    gs = _gemm_scratch(X, dense.wt, False)
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot)
-        g_slot[g] = 0.0
-        ll_slot[g] = 0.0
-        dense = dense_on and dense_first
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            if dense:
-                gs, dense = _gemm_chunk(X, start, m, w, weighted, shift, wt, const, False,
-                                        gs, g_slot[g], ll_slot[g], no_hint, dense_up, dense_down)
+        _clear_slots(g, slots)
+        slots.g[g] = 0.0
+        slots.ll[g] = 0.0
+        on_dense = dense.on and dense.first
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            if on_dense:
+                gs, on_dense = _gemm_chunk(X, start, m, w, weighted, dense, False, gs,
+                                           slots.g[g], slots.ll[g], no_hint)
                 continue
-            _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
-            _sum_log_lik(ls.lse, m, w, weighted, start, ll_slot[g])
-            _accumulate_diag(X, start, w, weighted, ls, means, nk_slot[g], t_slot[g], s_slot[g])
-            dense = dense_on and _dense_next(False, ls.ptr[n_components], m, n_components,
-                                                dense_up, dense_down)
-        ll_slot[g, 3] = 1.0 if dense else 0.0
+            _lists_diag(X, start, m, model, ls, ds)
+            _sum_log_lik(ls.lse, m, w, weighted, start, slots.ll[g])
+            _accumulate_diag(X, start, w, weighted, ls, model.means, slots.nk[g], slots.t[g],
+                             slots.s[g])
+            on_dense = dense.on and _dense_next(False, ls.ptr[n_components], m, n_components,
+                                                dense.up, dense.down)
+        slots.ll[g, 3] = 1.0 if on_dense else 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -1846,8 +1924,7 @@ def em_stats_diag(X, w, weighted, means, prec, log_norm, spherical, shift, wt, c
 
 
 @jit()
-def resp_stats_full(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
-                    s_slot, g_lo, g_hi):
+def resp_stats_full(X, w, weighted, given, shift, grid, slots, g_lo, g_hi):
     """Statistics of full covariances for given responsibilities.
 
     Parameters
@@ -1855,18 +1932,12 @@ def resp_stats_full(X, w, weighted, resp, labels, shift, chunk_size, group, nk_s
     X : ndarray (n, d) float32/float64, C-contiguous
     w : ndarray (n,) float64 (or length 0 when ``weighted`` is False)
     weighted : bool
-    resp : ndarray (n, k) float64, or (0, k) when ``labels`` is given
-    labels : ndarray (n,) int64 hard assignments, or length 0 (use ``resp``)
+    given : Given
     shift : ndarray (k, d), dtype of X
-    chunk_size : int
-        Rows per chunk.
-    group : int
-        Chunks per slot.
-    nk_slot : ndarray (G, k) float64
-    t_slot : ndarray (G, k, d) float64
-    s_slot : ndarray (G, k, d, d) float64 (upper triangle)
+    grid : Grid
+    slots : Slots
         Slot ``g`` receives the statistics of group ``g`` (see
-        :func:`_accumulate_full`).
+        :func:`_accumulate_full`); ``g`` and ``ll`` are unused.
     g_lo, g_hi : int
         The groups to process.
 
@@ -1875,33 +1946,30 @@ def resp_stats_full(X, w, weighted, resp, labels, shift, chunk_size, group, nk_s
     Thread-safe for disjoint group ranges: per-group slots.
     """
     n_samples = X.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    mc = min(grid.chunk_size, n_samples)
+    ls = _list_scratch(given.resp.shape[1], mc)
+    ss = _full_stats_scratch(X, mc)
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot)
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(resp.shape[1], mc)
-        ss = _full_stats_scratch(X, mc)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_given(resp, labels, start, m, ls)
-            _accumulate_full(X, start, w, weighted, ls, shift, nk_slot[g], t_slot[g], s_slot[g],
-                             ss)
+        _clear_slots(g, slots)
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            _lists_given(given.resp, given.labels, start, m, ls)
+            _accumulate_full(X, start, w, weighted, ls, shift, slots.nk[g], slots.t[g],
+                             slots.s[g], ss)
 
 
 @jit()
-def resp_stats_tied(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
-                    s_slot, g_lo, g_hi):
+def resp_stats_tied(X, w, weighted, given, shift, grid, slots, g_lo, g_hi):
     """Statistics of a tied covariance for given responsibilities.
 
     Parameters
     ----------
-    X, w, weighted, resp, labels, chunk_size, group : as :func:`resp_stats_full`
+    X, w, weighted, given, grid : as :func:`resp_stats_full`
     shift : ndarray (d,), dtype of X
-    nk_slot : ndarray (G, k) float64
-    t_slot : ndarray (G, k, d) float64
-    s_slot : ndarray (G, d, d) float64 (upper triangle)
+    slots : Slots
         Slot ``g`` receives the statistics of group ``g`` (see
-        :func:`_accumulate_tied`).
+        :func:`_accumulate_tied`); ``g`` and ``ll`` are unused.
     g_lo, g_hi : int
         The groups to process.
 
@@ -1910,35 +1978,32 @@ def resp_stats_tied(X, w, weighted, resp, labels, shift, chunk_size, group, nk_s
     Thread-safe for disjoint group ranges: per-group slots.
     """
     n_samples, n_features = X.shape
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    mc = min(grid.chunk_size, n_samples)
+    ls = _list_scratch(given.resp.shape[1], mc)
+    ds = _dense_scratch(X, mc, False)
+    ts = _tied_stats_scratch(n_features, mc)
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot)
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(resp.shape[1], mc)
-        ds = _dense_scratch(X, mc, False)
-        ts = _tied_stats_scratch(n_features, mc)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_given(resp, labels, start, m, ls)
+        _clear_slots(g, slots)
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            _lists_given(given.resp, given.labels, start, m, ls)
             _transpose_chunk(X, start, m, ds.xt)
-            _accumulate_tied(X, start, m, ds.xt, w, weighted, ls, shift, nk_slot[g], t_slot[g],
-                             s_slot[g], ts)
+            _accumulate_tied(X, start, m, ds.xt, w, weighted, ls, shift, slots.nk[g],
+                             slots.t[g], slots.s[g], ts)
 
 
 @jit()
-def resp_stats_diag(X, w, weighted, resp, labels, shift, chunk_size, group, nk_slot, t_slot,
-                    s_slot, g_lo, g_hi):
+def resp_stats_diag(X, w, weighted, given, shift, grid, slots, g_lo, g_hi):
     """Diagonal (and spherical) statistics for given responsibilities.
 
     Parameters
     ----------
-    X, w, weighted, resp, labels, chunk_size, group : as :func:`resp_stats_full`
+    X, w, weighted, given, grid : as :func:`resp_stats_full`
     shift : ndarray (k, d), dtype of X
-    nk_slot : ndarray (G, k) float64
-    t_slot : ndarray (G, k, d) float64
-    s_slot : ndarray (G, k, d) float64
+    slots : Slots
         Slot ``g`` receives the statistics of group ``g`` (see
-        :func:`_accumulate_diag`).
+        :func:`_accumulate_diag`); ``g`` and ``ll`` are unused.
     g_lo, g_hi : int
         The groups to process.
 
@@ -1947,14 +2012,15 @@ def resp_stats_diag(X, w, weighted, resp, labels, shift, chunk_size, group, nk_s
     Thread-safe for disjoint group ranges: per-group slots.
     """
     n_samples = X.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    ls = _list_scratch(given.resp.shape[1], min(grid.chunk_size, n_samples))
     for g in range(g_lo, g_hi):
-        _clear_slots(g, nk_slot, t_slot, s_slot)
-        ls = _list_scratch(resp.shape[1], min(chunk_size, n_samples))
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_given(resp, labels, start, m, ls)
-            _accumulate_diag(X, start, w, weighted, ls, shift, nk_slot[g], t_slot[g], s_slot[g])
+        _clear_slots(g, slots)
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            _lists_given(given.resp, given.labels, start, m, ls)
+            _accumulate_diag(X, start, w, weighted, ls, shift, slots.nk[g], slots.t[g],
+                             slots.s[g])
 
 
 # ---------------------------------------------------------------------------
@@ -1963,13 +2029,14 @@ def resp_stats_diag(X, w, weighted, resp, labels, shift, chunk_size, group, nk_s
 
 
 @jit()
-def _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label):
-    """Write the per-point outputs asked for from a chunk's normalised lists.
+def _write_point_outputs(start, m, ls, out):
+    """Write the per-point outputs ``out`` (a :class:`PointOut`) of a chunk's normalised lists.
 
-    Outputs of length 0 are not wanted.  ``out_2d`` receives the
-    responsibilities when ``want_resp``, else the weighted log densities
+    Outputs of length 0 are not wanted.  ``out.out_2d`` receives the
+    responsibilities when ``out.want_resp``, else the weighted log densities
     (which ``ls.lp`` must then hold for every component).
     """
+    want_resp, out_2d, out_score, out_label = out
     lp, ptr, rows, vals, kmax, lse = ls.lp, ls.ptr, ls.rows, ls.vals, ls.kmax, ls.lse
     n_components = lp.shape[0]
     if out_2d.shape[0] > 0 and not want_resp:
@@ -1990,26 +2057,16 @@ def _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label):
 
 
 @jit()
-def point_full(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_size, group,
-               want_resp, out_2d, out_score, out_label, g_lo, g_hi):
+def point_full(X, model, grid, out, g_lo, g_hi):
     """Per-point outputs for full covariances.
 
     Parameters
     ----------
     X : ndarray (n, d) float32/float64, C-contiguous
-    means, prec_chol, log_norm, lam_min, pair_w, pair_c : as :func:`em_stats_full`
-    chunk_size : int
-        Rows per chunk.
-    group : int
-        Chunks per call of the per-group loop (scratch is allocated per group).
-    want_resp : bool
-        ``out_2d`` receives responsibilities rather than log densities.
-    out_2d : ndarray (n, k) or (0, k), float32/float64
-        Responsibilities (``want_resp``) or weighted log densities.
-    out_score : ndarray (n,) or (0,), float32/float64
-        Log density of each row.
-    out_label : ndarray (n,) int64 or (0,)
-        Most probable component.
+    model : FullModel
+    grid : Grid
+        Scratch is allocated once per call, whatever the groups.
+    out : PointOut
     g_lo, g_hi : int
         The groups of chunks to process.
 
@@ -2019,73 +2076,68 @@ def point_full(X, means, prec_chol, log_norm, lam_min, pair_w, pair_c, chunk_siz
     ranges: each group writes its own rows and scratch only.
     """
     n_samples = X.shape[0]
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    n_components = model.means.shape[0]
     # Weighted log densities are wanted exactly for every component.
-    prune = want_resp or out_2d.shape[0] == 0
+    prune = out.want_resp or out.out_2d.shape[0] == 0
+    mc = min(grid.chunk_size, n_samples)
+    ls = _list_scratch(n_components, mc)
+    fs = _full_scratch(X, mc)
+    bs = _bucket_scratch(n_components, mc)
     for g in range(g_lo, g_hi):
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(n_components, mc)
-        fs = _full_scratch(X, mc)
-        bs = _bucket_scratch(n_components, mc)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
             if prune:
-                _lists_full(X, start, m, means, prec_chol, log_norm, lam_min, pair_w, pair_c,
-                            ls, fs, bs)
+                _lists_full(X, start, m, model, ls, fs, bs)
             else:
-                _lists_full_dense(X, start, m, means, prec_chol, log_norm, ls, fs)
-            _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label)
+                _lists_full_dense(X, start, m, model, ls, fs)
+            _write_point_outputs(start, m, ls, out)
 
 
 @jit()
-def point_tied(X, shift, mean_proj, prec_chol, log_norm, chunk_size, group, want_resp,
-               out_2d, out_score, out_label, g_lo, g_hi):
+def point_tied(X, model, grid, out, g_lo, g_hi):
     """Per-point outputs for a tied covariance.
 
     Parameters
     ----------
     X : ndarray (n, d) float32/float64, C-contiguous
-    shift, mean_proj, prec_chol, log_norm : as :func:`em_stats_tied`
-    chunk_size, group, want_resp, out_2d, out_score, out_label, g_lo, g_hi
+    model : TiedModel
+    grid, out, g_lo, g_hi
         As :func:`point_full`.
     """
     n_samples = X.shape[0]
-    n_components = mean_proj.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    mc = min(grid.chunk_size, n_samples)
+    ls = _list_scratch(model.mean_proj.shape[0], mc)
+    ds = _dense_scratch(X, mc, True)
     for g in range(g_lo, g_hi):
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(n_components, mc)
-        ds = _dense_scratch(X, mc, True)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_tied(X, start, m, shift, mean_proj, prec_chol, log_norm, ls, ds)
-            _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label)
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            _lists_tied(X, start, m, model, ls, ds)
+            _write_point_outputs(start, m, ls, out)
 
 
 @jit()
-def point_diag(X, means, prec, log_norm, spherical, chunk_size, group, want_resp,
-               out_2d, out_score, out_label, g_lo, g_hi):
+def point_diag(X, model, grid, out, g_lo, g_hi):
     """Per-point outputs for diagonal or spherical covariances.
 
     Parameters
     ----------
     X : ndarray (n, d) float32/float64, C-contiguous
-    means, prec, log_norm, spherical : as :func:`em_stats_diag`
-    chunk_size, group, want_resp, out_2d, out_score, out_label, g_lo, g_hi
+    model : DiagModel
+    grid, out, g_lo, g_hi
         As :func:`point_full`.
     """
     n_samples = X.shape[0]
-    n_components = means.shape[0]
-    n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    mc = min(grid.chunk_size, n_samples)
+    ls = _list_scratch(model.means.shape[0], mc)
+    ds = _dense_scratch(X, mc, False)
     for g in range(g_lo, g_hi):
-        mc = min(chunk_size, n_samples)
-        ls = _list_scratch(n_components, mc)
-        ds = _dense_scratch(X, mc, False)
-        for c in range(g * group, min(g * group + group, n_chunks)):
-            start, m = _chunk_bounds(c, chunk_size, n_samples)
-            _lists_diag(X, start, m, means, prec, log_norm, spherical, ls, ds)
-            _write_point_outputs(start, m, ls, want_resp, out_2d, out_score, out_label)
+        c_lo, c_hi = _group_chunks(g, grid, n_samples)
+        for c in range(c_lo, c_hi):
+            start, m = _chunk_bounds(c, grid.chunk_size, n_samples)
+            _lists_diag(X, start, m, model, ls, ds)
+            _write_point_outputs(start, m, ls, out)
 
 
 # ---------------------------------------------------------------------------

@@ -19,9 +19,23 @@ folds in chunk order.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
 from ._config import jit
+
+Centres = namedtuple("Centres", ["centers", "shift", "offsets_t", "cnorm"])
+Centres.__doc__ = """The centres of a Lloyd step (:func:`lloyd_step`) as the kernel reads them.
+
+``centers`` (k, d), dtype of X
+``shift`` (d,), dtype of X
+    A point near the centres (their mean).
+``offsets_t`` (d, k), dtype of X, C-contiguous
+    ``(centers - shift).T``.
+``cnorm`` (k,) float64
+    ``||centers[k] - shift||^2``.
+"""
 
 
 @jit()
@@ -98,8 +112,7 @@ def candidate_potential(X, w, weighted, candidates, closest, chunk_size, slot, c
 
 
 @jit()
-def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_size, sum_slot,
-               count_slot, c_lo, c_hi):
+def lloyd_step(X, w, weighted, centres, labels, chunk_size, sum_slot, count_slot, c_lo, c_hi):
     """One Lloyd iteration over chunks ``c_lo:c_hi``: nearest centres, per-cluster sums.
 
     Parameters
@@ -107,13 +120,7 @@ def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_s
     X : ndarray (n, d) float32 or float64, C-contiguous
     w : ndarray (n,) float64, or length 0 when ``weighted`` is False
     weighted : bool
-    centers : ndarray (k, d), dtype of X
-    shift : ndarray (d,), dtype of X
-        A point near the centres (their mean).
-    offsets_t : ndarray (d, k), dtype of X, C-contiguous
-        ``(centers - shift).T``.
-    cnorm : ndarray (k,) float64
-        ``||centers[k] - shift||^2``.
+    centres : Centres
     labels : ndarray (n,) int64, written: the nearest centre of each row
         (the first of ties)
     chunk_size : int
@@ -137,6 +144,7 @@ def lloyd_step(X, w, weighted, centers, shift, offsets_t, cnorm, labels, chunk_s
     Thread-safe for disjoint chunk ranges; the caller folds the slots in
     chunk order.
     """
+    centers, shift, offsets_t, cnorm = centres
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     mc = min(chunk_size, n_samples)

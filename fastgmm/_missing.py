@@ -46,11 +46,9 @@ from ._stats import SuffStats
 #: Values of the ``missing`` option.
 MISSING_OPTIONS = ("error", "marginalize")
 
-#: Rows per group of the missing-data kernels (fixes the summation order).
+#: Rows per group of the missing-data kernels (fixes the summation order, with
+#: the rows per chunk of the full E-step; see :func:`incomplete_stats`).
 ROWS_PER_GROUP = 1024
-
-#: Bytes of per-group statistics slots in flight during one kernel call.
-_SLOT_BUDGET_BYTES = 8 * 2**20
 
 #: A missing pattern with at least this many rows in a block runs the
 #: complete-data kernel on its observed columns under the marginal mixture,
@@ -358,49 +356,54 @@ def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams
     SuffStats
         With the shift of :func:`fastgmm._compute.compute_stats`.
     """
-    from ._compute import _symmetrize_upper
+    from . import _config
+    from ._compute import _symmetrize_upper, missing_line_bounds
+    from ._kernels import Grid, Slots
 
     ctype = params.covariance_type
     kind, means, prec, log_norm = _kernel_params(params) if inputs is None else inputs
     n, d = X.shape
     k = params.n_components
+    kern = _kernels()
     s_shape = (k, d, d) if kind == "full" else (k, d)
     per_slot = 8 * (k + k * d + int(np.prod(s_shape)) + 2)
-    n_slots = max(4 * _parallel.n_threads(), _SLOT_BUDGET_BYTES // per_slot)
-    nk_slot = np.empty((n_slots, k))
-    t_slot = np.empty((n_slots, k, d))
-    s_slot = np.empty((n_slots,) + s_shape)
-    ll_slot = np.empty((n_slots, 2))
+    n_slots = max(4 * _parallel.n_threads(), _config.SLOT_BUDGET_BYTES // per_slot)
+    slots = Slots(np.empty((n_slots, k)), np.empty((n_slots, k, d)),
+                  np.empty((n_slots,) + s_shape), np.empty((0, 0, 0)), np.empty((n_slots, 2)))
+    fold = slots[:3] + slots[4:]
     nk, t, s, ll = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape), np.zeros(2)
     if kind == "full":
-        kern = _kernels().em_stats_missing_full
-        extra = (_precision_floor(prec),)
+        # The full E-step takes its rows in chunks whose (row, component)
+        # pairs fit its per-pair scratch, ROWS_PER_GROUP rows or so a group.
+        chunk = max(8, min(ROWS_PER_GROUP, kern.PAIR_BUDGET // max(1, k * d)))
+        grid = Grid(chunk, -(-ROWS_PER_GROUP // chunk))
+        model = kern.MissingModel(means, prec, log_norm, _precision_floor(prec))
+        given = (model, missing_line_bounds(means, prec))
+        driver = kern.em_stats_missing_full
     else:
-        kern = _kernels().em_stats_missing_diag
-        extra = ()
+        grid = Grid(ROWS_PER_GROUP, 1)
+        given = (kern.MissingModel(means, prec, log_norm, np.empty(0)),)
+        driver = kern.em_stats_missing_diag
+    rows = grid.chunk_size * grid.group
     weighted = w is not None
-    step = n_slots * ROWS_PER_GROUP
+    step = n_slots * rows
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         wb = w[lo:hi] if weighted else np.empty(0)
-        n_groups = -(-(hi - lo) // ROWS_PER_GROUP)
-        _parallel.run_groups(kern, (X[lo:hi], wb, weighted, means, prec, log_norm, *extra,
-                                    ROWS_PER_GROUP, nk_slot, t_slot, s_slot, ll_slot),
-                             n_groups, hi - lo)
-        _parallel.fold_slots((nk_slot, t_slot, s_slot, ll_slot), n_groups, (nk, t, s, ll))
+        n_groups = -(-(hi - lo) // rows)
+        _parallel.run_groups(driver, (X[lo:hi], wb, weighted, *given, grid, slots), n_groups,
+                             hi - lo)
+        _parallel.fold_slots(fold, n_groups, (nk, t, s, ll))
     if kind == "full":
         s = _symmetrize_upper(s, "full")
     log_lik = float(ll[0]) if ll[1] == 0 else -np.inf
     weight = float(n) if w is None else float(w.sum())
     if ctype == "tied":
-        # Recentre each component's moments on the common shift and add them up.
+        # Each component's moments, recentred on the common shift, added up.
         shift = params.weights @ params.means
-        delta = shift[None, :] - params.means
-        cross = t[:, :, None] * delta[:, None, :]
-        s_k = (s - cross - np.swapaxes(cross, 1, 2)
-               + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
-        return SuffStats("tied", shift, nk, t - nk[:, None] * delta, s_k.sum(axis=0),
-                         log_lik, weight, n)
+        per_k = SuffStats("full", params.means, nk, t, s).recenter(
+            np.broadcast_to(shift, (k, d)))
+        return SuffStats("tied", shift, nk, per_k.t, per_k.s.sum(axis=0), log_lik, weight, n)
     return SuffStats(ctype, params.means.copy(), nk, t, s, log_lik, weight, n)
 
 
@@ -535,19 +538,21 @@ def estep_for(missing: str) -> EStep:
 
 def _point_kernel(X: np.ndarray, params: GaussianParams, mode: int, u=None, eps=None):
     """Log densities ``(n, k)`` and, for ``mode`` 1 or 2, completed rows ``(n, d)``."""
+    from ._kernels import Grid
+
     kind, means, prec, log_norm = _kernel_params(params)
     n, d = X.shape
     k = params.n_components
-    kern = (_kernels().point_missing_full if kind == "full"
-            else _kernels().point_missing_diag)
-    out_logp = np.empty((n, k))
-    out_x = np.empty((n, d) if mode else (0, d))
+    kern = _kernels()
+    driver = kern.point_missing_full if kind == "full" else kern.point_missing_diag
+    out = kern.MissingOut(np.empty((n, k)), np.empty((n, d) if mode else (0, d)))
     u = np.empty(0) if u is None else np.ascontiguousarray(u, dtype=np.float64)
     eps = np.empty((0, d)) if eps is None else np.ascontiguousarray(eps, dtype=np.float64)
     n_groups = -(-n // ROWS_PER_GROUP)
-    _parallel.run_groups(kern, (X, means, prec, log_norm, mode, u, eps, ROWS_PER_GROUP,
-                                out_logp, out_x), n_groups, n)
-    return out_logp, out_x
+    _parallel.run_groups(driver, (X, kern.MissingModel(means, prec, log_norm, np.empty(0)),
+                                  kern.Draws(int(mode), u, eps), Grid(ROWS_PER_GROUP, 1), out),
+                         n_groups, n)
+    return out
 
 
 def missing_point_outputs(X: np.ndarray, params: GaussianParams, *, resp: bool = False,

@@ -111,3 +111,56 @@ def test_jit_lets_other_compilation_errors_through(monkeypatch):
     with pytest.raises(RuntimeError, match="something else"):
         _config.jit()(lambda a: a)
     assert _config._cache_unavailable is False
+
+
+#: Fits every covariance type (complete rows, then rows with missing
+#: entries, both dtypes' kernels where the fit reaches them), predicts, and
+#: prints the compilations (cache misses) and cache loads (hits) of every
+#: compiled function of the package.
+_FIT_AND_COUNT = """
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+import fastgmm
+from fastgmm import _kernels, _kernels_kmeans, _kernels_missing
+
+rng = np.random.default_rng(0)
+X = np.vstack([rng.normal(0.0, 1.0, (3000, 5)), rng.normal(4.0, 1.0, (3000, 5))])
+Xm = X.copy()
+Xm[:, 1:][rng.random((6000, 4)) < 0.1] = np.nan
+for ctype in ("full", "tied", "diag", "spherical"):
+    model = fastgmm.fit(X, 2, covariance_type=ctype, max_iter=5, random_state=0)
+    model.predict_proba(X[:100])
+    model = fastgmm.fit(Xm, 2, covariance_type=ctype, max_iter=5, random_state=0,
+                        missing="marginalize")
+    model.score_samples(Xm[:100])
+misses = hits = 0
+for module in (_kernels, _kernels_kmeans, _kernels_missing):
+    for obj in vars(module).values():
+        if isinstance(obj, CPUDispatcher):
+            misses += sum(obj.stats.cache_misses.values())
+            hits += sum(obj.stats.cache_hits.values())
+print("misses", misses, "hits", hits)
+"""
+
+
+@pytest.mark.slow
+def test_a_second_process_loads_every_kernel_from_the_disk_cache(tmp_path):
+    # The drivers take named tuples: Numba types them by class and field
+    # types, and must still find them in its on-disk index from another
+    # process (no timing: the cache's own counters say whether it compiled).
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env.update(PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run() -> tuple[int, int]:
+        proc = subprocess.run([sys.executable, "-c", _FIT_AND_COUNT], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr
+        words = proc.stdout.split()
+        return int(words[words.index("misses") + 1]), int(words[words.index("hits") + 1])
+
+    first_misses, _ = run()
+    assert first_misses > 0  # it compiled into the fresh cache
+    misses, hits = run()
+    assert misses == 0
+    assert hits > 0

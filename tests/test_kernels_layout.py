@@ -6,44 +6,55 @@ import re
 
 import pytest
 
-from fastgmm import _kernels, _kernels_kmeans
+from fastgmm import _kernels, _kernels_kmeans, _kernels_missing
 
 COVARIANCE_TYPES = {"full", "tied", "diag", "spherical"}
 
 # The Python callers pass these positionally: their order is part of the interface.
+# Drivers take named tuples (``fastgmm._kernels`` section 2), whose fields are
+# pinned below as well.
 DRIVER_PARAMETERS = {
-    "em_stats_full": "X w weighted means prec_chol log_norm lam_min pair_w pair_c shift wt const "
-                     "dense_on dense_first dense_up dense_down hint use_hint chunk_size group "
-                     "nk_slot t_slot s_slot g_slot ll_slot g_lo g_hi",
-    "em_stats_tied": "X w weighted shift mean_proj prec_chol log_norm chunk_size group nk_slot "
-                     "t_slot s_slot ll_slot g_lo g_hi",
-    "em_stats_diag": "X w weighted means prec log_norm spherical shift wt const dense_on "
-                     "dense_first dense_up dense_down chunk_size group nk_slot t_slot s_slot "
-                     "g_slot ll_slot g_lo g_hi",
-    "resp_stats_full": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
-                       "g_lo g_hi",
-    "resp_stats_tied": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
-                       "g_lo g_hi",
-    "resp_stats_diag": "X w weighted resp labels shift chunk_size group nk_slot t_slot s_slot "
-                       "g_lo g_hi",
-    "point_full": "X means prec_chol log_norm lam_min pair_w pair_c chunk_size group want_resp "
-                  "out_2d out_score out_label g_lo g_hi",
-    "point_tied": "X shift mean_proj prec_chol log_norm chunk_size group want_resp out_2d "
-                  "out_score out_label g_lo g_hi",
-    "point_diag": "X means prec log_norm spherical chunk_size group want_resp out_2d out_score "
-                  "out_label g_lo g_hi",
+    "em_stats_full": "X w weighted model dense hints grid slots g_lo g_hi",
+    "em_stats_tied": "X w weighted model grid slots g_lo g_hi",
+    "em_stats_diag": "X w weighted model dense grid slots g_lo g_hi",
+    "resp_stats_full": "X w weighted given shift grid slots g_lo g_hi",
+    "resp_stats_tied": "X w weighted given shift grid slots g_lo g_hi",
+    "resp_stats_diag": "X w weighted given shift grid slots g_lo g_hi",
+    "point_full": "X model grid out g_lo g_hi",
+    "point_tied": "X model grid out g_lo g_hi",
+    "point_diag": "X model grid out g_lo g_hi",
     "fold": "slot n_used acc",
     "update_min_dist": "X center closest chunk_size c_lo c_hi",
     "candidate_potential": "X w weighted candidates closest chunk_size slot c_lo c_hi",
-    "lloyd_step": ("X w weighted centers shift offsets_t cnorm labels chunk_size sum_slot "
-                   "count_slot c_lo c_hi"),
+    "lloyd_step": "X w weighted centres labels chunk_size sum_slot count_slot c_lo c_hi",
+    "em_stats_missing_full": "X w weighted model lines grid slots g_lo g_hi",
+    "em_stats_missing_diag": "X w weighted model grid slots g_lo g_hi",
+    "point_missing_full": "X model draws grid out g_lo g_hi",
+    "point_missing_diag": "X model draws grid out g_lo g_hi",
 }
 
-MODULES = (_kernels, _kernels_kmeans)
+#: The fields of the named tuples the drivers take, in order.
+TUPLE_FIELDS = {
+    (_kernels, "FullModel"): "means prec_chol log_norm lam_min pair_w pair_c",
+    (_kernels, "TiedModel"): "shift mean_proj prec_chol log_norm",
+    (_kernels, "DiagModel"): "means prec log_norm spherical",
+    (_kernels, "DensePath"): "shift wt const on first up down",
+    (_kernels, "Hints"): "best use",
+    (_kernels, "Grid"): "chunk_size group",
+    (_kernels, "Slots"): "nk t s g ll",
+    (_kernels, "Given"): "resp labels",
+    (_kernels, "PointOut"): "want_resp out_2d out_score out_label",
+    (_kernels_kmeans, "Centres"): "centers shift offsets_t cnorm",
+}
+
+MODULES = (_kernels, _kernels_kmeans, _kernels_missing)
 
 
 def _driver(name):
-    return getattr(_kernels, name, None) or getattr(_kernels_kmeans, name)
+    for module in MODULES:
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(name)
 
 
 def _dispatchers(module):
@@ -68,6 +79,12 @@ def test_tables_map_every_covariance_type_to_its_driver(table, stage):
 def test_driver_arguments_keep_their_order(name):
     params = list(inspect.signature(_driver(name).py_func).parameters)
     assert params == DRIVER_PARAMETERS[name].split()
+
+
+@pytest.mark.parametrize("module, name", sorted(TUPLE_FIELDS, key=lambda t: t[1]),
+                         ids=lambda x: getattr(x, "__name__", x))
+def test_driver_tuples_keep_their_fields(module, name):
+    assert getattr(module, name)._fields == tuple(TUPLE_FIELDS[module, name].split())
 
 
 @pytest.mark.parametrize("name", sorted(DRIVER_PARAMETERS))
@@ -136,3 +153,33 @@ def test_functions_call_only_functions_defined_above_them(module):
             obj = disp.py_func.__globals__.get(ref)
             if isinstance(obj, CPUDispatcher):
                 assert obj.py_func.__code__.co_firstlineno < line, (name, ref)
+
+
+def test_responsibility_cut_offs_of_both_kernel_files_are_pinned():
+    """Each kernel file writes its cut-off (Numba's cache checks only its own file).
+
+    The complete-data kernels drop responsibilities below ``exp(-50)`` of the
+    row's largest; the missing-data kernels, whose bounds are looser, below
+    ``exp(-37)``: the largest integer cut-off whose dropped terms stay under
+    half an ulp of the largest (see ``_kernels_missing.RESP_LOG_FLOOR``).
+    """
+    import math
+
+    assert _kernels.RESP_LOG_FLOOR == -50.0
+    assert _kernels_missing.RESP_LOG_FLOOR == -37.0
+    half_ulp = 2.0**-53
+    cut = _kernels_missing.RESP_LOG_FLOOR
+    assert math.exp(cut) < half_ulp <= math.exp(cut + 1.0)
+    assert _kernels.RESP_LOG_FLOOR <= cut
+    # No other private cut-off in the missing-data file.
+    assert "_CUTOFF" not in inspect.getsource(_kernels_missing)
+
+
+def test_missing_data_kernels_compute_no_line_geometry_of_their_own():
+    """The line bound's inputs come from ``_compute.missing_line_bounds``.
+
+    As the complete-data pair bounds come from ``_compute._pair_bounds``,
+    with which it shares the geometry, not from compiled code of their own.
+    """
+    source = inspect.getsource(_kernels_missing)
+    assert "uinv" not in source and "pvec" not in source
