@@ -154,6 +154,14 @@ class CovarianceFamily:
         """Precisions ``U U^T`` (or ``1 / variance``) from their factors."""
         raise NotImplementedError
 
+    def factors_per_component(self, prec_chol: np.ndarray, k: int, d: int) -> np.ndarray:
+        """One factor per component: ``(k, d, d)`` matrices, or ``(k, d)`` per feature.
+
+        The missing-data kernels take this form: a shared factor is repeated
+        for each component, a single variance's along the features.
+        """
+        raise NotImplementedError
+
     def log_det_chol(self, prec_chol: np.ndarray, k: int, d: int) -> np.ndarray:
         """``log det(prec_chol_k)`` per component, shape (k,)."""
         raise NotImplementedError
@@ -360,6 +368,9 @@ class _MatrixFamily(CovarianceFamily):
             inv_u = _linalg().solve_triangular(prec_chol[j], np.eye(p.shape[0]), lower=False)
             cov[j] = inv_u.T @ inv_u
         return self._unstack(prec_chol), self._unstack(cov)
+
+    def factors_per_component(self, prec_chol, k, d):
+        return np.broadcast_to(prec_chol, (k, d, d))
 
     def add_to_diagonal(self, cov, amount):
         out = cov.copy()
@@ -632,6 +643,9 @@ class _VarianceFamily(CovarianceFamily):
 
     def precisions(self, prec_chol):
         return prec_chol ** 2
+
+    def factors_per_component(self, prec_chol, k, d):
+        return np.broadcast_to(prec_chol.reshape(k, -1), (k, d))
 
     def check_consistent(self, cov, chol, prec, tol, bad) -> None:
         if not (cov > 0).all():

@@ -316,27 +316,19 @@ class PatternRows:
 
 
 def _kernel_params(params: GaussianParams) -> tuple:
-    """``(kind, means, prec, log_norm)`` for the missing-data kernels, float64.
+    """``(matrix, means, prec, log_norm)`` for the missing-data kernels, float64.
 
-    Tied factors are repeated per component (the full kernels serve them);
-    spherical ones are repeated along the features (the diagonal kernels
-    serve them).
+    The kernels take one precision factor per component: ``(k, d, d)``
+    matrices (``matrix`` True; the full kernels) or ``(k, d)`` per-feature
+    factors (the diagonal kernels); the family spreads a shared or single
+    factor over them (:meth:`~fastgmm._covariance.CovarianceFamily.factors_per_component`).
     """
-    ctype = params.covariance_type
+    fam = params.family
     k, d = params.n_components, params.n_features
-    pc = params.precisions_cholesky
-    if ctype == "full":
-        prec = np.ascontiguousarray(pc, dtype=np.float64)
-    elif ctype == "tied":
-        prec = np.ascontiguousarray(np.broadcast_to(pc, (k, d, d)), dtype=np.float64)
-    elif ctype == "diag":
-        prec = np.ascontiguousarray(pc, dtype=np.float64)
-    else:
-        prec = np.ascontiguousarray(np.repeat(pc.reshape(k, 1), d, axis=1),
-                                    dtype=np.float64)
-    kind = "full" if ctype in ("full", "tied") else "diag"
+    prec = np.ascontiguousarray(
+        fam.factors_per_component(params.precisions_cholesky, k, d), dtype=np.float64)
     means = np.ascontiguousarray(params.means, dtype=np.float64)
-    return kind, means, prec, np.ascontiguousarray(params.log_norm())
+    return fam.matrix, means, prec, np.ascontiguousarray(params.log_norm())
 
 
 def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams,
@@ -360,19 +352,19 @@ def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams
     from ._compute import _symmetrize_upper, missing_line_bounds
     from ._kernels import Grid, Slots
 
-    ctype = params.covariance_type
-    kind, means, prec, log_norm = _kernel_params(params) if inputs is None else inputs
+    fam = params.family
+    matrix, means, prec, log_norm = _kernel_params(params) if inputs is None else inputs
     n, d = X.shape
     k = params.n_components
     kern = _kernels()
-    s_shape = (k, d, d) if kind == "full" else (k, d)
+    s_shape = (k, d, d) if matrix else (k, d)
     per_slot = 8 * (k + k * d + int(np.prod(s_shape)) + 2)
     n_slots = max(4 * _parallel.n_threads(), _config.SLOT_BUDGET_BYTES // per_slot)
     slots = Slots(np.empty((n_slots, k)), np.empty((n_slots, k, d)),
                   np.empty((n_slots,) + s_shape), np.empty((0, 0, 0)), np.empty((n_slots, 2)))
     fold = slots[:3] + slots[4:]
     nk, t, s, ll = np.zeros(k), np.zeros((k, d)), np.zeros(s_shape), np.zeros(2)
-    if kind == "full":
+    if matrix:
         # The full E-step takes its rows in chunks whose (row, component)
         # pairs fit its per-pair scratch, ROWS_PER_GROUP rows or so a group.
         chunk = max(8, min(ROWS_PER_GROUP, kern.PAIR_BUDGET // max(1, k * d)))
@@ -394,17 +386,18 @@ def incomplete_stats(X: np.ndarray, w: np.ndarray | None, params: GaussianParams
         _parallel.run_groups(driver, (X[lo:hi], wb, weighted, *given, grid, slots), n_groups,
                              hi - lo)
         _parallel.fold_slots(fold, n_groups, (nk, t, s, ll))
-    if kind == "full":
+    if matrix:
         s = _symmetrize_upper(s, "full")
     log_lik = float(ll[0]) if ll[1] == 0 else -np.inf
     weight = float(n) if w is None else float(w.sum())
-    if ctype == "tied":
+    if fam.shared:
         # Each component's moments, recentred on the common shift, added up.
         shift = params.weights @ params.means
         per_k = SuffStats("full", params.means, nk, t, s).recenter(
             np.broadcast_to(shift, (k, d)))
-        return SuffStats("tied", shift, nk, per_k.t, per_k.s.sum(axis=0), log_lik, weight, n)
-    return SuffStats(ctype, params.means.copy(), nk, t, s, log_lik, weight, n)
+        return SuffStats(fam.name, shift, nk, per_k.t, per_k.s.sum(axis=0), log_lik, weight,
+                         n)
+    return SuffStats(fam.name, params.means.copy(), nk, t, s, log_lik, weight, n)
 
 
 def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs=None,
@@ -540,11 +533,11 @@ def _point_kernel(X: np.ndarray, params: GaussianParams, mode: int, u=None, eps=
     """Log densities ``(n, k)`` and, for ``mode`` 1 or 2, completed rows ``(n, d)``."""
     from ._kernels import Grid
 
-    kind, means, prec, log_norm = _kernel_params(params)
+    matrix, means, prec, log_norm = _kernel_params(params)
     n, d = X.shape
     k = params.n_components
     kern = _kernels()
-    driver = kern.point_missing_full if kind == "full" else kern.point_missing_diag
+    driver = kern.point_missing_full if matrix else kern.point_missing_diag
     out = kern.MissingOut(np.empty((n, k)), np.empty((n, d) if mode else (0, d)))
     u = np.empty(0) if u is None else np.ascontiguousarray(u, dtype=np.float64)
     eps = np.empty((0, d)) if eps is None else np.ascontiguousarray(eps, dtype=np.float64)
