@@ -114,10 +114,6 @@ class CovarianceFamily:
         """Shape of the second moments ``s`` of :class:`~fastgmm.SuffStats`."""
         raise NotImplementedError
 
-    def shift_shape(self, k: int, d: int) -> tuple:
-        """Shape of the shift of the statistics."""
-        return (d,) if self.shared else (k, d)
-
     def n_covariances(self, k: int) -> int:
         """Number of distinct covariances (1 when shared)."""
         return 1 if self.shared else k
@@ -130,8 +126,8 @@ class CovarianceFamily:
         """The component an error names (None when the covariance is shared)."""
         return None if self.shared else j
 
-    def unit(self, k: int, d: int, scale=None) -> np.ndarray:
-        """Identity covariances (times the per-feature ``scale``, when given) for k components."""
+    def unit(self, k: int, d: int) -> np.ndarray:
+        """Identity covariances for ``k`` components of ``d`` features."""
         raise NotImplementedError
 
     # -- factorisation ----------------------------------------------------
@@ -457,9 +453,8 @@ class FullFamily(_MatrixFamily):
     def stats_shape(self, k, d):
         return (k, d, d)
 
-    def unit(self, k, d, scale=None):
-        one = np.eye(d) if scale is None else np.diag(scale)
-        return np.repeat(one[None], k, axis=0)
+    def unit(self, k, d):
+        return np.repeat(np.eye(d)[None], k, axis=0)
 
     def precisions(self, prec_chol):
         return np.einsum("kij,klj->kil", prec_chol, prec_chol)
@@ -541,8 +536,8 @@ class TiedFamily(_MatrixFamily):
     def stats_shape(self, k, d):
         return (d, d)
 
-    def unit(self, k, d, scale=None):
-        return np.eye(d) if scale is None else np.diag(scale)
+    def unit(self, k, d):
+        return np.eye(d)
 
     def precisions(self, prec_chol):
         return prec_chol @ prec_chol.T
@@ -676,8 +671,8 @@ class DiagFamily(_VarianceFamily):
     def n_cov_parameters(self, k, d):
         return k * d
 
-    def unit(self, k, d, scale=None):
-        return np.ones((k, d)) if scale is None else np.repeat(scale[None], k, axis=0)
+    def unit(self, k, d):
+        return np.ones((k, d))
 
     def log_det_chol(self, prec_chol, k, d):
         return np.log(prec_chol).sum(axis=1)
@@ -726,8 +721,8 @@ class SphericalFamily(_VarianceFamily):
     def n_cov_parameters(self, k, d):
         return k
 
-    def unit(self, k, d, scale=None):
-        return np.ones(k) * (1.0 if scale is None else float(np.mean(scale)))
+    def unit(self, k, d):
+        return np.ones(k)
 
     def log_det_chol(self, prec_chol, k, d):
         return d * np.log(prec_chol)
