@@ -92,6 +92,16 @@ class CovarianceFamily:
     shared: bool = False
     matrix: bool = False
     pruned: bool = False
+    #: mclust's name of the model (Celeux & Govaert 1995): volume, shape and
+    #: orientation of ``Sigma_k = lambda_k D_k A_k D_k^T``, each Equal,
+    #: Variable or Identity.
+    mclust: str = ""
+    #: Whether :class:`~fastgmm.BayesianGaussianMixture` can fit it (the
+    #: variational M-step exists for the four unconstrained families only).
+    variational: bool = True
+    #: Whether the missing-data E-step (``missing='marginalize'``) takes it
+    #: (``fastgmm._missing`` branches on scikit-learn's four type names).
+    missing_data: bool = True
 
     def __repr__(self) -> str:
         return f"<covariance family {self.name!r}>"
@@ -435,6 +445,7 @@ class FullFamily(_MatrixFamily):
     """Each component has its own covariance matrix (mclust's VVV)."""
 
     name = kind = "full"
+    mclust = "VVV"
     pruned = True
 
     def cov_shape(self, k, d):
@@ -519,6 +530,7 @@ class TiedFamily(_MatrixFamily):
     """
 
     name = kind = "tied"
+    mclust = "EEE"
     shared = True
 
     def cov_shape(self, k, d):
@@ -655,6 +667,7 @@ class DiagFamily(_VarianceFamily):
     """Diagonal covariances, one per component (mclust's VVI)."""
 
     name = kind = "diag"
+    mclust = "VVI"
 
     def cov_shape(self, k, d):
         return (k, d)
@@ -705,6 +718,7 @@ class SphericalFamily(_VarianceFamily):
     """One variance per component (mclust's VII)."""
 
     name = kind = "spherical"
+    mclust = "VII"
 
     def cov_shape(self, k, d):
         return (k,)
@@ -766,9 +780,387 @@ def _lift_variances(st, params, o, m, var_m):
     return params.means.copy(), t, s
 
 
-#: The families by ``covariance_type``, in the order of the public listing.
+# ---------------------------------------------------------------------------
+# Parsimonious families: mclust's models (Celeux & Govaert 1995)
+# ---------------------------------------------------------------------------
+#
+# ``Sigma_k = lambda_k D_k A_k D_k^T`` with volume ``lambda_k``, shape ``A_k``
+# (diagonal, determinant 1) and orientation ``D_k`` (orthogonal), each Equal
+# across components, Variable, or the Identity.  A constrained family
+# evaluates with the kernels of its kind and stores its covariances in that
+# kind's shape; it differs from the kind only in its M-step (the constrained
+# maximum-likelihood covariances from every component's scatter
+# ``W_k = n_k S_k``) and its parameter count.  The M-steps minimise
+# ``sum_k n_k log det Sigma_k + tr(W_k Sigma_k^{-1})``.
+
+#: Relative change (of the scales, shapes or orientation) below which an
+#: iterative M-step (VEI, VEE, VEV, EVE, VVE) stops.
+MSTEP_TOL = 1e-11
+
+#: Most rounds of an iterative M-step.
+MSTEP_MAX_ITER = 2000
+
+
+def _geomean(v: np.ndarray) -> np.ndarray:
+    """Geometric mean along the last axis (0 where an entry is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.exp(np.mean(np.log(v), axis=-1))
+
+
+def _usable(x: np.ndarray) -> np.ndarray:
+    """Entries that are finite and positive."""
+    return np.isfinite(x) & (x > 0)
+
+
+def _rel_change(new: np.ndarray, old: np.ndarray) -> float:
+    scale = np.abs(new).max()
+    if not scale > 0:
+        return 0.0
+    return float(np.abs(new - old).max() / scale)
+
+
+def _volumes(w_total: np.ndarray, nk: np.ndarray, d: int) -> np.ndarray:
+    """``tr(W_k A^{-1}) / (n_k d)`` given the traces; unusable volumes marked 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = w_total / (nk * d)
+    return np.where(_usable(lam), lam, 0.0)
+
+
+def _common_shape(parts: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``sum_k parts_k / lambda_k`` over usable volumes, normalised to determinant 1.
+
+    ``parts`` are per-component diagonals ``(k, d)``.
+    """
+    ok = lam > 0
+    m = (parts[ok] / lam[ok, None]).sum(axis=0)
+    return m / _geomean(m)
+
+
+class _Constrained:
+    """Shared behaviour of the constrained (non-scikit-learn) families."""
+
+    variational = False
+    missing_data = False
+
+    def wishart_update(self, prior_cov, sk, nk, diff, mean_precision, beta, dof):
+        raise ValueError(f"covariance_type={self.name!r} has no variational M-step; "
+                         "BayesianGaussianMixture takes 'full', 'tied', 'diag' or "
+                         "'spherical'")
+
+
+class EIIFamily(_Constrained, SphericalFamily):
+    """EII: ``lambda I``, one variance for all components (stored ``(k,)``, equal)."""
+
+    name = mclust = "EII"
+
+    def n_cov_parameters(self, k, d):
+        return 1
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        lam = (nk * var).sum() / nk.sum()
+        return means, np.full_like(var, lam)
+
+
+class EEIFamily(_Constrained, DiagFamily):
+    """EEI: ``lambda A``, one diagonal covariance for all (stored ``(k, d)``, equal rows)."""
+
+    name = mclust = "EEI"
+
+    def n_cov_parameters(self, k, d):
+        return d
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        pooled = (nk[:, None] * var).sum(axis=0) / nk.sum()
+        return means, np.repeat(pooled[None], var.shape[0], axis=0)
+
+
+class VEIFamily(_Constrained, DiagFamily):
+    """VEI: ``lambda_k A``, diagonal, one shape, a volume each (iterative M-step)."""
+
+    name = mclust = "VEI"
+
+    def n_cov_parameters(self, k, d):
+        return k + d - 1
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        d = var.shape[1]
+        w = nk[:, None] * var
+        lam = _volumes(w.sum(axis=1), nk, d)
+        shape = np.ones(d)
+        for _ in range(MSTEP_MAX_ITER):
+            new_shape = _common_shape(w, lam)
+            new_lam = _volumes((w / new_shape).sum(axis=1), nk, d)
+            done = (_rel_change(new_lam, lam) < MSTEP_TOL
+                    and _rel_change(new_shape, shape) < MSTEP_TOL)
+            lam, shape = new_lam, new_shape
+            if done:
+                break
+        cov = lam[:, None] * shape
+        # A component without usable scatter keeps its own (degenerate)
+        # variances, for the degenerate-component repair to see.
+        bad = ~(lam > 0)
+        cov[bad] = var[bad]
+        return means, cov
+
+
+class EVIFamily(_Constrained, DiagFamily):
+    """EVI: ``lambda A_k``, diagonal, one volume, a shape each (closed form)."""
+
+    name = mclust = "EVI"
+
+    def n_cov_parameters(self, k, d):
+        return 1 + k * (d - 1)
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        w = nk[:, None] * var
+        g = _geomean(w)
+        ok = _usable(g)
+        lam = g[ok].sum() / nk.sum()
+        cov = var.copy()
+        cov[ok] = lam * w[ok] / g[ok, None]
+        return means, cov
+
+
+class _FullConstrained(_Constrained, FullFamily):
+    """Constrained families evaluated as full covariances ``(k, d, d)``."""
+
+    def _scatter(self, shift, nk, t, s):
+        means, cov = FullFamily.moments(self, shift, nk, t, s)
+        return means, cov, nk[:, None, None] * cov
+
+
+class VEEFamily(_FullConstrained):
+    """VEE: ``lambda_k C``, one shape and orientation, a volume each (iterative)."""
+
+    name = mclust = "VEE"
+
+    def n_cov_parameters(self, k, d):
+        return k + (d - 1) + d * (d - 1) // 2
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        d = w.shape[-1]
+        lam = _volumes(np.trace(w, axis1=1, axis2=2), nk, d)
+        c = np.eye(d)
+        for _ in range(MSTEP_MAX_ITER):
+            ok = lam > 0
+            m = (w[ok] / lam[ok, None, None]).sum(axis=0)
+            sign, logdet = np.linalg.slogdet(m)
+            if not sign > 0:
+                break
+            new_c = m / np.exp(logdet / d)
+            new_c = 0.5 * (new_c + new_c.T)
+            inv = np.linalg.inv(new_c)
+            new_lam = _volumes(np.einsum("kij,ji->k", w, inv), nk, d)
+            done = (_rel_change(new_lam, lam) < MSTEP_TOL
+                    and _rel_change(new_c, c) < MSTEP_TOL)
+            lam, c = new_lam, new_c
+            if done:
+                break
+        out = lam[:, None, None] * c
+        bad = ~(lam > 0)
+        out[bad] = cov[bad]
+        return means, out
+
+
+class EEVFamily(_FullConstrained):
+    """EEV: ``lambda D_k A D_k^T``, one volume and shape, an orientation each (closed form)."""
+
+    name = mclust = "EEV"
+
+    def n_cov_parameters(self, k, d):
+        return 1 + (d - 1) + k * d * (d - 1) // 2
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        vals, vecs = np.linalg.eigh(w)            # ascending, matched across k
+        common = vals.sum(axis=0) / nk.sum()
+        out = np.einsum("kij,j,klj->kil", vecs, common, vecs)
+        return means, 0.5 * (out + np.swapaxes(out, 1, 2))
+
+
+class VEVFamily(_FullConstrained):
+    """VEV: ``lambda_k D_k A D_k^T``, one shape, a volume and an orientation each (iterative)."""
+
+    name = mclust = "VEV"
+
+    def n_cov_parameters(self, k, d):
+        return k + (d - 1) + k * d * (d - 1) // 2
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        d = w.shape[-1]
+        vals, vecs = np.linalg.eigh(w)
+        vals = np.maximum(vals, 0.0)
+        lam = _volumes(vals.sum(axis=1), nk, d)
+        shape = np.ones(d)
+        for _ in range(MSTEP_MAX_ITER):
+            new_shape = _common_shape(vals, lam)
+            new_lam = _volumes((vals / new_shape).sum(axis=1), nk, d)
+            done = (_rel_change(new_lam, lam) < MSTEP_TOL
+                    and _rel_change(new_shape, shape) < MSTEP_TOL)
+            lam, shape = new_lam, new_shape
+            if done:
+                break
+        out = np.einsum("kij,kj,klj->kil", vecs, lam[:, None] * shape, vecs)
+        out = 0.5 * (out + np.swapaxes(out, 1, 2))
+        bad = ~(lam > 0)
+        out[bad] = cov[bad]
+        return means, out
+
+
+class EVVFamily(_FullConstrained):
+    """EVV: ``lambda C_k``, one volume, a shape and orientation each (closed form)."""
+
+    name = mclust = "EVV"
+
+    def n_cov_parameters(self, k, d):
+        return 1 + k * (d * (d + 1) // 2 - 1)
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        d = w.shape[-1]
+        sign, logdet = np.linalg.slogdet(w)
+        ok = (sign > 0) & np.isfinite(logdet)
+        g = np.exp(logdet[ok] / d)
+        lam = g.sum() / nk.sum()
+        out = cov.copy()
+        out[ok] = w[ok] * (lam / g)[:, None, None]
+        return means, out
+
+
+def _common_orientation(w: np.ndarray, inv_shapes: np.ndarray, d0: np.ndarray,
+                        top: np.ndarray) -> np.ndarray:
+    """One majorise-minimise step for the common orientation ``D`` (EVE, VVE).
+
+    Minimises ``sum_k tr(W_k D diag(inv_shapes_k) D^T)`` over orthogonal ``D``
+    (Browne & McNicholas 2014): with ``alpha_k`` (``top``) the largest
+    eigenvalue of ``W_k``, ``W_k - alpha_k I`` is negative semi-definite, so
+    the objective is majorised by its linearisation at ``d0``, and
+    ``G = sum_k diag(inv_shapes_k) D0^T (alpha_k I - W_k) = P S R^T`` gives the
+    minimiser ``D = R P^T`` of the majoriser.
+    """
+    dtw = np.einsum("ji,kjl->kil", d0, w)                      # D0^T W_k
+    g = np.einsum("kd,kdl->dl", inv_shapes,
+                  top[:, None, None] * d0.T[None] - dtw)
+    p, _, rt = np.linalg.svd(g)
+    return rt.T @ p.T
+
+
+class _CommonOrientation(_FullConstrained):
+    """EVE and VVE: one orientation ``D``, a shape each (MM algorithm)."""
+
+    #: Whether the volume is common (EVE) or per component (VVE).
+    equal_volume = True
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        top = np.linalg.eigvalsh(w)[:, -1]
+        ok = _usable(top) & _usable(np.trace(w, axis1=1, axis2=2))
+        # Start from the identity, as mclust does (the orientation problem
+        # can have several local optima; this start finds mclust's).
+        orient = np.eye(w.shape[-1])
+        n = nk.sum()
+        diag = None
+        for _ in range(MSTEP_MAX_ITER):
+            diag = np.einsum("ji,kjl,li->ki", orient, w, orient)  # diag(D^T W_k D)
+            if self.equal_volume:
+                g = _geomean(diag)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inv = np.where(ok[:, None], g[:, None] / diag, 0.0)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inv = np.where(ok[:, None], nk[:, None] / diag, 0.0)
+            inv = np.where(np.isfinite(inv), inv, 0.0)
+            new = _common_orientation(w, inv, orient, np.where(ok, top, 0.0))
+            # Columns keep their sign from one round to the next (the update
+            # is continuous), so the change is measured directly.
+            done = _rel_change(new, orient) < MSTEP_TOL
+            orient = new
+            if done:
+                break
+        diag = np.einsum("ji,kjl,li->ki", orient, w, orient)
+        if self.equal_volume:
+            g = _geomean(diag)
+            lam = g[ok].sum() / n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                variances = lam * diag / g[:, None]
+        else:
+            variances = diag / nk[:, None]
+        out = np.einsum("ij,kj,lj->kil", orient, variances, orient)
+        out = 0.5 * (out + np.swapaxes(out, 1, 2))
+        bad = ~(ok & np.isfinite(variances).all(axis=1) & (variances > 0).all(axis=1))
+        out[bad] = cov[bad]
+        return means, out
+
+
+class EVEFamily(_CommonOrientation):
+    """EVE: ``lambda D A_k D^T``, one volume and orientation, a shape each (MM)."""
+
+    name = mclust = "EVE"
+    equal_volume = True
+
+    def n_cov_parameters(self, k, d):
+        return 1 + k * (d - 1) + d * (d - 1) // 2
+
+
+class VVEFamily(_CommonOrientation):
+    """VVE: ``lambda_k D A_k D^T``, one orientation, a volume and shape each (MM)."""
+
+    name = mclust = "VVE"
+    equal_volume = False
+
+    def n_cov_parameters(self, k, d):
+        return k + k * (d - 1) + d * (d - 1) // 2
+
+
+class VIIFamily(SphericalFamily):
+    """VII, mclust's name of ``'spherical'``."""
+
+    name = "VII"
+    missing_data = False
+
+
+class VVIFamily(DiagFamily):
+    """VVI, mclust's name of ``'diag'``."""
+
+    name = "VVI"
+    missing_data = False
+
+
+class EEEFamily(TiedFamily):
+    """EEE, mclust's name of ``'tied'`` (stored ``(d, d)``, shared)."""
+
+    name = "EEE"
+    missing_data = False
+
+
+class VVVFamily(FullFamily):
+    """VVV, mclust's name of ``'full'``."""
+
+    name = "VVV"
+    missing_data = False
+
+
+#: mclust's 14 models, in mclust's order.
+MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE",
+                 "EEV", "VEV", "EVV", "VVV")
+
+#: scikit-learn's four covariance types.
+SKLEARN_TYPES = ("full", "tied", "diag", "spherical")
+
+
+#: The families by ``covariance_type``, in the order of the public listing:
+#: scikit-learn's four, then mclust's fourteen (four of them aliases).
 FAMILIES: dict[str, CovarianceFamily] = {
-    f.name: f for f in (FullFamily(), TiedFamily(), DiagFamily(), SphericalFamily())}
+    f.name: f for f in (FullFamily(), TiedFamily(), DiagFamily(), SphericalFamily(),
+                        EIIFamily(), VIIFamily(), EEIFamily(), VEIFamily(), EVIFamily(),
+                        VVIFamily(), EEEFamily(), VEEFamily(), EVEFamily(), VVEFamily(),
+                        EEVFamily(), VEVFamily(), EVVFamily(), VVVFamily())}
 
 #: The accepted ``covariance_type`` values.
 COVARIANCE_TYPES = tuple(FAMILIES)
