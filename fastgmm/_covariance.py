@@ -1033,26 +1033,23 @@ class EVVFamily(_FullConstrained):
         return means, out
 
 
-def _common_orientation(w: np.ndarray, inv_shapes: np.ndarray, d0: np.ndarray,
-                        top: np.ndarray) -> np.ndarray:
-    """One majorise-minimise step for the common orientation ``D`` (EVE, VVE).
+def _orientation_step():
+    """The compiled orientation M-step (imported on first use: it imports Numba)."""
+    from ._orientation import jacobi_orientation
 
-    Minimises ``sum_k tr(W_k D diag(inv_shapes_k) D^T)`` over orthogonal ``D``
-    (Browne & McNicholas 2014): with ``alpha_k`` (``top``) the largest
-    eigenvalue of ``W_k``, ``W_k - alpha_k I`` is negative semi-definite, so
-    the objective is majorised by its linearisation at ``d0``, and
-    ``G = sum_k diag(inv_shapes_k) D0^T (alpha_k I - W_k) = P S R^T`` gives the
-    minimiser ``D = R P^T`` of the majoriser.
-    """
-    dtw = np.einsum("ji,kjl->kil", d0, w)                      # D0^T W_k
-    g = np.einsum("kd,kdl->dl", inv_shapes,
-                  top[:, None, None] * d0.T[None] - dtw)
-    p, _, rt = np.linalg.svd(g)
-    return rt.T @ p.T
+    return jacobi_orientation
 
 
 class _CommonOrientation(_FullConstrained):
-    """EVE and VVE: one orientation ``D``, a shape each (MM algorithm)."""
+    """EVE and VVE: one orientation ``D``, a shape each.
+
+    The orientation comes from :func:`fastgmm._orientation.jacobi_orientation`
+    (plane rotations, each a majorise-minimise step, from the identity, until
+    the largest angle of a sweep is below :data:`MSTEP_TOL`); the shapes and
+    volumes then have closed forms: ``A_k = diag(D^T W_k D) / g_k`` with
+    ``g_k`` its geometric mean and ``lambda = sum_k g_k / n`` (EVE), or
+    ``lambda_k A_k = diag(D^T W_k D) / n_k`` (VVE).
+    """
 
     #: Whether the volume is common (EVE) or per component (VVE).
     equal_volume = True
@@ -1061,28 +1058,13 @@ class _CommonOrientation(_FullConstrained):
         means, cov, w = self._scatter(shift, nk, t, s)
         top = np.linalg.eigvalsh(w)[:, -1]
         ok = _usable(top) & _usable(np.trace(w, axis1=1, axis2=2))
-        # Start from the identity, as mclust does (the orientation problem
-        # can have several local optima; this start finds mclust's).
-        orient = np.eye(w.shape[-1])
         n = nk.sum()
-        diag = None
-        for _ in range(MSTEP_MAX_ITER):
-            diag = np.einsum("ji,kjl,li->ki", orient, w, orient)  # diag(D^T W_k D)
-            if self.equal_volume:
-                g = _geomean(diag)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    inv = np.where(ok[:, None], g[:, None] / diag, 0.0)
-            else:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    inv = np.where(ok[:, None], nk[:, None] / diag, 0.0)
-            inv = np.where(np.isfinite(inv), inv, 0.0)
-            new = _common_orientation(w, inv, orient, np.where(ok, top, 0.0))
-            # Columns keep their sign from one round to the next (the update
-            # is continuous), so the change is measured directly.
-            done = _rel_change(new, orient) < MSTEP_TOL
-            orient = new
-            if done:
-                break
+        # From the identity, as mclust starts (the orientation problem can
+        # have several local optima; this start finds mclust's on its data).
+        orient = np.eye(w.shape[-1])
+        b = np.array(w, dtype=np.float64, order="C")          # D^T W_k D, D = I
+        _orientation_step()(b, np.where(ok, nk, 0.0), self.equal_volume, MSTEP_TOL,
+                            MSTEP_MAX_ITER, orient)
         diag = np.einsum("ji,kjl,li->ki", orient, w, orient)
         if self.equal_volume:
             g = _geomean(diag)
@@ -1099,7 +1081,7 @@ class _CommonOrientation(_FullConstrained):
 
 
 class EVEFamily(_CommonOrientation):
-    """EVE: ``lambda D A_k D^T``, one volume and orientation, a shape each (MM)."""
+    """EVE: ``lambda D A_k D^T``, one volume and orientation, a shape each (iterative)."""
 
     name = mclust = "EVE"
     equal_volume = True
@@ -1109,7 +1091,7 @@ class EVEFamily(_CommonOrientation):
 
 
 class VVEFamily(_CommonOrientation):
-    """VVE: ``lambda_k D A_k D^T``, one orientation, a volume and shape each (MM)."""
+    """VVE: ``lambda_k D A_k D^T``, one orientation, a volume and shape each (iterative)."""
 
     name = mclust = "VVE"
     equal_volume = False
