@@ -301,3 +301,38 @@ def test_live_mclust():
     for model, value in zip(out[::2], out[1::2], strict=True):
         gm = _fit_from(X, model, _start(X, labels, 3, model))
         np.testing.assert_allclose(gm.score(X) * X.shape[0], float(value), rtol=RTOL_LL)
+
+
+# ---------------------------------------------------------------------------
+# select over mclust's models, printed as mclust prints its BIC table
+# ---------------------------------------------------------------------------
+
+def test_select_mclust_grid_and_summary():
+    X = _data("faithful")
+    result = fastgmm.select(X, range(1, 4), "mclust", random_state=0)
+    assert result.covariance_types == MCLUST_MODELS == fastgmm.MCLUST_MODELS
+    n = X.shape[0]
+    for (model, k), gm in result.models_.items():
+        # mclust's count, through BIC's definition
+        p = _mclust_count(model, k, 2) + k * 2 + k - 1
+        bic = -2 * gm.score(X) * n + p * np.log(n)
+        np.testing.assert_allclose(result.values()[k - 1, MCLUST_MODELS.index(model)], bic,
+                                   rtol=1e-10)
+    text = str(result)
+    lines = text.splitlines()
+    assert lines[1].split() == list(MCLUST_MODELS)
+    assert [int(line.split()[0]) for line in lines[2:5]] == [1, 2, 3]
+    values = result.values()
+    order = np.argsort(values, axis=None, kind="stable")[:3]
+    expect = [f"{MCLUST_MODELS[j]},{i + 1}" for i, j in
+              (np.unravel_index(o, values.shape) for o in order)]
+    assert lines[-3] == "Top 3 models based on the BIC criterion:"
+    assert lines[-2].split() == expect
+    np.testing.assert_allclose([float(v) for v in lines[-1].split()],
+                               np.sort(values, axis=None)[:3], rtol=1e-6)
+
+
+def test_select_keeps_scikit_learns_default():
+    X = _data("faithful")
+    result = fastgmm.select(X, [1, 2], random_state=0)
+    assert result.covariance_types == SKLEARN_TYPES
