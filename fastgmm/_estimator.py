@@ -569,10 +569,23 @@ class GaussianMixture(_MixtureBase):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        ``'full'``: each component has its own covariance matrix;
+    covariance_type : str, default='full'
+        One of ``'full'``, ``'tied'``, ``'diag'``, ``'spherical'`` (scikit-learn's)
+        or mclust's 14 models. ``'full'``: each component has its own covariance matrix;
         ``'tied'``: one matrix shared by all; ``'diag'``: diagonal matrices;
-        ``'spherical'``: one variance per component.
+        ``'spherical'``: one variance per component.  mclust's parsimonious
+        models ``'EII'``, ``'VII'``, ``'EEI'``, ``'VEI'``, ``'EVI'``, ``'VVI'``,
+        ``'EEE'``, ``'VEE'``, ``'EVE'``, ``'VVE'``, ``'EEV'``, ``'VEV'``,
+        ``'EVV'``, ``'VVV'`` constrain the volume, shape and orientation of
+        ``Sigma_k = lambda_k D_k A_k D_k^T`` (Equal, Variable or Identity, in
+        that order); ``'VII'``, ``'VVI'``, ``'EEE'`` and ``'VVV'`` are
+        ``'spherical'``, ``'diag'``, ``'tied'`` and ``'full'`` under mclust's
+        names.  Their covariances are stored as those of their evaluation
+        kind: ``(k,)`` for EII, ``(k, d)`` for EEI, VEI, EVI, ``(k, d, d)`` for
+        the others but EEE (``(d, d)``).  See the guide page
+        "Parsimonious covariance models"; with them ``reg_covar`` is added to
+        the constrained covariances, so use ``reg_covar=0`` for exact mclust
+        estimates, and ``missing='marginalize'`` is not available yet.
     tol : float, default=1e-3
         Convergence threshold on the change of the mean (weighted)
         per-sample log-likelihood between iterations.
