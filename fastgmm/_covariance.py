@@ -836,6 +836,82 @@ def _common_shape(parts: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return m / _geomean(m)
 
 
+def _diagonal_objective(parts: np.ndarray, nk: np.ndarray, d: int):
+    """``objective(lam)`` of VEI and VEV with the common shape profiled out.
+
+    With ``Sigma_k = lambda_k A`` and ``A`` optimal for ``lam`` (``M = sum_k
+    parts_k / lambda_k`` scaled to determinant 1), ``sum_k n_k log det
+    Sigma_k + tr(W_k Sigma_k^{-1}) = d (sum_k n_k log lambda_k + g(M))`` with
+    ``g`` the geometric mean.
+    """
+    def objective(lam):
+        ok = lam > 0
+        m = (parts[ok] / lam[ok, None]).sum(axis=0)
+        return d * (nk[ok] @ np.log(lam[ok]) + float(_geomean(m)))
+
+    return objective
+
+
+def _plain_volumes(step, lam: np.ndarray) -> np.ndarray:
+    """``lam <- step(lam)`` until the relative change is below :data:`MSTEP_TOL`."""
+    for _ in range(MSTEP_MAX_ITER):
+        new = step(lam)
+        if not np.isfinite(new).all():
+            return np.where(np.isfinite(new), new, 0.0)
+        done = _rel_change(new, lam) < MSTEP_TOL
+        lam = new
+        if done:
+            break
+    return lam
+
+
+def _solve_volumes(step, objective, lam: np.ndarray) -> np.ndarray:
+    """Fixed point of the alternating volume update ``lam <- step(lam)`` (VEI, VEE, VEV).
+
+    ``step`` profiles the common shape out (the shape optimal for ``lam``,
+    then the volumes optimal for that shape); each step lowers ``objective``.
+    The iteration is accelerated by SQUAREM (Varadhan & Roland 2008, scheme
+    S3) on ``log lam``, keeping an extrapolated point only where it lowers the
+    objective at least as much as two plain steps, so the objective still
+    decreases at every round.  Stops when the relative change of the volumes
+    is below :data:`MSTEP_TOL`.  Zero volumes (components without usable
+    scatter) stay zero and out of the shared shape.
+    """
+    ok = lam > 0
+    if not ok.any():
+        return lam
+
+    def full(x):
+        out = np.zeros_like(lam)
+        out[ok] = np.exp(x)
+        return out
+
+    def plain(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(step(full(x))[ok])
+
+    x = np.log(lam[ok])
+    for _ in range(MSTEP_MAX_ITER):
+        x1 = plain(x)
+        x2 = plain(x1)
+        if not (np.isfinite(x1).all() and np.isfinite(x2).all()):
+            return _plain_volumes(step, full(x))
+        r = x1 - x
+        v = x2 - x1 - r
+        nv = float(np.sqrt(v @ v))
+        nxt = x2
+        if nv > 0.0:
+            alpha = min(-1.0, -float(np.sqrt(r @ r)) / nv)
+            cand = plain(x - 2.0 * alpha * r + alpha * alpha * v)
+            if np.isfinite(cand).all() and objective(full(cand)) <= objective(full(x2)):
+                nxt = cand
+        done = float(np.abs(nxt - x).max()) < MSTEP_TOL
+        x = nxt
+        if done:
+            break
+    return full(x)
+
+
 class _Constrained:
     """Shared behaviour of the constrained (non-scikit-learn) families."""
 
@@ -888,16 +964,14 @@ class VEIFamily(_Constrained, DiagFamily):
         means, var = super().moments(shift, nk, t, s)
         d = var.shape[1]
         w = nk[:, None] * var
-        lam = _volumes(w.sum(axis=1), nk, d)
-        shape = np.ones(d)
-        for _ in range(MSTEP_MAX_ITER):
-            new_shape = _common_shape(w, lam)
-            new_lam = _volumes((w / new_shape).sum(axis=1), nk, d)
-            done = (_rel_change(new_lam, lam) < MSTEP_TOL
-                    and _rel_change(new_shape, shape) < MSTEP_TOL)
-            lam, shape = new_lam, new_shape
-            if done:
-                break
+
+        def step(lam):
+            return _volumes((w / _common_shape(w, lam)).sum(axis=1), nk, d)
+
+        lam = _solve_volumes(step, _diagonal_objective(w, nk, d),
+                             _volumes(w.sum(axis=1), nk, d))
+        shape = _common_shape(w, lam)
+        lam = _volumes((w / shape).sum(axis=1), nk, d)
         cov = lam[:, None] * shape
         # A component without usable scatter keeps its own (degenerate)
         # variances, for the degenerate-component repair to see.
@@ -944,23 +1018,35 @@ class VEEFamily(_FullConstrained):
     def moments(self, shift, nk, t, s):
         means, cov, w = self._scatter(shift, nk, t, s)
         d = w.shape[-1]
-        lam = _volumes(np.trace(w, axis1=1, axis2=2), nk, d)
-        c = np.eye(d)
-        for _ in range(MSTEP_MAX_ITER):
+
+        def common(lam):
+            """``C``: ``sum_k W_k / lambda_k`` scaled to determinant 1 (None if singular)."""
             ok = lam > 0
             m = (w[ok] / lam[ok, None, None]).sum(axis=0)
             sign, logdet = np.linalg.slogdet(m)
             if not sign > 0:
-                break
-            new_c = m / np.exp(logdet / d)
-            new_c = 0.5 * (new_c + new_c.T)
-            inv = np.linalg.inv(new_c)
-            new_lam = _volumes(np.einsum("kij,ji->k", w, inv), nk, d)
-            done = (_rel_change(new_lam, lam) < MSTEP_TOL
-                    and _rel_change(new_c, c) < MSTEP_TOL)
-            lam, c = new_lam, new_c
-            if done:
-                break
+                return None, np.inf
+            root = np.exp(logdet / d)
+            return 0.5 * (m + m.T) / root, root
+
+        def step(lam):
+            c, _ = common(lam)
+            if c is None:
+                return np.full_like(lam, np.nan)
+            return _volumes(np.einsum("kij,ji->k", w, np.linalg.inv(c)), nk, d)
+
+        def objective(lam):
+            ok = lam > 0
+            return d * (nk[ok] @ np.log(lam[ok]) + common(lam)[1])
+
+        lam = _solve_volumes(step, objective,
+                             _volumes(np.trace(w, axis1=1, axis2=2), nk, d))
+        c, _ = common(lam)
+        if c is None:
+            lam = np.zeros_like(lam)
+            c = np.eye(d)
+        else:
+            lam = _volumes(np.einsum("kij,ji->k", w, np.linalg.inv(c)), nk, d)
         out = lam[:, None, None] * c
         bad = ~(lam > 0)
         out[bad] = cov[bad]
@@ -996,16 +1082,14 @@ class VEVFamily(_FullConstrained):
         d = w.shape[-1]
         vals, vecs = np.linalg.eigh(w)
         vals = np.maximum(vals, 0.0)
-        lam = _volumes(vals.sum(axis=1), nk, d)
-        shape = np.ones(d)
-        for _ in range(MSTEP_MAX_ITER):
-            new_shape = _common_shape(vals, lam)
-            new_lam = _volumes((vals / new_shape).sum(axis=1), nk, d)
-            done = (_rel_change(new_lam, lam) < MSTEP_TOL
-                    and _rel_change(new_shape, shape) < MSTEP_TOL)
-            lam, shape = new_lam, new_shape
-            if done:
-                break
+
+        def step(lam):
+            return _volumes((vals / _common_shape(vals, lam)).sum(axis=1), nk, d)
+
+        lam = _solve_volumes(step, _diagonal_objective(vals, nk, d),
+                             _volumes(vals.sum(axis=1), nk, d))
+        shape = _common_shape(vals, lam)
+        lam = _volumes((vals / shape).sum(axis=1), nk, d)
         out = np.einsum("kij,kj,klj->kil", vecs, lam[:, None] * shape, vecs)
         out = 0.5 * (out + np.swapaxes(out, 1, 2))
         bad = ~(lam > 0)
