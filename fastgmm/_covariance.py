@@ -13,6 +13,14 @@ family         covariances                 precision factors
 ``spherical``  ``(k,)``, one variance      ``1 / sqrt(variance)``
 =============  ==========================  ==========================
 
+mclust's 14 parsimonious models (Celeux & Govaert 1995) follow them:
+``'EII'`` ... ``'VVV'`` (:data:`MCLUST_MODELS`) evaluate as one of the four
+kinds above and store their covariances in its shape (EII as spherical;
+EEI, VEI, EVI as diagonal; EEE as tied; the rest as full), differing in
+their M-step (:meth:`CovarianceFamily.moments`) and parameter count;
+``'VII'``, ``'VVI'``, ``'EEE'`` and ``'VVV'`` are the four families above
+under mclust's names.
+
 Everything else asks :func:`family` for the object of a type name and calls
 its methods; no other module (but the kernels, their caller
 :mod:`fastgmm._compute` and argument validation) compares a type name to a
