@@ -482,6 +482,10 @@ default='dirichlet_process'
 
     def _check_params(self) -> None:
         self._check_common_params()
+        if not family(self.covariance_type).variational:
+            raise ValueError(f"covariance_type={self.covariance_type!r} has no variational "
+                             "M-step; BayesianGaussianMixture takes 'full', 'tied', 'diag' or "
+                             "'spherical' (or their mclust names VVV, EEE, VVI, VII)")
         if self.weight_concentration_prior_type not in PRIOR_TYPES:
             raise ValueError(f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, "
                              f"got {self.weight_concentration_prior_type!r}")

@@ -13,6 +13,14 @@ family         covariances                 precision factors
 ``spherical``  ``(k,)``, one variance      ``1 / sqrt(variance)``
 =============  ==========================  ==========================
 
+mclust's 14 parsimonious models (Celeux & Govaert 1995) follow them:
+``'EII'`` ... ``'VVV'`` (:data:`MCLUST_MODELS`) evaluate as one of the four
+kinds above and store their covariances in its shape (EII as spherical;
+EEI, VEI, EVI as diagonal; EEE as tied; the rest as full), differing in
+their M-step (:meth:`CovarianceFamily.moments`) and parameter count;
+``'VII'``, ``'VVI'``, ``'EEE'`` and ``'VVV'`` are the four families above
+under mclust's names.
+
 Everything else asks :func:`family` for the object of a type name and calls
 its methods; no other module (but the kernels, their caller
 :mod:`fastgmm._compute` and argument validation) compares a type name to a
@@ -92,6 +100,16 @@ class CovarianceFamily:
     shared: bool = False
     matrix: bool = False
     pruned: bool = False
+    #: mclust's name of the model (Celeux & Govaert 1995): volume, shape and
+    #: orientation of ``Sigma_k = lambda_k D_k A_k D_k^T``, each Equal,
+    #: Variable or Identity.
+    mclust: str = ""
+    #: Whether :class:`~fastgmm.BayesianGaussianMixture` can fit it (the
+    #: variational M-step exists for the four unconstrained families only).
+    variational: bool = True
+    #: Whether the missing-data E-step (``missing='marginalize'``) takes it
+    #: (``fastgmm._missing`` branches on scikit-learn's four type names).
+    missing_data: bool = True
 
     def __repr__(self) -> str:
         return f"<covariance family {self.name!r}>"
@@ -442,6 +460,7 @@ class FullFamily(_MatrixFamily):
     """Each component has its own covariance matrix (mclust's VVV)."""
 
     name = kind = "full"
+    mclust = "VVV"
     pruned = True
 
     def cov_shape(self, k, d):
@@ -525,6 +544,7 @@ class TiedFamily(_MatrixFamily):
     """
 
     name = kind = "tied"
+    mclust = "EEE"
     shared = True
 
     def cov_shape(self, k, d):
@@ -664,6 +684,7 @@ class DiagFamily(_VarianceFamily):
     """Diagonal covariances, one per component (mclust's VVI)."""
 
     name = kind = "diag"
+    mclust = "VVI"
 
     def cov_shape(self, k, d):
         return (k, d)
@@ -714,6 +735,7 @@ class SphericalFamily(_VarianceFamily):
     """One variance per component (mclust's VII)."""
 
     name = kind = "spherical"
+    mclust = "VII"
 
     def cov_shape(self, k, d):
         return (k,)
@@ -775,9 +797,453 @@ def _lift_variances(st, params, o, m, var_m):
     return params.means.copy(), t, s
 
 
-#: The families by ``covariance_type``, in the order of the public listing.
+# ---------------------------------------------------------------------------
+# Parsimonious families: mclust's models (Celeux & Govaert 1995)
+# ---------------------------------------------------------------------------
+#
+# ``Sigma_k = lambda_k D_k A_k D_k^T`` with volume ``lambda_k``, shape ``A_k``
+# (diagonal, determinant 1) and orientation ``D_k`` (orthogonal), each Equal
+# across components, Variable, or the Identity.  A constrained family
+# evaluates with the kernels of its kind and stores its covariances in that
+# kind's shape; it differs from the kind only in its M-step (the constrained
+# maximum-likelihood covariances from every component's scatter
+# ``W_k = n_k S_k``) and its parameter count.  The M-steps minimise
+# ``sum_k n_k log det Sigma_k + tr(W_k Sigma_k^{-1})``.
+
+#: Relative change (of the scales, shapes or orientation) below which an
+#: iterative M-step (VEI, VEE, VEV, EVE, VVE) stops.
+MSTEP_TOL = 1e-11
+
+#: Most rounds of an iterative M-step.
+MSTEP_MAX_ITER = 2000
+
+
+def _geomean(v: np.ndarray) -> np.ndarray:
+    """Geometric mean along the last axis (0 where an entry is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.exp(np.mean(np.log(v), axis=-1))
+
+
+def _usable(x: np.ndarray) -> np.ndarray:
+    """Entries that are finite and positive."""
+    return np.isfinite(x) & (x > 0)
+
+
+def _rel_change(new: np.ndarray, old: np.ndarray) -> float:
+    scale = np.abs(new).max()
+    if not scale > 0:
+        return 0.0
+    return float(np.abs(new - old).max() / scale)
+
+
+def _volumes(w_total: np.ndarray, nk: np.ndarray, d: int) -> np.ndarray:
+    """``tr(W_k A^{-1}) / (n_k d)`` given the traces; unusable volumes marked 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = w_total / (nk * d)
+    return np.where(_usable(lam), lam, 0.0)
+
+
+def _common_shape(parts: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``sum_k parts_k / lambda_k`` over usable volumes, normalised to determinant 1.
+
+    ``parts`` are per-component diagonals ``(k, d)``.
+    """
+    ok = lam > 0
+    m = (parts[ok] / lam[ok, None]).sum(axis=0)
+    return m / _geomean(m)
+
+
+def _diagonal_objective(parts: np.ndarray, nk: np.ndarray, d: int):
+    """``objective(lam)`` of VEI and VEV with the common shape profiled out.
+
+    With ``Sigma_k = lambda_k A`` and ``A`` optimal for ``lam`` (``M = sum_k
+    parts_k / lambda_k`` scaled to determinant 1), ``sum_k n_k log det
+    Sigma_k + tr(W_k Sigma_k^{-1}) = d (sum_k n_k log lambda_k + g(M))`` with
+    ``g`` the geometric mean.
+    """
+    def objective(lam):
+        ok = lam > 0
+        m = (parts[ok] / lam[ok, None]).sum(axis=0)
+        return d * (nk[ok] @ np.log(lam[ok]) + float(_geomean(m)))
+
+    return objective
+
+
+def _plain_volumes(step, lam: np.ndarray) -> np.ndarray:
+    """``lam <- step(lam)`` until the relative change is below :data:`MSTEP_TOL`."""
+    for _ in range(MSTEP_MAX_ITER):
+        new = step(lam)
+        if not np.isfinite(new).all():
+            return np.where(np.isfinite(new), new, 0.0)
+        done = _rel_change(new, lam) < MSTEP_TOL
+        lam = new
+        if done:
+            break
+    return lam
+
+
+def _solve_volumes(step, objective, lam: np.ndarray) -> np.ndarray:
+    """Fixed point of the alternating volume update ``lam <- step(lam)`` (VEI, VEE, VEV).
+
+    ``step`` profiles the common shape out (the shape optimal for ``lam``,
+    then the volumes optimal for that shape); each step lowers ``objective``.
+    The iteration is accelerated by SQUAREM (Varadhan & Roland 2008, scheme
+    S3) on ``log lam``, keeping an extrapolated point only where it lowers the
+    objective at least as much as two plain steps, so the objective still
+    decreases at every round.  Stops when the relative change of the volumes
+    is below :data:`MSTEP_TOL`.  Zero volumes (components without usable
+    scatter) stay zero and out of the shared shape.
+    """
+    ok = lam > 0
+    if not ok.any():
+        return lam
+
+    def full(x):
+        out = np.zeros_like(lam)
+        out[ok] = np.exp(x)
+        return out
+
+    def plain(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(step(full(x))[ok])
+
+    x = np.log(lam[ok])
+    for _ in range(MSTEP_MAX_ITER):
+        x1 = plain(x)
+        x2 = plain(x1)
+        if not (np.isfinite(x1).all() and np.isfinite(x2).all()):
+            return _plain_volumes(step, full(x))
+        r = x1 - x
+        v = x2 - x1 - r
+        nv = float(np.sqrt(v @ v))
+        nxt = x2
+        if nv > 0.0:
+            alpha = min(-1.0, -float(np.sqrt(r @ r)) / nv)
+            cand = plain(x - 2.0 * alpha * r + alpha * alpha * v)
+            if np.isfinite(cand).all() and objective(full(cand)) <= objective(full(x2)):
+                nxt = cand
+        done = float(np.abs(nxt - x).max()) < MSTEP_TOL
+        x = nxt
+        if done:
+            break
+    return full(x)
+
+
+class _Constrained:
+    """Shared behaviour of the constrained (non-scikit-learn) families."""
+
+    variational = False
+    missing_data = False
+
+    def wishart_update(self, prior_cov, sk, nk, diff, mean_precision, beta, dof):
+        raise ValueError(f"covariance_type={self.name!r} has no variational M-step; "
+                         "BayesianGaussianMixture takes 'full', 'tied', 'diag' or "
+                         "'spherical'")
+
+
+class EIIFamily(_Constrained, SphericalFamily):
+    """EII: ``lambda I``, one variance for all components (stored ``(k,)``, equal)."""
+
+    name = mclust = "EII"
+
+    def n_cov_parameters(self, k, d):
+        return 1
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        lam = (nk * var).sum() / nk.sum()
+        return means, np.full_like(var, lam)
+
+
+class EEIFamily(_Constrained, DiagFamily):
+    """EEI: ``lambda A``, one diagonal covariance for all (stored ``(k, d)``, equal rows)."""
+
+    name = mclust = "EEI"
+
+    def n_cov_parameters(self, k, d):
+        return d
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        pooled = (nk[:, None] * var).sum(axis=0) / nk.sum()
+        return means, np.repeat(pooled[None], var.shape[0], axis=0)
+
+
+class VEIFamily(_Constrained, DiagFamily):
+    """VEI: ``lambda_k A``, diagonal, one shape, a volume each (iterative M-step)."""
+
+    name = mclust = "VEI"
+
+    def n_cov_parameters(self, k, d):
+        return k + d - 1
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        d = var.shape[1]
+        w = nk[:, None] * var
+
+        def step(lam):
+            return _volumes((w / _common_shape(w, lam)).sum(axis=1), nk, d)
+
+        lam = _solve_volumes(step, _diagonal_objective(w, nk, d),
+                             _volumes(w.sum(axis=1), nk, d))
+        shape = _common_shape(w, lam)
+        lam = _volumes((w / shape).sum(axis=1), nk, d)
+        cov = lam[:, None] * shape
+        # A component without usable scatter keeps its own (degenerate)
+        # variances, for the degenerate-component repair to see.
+        bad = ~(lam > 0)
+        cov[bad] = var[bad]
+        return means, cov
+
+
+class EVIFamily(_Constrained, DiagFamily):
+    """EVI: ``lambda A_k``, diagonal, one volume, a shape each (closed form)."""
+
+    name = mclust = "EVI"
+
+    def n_cov_parameters(self, k, d):
+        return 1 + k * (d - 1)
+
+    def moments(self, shift, nk, t, s):
+        means, var = super().moments(shift, nk, t, s)
+        w = nk[:, None] * var
+        g = _geomean(w)
+        ok = _usable(g)
+        lam = g[ok].sum() / nk.sum()
+        cov = var.copy()
+        cov[ok] = lam * w[ok] / g[ok, None]
+        return means, cov
+
+
+class _FullConstrained(_Constrained, FullFamily):
+    """Constrained families evaluated as full covariances ``(k, d, d)``."""
+
+    def _scatter(self, shift, nk, t, s):
+        means, cov = FullFamily.moments(self, shift, nk, t, s)
+        return means, cov, nk[:, None, None] * cov
+
+
+class VEEFamily(_FullConstrained):
+    """VEE: ``lambda_k C``, one shape and orientation, a volume each (iterative)."""
+
+    name = mclust = "VEE"
+
+    def n_cov_parameters(self, k, d):
+        return k + (d - 1) + d * (d - 1) // 2
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        d = w.shape[-1]
+
+        def common(lam):
+            """``C``: ``sum_k W_k / lambda_k`` scaled to determinant 1 (None if singular)."""
+            ok = lam > 0
+            m = (w[ok] / lam[ok, None, None]).sum(axis=0)
+            sign, logdet = np.linalg.slogdet(m)
+            if not sign > 0:
+                return None, np.inf
+            root = np.exp(logdet / d)
+            return 0.5 * (m + m.T) / root, root
+
+        def step(lam):
+            c, _ = common(lam)
+            if c is None:
+                return np.full_like(lam, np.nan)
+            return _volumes(np.einsum("kij,ji->k", w, np.linalg.inv(c)), nk, d)
+
+        def objective(lam):
+            ok = lam > 0
+            return d * (nk[ok] @ np.log(lam[ok]) + common(lam)[1])
+
+        lam = _solve_volumes(step, objective,
+                             _volumes(np.trace(w, axis1=1, axis2=2), nk, d))
+        c, _ = common(lam)
+        if c is None:
+            lam = np.zeros_like(lam)
+            c = np.eye(d)
+        else:
+            lam = _volumes(np.einsum("kij,ji->k", w, np.linalg.inv(c)), nk, d)
+        out = lam[:, None, None] * c
+        bad = ~(lam > 0)
+        out[bad] = cov[bad]
+        return means, out
+
+
+class EEVFamily(_FullConstrained):
+    """EEV: ``lambda D_k A D_k^T``, one volume and shape, an orientation each (closed form)."""
+
+    name = mclust = "EEV"
+
+    def n_cov_parameters(self, k, d):
+        return 1 + (d - 1) + k * d * (d - 1) // 2
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        vals, vecs = np.linalg.eigh(w)            # ascending, matched across k
+        common = vals.sum(axis=0) / nk.sum()
+        out = np.einsum("kij,j,klj->kil", vecs, common, vecs)
+        return means, 0.5 * (out + np.swapaxes(out, 1, 2))
+
+
+class VEVFamily(_FullConstrained):
+    """VEV: ``lambda_k D_k A D_k^T``, one shape, a volume and an orientation each (iterative)."""
+
+    name = mclust = "VEV"
+
+    def n_cov_parameters(self, k, d):
+        return k + (d - 1) + k * d * (d - 1) // 2
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        d = w.shape[-1]
+        vals, vecs = np.linalg.eigh(w)
+        vals = np.maximum(vals, 0.0)
+
+        def step(lam):
+            return _volumes((vals / _common_shape(vals, lam)).sum(axis=1), nk, d)
+
+        lam = _solve_volumes(step, _diagonal_objective(vals, nk, d),
+                             _volumes(vals.sum(axis=1), nk, d))
+        shape = _common_shape(vals, lam)
+        lam = _volumes((vals / shape).sum(axis=1), nk, d)
+        out = np.einsum("kij,kj,klj->kil", vecs, lam[:, None] * shape, vecs)
+        out = 0.5 * (out + np.swapaxes(out, 1, 2))
+        bad = ~(lam > 0)
+        out[bad] = cov[bad]
+        return means, out
+
+
+class EVVFamily(_FullConstrained):
+    """EVV: ``lambda C_k``, one volume, a shape and orientation each (closed form)."""
+
+    name = mclust = "EVV"
+
+    def n_cov_parameters(self, k, d):
+        return 1 + k * (d * (d + 1) // 2 - 1)
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        d = w.shape[-1]
+        sign, logdet = np.linalg.slogdet(w)
+        ok = (sign > 0) & np.isfinite(logdet)
+        g = np.exp(logdet[ok] / d)
+        lam = g.sum() / nk.sum()
+        out = cov.copy()
+        out[ok] = w[ok] * (lam / g)[:, None, None]
+        return means, out
+
+
+def _orientation_step():
+    """The compiled orientation M-step (imported on first use: it imports Numba)."""
+    from ._orientation import jacobi_orientation
+
+    return jacobi_orientation
+
+
+class _CommonOrientation(_FullConstrained):
+    """EVE and VVE: one orientation ``D``, a shape each.
+
+    The orientation comes from :func:`fastgmm._orientation.jacobi_orientation`
+    (plane rotations, each a majorise-minimise step, from the identity, until
+    the largest angle of a sweep is below :data:`MSTEP_TOL`); the shapes and
+    volumes then have closed forms: ``A_k = diag(D^T W_k D) / g_k`` with
+    ``g_k`` its geometric mean and ``lambda = sum_k g_k / n`` (EVE), or
+    ``lambda_k A_k = diag(D^T W_k D) / n_k`` (VVE).
+    """
+
+    #: Whether the volume is common (EVE) or per component (VVE).
+    equal_volume = True
+
+    def moments(self, shift, nk, t, s):
+        means, cov, w = self._scatter(shift, nk, t, s)
+        top = np.linalg.eigvalsh(w)[:, -1]
+        ok = _usable(top) & _usable(np.trace(w, axis1=1, axis2=2))
+        n = nk.sum()
+        # From the identity, as mclust starts (the orientation problem can
+        # have several local optima; this start finds mclust's on its data).
+        orient = np.eye(w.shape[-1])
+        b = np.array(w, dtype=np.float64, order="C")          # D^T W_k D, D = I
+        _orientation_step()(b, np.where(ok, nk, 0.0), self.equal_volume, MSTEP_TOL,
+                            MSTEP_MAX_ITER, orient)
+        diag = np.einsum("ji,kjl,li->ki", orient, w, orient)
+        if self.equal_volume:
+            g = _geomean(diag)
+            lam = g[ok].sum() / n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                variances = lam * diag / g[:, None]
+        else:
+            variances = diag / nk[:, None]
+        out = np.einsum("ij,kj,lj->kil", orient, variances, orient)
+        out = 0.5 * (out + np.swapaxes(out, 1, 2))
+        bad = ~(ok & np.isfinite(variances).all(axis=1) & (variances > 0).all(axis=1))
+        out[bad] = cov[bad]
+        return means, out
+
+
+class EVEFamily(_CommonOrientation):
+    """EVE: ``lambda D A_k D^T``, one volume and orientation, a shape each (iterative)."""
+
+    name = mclust = "EVE"
+    equal_volume = True
+
+    def n_cov_parameters(self, k, d):
+        return 1 + k * (d - 1) + d * (d - 1) // 2
+
+
+class VVEFamily(_CommonOrientation):
+    """VVE: ``lambda_k D A_k D^T``, one orientation, a volume and shape each (iterative)."""
+
+    name = mclust = "VVE"
+    equal_volume = False
+
+    def n_cov_parameters(self, k, d):
+        return k + k * (d - 1) + d * (d - 1) // 2
+
+
+class VIIFamily(SphericalFamily):
+    """VII, mclust's name of ``'spherical'``."""
+
+    name = "VII"
+    missing_data = False
+
+
+class VVIFamily(DiagFamily):
+    """VVI, mclust's name of ``'diag'``."""
+
+    name = "VVI"
+    missing_data = False
+
+
+class EEEFamily(TiedFamily):
+    """EEE, mclust's name of ``'tied'`` (stored ``(d, d)``, shared)."""
+
+    name = "EEE"
+    missing_data = False
+
+
+class VVVFamily(FullFamily):
+    """VVV, mclust's name of ``'full'``."""
+
+    name = "VVV"
+    missing_data = False
+
+
+#: mclust's 14 models, in mclust's order.
+MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE",
+                 "EEV", "VEV", "EVV", "VVV")
+
+#: scikit-learn's four covariance types.
+SKLEARN_TYPES = ("full", "tied", "diag", "spherical")
+
+
+#: The families by ``covariance_type``, in the order of the public listing:
+#: scikit-learn's four, then mclust's fourteen (four of them aliases).
 FAMILIES: dict[str, CovarianceFamily] = {
-    f.name: f for f in (FullFamily(), TiedFamily(), DiagFamily(), SphericalFamily())}
+    f.name: f for f in (FullFamily(), TiedFamily(), DiagFamily(), SphericalFamily(),
+                        EIIFamily(), VIIFamily(), EEIFamily(), VEIFamily(), EVIFamily(),
+                        VVIFamily(), EEEFamily(), VEEFamily(), EVEFamily(), VVEFamily(),
+                        EEVFamily(), VEVFamily(), EVVFamily(), VVVFamily())}
 
 #: The accepted ``covariance_type`` values.
 COVARIANCE_TYPES = tuple(FAMILIES)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._covariance import SKLEARN_TYPES
 from ._io import atomic_path
-from ._params import COVARIANCE_TYPES
 from ._prep import standardize
 from ._table import Table
 from .datasets import Wholesale, load_wholesale
@@ -35,7 +35,7 @@ def order_by_mean(means: np.ndarray, feature: int = 0) -> np.ndarray:
     return rank
 
 
-def criterion_curves(X: np.ndarray, ks, covariance_types=COVARIANCE_TYPES, *,
+def criterion_curves(X: np.ndarray, ks, covariance_types=SKLEARN_TYPES, *,
                      n_init: int = 1, seed: int = 0, verbose: int = 0) -> dict:
     """BIC and AIC of a mixture per number of components and covariance type.
 

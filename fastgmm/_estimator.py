@@ -465,6 +465,8 @@ class _MixtureBase:
                 return bool(self._fit_missing)
             return getattr(self, "missing", "error") == "marginalize"
         marginalize = check_missing_option(missing) == "marginalize"
+        if marginalize:
+            _check_missing_family(self.covariance_type)
         if marginalize and not isinstance(self, GaussianMixture):
             # The variational E-step's constants depend on the number of
             # features, so the marginal of a row is not the plug-in one.
@@ -567,10 +569,23 @@ class GaussianMixture(_MixtureBase):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        ``'full'``: each component has its own covariance matrix;
+    covariance_type : str, default='full'
+        One of ``'full'``, ``'tied'``, ``'diag'``, ``'spherical'`` (scikit-learn's)
+        or mclust's 14 models. ``'full'``: each component has its own covariance matrix;
         ``'tied'``: one matrix shared by all; ``'diag'``: diagonal matrices;
-        ``'spherical'``: one variance per component.
+        ``'spherical'``: one variance per component.  mclust's parsimonious
+        models ``'EII'``, ``'VII'``, ``'EEI'``, ``'VEI'``, ``'EVI'``, ``'VVI'``,
+        ``'EEE'``, ``'VEE'``, ``'EVE'``, ``'VVE'``, ``'EEV'``, ``'VEV'``,
+        ``'EVV'``, ``'VVV'`` constrain the volume, shape and orientation of
+        ``Sigma_k = lambda_k D_k A_k D_k^T`` (Equal, Variable or Identity, in
+        that order); ``'VII'``, ``'VVI'``, ``'EEE'`` and ``'VVV'`` are
+        ``'spherical'``, ``'diag'``, ``'tied'`` and ``'full'`` under mclust's
+        names.  Their covariances are stored as those of their evaluation
+        kind: ``(k,)`` for EII, ``(k, d)`` for EEI, VEI, EVI, ``(k, d, d)`` for
+        the others but EEE (``(d, d)``).  See the guide page
+        "Parsimonious covariance models"; with them ``reg_covar`` is added to
+        the constrained covariances, so use ``reg_covar=0`` for exact mclust
+        estimates, and ``missing='marginalize'`` is not available yet.
     tol : float, default=1e-3
         Convergence threshold on the change of the mean (weighted)
         per-sample log-likelihood between iterations.
@@ -721,6 +736,8 @@ class GaussianMixture(_MixtureBase):
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {self.on_degenerate!r}")
         check_missing_option(self.missing)
+        if self.missing == "marginalize":
+            _check_missing_family(self.covariance_type)
 
     def _check_online_params(self) -> float:
         """Check ``learning_offset`` and ``learning_decay``; returns the decay."""
@@ -1147,6 +1164,14 @@ GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
     restore=lambda model, layout, arrays, attributes: model._restore_fitted(
         layout, arrays, attributes),
 )
+
+
+def _check_missing_family(covariance_type) -> None:
+    """Raise unless the missing-data E-step takes ``covariance_type``."""
+    if not family(covariance_type).missing_data:
+        raise ValueError(f"missing='marginalize' is not available for covariance_type="
+                         f"{covariance_type!r} yet (only 'full', 'tied', 'diag' and "
+                         "'spherical'); impute the missing values first")
 
 
 def _check_enough_rows(n_samples: int | None, n_components: int) -> None:

@@ -28,7 +28,7 @@ from scipy.special import xlogy
 
 from . import _em, _exceptions
 from ._compute import point_outputs
-from ._covariance import COVARIANCE_TYPES, family
+from ._covariance import COVARIANCE_TYPES, MCLUST_MODELS, SKLEARN_TYPES, family
 from ._estimator import GaussianMixture
 from ._parallel import thread_limit
 from ._validation import (
@@ -186,6 +186,53 @@ class SelectionResult:
     def _check_criterion(self, criterion) -> str:
         return self.criterion if criterion is None else _check_criterion(criterion)
 
+    def summary(self, criterion: str | None = None, top: int = 3) -> str:
+        """The criterion table and the best ``top`` models, laid out as mclust prints BIC.
+
+        One row per number of components, one column per covariance type,
+        then the ``top`` best cells as ``type,k``.  The values are fastgmm's
+        (``BIC = -2 log L + p log n``, lower is better): mclust's printout
+        shows ``2 log L - p log n``, the same numbers with the opposite sign.
+        ``print(result)`` prints this summary.
+
+        Parameters
+        ----------
+        criterion : {'bic', 'aic', 'icl'}, optional
+            Defaults to the selection criterion.
+        top : int, default=3
+
+        Returns
+        -------
+        str
+        """
+        crit = self._check_criterion(criterion)
+        top = check_int(top, "top", 1)
+        values = self.values(crit)
+        names = {"bic": "Bayesian Information Criterion (BIC)",
+                 "aic": "Akaike Information Criterion (AIC)",
+                 "icl": "Integrated Complete-data Likelihood (ICL)"}
+        cells = [[f"{v:.7g}" for v in row] for row in values]
+        widths = [max(len(c), *(len(row[j]) for row in cells))
+                  for j, c in enumerate(self.covariance_types)]
+        kw = max(len(str(k)) for k in self.n_components)
+        lines = [f"{names[crit]}, lower is better:",
+                 " " * kw + " " + " ".join(c.rjust(w) for c, w in
+                                           zip(self.covariance_types, widths, strict=True))]
+        for k, row in zip(self.n_components, cells, strict=True):
+            lines.append(str(k).rjust(kw) + " " + " ".join(
+                v.rjust(w) for v, w in zip(row, widths, strict=True)))
+        ranked = sorted(self._records, key=lambda r: (r[crit], r["n_parameters"]))[:top]
+        labels = [f"{r['covariance_type']},{r['n_components']}" for r in ranked]
+        scores = [f"{r[crit]:.7g}" for r in ranked]
+        width = [max(len(a), len(b)) for a, b in zip(labels, scores, strict=True)]
+        lines += ["", f"Top {len(ranked)} models based on the {crit.upper()} criterion:",
+                  " ".join(a.rjust(w) for a, w in zip(labels, width, strict=True)),
+                  " ".join(b.rjust(w) for b, w in zip(scores, width, strict=True))]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
     def __repr__(self) -> str:
         bp = self.best_params_
         return (f"SelectionResult(criterion={self.criterion!r}, best: n_components="
@@ -195,7 +242,7 @@ class SelectionResult:
 
 
 def select(X, n_components: Iterable[int] = range(1, 10),
-           covariance_types: Iterable[str] | str = COVARIANCE_TYPES, criterion: str = "bic",
+           covariance_types: Iterable[str] | str = SKLEARN_TYPES, criterion: str = "bic",
            *, n_init: int = 1, sample_weight=None, random_state=None,
            n_threads: int | None = None, concurrent: bool = False, verbose: int = 0,
            **params: Any) -> SelectionResult:
@@ -212,6 +259,9 @@ def select(X, n_components: Iterable[int] = range(1, 10),
         Numbers of components to try (distinct, each >= 1 and <= the number
         of samples of positive weight).
     covariance_types : str or iterable of str, default=('full', 'tied', 'diag', 'spherical')
+        Covariance types (see :class:`~fastgmm.GaussianMixture`), or
+        ``'mclust'`` for mclust's 14 models :data:`fastgmm.MCLUST_MODELS`
+        (with ``n_components=range(1, 10)``, mclust's default grid).
     criterion : {'bic', 'aic', 'icl'}, default='bic'
         Which criterion chooses ``best_model_``.  All three are computed.
     n_init : int, default=1
@@ -477,6 +527,8 @@ def _check_n_components(n_components) -> tuple[int, ...]:
 
 
 def _check_covariance_types(covariance_types) -> tuple[str, ...]:
+    if isinstance(covariance_types, str) and covariance_types == "mclust":
+        return MCLUST_MODELS
     if isinstance(covariance_types, str):
         covariance_types = (covariance_types,)
     try:

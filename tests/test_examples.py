@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastgmm
+
 pytest.importorskip("matplotlib")
 import matplotlib  # noqa: E402
 
@@ -75,7 +77,8 @@ def test_every_example_is_tested():
     assert scripts == sorted(["plot_gaussians_to_em.py",
                               "wholesale_segmentation.py", "plot_model_selection.py",
                               "plot_out_of_core_and_dask.py", "plot_online_em.py",
-                              "plot_soft_vs_hard.py", "plot_missing_data.py"])
+                              "plot_soft_vs_hard.py", "plot_missing_data.py",
+                              "plot_parsimonious_models.py"])
     assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
 
 
@@ -239,6 +242,22 @@ def test_model_selection_example(run):
     assert result.best_params_ == {"n_components": 5, "covariance_type": "full"}
     assert env["icl_model"].n_components < 5
     assert "BIC prefers k = 5, full covariances" in printed
+
+
+def test_parsimonious_models_example(run):
+    env, printed, n_figures, left = run("plot_parsimonious_models.py")
+    assert left == () and n_figures == 2
+    result = env["result"]
+    values = result.values()
+    assert values.shape == (6, 14)
+    i, j = np.unravel_index(np.argmin(values), values.shape)
+    assert result.best_params_ == {"n_components": i + 1,
+                                   "covariance_type": fastgmm.MCLUST_MODELS[j]}
+    assert "Top 3 models based on the BIC criterion:" in printed
+    X, best = env["X"], env["best"]
+    n = X.shape[0]
+    np.testing.assert_allclose(values[i, j], -2 * best.score(X) * n
+                               + best._n_parameters() * np.log(n), rtol=1e-10)
 
 
 def test_out_of_core_example(run):
