@@ -107,9 +107,6 @@ class CovarianceFamily:
     #: Whether :class:`~fastgmm.BayesianGaussianMixture` can fit it (the
     #: variational M-step exists for the four unconstrained families only).
     variational: bool = True
-    #: Whether the missing-data E-step (``missing='marginalize'``) takes it
-    #: (``fastgmm._missing`` branches on scikit-learn's four type names).
-    missing_data: bool = True
 
     def __repr__(self) -> str:
         return f"<covariance family {self.name!r}>"
@@ -933,7 +930,6 @@ class _Constrained:
     """Shared behaviour of the constrained (non-scikit-learn) families."""
 
     variational = False
-    missing_data = False
 
     def wishart_update(self, prior_cov, sk, nk, diff, mean_precision, beta, dof):
         raise ValueError(f"covariance_type={self.name!r} has no variational M-step; "
@@ -1205,28 +1201,24 @@ class VIIFamily(SphericalFamily):
     """VII, mclust's name of ``'spherical'``."""
 
     name = "VII"
-    missing_data = False
 
 
 class VVIFamily(DiagFamily):
     """VVI, mclust's name of ``'diag'``."""
 
     name = "VVI"
-    missing_data = False
 
 
 class EEEFamily(TiedFamily):
     """EEE, mclust's name of ``'tied'`` (stored ``(d, d)``, shared)."""
 
     name = "EEE"
-    missing_data = False
 
 
 class VVVFamily(FullFamily):
     """VVV, mclust's name of ``'full'``."""
 
     name = "VVV"
-    missing_data = False
 
 
 #: mclust's 14 models, in mclust's order.

@@ -465,8 +465,6 @@ class _MixtureBase:
                 return bool(self._fit_missing)
             return getattr(self, "missing", "error") == "marginalize"
         marginalize = check_missing_option(missing) == "marginalize"
-        if marginalize:
-            _check_missing_family(self.covariance_type)
         if marginalize and not isinstance(self, GaussianMixture):
             # The variational E-step's constants depend on the number of
             # features, so the marginal of a row is not the plug-in one.
@@ -736,8 +734,6 @@ class GaussianMixture(_MixtureBase):
             raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, "
                              f"got {self.on_degenerate!r}")
         check_missing_option(self.missing)
-        if self.missing == "marginalize":
-            _check_missing_family(self.covariance_type)
 
     def _check_online_params(self) -> float:
         """Check ``learning_offset`` and ``learning_decay``; returns the decay."""
@@ -1164,14 +1160,6 @@ GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
     restore=lambda model, layout, arrays, attributes: model._restore_fitted(
         layout, arrays, attributes),
 )
-
-
-def _check_missing_family(covariance_type) -> None:
-    """Raise unless the missing-data E-step takes ``covariance_type``."""
-    if not family(covariance_type).missing_data:
-        raise ValueError(f"missing='marginalize' is not available for covariance_type="
-                         f"{covariance_type!r} yet (only 'full', 'tied', 'diag' and "
-                         "'spherical'); impute the missing values first")
 
 
 def _check_enough_rows(n_samples: int | None, n_components: int) -> None:
