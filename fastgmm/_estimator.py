@@ -922,6 +922,21 @@ class GaussianMixture(_MixtureBase):
         self._check_online_params()
         check_random_state(self.random_state)
 
+    def _file_attributes(self) -> dict:
+        """The fitted missing-data option a model file stores (``ModelSchema.fit_attributes``).
+
+        Per-point outputs follow the option of the fit, not the ``missing``
+        parameter as ``set_params`` may have left it, so the file stores it.
+        """
+        return {"fit_missing_": "marginalize" if self._marginalize(None) else "error"}
+
+    def _restore_fitted(self, layout: Layout, arrays: dict, attributes: dict) -> None:
+        """As the base class, and the fitted missing-data option (``missing`` in old files)."""
+        attributes = dict(attributes)
+        fit_missing = attributes.pop("fit_missing_", self.missing)
+        super()._restore_fitted(layout, arrays, attributes)
+        self._fit_missing = fit_missing == "marginalize"
+
     # ------------------------------------------------------------------
     # sufficient statistics and online EM
     # ------------------------------------------------------------------
@@ -1038,6 +1053,10 @@ class GaussianMixture(_MixtureBase):
         decay = self._check_online_params()
         running = getattr(self, "_online_stats", None)
         estep = estep_for(self.missing)
+        if self.__sklearn_is_fitted__() and self._marginalize(None):
+            # A batch predict accepts (rows with gaps, as fitted) is accepted
+            # too, whatever set_params did to ``missing`` since the fit.
+            estep = estep_for("marginalize")
 
         def batch_stats(Xb, wb, params):
             return block_stats(estep, Xb, wb, params)
@@ -1132,7 +1151,10 @@ GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
     arrays=GAUSSIAN_ARRAYS,
     # n_steps_: the batches online EM (partial_fit) has seen.
     attributes=FIT_ATTRIBUTES + (
-        AttributeField("n_steps_", lambda v: is_int(v) and v >= 1, "a positive integer"),),
+        AttributeField("n_steps_", lambda v: is_int(v) and v >= 1, "a positive integer"),
+        # How the fitted model treats rows with gaps (absent from older files).
+        AttributeField("fit_missing_", lambda v: v in ("error", "marginalize"),
+                       "'error' or 'marginalize'"),),
     param_arrays=(
         ParamArrayField("weights_init", lambda lay: (lay.n_components,)),
         ParamArrayField("means_init", lambda lay: (lay.n_components, lay.n_features)),
@@ -1146,6 +1168,7 @@ GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
     check_array_params=lambda model, n_features: model._check_init_arrays(n_features),
     restore=lambda model, layout, arrays, attributes: model._restore_fitted(
         layout, arrays, attributes),
+    fit_attributes=lambda model: model._file_attributes(),
 )
 
 

@@ -24,7 +24,10 @@ The JSON metadata holds ``format`` (``"fastgmm.GaussianMixture"``),
 constructor parameters), ``params_not_saved`` (the names of those that are
 not, such as a ``callback``; they load as their defaults), ``attributes``
 (scalar and list fitted attributes: ``converged_``, ``n_iter_``,
-``lower_bound_``, ``lower_bounds_``, ``n_features_in_``, ``n_steps_``),
+``lower_bound_``, ``lower_bounds_``, ``n_features_in_``, ``n_steps_``, and
+``fit_missing_``, how the fitted model treats rows with gaps,
+``"marginalize"`` or ``"error"``, whatever ``missing`` says; a file
+without it, from before, treats them as its ``missing`` parameter says),
 ``attributes_not_saved`` (names of other fitted attributes, not stored), ``arrays``
 (dtype, shape and SHA-256 of every array member), ``extra`` (application
 metadata) and ``sha256``, a digest of all the other metadata keys serialised
@@ -326,6 +329,10 @@ def save(model, path, *, extra: dict | None = None,
         else:
             # The schema is closed: other attributes are named, not stored.
             attributes_not_saved.append(name)
+
+    if schema.fit_attributes is not None:
+        # Fitted state the estimator keeps privately (how it treats gaps).
+        attributes.update(schema.fit_attributes(model))
 
     for name, value in (extra_arrays or {}).items():
         arr = _numeric_array(value)

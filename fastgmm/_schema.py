@@ -160,6 +160,11 @@ class ModelSchema:
         ``restore(model, layout, arrays, attributes)``: set the fitted state
         of a new ``model`` from checked arrays (``{name: ndarray}`` of
         :attr:`arrays`) and attributes (``{name: JSON value}``).
+    fit_attributes : callable, optional
+        ``fit_attributes(model) -> dict``: fitted state the estimator keeps
+        in private members (how it treats missing values, say), as JSON
+        values under names of :attr:`attributes`; stored with the public
+        fitted attributes and handed back to :attr:`restore`.
     """
 
     format: str
@@ -172,6 +177,7 @@ class ModelSchema:
     check_params: Callable[[Any], None]
     check_array_params: Callable[[Any, int], None]
     restore: Callable[[Any, Layout, dict, dict], None]
+    fit_attributes: Callable[[Any], dict] | None = None
 
     def array(self, name: str) -> ArrayField | None:
         """The array field ``name``, or None."""
