@@ -127,6 +127,28 @@ def check_observed_features(observed: np.ndarray, where: str = "X",
                          "its distribution cannot be estimated: drop the column")
 
 
+def warn_scarce_features(observed: np.ndarray, where: str = "X",
+                         names: np.ndarray | None = None) -> None:
+    """Warn about features observed in too few rows for their variance.
+
+    A variance needs two observed values; a feature observed in one row
+    only fits with a variance near zero (``reg_covar``), a density spike on
+    that row.  ``observed`` is the count of non-missing values per feature.
+    """
+    scarce = np.flatnonzero(np.asarray(observed) < 2)
+    if scarce.size:
+        import warnings
+
+        from ._exceptions import DegenerateDataWarning
+
+        j = int(scarce[0])
+        label = f"feature {j}" if names is None else f"feature {j} ({names[j]!r})"
+        more = f" (and {scarce.size - 1} more)" if scarce.size > 1 else ""
+        warnings.warn(f"{label}{more} is observed in only {int(observed[j])} row of {where}; "
+                      "a variance needs at least 2, so it fits near zero, a density spike on "
+                      "that row: drop the column or add rows that observe it", DegenerateDataWarning, stacklevel=2)
+
+
 def check_finite_params(params: GaussianParams) -> None:
     """Raise unless every parameter is finite (a NaN would spread through every row)."""
     for name in ("weights", "means", "covariances", "precisions_cholesky"):
@@ -506,6 +528,7 @@ class Marginalize(EStep):
     def check_pass(self, observed, where="X", names=None):
         if observed is not None:
             check_observed_features(observed, where, names)
+            warn_scarce_features(observed, where, names)
 
     def seeds_from_rows(self, block: SplitRows) -> bool:
         return not block.has_missing
