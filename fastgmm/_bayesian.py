@@ -516,6 +516,7 @@ default='dirichlet_process'
                     f"estimated from one sample (total sample weight {weight:g}); give "
                     "covariance_prior")
             cov = family(ctype).prior_from_scatter(scatter / (weight - 1.0))
+            cov = _proper_prior(ctype, cov, float(self.reg_covar))
         wcp = self.weight_concentration_prior
         return Priors(ctype, self.weight_concentration_prior_type,
                       1.0 / k if wcp is None else float(wcp),
@@ -705,6 +706,29 @@ default='dirichlet_process'
         initializer = Initializer(xs, ws, k, self.covariance_type, self.init_params,
                                   float(self.reg_covar), repair=model.initial_m_step)
         return FitStart(model, initializer, rng, state=priors)
+
+
+def _proper_prior(ctype: str, cov, reg_covar: float):
+    """The data's covariance as a Wishart prior: ``reg_covar`` added where it is singular.
+
+    Data on a subspace (duplicated points, a constant feature) have a
+    singular covariance, which is no proper Wishart scale: an empty
+    component's posterior covariance would be singular too.  Then, and only
+    then, ``reg_covar`` (or ``1e-6`` times the mean variance when it is 0)
+    is added to its diagonal, which keeps every posterior covariance
+    positive definite; a positive definite one is used as it is (as
+    scikit-learn does).
+    """
+    from ._degenerate import SINGULAR_FACTOR
+
+    arr = np.asarray(cov, dtype=np.float64)
+    if family(ctype).is_spd(arr, SINGULAR_FACTOR, np.finfo(np.float64).eps):
+        return cov
+    diagonal = np.diagonal(arr) if arr.ndim == 2 else arr
+    amount = reg_covar if reg_covar > 0 else 1e-6 * max(float(np.mean(diagonal)), 1e-300)
+    if arr.ndim == 2:
+        return arr + amount * np.eye(arr.shape[0])
+    return type(cov)(arr + amount) if arr.ndim == 0 else arr + amount
 
 
 def _layout_options(params: dict, bad) -> dict:
