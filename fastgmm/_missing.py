@@ -146,7 +146,8 @@ def warn_scarce_features(observed: np.ndarray, where: str = "X",
         more = f" (and {scarce.size - 1} more)" if scarce.size > 1 else ""
         warnings.warn(f"{label}{more} is observed in only {int(observed[j])} row of {where}; "
                       "a variance needs at least 2, so it fits near zero, a density spike on "
-                      "that row: drop the column or add rows that observe it", DegenerateDataWarning, stacklevel=2)
+                      "that row: drop the column or add rows that observe it",
+                      DegenerateDataWarning, stacklevel=2)
 
 
 def check_finite_params(params: GaussianParams) -> None:
