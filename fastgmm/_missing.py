@@ -66,6 +66,17 @@ PATTERN_MIN_ROWS = 2048
 #: covariance types run them as patterns.
 FULL_PATTERN_MIN_ROWS = 8192
 
+#: Full and tied covariances: a row of a rare pattern missing more features
+#: than it observes, and at least this many, goes through the covariance side
+#: (:func:`wide_stats`), whose cost per (row, component) grows with the cube
+#: of its observed count; the others through the missing-data kernels, whose
+#: cost grows with the cube of the missing count.
+WIDE_MIN_MISSING = 16
+
+#: Rows of one observed count solved at once by :func:`wide_stats` (bounds
+#: its (rows, k, p, p) scratch).
+_WIDE_BLOCK_ROWS = 1024
+
 #: Rows of per-point outputs computed at once (bounds the (rows, k) scratch).
 _POINT_BLOCK_ROWS = 65536
 
@@ -242,6 +253,11 @@ class SplitRows:
         by pattern, and their weights.
     patterns : list of PatternRows
         The patterns with more rows.
+    wide : WideRows or None
+        Rows of rare patterns missing more features than they observe (and
+        at least :data:`WIDE_MIN_MISSING`): for full and tied covariances
+        their statistics come from :func:`wide_stats`, for the others from
+        the missing-data kernels.
     observed : ndarray (d,) int64
         Non-missing values per feature.
     """
@@ -290,11 +306,19 @@ class SplitRows:
                 n_mid += rows_j.size
                 mid.append(rows_j)
         self.incomplete = self.w_incomplete = None
+        self.wide = None
         rare_rows = np.repeat(counts < PATTERN_MIN_ROWS, counts)
         if rare_rows.any():
             rare_idx = idx[rare_rows]
-            self.incomplete = np.ascontiguousarray(X[rare_idx])
-            self.w_incomplete = None if w is None else w[rare_idx]
+            # Rows missing more than they observe (and many): the covariance side.
+            n_missing = nan[rare_idx].sum(axis=1)
+            wide = (n_missing > X.shape[1] - n_missing) & (n_missing >= WIDE_MIN_MISSING)
+            if wide.any():
+                self.wide = WideRows.gather(X, w, rare_idx[wide])
+                rare_idx = rare_idx[~wide]
+            if rare_idx.size:
+                self.incomplete = np.ascontiguousarray(X[rare_idx])
+                self.w_incomplete = None if w is None else w[rare_idx]
         if mid:
             mid_idx = np.concatenate(mid)
             self.mid = np.ascontiguousarray(X[mid_idx])
@@ -302,7 +326,8 @@ class SplitRows:
 
     @property
     def has_missing(self) -> bool:
-        return self.incomplete is not None or bool(self.patterns) or self.mid is not None
+        return (self.incomplete is not None or bool(self.patterns) or self.mid is not None
+                or self.wide is not None)
 
     def mid_patterns(self) -> list:
         """The patterns of :attr:`mid` as :class:`PatternRows`, gathered on first use.
@@ -333,6 +358,173 @@ class PatternRows:
     w: np.ndarray | None
     hints: object = None
     workspace: object = None
+
+
+@dataclass
+class WideRows:
+    """Rows that observe few of many features, grouped by their observed count.
+
+    Attributes
+    ----------
+    X, w
+        The rows (all features, NaN where missing) and their weights.
+    groups : list of (ndarray (n_p,) int64, ndarray (n_p, p) int64)
+        For each observed count ``p``: the rows (indices into ``X``) and the
+        observed features of each, ascending.
+    """
+
+    X: np.ndarray
+    w: np.ndarray | None
+    groups: list
+
+    @classmethod
+    def gather(cls, X: np.ndarray, w: np.ndarray | None, rows: np.ndarray) -> WideRows:
+        Xr = np.ascontiguousarray(X[rows])
+        observed = ~np.isnan(Xr)
+        counts = observed.sum(axis=1)
+        groups = []
+        for p in np.unique(counts):
+            members = np.flatnonzero(counts == p)
+            # Row-major nonzero lists each row's observed features in order.
+            cols = np.nonzero(observed[members])[1].reshape(members.size, int(p))
+            groups.append((members.astype(np.int64), cols.astype(np.int64)))
+        return cls(Xr, None if w is None else w[rows], groups)
+
+
+def wide_stats(rows: WideRows, params: GaussianParams) -> SuffStats:
+    """Exact E-step statistics of rows observing few features: the covariance side.
+
+    For a row with observed features ``o`` and a component with mean ``mu``
+    and covariance ``Sigma``, let ``alpha = Sigma_oo^{-1} (x_o - mu_o)`` and
+    ``a`` be ``alpha`` written over all features (zero off ``o``), and
+    ``P`` be ``Sigma_oo^{-1}`` written likewise.  The completed row is ``x* -
+    mu = Sigma a`` (it is ``x_o`` on ``o``) and the conditional covariance,
+    over all features, ``Sigma - Sigma P Sigma`` (zero on the rows and
+    columns of ``o``).  So with ``r`` the responsibilities and ``w`` the
+    weights, ``t = Sigma sum w r a`` and ``s = n_k Sigma + Sigma G Sigma``
+    with ``G = sum w r (a a^T - P)``, a ``d x d`` sum of the rows' small
+    blocks: the work per (row, component) is that of the ``p x p`` solves
+    (``p`` the observed count), and the ``d x d`` products are done once per
+    component.  The log-densities are those of the marginal ``N(x_o; mu_o,
+    Sigma_oo)``.  Full and tied covariances (tied: recentred on the common
+    shift as :func:`incomplete_stats` does).
+
+    Parameters
+    ----------
+    rows : WideRows
+    params : GaussianParams
+        Full or tied covariances.
+
+    Returns
+    -------
+    SuffStats
+        With the shift of :func:`fastgmm._compute.compute_stats`.
+    """
+    k, d = params.n_components, params.n_features
+    ctype = params.covariance_type
+    covs = np.ascontiguousarray(params.family.to_full(params.covariances, k, d),
+                                dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    log_w = np.log(params.weights)
+    nk = np.zeros(k)
+    a_sum = np.zeros(k * d)
+    g_sum = np.zeros(k * d * d)
+    log_lik = 0.0
+    X, w = rows.X, rows.w
+    comp = np.arange(k)
+    pending_a, pending_g, n_pending = [], [], 0
+    for members, cols in rows.groups:
+        p = cols.shape[1]
+        for lo in range(0, members.size, _WIDE_BLOCK_ROWS):
+            idx, o = members[lo:lo + _WIDE_BLOCK_ROWS], cols[lo:lo + _WIDE_BLOCK_ROWS]
+            xo = np.take_along_axis(X[idx], o, axis=1).astype(np.float64)     # (b, p)
+            sigma = covs[:, o[:, :, None], o[:, None, :]].transpose(1, 0, 2, 3)  # (b, k, p, p)
+            diff = xo[:, None, :] - means[:, o].transpose(1, 0, 2)             # (b, k, p)
+            chol = np.linalg.cholesky(sigma)
+            linv = _lower_inverse(chol)
+            linv_t = np.swapaxes(linv, 2, 3)
+            z = (linv @ diff[..., None])[..., 0]
+            maha = (z * z).sum(axis=2)
+            alpha = (linv_t @ z[..., None])[..., 0]
+            inv = linv_t @ linv
+            log_det = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+            log_prob = log_w - 0.5 * (p * _LOG_2PI + log_det + maha)           # (b, k)
+            top = log_prob.max(axis=1, keepdims=True)
+            log_row = top[:, 0] + np.log(np.exp(log_prob - top).sum(axis=1))
+            wr = np.exp(log_prob - log_row[:, None])
+            if w is not None:
+                wr *= w[idx, None]
+                log_lik += float(w[idx] @ log_row)
+            else:
+                log_lik += float(log_row.sum())
+            nk += wr.sum(axis=0)
+            # Scatter the small vectors and blocks into the d and d x d sums,
+            # a batch of chunks at a time (in a fixed order).
+            where = comp[None, :, None] * d + o[:, None, :]                    # (b, k, p)
+            pending_a.append((where.ravel(), (wr[:, :, None] * alpha).ravel()))
+            # The upper triangle of each block (o ascending: of G too).
+            iu, ju = np.triu_indices(p)
+            block = alpha[:, :, iu] * alpha[:, :, ju] - inv[:, :, iu, ju]      # (b, k, p')
+            where2 = (comp[None, :, None] * (d * d) + (o[:, iu] * d + o[:, ju])[:, None, :])
+            pending_g.append((where2.ravel(), (wr[:, :, None] * block).ravel()))
+            n_pending += where2.size
+            if n_pending >= _WIDE_SCATTER_BATCH:
+                _scatter(a_sum, pending_a)
+                _scatter(g_sum, pending_g)
+                n_pending = 0
+    _scatter(a_sum, pending_a)
+    _scatter(g_sum, pending_g)
+    a_sum = a_sum.reshape(k, d)
+    upper = g_sum.reshape(k, d, d)
+    g = upper + np.swapaxes(upper, 1, 2)
+    g[:, np.arange(d), np.arange(d)] *= 0.5
+    t = np.einsum("kij,kj->ki", covs, a_sum)
+    s = nk[:, None, None] * covs + covs @ g @ covs
+    s = 0.5 * (s + np.swapaxes(s, 1, 2))
+    weight = float(X.shape[0]) if w is None else float(w.sum())
+    n = X.shape[0]
+    if params.family.shared:
+        # Recentre each component's moments on the common shift and add them up.
+        shift = params.weights @ params.means
+        delta = shift[None, :] - params.means
+        cross = t[:, :, None] * delta[:, None, :]
+        s_k = (s - cross - np.swapaxes(cross, 1, 2)
+               + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
+        return SuffStats(ctype, shift, nk, t - nk[:, None] * delta, s_k.sum(axis=0),
+                         log_lik, weight, n)
+    return SuffStats(ctype, params.means.copy(), nk, t, s, log_lik, weight, n)
+
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+#: Entries scattered by one ``np.bincount`` in :func:`wide_stats`.
+_WIDE_SCATTER_BATCH = 1 << 23
+
+
+def _scatter(total: np.ndarray, pending: list) -> None:
+    """Add the ``(where, values)`` pairs of ``pending`` into ``total`` (one bincount); empty it."""
+    if pending:
+        where = np.concatenate([p[0] for p in pending])
+        values = np.concatenate([p[1] for p in pending])
+        total += np.bincount(where, values, minlength=total.size)
+        pending.clear()
+
+
+def _lower_inverse(chol: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of small lower-triangular matrices ``(..., p, p)``.
+
+    Forward substitution, a row at a time for the whole stack: for the
+    many small factors of :func:`wide_stats` this is several times faster
+    than one LAPACK call per matrix.
+    """
+    p = chol.shape[-1]
+    out = np.zeros_like(chol)
+    for i in range(p):
+        row = -(chol[..., i:i + 1, :i] @ out[..., :i, :])[..., 0, :]
+        row[..., i] += 1.0
+        out[..., i, :] = row / chol[..., i, i, None]
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -443,6 +635,10 @@ def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs
                               hints if use else None)
     if split.incomplete is not None:
         part = incomplete_stats(split.incomplete, split.w_incomplete, params)
+        total = part if total is None else total + part
+    if split.wide is not None:
+        part = (wide_stats(split.wide, params) if params.family.matrix
+                else incomplete_stats(split.wide.X, split.wide.w, params))
         total = part if total is None else total + part
     pruned = params.family.pruned
     if split.mid is not None and pruned:
