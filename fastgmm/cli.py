@@ -713,7 +713,13 @@ def _print_components(model, columns, prep, center, scale) -> None:
 
 
 def _fitted_with_missing(model) -> bool:
-    """Whether the model scores rows with gaps by default (fitted with ``--missing``)."""
+    """Whether the model scores rows with gaps by default (fitted with ``--missing``).
+
+    The fitted option, which the model file records, as ``predict`` uses it.
+    """
+    fitted = getattr(model, "_fit_missing", None)
+    if fitted is not None:
+        return bool(fitted)
     return getattr(model, "missing", "error") == "marginalize"
 
 

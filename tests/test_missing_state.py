@@ -127,3 +127,17 @@ def test_a_failed_partial_fit_leaves_the_model_as_it_was():
                 np.testing.assert_array_equal(now, v)
             else:
                 assert now == v, k
+
+
+def test_the_command_line_follows_the_fitted_option(tmp_path, capsys):
+    from fastgmm.cli import main
+
+    model = fastgmm.GaussianMixture(2, missing="marginalize", random_state=0).fit(_gappy())
+    model.set_params(missing="error")
+    model.save(tmp_path / "m.npz")
+    (tmp_path / "d.csv").write_text("a,b,c\n0.1,,0.3\n4.0,4.2,3.9\n")
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "d.csv"),
+                 "--out", str(tmp_path / "o.csv")]) == 0, capsys.readouterr().err
+    labels = np.loadtxt(tmp_path / "o.csv", delimiter=",", skiprows=1, usecols=-1)
+    np.testing.assert_array_equal(labels, model.predict(np.array([[0.1, np.nan, 0.3],
+                                                                  [4.0, 4.2, 3.9]])))
