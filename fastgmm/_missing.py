@@ -407,7 +407,9 @@ def wide_stats(rows: WideRows, params: GaussianParams) -> SuffStats:
     (``p`` the observed count), and the ``d x d`` products are done once per
     component.  The log-densities are those of the marginal ``N(x_o; mu_o,
     Sigma_oo)``.  Full and tied covariances (tied: recentred on the common
-    shift as :func:`incomplete_stats` does).
+    shift as :func:`incomplete_stats` does).  Chunks of rows are solved on
+    up to :func:`fastgmm._parallel.n_threads` threads and folded in a fixed
+    order, so the statistics are the same bits on any number of threads.
 
     Parameters
     ----------
@@ -431,43 +433,28 @@ def wide_stats(rows: WideRows, params: GaussianParams) -> SuffStats:
     g_sum = np.zeros(k * d * d)
     log_lik = 0.0
     X, w = rows.X, rows.w
-    comp = np.arange(k)
     pending_a, pending_g, n_pending = [], [], 0
-    for members, cols in rows.groups:
-        p = cols.shape[1]
-        for lo in range(0, members.size, _WIDE_BLOCK_ROWS):
-            idx, o = members[lo:lo + _WIDE_BLOCK_ROWS], cols[lo:lo + _WIDE_BLOCK_ROWS]
-            xo = np.take_along_axis(X[idx], o, axis=1).astype(np.float64)     # (b, p)
-            sigma = covs[:, o[:, :, None], o[:, None, :]].transpose(1, 0, 2, 3)  # (b, k, p, p)
-            diff = xo[:, None, :] - means[:, o].transpose(1, 0, 2)             # (b, k, p)
-            chol = np.linalg.cholesky(sigma)
-            linv = _lower_inverse(chol)
-            linv_t = np.swapaxes(linv, 2, 3)
-            z = (linv @ diff[..., None])[..., 0]
-            maha = (z * z).sum(axis=2)
-            alpha = (linv_t @ z[..., None])[..., 0]
-            inv = linv_t @ linv
-            log_det = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
-            log_prob = log_w - 0.5 * (p * _LOG_2PI + log_det + maha)           # (b, k)
-            top = log_prob.max(axis=1, keepdims=True)
-            log_row = top[:, 0] + np.log(np.exp(log_prob - top).sum(axis=1))
-            wr = np.exp(log_prob - log_row[:, None])
-            if w is not None:
-                wr *= w[idx, None]
-                log_lik += float(w[idx] @ log_row)
-            else:
-                log_lik += float(log_row.sum())
-            nk += wr.sum(axis=0)
-            # Scatter the small vectors and blocks into the d and d x d sums,
-            # a batch of chunks at a time (in a fixed order).
-            where = comp[None, :, None] * d + o[:, None, :]                    # (b, k, p)
-            pending_a.append((where.ravel(), (wr[:, :, None] * alpha).ravel()))
-            # The upper triangle of each block (o ascending: of G too).
-            iu, ju = np.triu_indices(p)
-            block = alpha[:, :, iu] * alpha[:, :, ju] - inv[:, :, iu, ju]      # (b, k, p')
-            where2 = (comp[None, :, None] * (d * d) + (o[:, iu] * d + o[:, ju])[:, None, :])
-            pending_g.append((where2.ravel(), (wr[:, :, None] * block).ravel()))
-            n_pending += where2.size
+    chunks = [(members[lo:lo + _WIDE_BLOCK_ROWS], cols[lo:lo + _WIDE_BLOCK_ROWS])
+              for members, cols in rows.groups
+              for lo in range(0, members.size, _WIDE_BLOCK_ROWS)]
+    # Chunks are solved in windows, on up to n_threads() threads, and folded
+    # in their fixed order: the same bits on any number of threads.
+    window = 4 * _parallel.n_threads()
+    for first in range(0, len(chunks), window):
+        part = chunks[first:first + window]
+        out: list = [None] * len(part)
+
+        def solve(lo, hi, part=part, out=out):
+            for j in range(lo, hi):
+                out[j] = _wide_chunk(X, w, *part[j], covs, means, log_w)
+
+        _parallel.run_groups(solve, (), len(part), sum(c[0].size for c in part))
+        for nk_j, ll_j, scatter_a, scatter_g in out:
+            nk += nk_j
+            log_lik += ll_j
+            pending_a.append(scatter_a)
+            pending_g.append(scatter_g)
+            n_pending += scatter_g[0].size
             if n_pending >= _WIDE_SCATTER_BATCH:
                 _scatter(a_sum, pending_a)
                 _scatter(g_sum, pending_g)
@@ -496,6 +483,45 @@ def wide_stats(rows: WideRows, params: GaussianParams) -> SuffStats:
 
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def _wide_chunk(X, w, idx, o, covs, means, log_w):
+    """One chunk of :func:`wide_stats`: rows ``idx`` observing the features ``o`` (b, p).
+
+    Returns ``(n_k, log-likelihood, (where, values) of sum w r a, (where,
+    values) of the upper triangles of sum w r (a a^T - P))``, the places
+    flat indices into ``(k, d)`` and ``(k, d, d)``.
+    """
+    k, d = means.shape
+    p = o.shape[1]
+    comp = np.arange(k)
+    xo = np.take_along_axis(X[idx], o, axis=1).astype(np.float64)         # (b, p)
+    sigma = covs[:, o[:, :, None], o[:, None, :]].transpose(1, 0, 2, 3)  # (b, k, p, p)
+    diff = xo[:, None, :] - means[:, o].transpose(1, 0, 2)             # (b, k, p)
+    chol = np.linalg.cholesky(sigma)
+    linv = _lower_inverse(chol)
+    linv_t = np.swapaxes(linv, 2, 3)
+    z = (linv @ diff[..., None])[..., 0]
+    maha = (z * z).sum(axis=2)
+    alpha = (linv_t @ z[..., None])[..., 0]
+    inv = linv_t @ linv
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+    log_prob = log_w - 0.5 * (p * _LOG_2PI + log_det + maha)           # (b, k)
+    top = log_prob.max(axis=1, keepdims=True)
+    log_row = top[:, 0] + np.log(np.exp(log_prob - top).sum(axis=1))
+    wr = np.exp(log_prob - log_row[:, None])
+    if w is not None:
+        wr *= w[idx, None]
+        log_lik = float(w[idx] @ log_row)
+    else:
+        log_lik = float(log_row.sum())
+    where = comp[None, :, None] * d + o[:, None, :]                    # (b, k, p)
+    # The upper triangle of each block (o ascending: of G too).
+    iu, ju = np.triu_indices(p)
+    block = alpha[:, :, iu] * alpha[:, :, ju] - inv[:, :, iu, ju]      # (b, k, p')
+    where2 = comp[None, :, None] * (d * d) + (o[:, iu] * d + o[:, ju])[:, None, :]
+    return (wr.sum(axis=0), log_lik, (where.ravel(), (wr[:, :, None] * alpha).ravel()),
+            (where2.ravel(), (wr[:, :, None] * block).ravel()))
 
 
 #: Entries scattered by one ``np.bincount`` in :func:`wide_stats`.

@@ -88,7 +88,22 @@ def test_covariance_side_statistics_equal_the_kernels(covariance_type, weighted)
     assert got.weight == ref.weight and got.n_samples == ref.n_samples
 
 
-def test_covariance_side_is_thread_independent():
-    X = wide_data(seed=6, n=300)
+def test_covariance_side_is_thread_independent(monkeypatch):
+    from fastgmm import _config
+    from fastgmm._parallel import numba_threads
+
+    # Enough rows (and small chunks) for the chunks to be shared between threads.
+    X = wide_data(seed=6, n=_config.SERIAL_THRESHOLD + 500)
+    monkeypatch.setattr(mod, "_WIDE_BLOCK_ROWS", 128)
     w, m, c = random_params("full", 4, X.shape[1], seed=7)
-    assert_same_bits_on_one_and_two_threads(X, GaussianParams.from_covariances("full", w, m, c))
+    params = GaussianParams.from_covariances("full", w, m, c)
+    split = SplitRows(X, None)
+    assert split.wide.X.shape[0] >= _config.SERIAL_THRESHOLD
+    with numba_threads(1):
+        a = wide_stats(split.wide, params)
+    with numba_threads(2):
+        b = wide_stats(split.wide, params)
+    for name in ("nk", "t", "s"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert a.log_likelihood == b.log_likelihood
+    assert_same_bits_on_one_and_two_threads(X, params)
