@@ -403,12 +403,12 @@ class _MixtureBase:
         -------
         self
         """
-        self._fit(X, sample_weight)
+        self._fit_advised(X, sample_weight)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
         """Fit, then return the most probable component of each row of ``X``."""
-        self._fit(X, sample_weight)
+        self._fit_advised(X, sample_weight)
         return self.predict(X)
 
     def _warm(self, n_features: int) -> bool:
@@ -432,14 +432,14 @@ class _MixtureBase:
         return (f" ({type(self).__name__} has no missing-data option: impute the "
                 "missing values, or drop the rows that hold them)")
 
-    def _fit(self, X, sample_weight) -> None:
-        """:meth:`_fit_run`, with NaN errors advising what applies to this estimator."""
+    def _fit_advised(self, X, sample_weight) -> None:
+        """:meth:`_fit`, with NaN errors advising what applies to this estimator."""
         try:
-            self._fit_run(X, sample_weight)
+            self._fit(X, sample_weight)
         except NaNError as exc:
             raise exc.advise(self._nan_hint("fit")) from None
 
-    def _fit_run(self, X, sample_weight) -> None:
+    def _fit(self, X, sample_weight) -> None:
         """Validate, initialise (or warm-start), run EM, store the result.
 
         The one fit of every mixture (``fit``, ``fit_predict``, the first

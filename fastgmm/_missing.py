@@ -268,6 +268,7 @@ class SplitRows:
         self.dtype = X.dtype
         self.weight = float(X.shape[0]) if w is None else float(w.sum())
         self.mid = self.w_mid = None
+        self.wide = None
         self._mid_specs = []
         self._mid_groups = None
         if not rows.any():
@@ -306,7 +307,6 @@ class SplitRows:
                 n_mid += rows_j.size
                 mid.append(rows_j)
         self.incomplete = self.w_incomplete = None
-        self.wide = None
         rare_rows = np.repeat(counts < PATTERN_MIN_ROWS, counts)
         if rare_rows.any():
             rare_idx = idx[rare_rows]
