@@ -587,7 +587,7 @@ def wide_missing_ratio(run, divisor, repeat):
     warm = min(n, 2000)  # rows enough to observe every feature
     fit(Xm[:warm], means0, 1, "marginalize")
     fit(X[:warm], means0, 1)
-    complete, missing = per_iteration(X, Xm, means0, iters=2, repeat=repeat)
+    complete, missing = per_iteration(X, Xm, means0, iters=4, repeat=repeat)
     print(f"\nwide missing data (full, n={n}, d=400, k=8, 97 % missing; per EM iteration, "
           f"best of {repeat}):")
     print(f"  complete {complete:.4f} s  missing {missing:.4f} s  ratio "
