@@ -630,7 +630,7 @@ def _cmd_fit(args) -> int:
         model.fit(Z, sample_weight=weights)
     seconds = time.perf_counter() - start
     for w in caught:
-        print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
+        print(f"fastgmm fit: warning: {_printable(w.message)}", file=sys.stderr)
     model.callback = None
     model.feature_names_in_ = np.asarray(_model_features(columns, prep), dtype=object)
     save(model, args.out, extra={"cli": prep}, extra_arrays=extra_arrays)
@@ -639,7 +639,8 @@ def _cmd_fit(args) -> int:
           f"to {n} rows x {len(columns)} columns of {args.data} in {seconds:.2f} s")
     steps = [name for name, on in (("log", args.log), ("standardised", args.standardize)) if on]
     weighting = f"; row weights from {args.sample_weight!r}" if weights is not None else ""
-    print(f"columns: {', '.join(columns)}; preprocessing: {', '.join(steps) or 'none'}"
+    print(f"columns: {', '.join(_printable(c) for c in columns)}; "
+          f"preprocessing: {', '.join(steps) or 'none'}"
           f"{weighting}")
     state = "converged" if model.converged_ else "did NOT converge"
     if args.bayesian:
@@ -686,7 +687,7 @@ def _choose_k(args, Z: np.ndarray, weights) -> tuple[int, int]:
                         sample_weight=weights, random_state=args.seed,
                         max_iter=args.max_iter, verbose=0 if args.quiet else 1)
     for w in caught:
-        print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
+        print(f"fastgmm fit: warning: {_printable(w.message)}", file=sys.stderr)
     best = result.best_params_["n_components"]
     print(f"--k auto: criteria for k = 1..{ks[-1]}, {args.covariance} covariances "
           "(lower is better; k chosen by BIC)")
@@ -705,7 +706,7 @@ def _print_components(model, columns, prep, center, scale) -> None:
     means = np.asarray(model.means_, dtype=np.float64)
     if prep.get("standardize"):
         means = center + scale * means
-    heads = [f"log({c})" if prep.get("log") else c for c in columns]
+    heads = [_printable(f"log({c})" if prep.get("log") else c) for c in columns]
     rows = tuple((j, float(model.weights_[j])) + tuple(float(v) for v in means[j])
                  for j in range(means.shape[0]))
     title = "component means" + (" (log units)" if prep.get("log") else "")

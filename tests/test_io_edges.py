@@ -380,3 +380,12 @@ def test_means_too_far_for_any_row_to_score_are_refused(tmp_path, files):
     path, _ = _forged(tmp_path, paths["gm"], means_=means)
     with pytest.raises(ModelFileError, match="means are too far from the origin"):
         fastgmm.load(path)
+
+
+def test_fit_escapes_the_column_names_it_prints(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("a\x1b[31m,b\n" + "\n".join(
+        f"{i % 7}.5,{(i * 3) % 11}.25" for i in range(40)) + "\n")
+    assert main(["fit", str(tmp_path / "d.csv"), "--k", "2", "--quiet",
+                 "--out", str(tmp_path / "m.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "a\\x1b[31m" in out
