@@ -496,7 +496,9 @@ def _wide_chunk(X, w, idx, o, covs, means, log_w):
     p = o.shape[1]
     comp = np.arange(k)
     xo = np.take_along_axis(X[idx], o, axis=1).astype(np.float64)         # (b, p)
-    sigma = covs[:, o[:, :, None], o[:, None, :]].transpose(1, 0, 2, 3)  # (b, k, p, p)
+    # One flat take (several times faster than indexing with two index arrays).
+    sigma = np.take(covs.reshape(k, d * d), o[:, :, None] * d + o[:, None, :],
+                    axis=1).transpose(1, 0, 2, 3)                             # (b, k, p, p)
     diff = xo[:, None, :] - means[:, o].transpose(1, 0, 2)             # (b, k, p)
     chol = np.linalg.cholesky(sigma)
     linv = _lower_inverse(chol)
@@ -518,7 +520,8 @@ def _wide_chunk(X, w, idx, o, covs, means, log_w):
     where = comp[None, :, None] * d + o[:, None, :]                    # (b, k, p)
     # The upper triangle of each block (o ascending: of G too).
     iu, ju = np.triu_indices(p)
-    block = alpha[:, :, iu] * alpha[:, :, ju] - inv[:, :, iu, ju]      # (b, k, p')
+    inv_up = np.take(inv.reshape(inv.shape[0], k, p * p), iu * p + ju, axis=2)
+    block = alpha[:, :, iu] * alpha[:, :, ju] - inv_up                 # (b, k, p')
     where2 = comp[None, :, None] * (d * d) + (o[:, iu] * d + o[:, ju])[:, None, :]
     return (wr.sum(axis=0), log_lik, (where.ravel(), (wr[:, :, None] * alpha).ravel()),
             (where2.ravel(), (wr[:, :, None] * block).ravel()))
@@ -742,8 +745,10 @@ class Marginalize(EStep):
         # the block's rows, which is the same only when the block has no NaN.
         n_complete = 0 if block.complete is None else block.complete.shape[0]
         ws = cache.workspace(params, max(n_complete, 1))
-        return split_stats(block, params, ws, cache.inputs(params, block.dtype), cache.hints(),
-                           hints_ok=cache.keep)
+        # The complete-data kernel's inputs only serve complete rows: a block
+        # without any (wide, sparse data) does not pay for them.
+        inputs = cache.inputs(params, block.dtype) if n_complete else None
+        return split_stats(block, params, ws, inputs, cache.hints(), hints_ok=cache.keep)
 
     def observed(self, block: SplitRows):
         return block.observed
