@@ -520,6 +520,7 @@ default='dirichlet_process'
                     f"estimated from one sample (total sample weight {weight:g}); give "
                     "covariance_prior")
             cov = family(ctype).prior_from_scatter(scatter / (weight - 1.0))
+            cov = _proper_prior(ctype, cov, float(self.reg_covar))
         wcp = self.weight_concentration_prior
         return Priors(ctype, self.weight_concentration_prior_type,
                       1.0 / k if wcp is None else float(wcp),
@@ -711,6 +712,29 @@ default='dirichlet_process'
         return FitStart(model, initializer, rng, state=priors)
 
 
+def _proper_prior(ctype: str, cov, reg_covar: float):
+    """The data's covariance as a Wishart prior: ``reg_covar`` added where it is singular.
+
+    Data on a subspace (duplicated points, a constant feature) have a
+    singular covariance, which is no proper Wishart scale: an empty
+    component's posterior covariance would be singular too.  Then, and only
+    then, ``reg_covar`` (or ``1e-6`` times the mean variance when it is 0)
+    is added to its diagonal, which keeps every posterior covariance
+    positive definite; a positive definite one is used as it is (as
+    scikit-learn does).
+    """
+    from ._degenerate import SINGULAR_FACTOR
+
+    arr = np.asarray(cov, dtype=np.float64)
+    if family(ctype).is_spd(arr, SINGULAR_FACTOR, np.finfo(np.float64).eps):
+        return cov
+    diagonal = np.diagonal(arr) if arr.ndim == 2 else arr
+    amount = reg_covar if reg_covar > 0 else 1e-6 * max(float(np.mean(diagonal)), 1e-300)
+    if arr.ndim == 2:
+        return arr + amount * np.eye(arr.shape[0])
+    return type(cov)(arr + amount) if arr.ndim == 0 else arr + amount
+
+
 def _layout_options(params: dict, bad) -> dict:
     """The weight prior type a file's stored parameters name (it shapes the concentrations)."""
     value = params.get("weight_concentration_prior_type", PRIOR_TYPES[0])
@@ -755,6 +779,47 @@ def _check_file_values(layout: Layout, arrays: dict, attributes: dict, bad) -> N
     n_effective = attributes.get("n_effective_components_", 0)
     if not n_effective <= k:
         bad(f"n_effective_components_={n_effective} is more than the {k} components")
+    _check_posterior_usable(layout, arrays, bad)
+
+
+def _check_posterior_usable(layout: Layout, arrays: dict, bad) -> None:
+    """The posterior must give finite scores, and ``weights_`` must be its weights.
+
+    Finite but extreme values (a concentration of 1e308, a mean precision of
+    5e-324) pass the sign checks yet make the expected log-weights or the
+    per-component constants of the E-step infinite or NaN, so that every row
+    would score ``-inf``; they are refused.  ``weights_`` is what the file
+    says the expected weights are: it must equal those the concentrations
+    give (which ``predict`` uses) within ``CONSISTENCY_ULPS * k * eps`` of
+    the model's dtype.
+    """
+    k = layout.n_components
+    prior_type = layout.options["prior_type"]
+    conc = arrays["weight_concentration_"].astype(np.float64)
+    with np.errstate(all="ignore"):
+        expected = mixture_weights(conc, prior_type)
+        if not (np.isfinite(expected).all() and (expected > 0).all()):
+            bad("weight_concentration_ gives weights that are not finite and positive")
+        params = VariationalParams(
+            layout.covariance_type, expected, arrays["means_"].astype(np.float64),
+            arrays["covariances_"].astype(np.float64),
+            arrays["precisions_cholesky_"].astype(np.float64), conc,
+            arrays["mean_precision_"].astype(np.float64),
+            np.asarray(arrays["degrees_of_freedom_"], dtype=np.float64), prior_type)
+        log_weights = params.expected_log_weights()
+        log_norm = params.log_norm()
+    if not np.isfinite(log_weights).all():
+        bad("weight_concentration_ holds values too extreme for the expected log-weights "
+            "to be finite")
+    if not np.isfinite(log_norm).all():
+        bad("the posterior (mean_precision_, degrees_of_freedom_, weight_concentration_) "
+            "holds values too extreme for the scores to be finite")
+    eps = np.finfo(np.dtype(layout.dtype)).eps
+    weights = arrays["weights_"].astype(np.float64)
+    gap = float(np.abs(weights - expected).max())
+    if not gap <= CONSISTENCY_ULPS * k * eps:
+        bad(f"weights_ differs from the weights that weight_concentration_ gives by {gap:.3g} "
+            f"(at most {CONSISTENCY_ULPS * k * eps:.3g} allowed)")
 
 
 #: What the model files of :class:`BayesianGaussianMixture` hold: the Gaussian

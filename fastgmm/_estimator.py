@@ -36,6 +36,7 @@ from ._schema import (
 )
 from ._stats import SuffStats
 from ._validation import (
+    NaNError,
     check_array,
     check_finite_array,
     check_float,
@@ -47,6 +48,23 @@ from ._validation import (
 )
 
 _FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+#: The default of ``set_fit_request``'s arguments: leave the request as it is
+#: (the value of scikit-learn's ``metadata_routing.UNCHANGED``).
+_UNCHANGED = "$UNCHANGED$"
+
+
+
+class _Requests(dict):
+    """``{method: request}`` of ``set_fit_request`` and the like.
+
+    Held as ``_metadata_request``, the attribute scikit-learn's ``clone``
+    carries over to a clone, through this ``__sklearn_clone__``.
+    """
+
+    def __sklearn_clone__(self) -> _Requests:
+        return _Requests(self)
 
 
 @dataclass
@@ -173,6 +191,67 @@ class _MixtureBase:
         return all(hasattr(self, a) for a in _FITTED)
 
     # ------------------------------------------------------------------
+    # scikit-learn's metadata routing
+    # ------------------------------------------------------------------
+
+    #: The methods whose ``sample_weight`` scikit-learn's meta-estimators may
+    #: route here, under ``sklearn.set_config(enable_metadata_routing=True)``.
+    _ROUTED_METHODS = ("fit", "partial_fit", "score")
+
+    def set_fit_request(self, *, sample_weight=_UNCHANGED):
+        """Request ``sample_weight`` for ``fit`` under scikit-learn's metadata routing.
+
+        As scikit-learn's own estimators: ``True`` passes the meta-estimator's
+        ``sample_weight`` to :meth:`fit`, ``False`` does not, ``None`` (the
+        default) raises if one is given, a string routes the metadata of
+        that name.  Needs no scikit-learn until a meta-estimator asks.
+
+        Parameters
+        ----------
+        sample_weight : bool, None or str
+
+        Returns
+        -------
+        self
+        """
+        return self._set_request("fit", sample_weight)
+
+    def set_partial_fit_request(self, *, sample_weight=_UNCHANGED):
+        """As :meth:`set_fit_request`, for ``partial_fit``."""
+        return self._set_request("partial_fit", sample_weight)
+
+    def set_score_request(self, *, sample_weight=_UNCHANGED):
+        """As :meth:`set_fit_request`, for ``score``."""
+        return self._set_request("score", sample_weight)
+
+    def _set_request(self, method: str, value):
+        if isinstance(value, str) and value == _UNCHANGED:
+            return self
+        if not (value is None or isinstance(value, (bool, str))):
+            raise TypeError(f"set_{method}_request: sample_weight must be True, False, None "
+                            f"or a string alias, got {value!r}")
+        # scikit-learn's clone copies this attribute to the clone.
+        requests = _Requests(getattr(self, "_metadata_request", None) or {})
+        requests[method] = value
+        self._metadata_request = requests
+        return self
+
+    def get_metadata_routing(self):
+        """The metadata this estimator requests (a scikit-learn ``MetadataRequest``).
+
+        Called by scikit-learn's meta-estimators under metadata routing;
+        imports scikit-learn then, never before.
+        """
+        from sklearn.utils.metadata_routing import MetadataRequest
+
+        requests = MetadataRequest(owner=self)
+        asked = getattr(self, "_metadata_request", None) or {}
+        for method in self._ROUTED_METHODS:
+            getattr(requests, method).add_request(param="sample_weight",
+                                                  alias=asked.get(method))
+        return requests
+
+    # ------------------------------------------------------------------
     # validation helpers
     # ------------------------------------------------------------------
 
@@ -197,11 +276,13 @@ class _MixtureBase:
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
+            # scikit-learn's own text, which its tests and users' code match.
             raise _exceptions.NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call 'fit' with "
-                "appropriate arguments first.")
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator.")
 
-    def _validate_predict_X(self, X, n_features: int, allow_nan: bool = False) -> np.ndarray:
+    def _validate_predict_X(self, X, n_features: int, allow_nan: bool = False,
+                            call: str = "predict") -> np.ndarray:
         """``X`` checked against the fitted model (``n_features`` from :meth:`_params`)."""
         names = feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
@@ -210,7 +291,7 @@ class _MixtureBase:
             raise ValueError("X has feature names that differ from those seen in fit: "
                              f"{list(names)} vs {list(fitted_names)}")
         return check_array(X, n_features=n_features, estimator=type(self).__name__,
-                           allow_nan=allow_nan)
+                           allow_nan=allow_nan, nan_hint=self._nan_hint(call))
 
     def _fitted_covariance_type(self) -> str:
         """The covariance type of the fitted arrays.
@@ -322,12 +403,12 @@ class _MixtureBase:
         -------
         self
         """
-        self._fit(X, sample_weight)
+        self._fit_advised(X, sample_weight)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
         """Fit, then return the most probable component of each row of ``X``."""
-        self._fit(X, sample_weight)
+        self._fit_advised(X, sample_weight)
         return self.predict(X)
 
     def _warm(self, n_features: int) -> bool:
@@ -341,6 +422,22 @@ class _MixtureBase:
             self._check_continues(params, "warm_start",
                                   "set warm_start=False to fit afresh")
         return warm
+
+    def _nan_hint(self, call: str) -> str:
+        """The advice of the NaN error of ``call`` (``'fit'``, ``'predict'``).
+
+        A mixture without a missing-data option advises imputing; the
+        Gaussian mixture names the option that applies to the call.
+        """
+        return (f" ({type(self).__name__} has no missing-data option: impute the "
+                "missing values, or drop the rows that hold them)")
+
+    def _fit_advised(self, X, sample_weight) -> None:
+        """:meth:`_fit`, with NaN errors advising what applies to this estimator."""
+        try:
+            self._fit(X, sample_weight)
+        except NaNError as exc:
+            raise exc.advise(self._nan_hint("fit")) from None
 
     def _fit(self, X, sample_weight) -> None:
         """Validate, initialise (or warm-start), run EM, store the result.
@@ -839,7 +936,9 @@ class GaussianMixture(_MixtureBase):
         d = params.n_features
         given = self._feature_indices(given_features, d)
         Xg = check_array(X_given, name="X_given", n_features=given.size,
-                         estimator=type(self).__name__)
+                         estimator=type(self).__name__,
+                         nan_hint=" (conditioning needs the given values: list only "
+                                  "the observed features of such rows in given_features)")
         with thread_limit(self.n_threads):
             return _missing.condition(params, Xg, given)
 
@@ -934,6 +1033,29 @@ class GaussianMixture(_MixtureBase):
         self._check_params()
         self._check_online_params()
         check_random_state(self.random_state)
+
+    def _nan_hint(self, call: str) -> str:
+        """The missing-data option that applies to ``call``, as NaN-error advice."""
+        if call == "fit":
+            return " (or fit with missing='marginalize' to treat NaN as missing)"
+        if call == "partial_fit":
+            return " (or set_params(missing='marginalize') to treat NaN as missing)"
+        return " (or pass missing='marginalize' to this call to treat NaN as missing)"
+
+    def _file_attributes(self) -> dict:
+        """The fitted missing-data option a model file stores (``ModelSchema.fit_attributes``).
+
+        Per-point outputs follow the option of the fit, not the ``missing``
+        parameter as ``set_params`` may have left it, so the file stores it.
+        """
+        return {"fit_missing_": "marginalize" if self._marginalize(None) else "error"}
+
+    def _restore_fitted(self, layout: Layout, arrays: dict, attributes: dict) -> None:
+        """As the base class, and the fitted missing-data option (``missing`` in old files)."""
+        attributes = dict(attributes)
+        fit_missing = attributes.pop("fit_missing_", self.missing)
+        super()._restore_fitted(layout, arrays, attributes)
+        self._fit_missing = fit_missing == "marginalize"
 
     # ------------------------------------------------------------------
     # sufficient statistics and online EM
@@ -1051,6 +1173,10 @@ class GaussianMixture(_MixtureBase):
         decay = self._check_online_params()
         running = getattr(self, "_online_stats", None)
         estep = estep_for(self.missing)
+        if self.__sklearn_is_fitted__() and self._marginalize(None):
+            # A batch predict accepts (rows with gaps, as fitted) is accepted
+            # too, whatever set_params did to ``missing`` since the fit.
+            estep = estep_for("marginalize")
 
         def batch_stats(Xb, wb, params):
             return block_stats(estep, Xb, wb, params)
@@ -1058,7 +1184,7 @@ class GaussianMixture(_MixtureBase):
         if running is None and not self.__sklearn_is_fitted__():
             # In-memory batches only: the running statistics are computed
             # from the very rows the first fit saw.
-            Xa = check_array(X, allow_nan=estep.allow_nan)
+            Xa = check_array(X, allow_nan=estep.allow_nan, nan_hint=self._nan_hint("fit"))
             w = check_sample_weight(sample_weight, Xa.shape[0])
             self._fit(_sources.ArraySource(Xa, w, feature_names(X)), None)
             with thread_limit(self.n_threads):
@@ -1069,7 +1195,8 @@ class GaussianMixture(_MixtureBase):
         params = self._params()
         self._check_continues(params, "partial_fit",
                               "call fit to start afresh")
-        Xa = self._validate_predict_X(X, params.n_features, allow_nan=estep.allow_nan)
+        Xa = self._validate_predict_X(X, params.n_features, allow_nan=estep.allow_nan,
+                                      call="partial_fit")
         w = check_sample_weight(sample_weight, Xa.shape[0])
         step = getattr(self, "n_steps_", 0) if running is not None else 0
         repair = DegenerateRepair(self.on_degenerate, _sources.ArraySource(Xa, w), estep)
@@ -1145,7 +1272,10 @@ GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
     arrays=GAUSSIAN_ARRAYS,
     # n_steps_: the batches online EM (partial_fit) has seen.
     attributes=FIT_ATTRIBUTES + (
-        AttributeField("n_steps_", lambda v: is_int(v) and v >= 1, "a positive integer"),),
+        AttributeField("n_steps_", lambda v: is_int(v) and v >= 1, "a positive integer"),
+        # How the fitted model treats rows with gaps (absent from older files).
+        AttributeField("fit_missing_", lambda v: v in ("error", "marginalize"),
+                       "'error' or 'marginalize'"),),
     param_arrays=(
         ParamArrayField("weights_init", lambda lay: (lay.n_components,)),
         ParamArrayField("means_init", lambda lay: (lay.n_components, lay.n_features)),
@@ -1159,6 +1289,7 @@ GAUSSIAN_MIXTURE_SCHEMA = ModelSchema(
     check_array_params=lambda model, n_features: model._check_init_arrays(n_features),
     restore=lambda model, layout, arrays, attributes: model._restore_fitted(
         layout, arrays, attributes),
+    fit_attributes=lambda model: model._file_attributes(),
 )
 
 

@@ -24,7 +24,10 @@ The JSON metadata holds ``format`` (``"fastgmm.GaussianMixture"``),
 constructor parameters), ``params_not_saved`` (the names of those that are
 not, such as a ``callback``; they load as their defaults), ``attributes``
 (scalar and list fitted attributes: ``converged_``, ``n_iter_``,
-``lower_bound_``, ``lower_bounds_``, ``n_features_in_``, ``n_steps_``),
+``lower_bound_``, ``lower_bounds_``, ``n_features_in_``, ``n_steps_``, and
+``fit_missing_``, how the fitted model treats rows with gaps,
+``"marginalize"`` or ``"error"``, whatever ``missing`` says; a file
+without it, from before, treats them as its ``missing`` parameter says),
 ``attributes_not_saved`` (names of other fitted attributes, not stored), ``arrays``
 (dtype, shape and SHA-256 of every array member), ``extra`` (application
 metadata) and ``sha256``, a digest of all the other metadata keys serialised
@@ -67,7 +70,12 @@ the problem:
   cond(Sigma)`` (``U^2 Sigma = 1`` within ``CONSISTENCY_ULPS * eps`` for
   diag and spherical), and precisions equal to ``U U^T`` within
   ``CONSISTENCY_ULPS * d * eps`` relative; ``eps`` is the machine epsilon of
-  the model's dtype.
+  the model's dtype; the squared Mahalanobis distance from the origin to each
+  mean at most ``2**-64`` times the dtype's largest number (so ordinary rows
+  score finitely);
+* only a regular file is opened (a FIFO, device or directory is refused
+  before any read), and :func:`load` neither decompresses nor returns the
+  ``extra.*`` arrays (it checks their listing and declared sizes only).
 
 A :class:`~fastgmm.BayesianGaussianMixture` file has the ``format``
 ``"fastgmm.BayesianGaussianMixture"`` and the same layout and checks, its own
@@ -82,7 +90,10 @@ float64; the attributes ``weight_concentration_prior_``,
 (``param.mean_prior`` and ``param.covariance_prior`` as arrays).  The values:
 concentrations and mean precisions positive, degrees of freedom greater than
 ``d - 1``, the covariance prior symmetric positive definite (positive), all
-finite, besides the Gaussian checks above.  Loading builds the estimator
+finite, the expected log-weights and the E-step's per-component constants
+finite (so no extreme posterior value makes every score ``-inf``), and
+``weights_`` equal to the weights the concentrations give within
+``CONSISTENCY_ULPS * k * eps``, besides the Gaussian checks above.  Loading builds the estimator
 class the ``format`` names.
 
 :func:`save` runs the same checks before writing, so it never writes a file
@@ -101,6 +112,7 @@ import math
 import os
 import re
 import secrets
+import stat
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -318,6 +330,10 @@ def save(model, path, *, extra: dict | None = None,
             # The schema is closed: other attributes are named, not stored.
             attributes_not_saved.append(name)
 
+    if schema.fit_attributes is not None:
+        # Fitted state the estimator keeps privately (how it treats gaps).
+        attributes.update(schema.fit_attributes(model))
+
     for name, value in (extra_arrays or {}).items():
         arr = _numeric_array(value)
         if arr is None:
@@ -406,18 +422,44 @@ def _atomic_write(path, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
-def _open_archive(path: str) -> zipfile.ZipFile:
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != _ZIP_MAGIC:
-        raise ModelFileError(f"{path} is not a fastgmm model file "
-                             "(not an .npz archive)")
-    try:
-        return zipfile.ZipFile(path)
-    except Exception as exc:
-        # zipfile reports a damaged central directory with several types.
-        raise ModelFileError(f"{path} is damaged or truncated "
-                             f"({type(exc).__name__}: {exc})") from None
+@contextmanager
+def _open_archive(path: str):
+    """The model file at ``path`` as an open ZIP archive; only a regular file is opened.
+
+    A FIFO, a device or a directory is refused with :class:`ModelFileError`
+    before anything is read from it: the path is checked with ``stat``, then
+    opened without blocking (opening a FIFO waits for a writer otherwise) and
+    checked again on the open descriptor, so a path swapped in between is
+    refused too.
+    """
+    def not_regular(mode: int):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        return ModelFileError(f"{path} is {kind}, not a regular file; a model file is "
+                              "a regular file")
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise not_regular(mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_regular(mode)
+        if f.read(4) != _ZIP_MAGIC:
+            raise ModelFileError(f"{path} is not a fastgmm model file "
+                                 "(not an .npz archive)")
+        f.seek(0)
+        try:
+            archive = zipfile.ZipFile(f)
+        except Exception as exc:
+            # zipfile reports a damaged central directory with several types.
+            raise ModelFileError(f"{path} is damaged or truncated "
+                                 f"({type(exc).__name__}: {exc})") from None
+        with archive:
+            yield archive
 
 
 @dataclass
@@ -484,11 +526,11 @@ def _members(path: str, archive: zipfile.ZipFile) -> dict[str, _Member]:
     return members
 
 
-def _read_data(path: str, archive: zipfile.ZipFile, name: str, member: _Member) -> np.ndarray:
-    """The array of a member whose header and declared size were checked.
+def _check_declared_size(path: str, name: str, member: _Member) -> None:
+    """The size a member's ZIP entry declares must be what its ``.npy`` header describes.
 
-    Returns a private, writeable, C-contiguous copy (read-only arrays would
-    make Numba compile every kernel again for them).
+    Nothing is decompressed: the read that follows stops at that size, so a
+    member inflates to at most the bytes its (checked) shape takes.
     """
     size = member.data_bytes
     info = member.info
@@ -500,6 +542,16 @@ def _read_data(path: str, archive: zipfile.ZipFile, name: str, member: _Member) 
         raise ModelFileError(f"{path} is damaged: member {name!r} declares {info.file_size} "
                              f"bytes from {info.compress_size} compressed, more than any "
                              "compression gives")
+
+
+def _read_data(path: str, archive: zipfile.ZipFile, name: str, member: _Member) -> np.ndarray:
+    """The array of a member whose header and declared size were checked.
+
+    Returns a private, writeable, C-contiguous copy (read-only arrays would
+    make Numba compile every kernel again for them).
+    """
+    size = member.data_bytes
+    _check_declared_size(path, name, member)
     try:
         buf = bytearray(size)
     except (MemoryError, OverflowError):
@@ -597,11 +649,21 @@ def _json_object(pairs: list) -> dict:
     return out
 
 
-def read(path) -> ModelFile:
+def read(path, *, extra_arrays=True) -> ModelFile:
     """Read a model file: the estimator, its metadata and any extra arrays.
 
     The file is treated as untrusted data: every member and value is checked
     (see the module docstring) before an estimator is built from it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A regular file (a FIFO, a device or a directory is refused unread).
+    extra_arrays : bool or collection of str, default True
+        Which ``extra.<name>`` arrays to read: all of them (True), none
+        (False), or those named.  Each is read with a bound on its inflated
+        size (its shape listed in the metadata); the others are neither
+        decompressed nor returned, only their headers and listing checked.
 
     Raises
     ------
@@ -644,9 +706,14 @@ def read(path) -> ModelFile:
                 raise ModelFileError(f"{path} failed its integrity check: array {name!r} "
                                      "does not match its recorded digest, so the file was "
                                      "edited or damaged")
-        # Every size is now known and consistent with the metadata: read the data.
+        # Every size is now known and consistent with the metadata: read the data
+        # (the extra arrays only when asked for: they are the application's).
         arrays = {}
         for name, member in members.items():
+            _check_declared_size(path, name, member)
+        for name, member in members.items():
+            if name.startswith("extra.") and not _wanted(extra_arrays, name[len("extra."):]):
+                continue
             arr = _read_data(path, archive, name, member)
             if _array_digest(arr) != listed[name][2]:
                 raise ModelFileError(f"{path} failed its integrity check: array {name!r} "
@@ -657,6 +724,13 @@ def read(path) -> ModelFile:
     model = _build_model(meta, arrays, bad)
     extra_arrays = {name[6:]: arr for name, arr in arrays.items() if name.startswith("extra.")}
     return ModelFile(model, meta, extra_arrays)
+
+
+def _wanted(extra_arrays, name: str) -> bool:
+    """Whether ``read(..., extra_arrays=...)`` asks for the extra array ``name``."""
+    if isinstance(extra_arrays, bool):
+        return extra_arrays
+    return name in extra_arrays
 
 
 # ----------------------------------------------------------------------------
@@ -825,8 +899,15 @@ def _check_values(meta: dict, arrays: dict, bad) -> None:
         if not np.isfinite(arrays[spec.name]).all():
             bad(f"{spec.name} contains NaN or infinity")
     layout = _layout(meta, schema, bad)
-    for check in schema.value_checks:
-        check(layout, arrays, meta["attributes"], bad)
+    # Forged finite values can overflow in the checks' products; the checks
+    # then see infinities or NaNs, which they refuse, so no warning is due.
+    with np.errstate(all="ignore"):
+        for check in schema.value_checks:
+            try:
+                check(layout, arrays, meta["attributes"], bad)
+            except np.linalg.LinAlgError as exc:
+                # LAPACK gives up on values far outside any fitted model's.
+                bad(f"its arrays hold values no decomposition can handle ({exc})")
 
 
 def _build_model(meta: dict, arrays: dict, bad):
@@ -896,4 +977,5 @@ def load(path):
     >>> np.array_equal(same.means_, model.means_) and same.get_params() == model.get_params()
     True
     """
-    return read(path).model
+    # The extra arrays are the application's: load neither inflates nor returns them.
+    return read(path, extra_arrays=False).model

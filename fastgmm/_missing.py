@@ -64,6 +64,17 @@ PATTERN_MIN_ROWS = 2048
 #: covariance types run them as patterns.
 FULL_PATTERN_MIN_ROWS = 8192
 
+#: Full and tied covariances: a row of a rare pattern missing more features
+#: than it observes, and at least this many, goes through the covariance side
+#: (:func:`wide_stats`), whose cost per (row, component) grows with the cube
+#: of its observed count; the others through the missing-data kernels, whose
+#: cost grows with the cube of the missing count.
+WIDE_MIN_MISSING = 16
+
+#: Rows of one observed count solved at once by :func:`wide_stats` (bounds
+#: its (rows, k, p, p) scratch).
+_WIDE_BLOCK_ROWS = 1024
+
 #: Rows of per-point outputs computed at once (bounds the (rows, k) scratch).
 _POINT_BLOCK_ROWS = 65536
 
@@ -123,6 +134,29 @@ def check_observed_features(observed: np.ndarray, where: str = "X",
         label = f"feature {j}" if names is None else f"feature {j} ({names[j]!r})"
         raise ValueError(f"{label} is never observed in {where} (every value is NaN); "
                          "its distribution cannot be estimated: drop the column")
+
+
+def warn_scarce_features(observed: np.ndarray, where: str = "X",
+                         names: np.ndarray | None = None) -> None:
+    """Warn about features observed in too few rows for their variance.
+
+    A variance needs two observed values; a feature observed in one row
+    only fits with a variance near zero (``reg_covar``), a density spike on
+    that row.  ``observed`` is the count of non-missing values per feature.
+    """
+    scarce = np.flatnonzero(np.asarray(observed) < 2)
+    if scarce.size:
+        import warnings
+
+        from ._exceptions import DegenerateDataWarning
+
+        j = int(scarce[0])
+        label = f"feature {j}" if names is None else f"feature {j} ({names[j]!r})"
+        more = f" (and {scarce.size - 1} more)" if scarce.size > 1 else ""
+        warnings.warn(f"{label}{more} is observed in only {int(observed[j])} row of {where}; "
+                      "a variance needs at least 2, so it fits near zero, a density spike on "
+                      "that row: drop the column or add rows that observe it",
+                      DegenerateDataWarning, stacklevel=2)
 
 
 def check_finite_params(params: GaussianParams) -> None:
@@ -217,6 +251,11 @@ class SplitRows:
         by pattern, and their weights.
     patterns : list of PatternRows
         The patterns with more rows.
+    wide : WideRows or None
+        Rows of rare patterns missing more features than they observe (and
+        at least :data:`WIDE_MIN_MISSING`): for full and tied covariances
+        their statistics come from :func:`wide_stats`, for the others from
+        the missing-data kernels.
     observed : ndarray (d,) int64
         Non-missing values per feature.
     """
@@ -227,6 +266,7 @@ class SplitRows:
         self.dtype = X.dtype
         self.weight = float(X.shape[0]) if w is None else float(w.sum())
         self.mid = self.w_mid = None
+        self.wide = None
         self._mid_specs = []
         self._mid_groups = None
         if not rows.any():
@@ -268,8 +308,15 @@ class SplitRows:
         rare_rows = np.repeat(counts < PATTERN_MIN_ROWS, counts)
         if rare_rows.any():
             rare_idx = idx[rare_rows]
-            self.incomplete = np.ascontiguousarray(X[rare_idx])
-            self.w_incomplete = None if w is None else w[rare_idx]
+            # Rows missing more than they observe (and many): the covariance side.
+            n_missing = nan[rare_idx].sum(axis=1)
+            wide = (n_missing > X.shape[1] - n_missing) & (n_missing >= WIDE_MIN_MISSING)
+            if wide.any():
+                self.wide = WideRows.gather(X, w, rare_idx[wide])
+                rare_idx = rare_idx[~wide]
+            if rare_idx.size:
+                self.incomplete = np.ascontiguousarray(X[rare_idx])
+                self.w_incomplete = None if w is None else w[rare_idx]
         if mid:
             mid_idx = np.concatenate(mid)
             self.mid = np.ascontiguousarray(X[mid_idx])
@@ -277,7 +324,8 @@ class SplitRows:
 
     @property
     def has_missing(self) -> bool:
-        return self.incomplete is not None or bool(self.patterns) or self.mid is not None
+        return (self.incomplete is not None or bool(self.patterns) or self.mid is not None
+                or self.wide is not None)
 
     def mid_patterns(self) -> list:
         """The patterns of :attr:`mid` as :class:`PatternRows`, gathered on first use.
@@ -308,6 +356,202 @@ class PatternRows:
     w: np.ndarray | None
     hints: object = None
     workspace: object = None
+
+
+@dataclass
+class WideRows:
+    """Rows that observe few of many features, grouped by their observed count.
+
+    Attributes
+    ----------
+    X, w
+        The rows (all features, NaN where missing) and their weights.
+    groups : list of (ndarray (n_p,) int64, ndarray (n_p, p) int64)
+        For each observed count ``p``: the rows (indices into ``X``) and the
+        observed features of each, ascending.
+    """
+
+    X: np.ndarray
+    w: np.ndarray | None
+    groups: list
+
+    @classmethod
+    def gather(cls, X: np.ndarray, w: np.ndarray | None, rows: np.ndarray) -> WideRows:
+        Xr = np.ascontiguousarray(X[rows])
+        observed = ~np.isnan(Xr)
+        counts = observed.sum(axis=1)
+        groups = []
+        for p in np.unique(counts):
+            members = np.flatnonzero(counts == p)
+            # Row-major nonzero lists each row's observed features in order.
+            cols = np.nonzero(observed[members])[1].reshape(members.size, int(p))
+            groups.append((members.astype(np.int64), cols.astype(np.int64)))
+        return cls(Xr, None if w is None else w[rows], groups)
+
+
+def wide_stats(rows: WideRows, params: GaussianParams) -> SuffStats:
+    """Exact E-step statistics of rows observing few features: the covariance side.
+
+    For a row with observed features ``o`` and a component with mean ``mu``
+    and covariance ``Sigma``, let ``alpha = Sigma_oo^{-1} (x_o - mu_o)`` and
+    ``a`` be ``alpha`` written over all features (zero off ``o``), and
+    ``P`` be ``Sigma_oo^{-1}`` written likewise.  The completed row is ``x* -
+    mu = Sigma a`` (it is ``x_o`` on ``o``) and the conditional covariance,
+    over all features, ``Sigma - Sigma P Sigma`` (zero on the rows and
+    columns of ``o``).  So with ``r`` the responsibilities and ``w`` the
+    weights, ``t = Sigma sum w r a`` and ``s = n_k Sigma + Sigma G Sigma``
+    with ``G = sum w r (a a^T - P)``, a ``d x d`` sum of the rows' small
+    blocks: the work per (row, component) is that of the ``p x p`` solves
+    (``p`` the observed count), and the ``d x d`` products are done once per
+    component.  The log-densities are those of the marginal ``N(x_o; mu_o,
+    Sigma_oo)``.  Full and tied covariances (tied: recentred on the common
+    shift as :func:`incomplete_stats` does).  Chunks of rows are solved on
+    up to :func:`fastgmm._parallel.n_threads` threads and folded in a fixed
+    order, so the statistics are the same bits on any number of threads.
+
+    Parameters
+    ----------
+    rows : WideRows
+    params : GaussianParams
+        Full or tied covariances.
+
+    Returns
+    -------
+    SuffStats
+        With the shift of :func:`fastgmm._compute.compute_stats`.
+    """
+    k, d = params.n_components, params.n_features
+    ctype = params.covariance_type
+    covs = np.ascontiguousarray(params.family.to_full(params.covariances, k, d),
+                                dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    log_w = np.log(params.weights)
+    nk = np.zeros(k)
+    a_sum = np.zeros(k * d)
+    g_sum = np.zeros(k * d * d)
+    log_lik = 0.0
+    X, w = rows.X, rows.w
+    pending_a, pending_g, n_pending = [], [], 0
+    chunks = [(members[lo:lo + _WIDE_BLOCK_ROWS], cols[lo:lo + _WIDE_BLOCK_ROWS])
+              for members, cols in rows.groups
+              for lo in range(0, members.size, _WIDE_BLOCK_ROWS)]
+    # Chunks are solved in windows, on up to n_threads() threads, and folded
+    # in their fixed order: the same bits on any number of threads.
+    window = 4 * _parallel.n_threads()
+    for first in range(0, len(chunks), window):
+        part = chunks[first:first + window]
+        out: list = [None] * len(part)
+
+        def solve(lo, hi, part=part, out=out):
+            for j in range(lo, hi):
+                out[j] = _wide_chunk(X, w, *part[j], covs, means, log_w)
+
+        _parallel.run_groups(solve, (), len(part), sum(c[0].size for c in part))
+        for nk_j, ll_j, scatter_a, scatter_g in out:
+            nk += nk_j
+            log_lik += ll_j
+            pending_a.append(scatter_a)
+            pending_g.append(scatter_g)
+            n_pending += scatter_g[0].size
+            if n_pending >= _WIDE_SCATTER_BATCH:
+                _scatter(a_sum, pending_a)
+                _scatter(g_sum, pending_g)
+                n_pending = 0
+    _scatter(a_sum, pending_a)
+    _scatter(g_sum, pending_g)
+    a_sum = a_sum.reshape(k, d)
+    upper = g_sum.reshape(k, d, d)
+    g = upper + np.swapaxes(upper, 1, 2)
+    g[:, np.arange(d), np.arange(d)] *= 0.5
+    t = np.einsum("kij,kj->ki", covs, a_sum)
+    s = nk[:, None, None] * covs + covs @ g @ covs
+    s = 0.5 * (s + np.swapaxes(s, 1, 2))
+    weight = float(X.shape[0]) if w is None else float(w.sum())
+    n = X.shape[0]
+    if params.family.shared:
+        # Recentre each component's moments on the common shift and add them up.
+        shift = params.weights @ params.means
+        delta = shift[None, :] - params.means
+        cross = t[:, :, None] * delta[:, None, :]
+        s_k = (s - cross - np.swapaxes(cross, 1, 2)
+               + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
+        return SuffStats(ctype, shift, nk, t - nk[:, None] * delta, s_k.sum(axis=0),
+                         log_lik, weight, n)
+    return SuffStats(ctype, params.means.copy(), nk, t, s, log_lik, weight, n)
+
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def _wide_chunk(X, w, idx, o, covs, means, log_w):
+    """One chunk of :func:`wide_stats`: rows ``idx`` observing the features ``o`` (b, p).
+
+    Returns ``(n_k, log-likelihood, (where, values) of sum w r a, (where,
+    values) of the upper triangles of sum w r (a a^T - P))``, the places
+    flat indices into ``(k, d)`` and ``(k, d, d)``.
+    """
+    k, d = means.shape
+    p = o.shape[1]
+    comp = np.arange(k)
+    xo = np.take_along_axis(X[idx], o, axis=1).astype(np.float64)         # (b, p)
+    # One flat take (several times faster than indexing with two index arrays).
+    sigma = np.take(covs.reshape(k, d * d), o[:, :, None] * d + o[:, None, :],
+                    axis=1).transpose(1, 0, 2, 3)                             # (b, k, p, p)
+    diff = xo[:, None, :] - means[:, o].transpose(1, 0, 2)             # (b, k, p)
+    chol = np.linalg.cholesky(sigma)
+    linv = _lower_inverse(chol)
+    linv_t = np.swapaxes(linv, 2, 3)
+    z = (linv @ diff[..., None])[..., 0]
+    maha = (z * z).sum(axis=2)
+    alpha = (linv_t @ z[..., None])[..., 0]
+    inv = linv_t @ linv
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+    log_prob = log_w - 0.5 * (p * _LOG_2PI + log_det + maha)           # (b, k)
+    top = log_prob.max(axis=1, keepdims=True)
+    log_row = top[:, 0] + np.log(np.exp(log_prob - top).sum(axis=1))
+    wr = np.exp(log_prob - log_row[:, None])
+    if w is not None:
+        wr *= w[idx, None]
+        log_lik = float(w[idx] @ log_row)
+    else:
+        log_lik = float(log_row.sum())
+    where = comp[None, :, None] * d + o[:, None, :]                    # (b, k, p)
+    # The upper triangle of each block (o ascending: of G too).
+    iu, ju = np.triu_indices(p)
+    inv_up = np.take(inv.reshape(inv.shape[0], k, p * p), iu * p + ju, axis=2)
+    block = alpha[:, :, iu] * alpha[:, :, ju] - inv_up                 # (b, k, p')
+    where2 = comp[None, :, None] * (d * d) + (o[:, iu] * d + o[:, ju])[:, None, :]
+    return (wr.sum(axis=0), log_lik, (where.ravel(), (wr[:, :, None] * alpha).ravel()),
+            (where2.ravel(), (wr[:, :, None] * block).ravel()))
+
+
+#: Entries scattered by one ``np.bincount`` in :func:`wide_stats`.
+_WIDE_SCATTER_BATCH = 1 << 23
+
+
+def _scatter(total: np.ndarray, pending: list) -> None:
+    """Add the ``(where, values)`` pairs of ``pending`` into ``total`` (one bincount); empty it."""
+    if pending:
+        where = np.concatenate([p[0] for p in pending])
+        values = np.concatenate([p[1] for p in pending])
+        total += np.bincount(where, values, minlength=total.size)
+        pending.clear()
+
+
+def _lower_inverse(chol: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of small lower-triangular matrices ``(..., p, p)``.
+
+    Forward substitution, a row at a time for the whole stack: for the
+    many small factors of :func:`wide_stats` this is several times faster
+    than one LAPACK call per matrix.
+    """
+    p = chol.shape[-1]
+    out = np.zeros_like(chol)
+    for i in range(p):
+        row = -(chol[..., i:i + 1, :i] @ out[..., :i, :])[..., 0, :]
+        row[..., i] += 1.0
+        out[..., i, :] = row / chol[..., i, i, None]
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -417,6 +661,10 @@ def split_stats(split: SplitRows, params: GaussianParams, workspace=None, inputs
     if split.incomplete is not None:
         part = incomplete_stats(split.incomplete, split.w_incomplete, params)
         total = part if total is None else total + part
+    if split.wide is not None:
+        part = (wide_stats(split.wide, params) if params.family.matrix
+                else incomplete_stats(split.wide.X, split.wide.w, params))
+        total = part if total is None else total + part
     pruned = params.family.pruned
     if split.mid is not None and pruned:
         part = incomplete_stats(split.mid, split.w_mid, params)
@@ -493,8 +741,10 @@ class Marginalize(EStep):
         # the block's rows, which is the same only when the block has no NaN.
         n_complete = 0 if block.complete is None else block.complete.shape[0]
         ws = cache.workspace(params, max(n_complete, 1))
-        return split_stats(block, params, ws, cache.inputs(params, block.dtype), cache.hints(),
-                           hints_ok=cache.keep)
+        # The complete-data kernel's inputs only serve complete rows: a block
+        # without any (wide, sparse data) does not pay for them.
+        inputs = cache.inputs(params, block.dtype) if n_complete else None
+        return split_stats(block, params, ws, inputs, cache.hints(), hints_ok=cache.keep)
 
     def observed(self, block: SplitRows):
         return block.observed
@@ -502,6 +752,7 @@ class Marginalize(EStep):
     def check_pass(self, observed, where="X", names=None):
         if observed is not None:
             check_observed_features(observed, where, names)
+            warn_scarce_features(observed, where, names)
 
     def seeds_from_rows(self, block: SplitRows) -> bool:
         return not block.has_missing

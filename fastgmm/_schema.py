@@ -36,6 +36,11 @@ WEIGHT_SUM_TOL = 1e-6
 #: parameters to float32 and for the products that check them.
 CONSISTENCY_ULPS = 64
 
+#: Largest squared Mahalanobis distance from the origin to a mean a model file
+#: may hold, as a fraction of the largest number of its dtype: room for rows
+#: far from the origin to score finitely.
+MAX_MAHALANOBIS_FRACTION = 2.0**-64
+
 #: The dtype rules of an :class:`ArrayField`.
 MODEL_DTYPE = "model"
 FLOAT64 = "float64"
@@ -155,6 +160,11 @@ class ModelSchema:
         ``restore(model, layout, arrays, attributes)``: set the fitted state
         of a new ``model`` from checked arrays (``{name: ndarray}`` of
         :attr:`arrays`) and attributes (``{name: JSON value}``).
+    fit_attributes : callable, optional
+        ``fit_attributes(model) -> dict``: fitted state the estimator keeps
+        in private members (how it treats missing values, say), as JSON
+        values under names of :attr:`attributes`; stored with the public
+        fitted attributes and handed back to :attr:`restore`.
     """
 
     format: str
@@ -167,6 +177,7 @@ class ModelSchema:
     check_params: Callable[[Any], None]
     check_array_params: Callable[[Any, int], None]
     restore: Callable[[Any, Layout, dict, dict], None]
+    fit_attributes: Callable[[Any], dict] | None = None
 
     def array(self, name: str) -> ArrayField | None:
         """The array field ``name``, or None."""
@@ -272,3 +283,13 @@ def check_gaussian_values(layout: Layout, arrays: dict, attributes: dict, bad) -
             f"{w.sum():.17g})")
     family(ctype).check_consistent(f64["covariances_"], f64["precisions_cholesky_"],
                                    f64["precisions_"], CONSISTENCY_ULPS * eps, bad)
+    # Finite but extreme means or precisions (1e300) would make the squared
+    # Mahalanobis distance of every ordinary row overflow, so every row would
+    # score -inf: the distance from the origin to each mean must leave room.
+    k, d = layout.n_components, layout.n_features
+    chol = family(ctype).to_full(f64["precisions_cholesky_"], k, d)
+    with np.errstate(all="ignore"):
+        distance = (np.einsum("kd,kde->ke", f64["means_"], chol) ** 2).sum(axis=1)
+    if not (distance <= MAX_MAHALANOBIS_FRACTION * np.finfo(np.dtype(layout.dtype)).max).all():
+        bad("the means are too far from the origin for their precisions (the squared "
+            "Mahalanobis distance of the origin overflows), so no row would score finitely")

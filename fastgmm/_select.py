@@ -30,6 +30,7 @@ from . import _em, _exceptions
 from ._compute import point_outputs
 from ._covariance import COVARIANCE_TYPES, MCLUST_MODELS, SKLEARN_TYPES, family
 from ._estimator import GaussianMixture
+from ._missing import check_missing_option
 from ._parallel import thread_limit
 from ._validation import (
     check_array,
@@ -294,7 +295,9 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     **params
         Any other :class:`~fastgmm.GaussianMixture` parameter (``tol``,
         ``reg_covar``, ``max_iter``, ``init_params``, ``on_degenerate``, ...),
-        the same for every cell.
+        the same for every cell.  ``missing='marginalize'`` takes ``X`` with
+        NaN for missing entries: every cell is fitted with the missing-data
+        EM and scored by the log-likelihood of the observed entries.
 
     Returns
     -------
@@ -368,7 +371,11 @@ def select(X, n_components: Iterable[int] = range(1, 10),
     if unknown:
         raise TypeError(f"unknown GaussianMixture parameter(s) {unknown}")
 
-    Xa = check_array(X, min_samples=1)
+    # missing='marginalize' fits every cell with the missing-data EM.
+    marginalize = check_missing_option(params.get("missing", "error")) == "marginalize"
+    Xa = check_array(X, min_samples=1, allow_nan=marginalize,
+                     nan_hint=" (or pass missing='marginalize' to select to fit every cell "
+                              "treating NaN as missing)")
     names = feature_names(X)
     n, d = Xa.shape
     w = check_sample_weight(sample_weight, n)
@@ -488,7 +495,9 @@ def _score(model: GaussianMixture, X: np.ndarray,
     entropy = 0.0
     for lo in range(0, n, _SCORE_BLOCK_ROWS):
         hi = min(lo + _SCORE_BLOCK_ROWS, n)
-        out = point_outputs(X[lo:hi], params, resp=True, score=True)
+        out = (model._estep().point(X[lo:hi], params, resp=True, score=True)
+               if model._marginalize(None) else
+               point_outputs(X[lo:hi], params, resp=True, score=True))
         scores = out["score"].astype(np.float64)
         # xlogy gives 0 log 0 = 0: a point certain of its component adds nothing.
         row_entropy = -xlogy(out["resp"], out["resp"]).sum(axis=1, dtype=np.float64)

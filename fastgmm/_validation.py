@@ -59,9 +59,43 @@ def reject_masked(value, name: str) -> None:
                          "hold them or fill them (e.g. X.filled(value)) first")
 
 
+#: The advice of :func:`check_array`'s NaN error when its caller gives none.
+NAN_HINT = " (or fit with missing='marginalize' to treat NaN as missing)"
+
+
+class NaNError(ValueError):
+    """Data hold NaN where the call takes no missing values.
+
+    The message is the finding followed by advice for the call that raised
+    it; :meth:`advise` gives the same finding with other advice, for a caller
+    that knows better which option applies.
+    """
+
+    def __init__(self, finding: str, hint: str = ""):
+        super().__init__(finding + hint)
+        self.finding = finding
+
+    def advise(self, hint: str) -> NaNError:
+        """The same finding with the advice ``hint`` (text appended to it)."""
+        return NaNError(self.finding, hint)
+
+
+def _pandas_na(arr: np.ndarray) -> np.ndarray | None:
+    """Where an object array holds pandas' missing markers (``pd.NA``); None without pandas."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return None
+    try:
+        return np.asarray(pd.isna(arr), dtype=bool)
+    except Exception:
+        return None
+
+
 def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None,
                 allow_float32: bool = True, estimator: str = "the model",
-                allow_nan: bool = False) -> np.ndarray:
+                allow_nan: bool = False, nan_hint: str | None = None) -> np.ndarray:
     """Validate a data matrix and return a C-contiguous float32/float64 array.
 
     float32 stays float32 (when ``allow_float32``); every other real numeric
@@ -88,6 +122,12 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
         The class name, for the message of a feature-count mismatch.
     allow_nan : bool
         Let NaN through (missing values); infinity is still refused.
+    nan_hint : str, optional
+        The advice appended to the NaN error (:data:`NAN_HINT` if None): the
+        caller's, so that it applies to the call that raised it.
+
+    A pandas missing marker (``pd.NA``, as nullable columns hold) reads as
+    NaN, as scikit-learn reads it.
 
     Raises
     ------
@@ -118,8 +158,17 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} has dtype object with non-numeric entries ({exc}); "
-                            "fastgmm needs real numbers") from None
+            na = _pandas_na(arr)
+            converted = None
+            if na is not None and na.any():
+                try:
+                    converted = np.where(na, np.nan, arr).astype(np.float64)
+                except (TypeError, ValueError):
+                    pass
+            if converted is None:
+                raise TypeError(f"{name} has dtype object with non-numeric entries ({exc}); "
+                                "fastgmm needs real numbers") from None
+            arr = converted
     target = compute_dtype(arr.dtype, name)
     if arr.ndim != 2:
         hint = (" Reshape your data with X.reshape(-1, 1) for a single feature or "
@@ -148,11 +197,11 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
                 raise ValueError(f"{name} contains infinity; only NaN may mark a missing "
                                  "value")
         else:
-            what = "NaN" if np.isnan(out).any() else "infinity"
-            hint = (" (or fit with missing='marginalize' to treat NaN as missing)"
-                    if what == "NaN" else "")
-            raise ValueError(f"{name} contains {what}; remove or impute non-finite values "
-                             f"first{hint}")
+            if np.isnan(out).any():
+                raise NaNError(f"{name} contains NaN; remove or impute non-finite values "
+                               "first", NAN_HINT if nan_hint is None else nan_hint)
+            raise ValueError(f"{name} contains infinity; remove or impute non-finite values "
+                             "first")
     return out
 
 

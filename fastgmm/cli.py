@@ -466,7 +466,8 @@ def _read_model(path: str):
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     try:
-        mf = read(path)
+        # Only the extra arrays the command line stores are read.
+        mf = read(path, extra_arrays=("center", "scale"))
     except ModelFileError as exc:
         raise CLIError(str(exc)) from None
     return mf, _check_prep(path, mf)
@@ -629,7 +630,7 @@ def _cmd_fit(args) -> int:
         model.fit(Z, sample_weight=weights)
     seconds = time.perf_counter() - start
     for w in caught:
-        print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
+        print(f"fastgmm fit: warning: {_printable(w.message)}", file=sys.stderr)
     model.callback = None
     model.feature_names_in_ = np.asarray(_model_features(columns, prep), dtype=object)
     save(model, args.out, extra={"cli": prep}, extra_arrays=extra_arrays)
@@ -638,7 +639,8 @@ def _cmd_fit(args) -> int:
           f"to {n} rows x {len(columns)} columns of {args.data} in {seconds:.2f} s")
     steps = [name for name, on in (("log", args.log), ("standardised", args.standardize)) if on]
     weighting = f"; row weights from {args.sample_weight!r}" if weights is not None else ""
-    print(f"columns: {', '.join(columns)}; preprocessing: {', '.join(steps) or 'none'}"
+    print(f"columns: {', '.join(_printable(c) for c in columns)}; "
+          f"preprocessing: {', '.join(steps) or 'none'}"
           f"{weighting}")
     state = "converged" if model.converged_ else "did NOT converge"
     if args.bayesian:
@@ -685,7 +687,7 @@ def _choose_k(args, Z: np.ndarray, weights) -> tuple[int, int]:
                         sample_weight=weights, random_state=args.seed,
                         max_iter=args.max_iter, verbose=0 if args.quiet else 1)
     for w in caught:
-        print(f"fastgmm fit: warning: {w.message}", file=sys.stderr)
+        print(f"fastgmm fit: warning: {_printable(w.message)}", file=sys.stderr)
     best = result.best_params_["n_components"]
     print(f"--k auto: criteria for k = 1..{ks[-1]}, {args.covariance} covariances "
           "(lower is better; k chosen by BIC)")
@@ -704,7 +706,7 @@ def _print_components(model, columns, prep, center, scale) -> None:
     means = np.asarray(model.means_, dtype=np.float64)
     if prep.get("standardize"):
         means = center + scale * means
-    heads = [f"log({c})" if prep.get("log") else c for c in columns]
+    heads = [_printable(f"log({c})" if prep.get("log") else c) for c in columns]
     rows = tuple((j, float(model.weights_[j])) + tuple(float(v) for v in means[j])
                  for j in range(means.shape[0]))
     title = "component means" + (" (log units)" if prep.get("log") else "")
@@ -712,7 +714,13 @@ def _print_components(model, columns, prep, center, scale) -> None:
 
 
 def _fitted_with_missing(model) -> bool:
-    """Whether the model scores rows with gaps by default (fitted with ``--missing``)."""
+    """Whether the model scores rows with gaps by default (fitted with ``--missing``).
+
+    The fitted option, which the model file records, as ``predict`` uses it.
+    """
+    fitted = getattr(model, "_fit_missing", None)
+    if fitted is not None:
+        return bool(fitted)
     return getattr(model, "missing", "error") == "marginalize"
 
 
@@ -877,21 +885,38 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _printable(text) -> str:
+    r"""``text`` with every character a terminal would act on escaped.
+
+    Control characters (escape sequences, newlines, carriage returns),
+    format characters (bidirectional overrides) and other non-printable
+    code points are written as Python escapes (``\x1b``, ``\n``,
+    ``\u202e``); printable text, non-ASCII letters included, is unchanged.
+    Text read from a model or data file goes through here before it is printed.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _cmd_info(args) -> int:
     mf, prep = _read_model(args.model)
     meta, model = mf.metadata, mf.model
-    print(f"file: {args.model}")
-    print(f"format: {meta['format']} version {meta['format_version']} "
-          f"(written by fastgmm {meta.get('fastgmm_version', '?')})")
+    p = _printable
+    print(f"file: {p(args.model)}")
+    print(f"format: {p(meta['format'])} version {meta['format_version']} "
+          f"(written by fastgmm {p(meta.get('fastgmm_version', '?'))})")
     print(f"components: {meta['n_components']}   features: {meta['n_features']}   "
-          f"covariance: {meta['covariance_type']}   dtype: {meta['dtype']}")
+          f"covariance: {p(meta['covariance_type'])}   dtype: {p(meta['dtype'])}")
     if meta.get("feature_names"):
-        print(f"features: {', '.join(meta['feature_names'])}")
+        print(f"features: {', '.join(p(n) for n in meta['feature_names'])}")
     if prep is not None:
         steps = [s for s, on in (("log", prep.get("log")),
                                  ("standardise", prep.get("standardize"))) if on]
-        print(f"fitted by the command line on {prep.get('data')}, columns "
-              f"{', '.join(prep['columns'])}; preprocessing: {', '.join(steps) or 'none'}")
+        print(f"fitted by the command line on {p(prep.get('data'))}, columns "
+              f"{', '.join(p(c) for c in prep['columns'])}; "
+              f"preprocessing: {', '.join(steps) or 'none'}")
     converged = getattr(model, "converged_", None)
     if converged is not None:
         bound = "lower bound" if hasattr(model, "mean_precision_") else "mean log-likelihood"
@@ -1065,10 +1090,10 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "not enough memory" + (f" ({' '.join(str(exc).split())})" if str(exc) else "")
     if isinstance(exc, FileNotFoundError) and exc.filename:
-        return f"{exc.filename}: no such file"
+        return f"{_printable(exc.filename)}: no such file"
     if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    text = " ".join(str(exc).split())
+        return f"{_printable(exc.filename)}: {exc.strerror}" if exc.filename else exc.strerror
+    text = _printable(" ".join(str(exc).split()))
     return text or type(exc).__name__
 
 

@@ -205,7 +205,9 @@ def test_schema_lists_exactly_what_save_writes(cls, ctype, kw, dtype, tmp_path):
     assert set(meta["attributes"]) <= {spec.name for spec in schema.attributes}
     # Every public fitted attribute is in the file: nothing is left out.
     assert meta["attributes_not_saved"] == []
-    assert arrays | set(meta["attributes"]) == _public_fitted(model)
+    # ... and the private fitted state the schema declares (how gaps are treated).
+    private = set(schema.fit_attributes(model)) if schema.fit_attributes else set()
+    assert arrays | set(meta["attributes"]) == _public_fitted(model) | private
     # Shapes and dtypes as declared.
     layout = Layout(ctype, 2, 3, np.dtype(dtype).name,
                     schema.layout_options(meta["params"], pytest.fail))
@@ -280,4 +282,10 @@ def test_files_of_the_previous_code_load_unchanged(name, tmp_path):
     for meta in (meta_a, meta_b):
         meta.pop("sha256")
         meta.pop("fastgmm_version")
+    # A Gaussian mixture's file now records how the fit treats gaps; an old
+    # file's model treats them as its missing parameter said.
+    if meta_a["format"] == "fastgmm.GaussianMixture":
+        assert "fit_missing_" not in meta_a["attributes"]
+        assert meta_b["attributes"].pop("fit_missing_") == meta_a["params"].get("missing",
+                                                                                "error")
     assert meta_a == meta_b
