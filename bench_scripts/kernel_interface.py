@@ -14,16 +14,24 @@ import argparse
 import importlib
 import inspect
 
-#: The modules holding compiled kernels.
-KERNEL_MODULES = ("fastgmm._kernels", "fastgmm._kernels_missing", "fastgmm._kernels_kmeans")
+
+def kernel_modules() -> list[str]:
+    """Every module of the package whose source compiles functions (uses the jit decorator)."""
+    import pathlib
+
+    import fastgmm
+
+    root = pathlib.Path(fastgmm.__file__).parent
+    return sorted(f"fastgmm.{p.stem}" for p in root.glob("*.py")
+                  if "@jit(" in p.read_text() and p.stem != "_config")
 
 
 def compiled_functions() -> list[tuple[str, str, int, int]]:
-    """``(module, name, positional arguments, lines)`` of each dispatcher defined in them."""
+    """``(module, name, positional arguments, lines)`` of each dispatcher of the package."""
     from numba.core.registry import CPUDispatcher
 
     rows = []
-    for mod_name in KERNEL_MODULES:
+    for mod_name in kernel_modules():
         module = importlib.import_module(mod_name)
         for name, obj in vars(module).items():
             if not isinstance(obj, CPUDispatcher) or obj.py_func.__module__ != mod_name:

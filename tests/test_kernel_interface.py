@@ -30,8 +30,10 @@ FUNCTIONS = _listing()
 
 
 def test_every_kernel_module_is_listed():
-    assert {row[0] for row in FUNCTIONS} == {
-        "fastgmm._kernels", "fastgmm._kernels_missing", "fastgmm._kernels_kmeans"}
+    # Every module that compiles functions is covered, the kernel files included.
+    assert {row[0] for row in FUNCTIONS} >= {
+        "fastgmm._kernels", "fastgmm._kernels_missing", "fastgmm._kernels_kmeans",
+        "fastgmm._orientation"}
     assert len(FUNCTIONS) > 40
 
 
