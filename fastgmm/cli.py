@@ -772,12 +772,23 @@ def _say_header(args, data: _Data) -> None:
         print(f"fastgmm {args.command}: note: {data.note}", file=sys.stderr, flush=True)
 
 
-def _cmd_predict(args) -> int:
+def _model_and_rows(args, missing: bool | None = None):
+    """``(model file, preprocessing, rows as read, rows as the model sees them)`` of a command.
+
+    The shared start of ``predict``, ``score`` and ``impute``: read the model
+    and the data, check the output path, read the model's columns, and say
+    how the header was decided.
+    """
     mf, prep = _read_model(args.model)
     data = _read_data(args.data, args.header)
     _check_output(args.out, inputs=(args.model, args.data))
-    _, Z = _model_input(mf, prep, data)
+    X, Z = _model_input(mf, prep, data, missing=missing)
     _say_header(args, data)
+    return mf, prep, X, Z
+
+
+def _cmd_predict(args) -> int:
+    mf, _, _, Z = _model_and_rows(args)
     model = mf.model
     gaps = _gaps_note(Z)
     if args.proba:
@@ -816,11 +827,7 @@ def _log_jacobian(X: np.ndarray, prep: dict | None, scale) -> np.ndarray:
 
 
 def _cmd_score(args) -> int:
-    mf, prep = _read_model(args.model)
-    data = _read_data(args.data, args.header)
-    _check_output(args.out, inputs=(args.model, args.data))
-    X, Z = _model_input(mf, prep, data)
-    _say_header(args, data)
+    mf, prep, X, Z = _model_and_rows(args)
     model = mf.model
     values = model.score_samples(Z) + _log_jacobian(X, prep, mf.extra_arrays.get("scale"))
     _write_table(args.out, ["log_density"], values[:, None])
@@ -832,11 +839,7 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_impute(args) -> int:
-    mf, prep = _read_model(args.model)
-    data = _read_data(args.data, args.header)
-    _check_output(args.out, inputs=(args.model, args.data))
-    X, Z = _model_input(mf, prep, data, missing=True)
-    _say_header(args, data)
+    mf, prep, X, Z = _model_and_rows(args, missing=True)
     model = mf.model
     if not hasattr(model, "impute"):
         raise CLIError(f"{args.model}: this kind of model cannot impute")
